@@ -1,0 +1,8 @@
+"""benchsuite: a plugin-based benchmark suite for neural-network regularization methods."""
+
+__version__ = "0.1.0"
+
+from benchsuite.hookspecs import hookimpl  # noqa: E402
+from benchsuite.plugins import Hyperparameter, Plugin  # noqa: E402
+
+__all__ = ["Hyperparameter", "Plugin", "__version__", "hookimpl"]

@@ -1,0 +1,3 @@
+from benchsuite.cli import main
+
+raise SystemExit(main())

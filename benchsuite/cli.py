@@ -1,0 +1,232 @@
+"""The ``benchsuite`` command line.
+
+Exit codes: 0 when every requested run has a record (failed and diverged runs are
+results, recorded with their status); 2 for bad input, reported before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from benchsuite import __version__
+from benchsuite.errors import UsageError
+
+DEFAULT_RESULTS = "results"
+
+
+def _results_dir(args) -> Path:
+    return Path(args.results or os.environ.get("BENCHSUITE_RESULTS") or DEFAULT_RESULTS)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchsuite",
+        description="Benchmark neural-network regularization methods over tasks and seeds.",
+    )
+    parser.add_argument("--version", action="version", version=f"benchsuite {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
+    run.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
+                     help="method to benchmark; repeat for several methods, join with + to combine "
+                          "plugins in one method (e.g. wc+lpwd)")
+    run.add_argument("--task", "-t", action="append", default=[], metavar="NAME",
+                     help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
+    run.add_argument("--seeds", type=_positive_int, default=5, metavar="N", help="run seeds 0..N-1 (default 5)")
+    run.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]", help="explicit seeds instead of --seeds")
+    run.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
+    run.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
+                     help="sweep a hyperparameter: one method per value")
+    run.add_argument("--no-baseline", action="store_true", help="do not add the `none` baseline")
+    run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
+    run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    run.add_argument("--results", default=None, help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done; train nothing")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    tasks = sub.add_parser("tasks", help="list available tasks")
+    tasks.add_argument("--json", action="store_true", help="machine-readable output")
+    tasks.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+
+    results = sub.add_parser("results", help="show stored runs as a table")
+    results.add_argument("--results", default=None)
+    results.add_argument("--task", default=None, help="only this task")
+    results.add_argument("--method", default=None, help="only this method (e.g. l2)")
+    results.add_argument("--export", default=None, metavar="FILE", help="write the table to FILE (.csv or .parquet)")
+    results.add_argument("--summary", action="store_true", help="mean ± std per task and method instead of runs")
+
+    report = sub.add_parser("report", help="write a Markdown report of the stored runs")
+    report.add_argument("--results", default=None)
+    report.add_argument("--out", default="reports", help="reports folder (default ./reports)")
+    report.add_argument("--name", default="latest", help="report name: written to <out>/<name>/")
+    return parser
+
+
+def _tasks_from(names: list[str], extra_dirs, epochs, subset):
+    from benchsuite.tasks import get_task
+
+    flat = [n.strip() for arg in names for n in arg.split(",") if n.strip()]
+    if not flat:
+        raise UsageError("no task selected: give at least one --task (see `benchsuite tasks`)")
+    return [get_task(n, extra_dirs).with_overrides(epochs=epochs, subset=subset) for n in dict.fromkeys(flat)]
+
+
+def cmd_run(args) -> int:
+    from benchsuite import matrix
+    from benchsuite.engine import resolve_device
+    from benchsuite.executors import run_all
+    from benchsuite.plugins import discover
+    from benchsuite.report import summary, summary_lines
+    from benchsuite.store import Store, runs_table
+
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {args.device!r}: {exc}") from None
+    available = discover()
+    methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
+    tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
+    seeds = matrix.parse_seeds(args.seeds, args.seed)
+    specs = matrix.expand(tasks, methods, seeds, available)
+    store = Store(_results_dir(args))
+
+    if args.dry_run:
+        done = 0
+        for spec in specs:
+            is_done = store.is_done(spec.run_id)
+            done += is_done
+            print(f"{spec.run_id}  {'done   ' if is_done else 'pending'}  {spec.task.name}  {spec.method.label}  seed={spec.seed}")
+        print(f"{len(specs)} runs: {done} done, {len(specs) - done} pending")
+        return 0
+
+    outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet)
+    records = [store.get(spec.run_id) for spec in specs]
+    table = runs_table([r for r in records if r is not None])
+    print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
+    print("\n".join(summary_lines(summary(table))))
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from benchsuite.plugins import discover
+
+    described = [info.describe() for info in sorted(discover().values(), key=lambda i: i.name)]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for d in described:
+        print(f"{d['name']} {d['version']}  ({d['distribution']})")
+        if d["description"]:
+            print(f"  {d['description']}")
+        print(f"  hooks: {', '.join(d['hooks']) or '-'}")
+        for hp in d["hyperparameters"]:
+            print(f"  {d['name']}.{hp['name']}: {hp['type']} = {hp['default']!r}, range {hp['range']}  {hp['help']}")
+        if d["citation"]:
+            print(f"  cite: {d['citation']}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from benchsuite.tasks import all_tasks, registry
+
+    paths = registry(args.tasks_dir)
+    specs = all_tasks(args.tasks_dir)
+    if args.json:
+        print(json.dumps([{**s.to_dict(), "file": str(paths[s.name])} for s in specs], indent=2))
+        return 0
+    for s in specs:
+        model = f"{s.model.arch} {'/'.join(map(str, s.model.sizes))}{' +bn' if s.model.batch_norm else ''}"
+        train = f"{s.train.optimizer} lr={s.train.lr:g} bs={s.train.batch_size} epochs={s.train.epochs}"
+        print(f"{s.name:<18} data={s.data.source:<15} {model:<28} {train:<36} metric={s.eval.metric}  (offline)")
+        if s.description:
+            print(f"{'':<18} {s.description}")
+    return 0
+
+
+def _filtered_table(args):
+    import polars as pl
+
+    from benchsuite.store import Store
+
+    table = Store(_results_dir(args)).table()
+    if args.task:
+        table = table.filter(pl.col("task") == args.task)
+    if getattr(args, "method", None):
+        table = table.filter(pl.col("method") == args.method)
+    return table
+
+
+def cmd_results(args) -> int:
+    import polars as pl
+
+    from benchsuite.report import summary, summary_lines
+
+    table = _filtered_table(args)
+    if args.export:
+        path = Path(args.export)
+        if path.suffix == ".csv":
+            table.write_csv(path)
+        elif path.suffix == ".parquet":
+            table.write_parquet(path)
+        else:
+            raise UsageError(f"--export {args.export!r}: use a .csv or .parquet file name")
+        print(f"wrote {len(table)} runs to {path}")
+        return 0
+    if args.summary:
+        print("\n".join(summary_lines(summary(table))))
+        return 0
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+        print(table.drop("run_id", "method", "error") if not table.is_empty() else "no runs")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from benchsuite.report import write_report
+    from benchsuite.store import Store
+
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise UsageError(f"--name {args.name!r}: use a plain folder name")
+    folder = write_report(Store(_results_dir(args)).table(), Path(args.out), args.name)
+    print(f"wrote {folder / 'index.md'}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"benchsuite {args.command}: error: {exc}", file=sys.stderr)
+        return 2

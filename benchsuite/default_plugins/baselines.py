@@ -1,0 +1,80 @@
+"""Baselines every report compares against: none, l1, l2 and decoupled weight decay.
+
+All three regularizers act on the weights of ``benchsuite.weights`` (linear/conv weights;
+never biases or normalization parameters).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchsuite.hookspecs import hookimpl
+from benchsuite.plugins import Hyperparameter, Plugin
+from benchsuite.weights import regularized_weights, weight_parameters
+
+
+class NoRegularization(Plugin):
+    """No regularization: the task's own training recipe, unchanged."""
+
+    name = "none"
+    citation = ""
+
+
+class L2(Plugin):
+    """L2 penalty: loss + lam * sum of squared weights."""
+
+    name = "l2"
+    citation = "A. Krogh, J. A. Hertz. A simple weight decay can improve generalization. NeurIPS 1991."
+    hyperparameters = (
+        Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lam in lam * sum(w^2)"),
+    )
+
+    @hookimpl
+    def penalty(self, model, run):
+        weights = regularized_weights(model)
+        return self.hp["lam"] * torch.stack([w.square().sum() for w in weights]).sum()
+
+
+class L1(Plugin):
+    """L1 penalty: loss + lam * sum of absolute weights (subgradient, no thresholding)."""
+
+    name = "l1"
+    citation = "R. Tibshirani. Regression shrinkage and selection via the lasso. JRSS-B 1996."
+    hyperparameters = (
+        Hyperparameter("lam", float, 1e-5, low=0.0, help="penalty factor lam in lam * sum(|w|)"),
+    )
+
+    @hookimpl
+    def penalty(self, model, run):
+        weights = regularized_weights(model)
+        return self.hp["lam"] * torch.stack([w.abs().sum() for w in weights]).sum()
+
+
+class WeightDecay(Plugin):
+    """Decoupled weight decay: w <- (1 - lr * lam) * w - lr * U (as in AdamW / SGDW).
+
+    The decay is applied to the weights the gradient was taken at, between backward and
+    the optimizer step, so with any optimizer the update is exactly
+    ``w_{t+1} = w_t - lr_t * U_t(g_t) - lr_t * lam * w_t`` and the decay never enters
+    the optimizer's moment estimates.
+    """
+
+    name = "wd"
+    citation = "I. Loshchilov, F. Hutter. Decoupled weight decay regularization. ICLR 2019."
+    hyperparameters = (
+        Hyperparameter("lam", float, 1e-2, low=0.0, help="decay rate; scaled by the current lr"),
+    )
+
+    @hookimpl
+    def configure(self, run):
+        if run.task.train.weight_decay:
+            raise ValueError(
+                "wd: the task's optimizer already applies weight_decay="
+                f"{run.task.train.weight_decay}; decay would be applied twice"
+            )
+
+    @hookimpl
+    def modify_grad(self, model, optimizer, run):
+        factor = 1.0 - run.lr * self.hp["lam"]
+        with torch.no_grad():
+            torch._foreach_mul_(weight_parameters(model), factor)

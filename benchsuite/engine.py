@@ -1,0 +1,483 @@
+"""The training engine: one run = (task, method with hyperparameters, seed).
+
+Read it top to bottom: setup (phases 1-4 of the hook contract in
+``benchsuite.hookspecs``), the epoch/step loop (phases 5-12), then model selection,
+``finalize`` and the final evaluation (phase 13). Outcomes are data, not exceptions:
+a run ends ``finished``, ``diverged`` (non-finite loss or evaluation) or ``failed``
+(any exception, with its traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+import benchsuite
+from benchsuite import plugins as plugin_registry
+from benchsuite.default_plugins.defaults import task_loss
+from benchsuite.tasks import datasets
+from benchsuite.tasks.models import build_model
+from benchsuite.tasks.spec import TaskSpec
+
+STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED = "finished", "diverged", "failed"
+DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # never rerun; a failed run is retried
+EVAL_BATCH = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One compared method: one or more plugins combined, each with its hyperparameters
+    (defaults filled in), in the order they are registered."""
+
+    plugins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+
+    @classmethod
+    def of(cls, *items: tuple[str, dict[str, Any]]) -> "Method":
+        return cls(tuple((name, tuple(sorted(values.items()))) for name, values in items))
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.plugins]
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.names)
+
+    @property
+    def hyperparameters(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(values) for name, values in self.plugins}
+
+    @property
+    def label(self) -> str:
+        """``l2(lam=0.0001)``; combined methods joined by ``+``."""
+        parts = []
+        for name, values in self.plugins:
+            inner = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values)
+            parts.append(f"{name}({inner})" if inner else name)
+        return "+".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    task: TaskSpec
+    method: Method
+    seed: int
+    plugin_versions: tuple[tuple[str, str], ...]
+
+    @property
+    def run_id(self) -> str:
+        identity = {
+            "task": self.task.to_dict(),
+            "method": [[name, dict(values)] for name, values in self.method.plugins],
+            "seed": self.seed,
+            "plugin_versions": dict(self.plugin_versions),
+        }
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None) -> RunSpec:
+    available = available if available is not None else plugin_registry.discover()
+    infos = plugin_registry.resolve(method.names, available)
+    versions = {info.name: info.version for info in infos}
+    versions["benchsuite"] = benchsuite.__version__  # the defaults and the engine itself
+    return RunSpec(task, method, seed, tuple(sorted(versions.items())))
+
+
+class Run:
+    """What every hook receives as ``run``: the run's configuration and its progress.
+
+    Attributes: ``task`` (TaskSpec), ``seed``, ``method`` (label), ``hp`` (this run's
+    hyperparameters by plugin), ``device``, ``epoch`` (1-based, 0 during setup),
+    ``step`` (global, 1-based inside the loop), ``steps_per_epoch``, ``total_steps``,
+    ``lr`` (current learning rate of the first param group), ``rng`` (a
+    ``torch.Generator`` on the run's device: the only randomness plugins should draw).
+    ``log(name, value)`` records a scalar; the mean per epoch lands in the curves.
+    """
+
+    def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
+        self.task = task
+        self.seed = seed
+        self.method = method.label
+        self.hp = method.hyperparameters
+        self.device = device
+        self.epoch = 0
+        self.step = 0
+        self.steps_per_epoch = 0
+        self.total_steps = 0
+        self.lr = task.train.lr
+        self.rng = torch.Generator(device=device).manual_seed(plugin_seed)
+        self._logged: dict[str, list[float]] = {}
+
+    def log(self, name: str, value) -> None:
+        self._logged.setdefault(name, []).append(float(value))
+
+    def drain_logs(self) -> dict[str, float]:
+        means = {name: sum(v) / len(v) for name, v in self._logged.items() if v}
+        self._logged.clear()
+        return means
+
+
+class Hooks:
+    """Calls hook implementations one by one, in pluggy's order, timing each.
+
+    The implementation list of each hook is fixed once the run's plugins are
+    registered, so it is resolved once; each call yields ``(plugin name, result)`` pairs,
+    which lets the engine log every penalty term and time every plugin separately.
+    """
+
+    def __init__(self, pm):
+        self.names = {id(plugin): name for name, plugin in pm.list_name_plugin()}
+        self.impls: dict[str, list] = {}
+        for hook_name in plugin_registry.hook_names():
+            impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
+            for impl in impls:
+                if impl.hookwrapper or impl.wrapper:
+                    raise TypeError(f"{impl.plugin_name}: hook wrappers are not supported ({hook_name})")
+            self.impls[hook_name] = impls
+        self.seconds: dict[tuple[str, str], float] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def each(self, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
+        results = []
+        for impl in self.impls[hook_name]:
+            start = time.perf_counter()
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            if result is not None:
+                results.append((impl.plugin_name, result))
+        return results
+
+    def first(self, hook_name: str, **kwargs):
+        for impl in self.impls[hook_name]:
+            start = time.perf_counter()
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            if result is not None:
+                return result
+        return None
+
+    def first_impl(self, hook_name: str) -> Callable:
+        """The implementation a first-result hook resolves to, wrapped with timing."""
+        impl = self.impls[hook_name][0]
+
+        def call(**kwargs):
+            start = time.perf_counter()
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            return result
+
+        return call
+
+    def _account(self, plugin: str, hook: str, seconds: float) -> None:
+        key = (plugin, hook)
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def timings(self) -> list[dict[str, Any]]:
+        return [
+            {"plugin": plugin, "hook": hook, "calls": self.calls[(plugin, hook)], "seconds": seconds}
+            for (plugin, hook), seconds in sorted(self.seconds.items())
+        ]
+
+
+class Diverged(Exception):
+    def __init__(self, where: str, epoch: int, step: int):
+        super().__init__(f"non-finite {where} at epoch {epoch}, step {step}")
+        self.where, self.epoch, self.step = where, epoch, step
+
+
+def seed_streams(seed: int) -> dict[str, int]:
+    """Independent seeds for the run's random streams, derived from its seed alone, so a
+    plugin drawing random numbers never shifts the data order or the initialization."""
+    children = np.random.SeedSequence(seed).spawn(4)
+    names = ("init", "data", "plugin", "forward")
+    return {name: int(child.generate_state(1, dtype=np.uint64)[0] >> 1) for name, child in zip(names, children)}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested but CUDA is not available")
+    return device
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "benchsuite": benchsuite.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def is_parametrized(model: nn.Module) -> bool:
+    return any(parametrize.is_parametrized(m) for m in model.modules())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def plain_model_problems(model: nn.Module) -> list[str]:
+    """Why ``model`` is not a plain model (parametrizations left over), or nothing."""
+    return [f"{name} is still parametrized" for name, m in model.named_modules() if parametrize.is_parametrized(m)]
+
+
+def evaluate(model: nn.Module, split: datasets.Split, task: TaskSpec, parametrized: bool) -> dict[str, float]:
+    """Task loss and metric of ``model`` on ``split`` (eval mode, no grad)."""
+    was_training = model.training
+    model.eval()
+    total_loss, total_metric, n = 0.0, 0.0, len(split)
+    cache = parametrize.cached() if parametrized else contextlib.nullcontext()
+    with torch.no_grad(), cache:
+        for start in range(0, n, EVAL_BATCH):
+            x, y = split.x[start:start + EVAL_BATCH], split.y[start:start + EVAL_BATCH]
+            out = model(x)
+            total_loss += task_loss(task.train.loss, out, y).item() * len(x)
+            if task.eval.metric == "accuracy":
+                total_metric += (out.argmax(1) == y).sum().item()
+            else:
+                total_metric += task_loss("mse", out, y).item() * len(x)
+    model.train(was_training)
+    return {"loss": total_loss / n, task.eval.metric: total_metric / n}
+
+
+def _scheduler(optimizer, train):
+    if train.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, train.epochs)
+    return None
+
+
+def _numbers(results: list[tuple[str, Any]]) -> dict[str, float]:
+    flat = {}
+    for plugin, values in results:
+        for key, value in values.items():
+            flat[f"{plugin}.{key}"] = float(value.item() if isinstance(value, torch.Tensor) else value)
+    return flat
+
+
+def _improved(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value > best if direction == "max" else value < best
+
+
+def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callable | None = None) -> dict:
+    """Train and evaluate one run; always returns its record (never raises for the run's
+    own failures)."""
+    task, method, seed = spec.task, spec.method, spec.seed
+    dev = resolve_device(device)
+    record: dict[str, Any] = {
+        "run_id": spec.run_id,
+        "task": task.name,
+        "task_spec": task.to_dict(),
+        "method": method.name,
+        "method_label": method.label,
+        "plugins": method.names,
+        "hyperparameters": method.hyperparameters,
+        "seed": seed,
+        "plugin_versions": dict(spec.plugin_versions),
+        "environment": environment(dev),
+        "status": None,
+        "metrics": {},
+        "curves": [],
+        "timings": {},
+    }
+    metric = task.eval.metric
+    started = time.perf_counter()
+    train_seconds = eval_seconds = 0.0
+    hooks = run = None
+    try:
+        available = available if available is not None else plugin_registry.discover()
+        infos = plugin_registry.resolve(method.names, available)
+        pm = plugin_registry.make_plugin_manager(
+            [(info, method.hyperparameters[info.name]) for info in infos]
+        )
+        hooks = Hooks(pm)
+        streams = seed_streams(seed)
+
+        # data: in memory on the run's device; --subset keeps the first N training examples
+        data = datasets.load(task.data)
+        train, val, test = data.train, data.val, data.test
+        if task.subset is not None:
+            train = datasets.Split(train.x[: task.subset], train.y[: task.subset])
+        train, val, test = train.to(dev), val.to(dev), test.to(dev)
+
+        # model: initialized from the init stream only
+        torch.manual_seed(streams["init"])
+        model = build_model(task.model).to(dev)
+
+        run = Run(task, seed, method, dev, streams["plugin"])
+        run.steps_per_epoch = math.ceil(len(train) / task.train.batch_size)
+        run.total_steps = run.steps_per_epoch * task.train.epochs
+
+        # 1-4. setup: validate, reparametrize, optimizer, loss
+        hooks.each("configure", run=run)
+        hooks.each("reparametrize", model=model, run=run)
+        optimizer = hooks.first("configure_optimizer", model=model, run=run)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer")
+        compute_loss = hooks.first_impl("loss")
+        scheduler = _scheduler(optimizer, task.train)
+        parametrized = is_parametrized(model)
+        cached = parametrize.cached if parametrized else contextlib.nullcontext
+        has_penalty = bool(hooks.impls["penalty"])
+        check_every = 1 if dev.type == "cpu" else 50  # a finiteness check syncs the GPU
+
+        # dropout and other forward-pass randomness: its own stream
+        torch.manual_seed(streams["forward"])
+        data_order = torch.Generator(device="cpu").manual_seed(streams["data"])
+        best_value, best_epoch, best_state = None, 0, None
+        batch_size, n_train = task.train.batch_size, len(train)
+
+        for epoch in range(1, task.train.epochs + 1):
+            run.epoch = epoch
+            model.train()
+            epoch_start = time.perf_counter()
+            order = torch.randperm(n_train, generator=data_order).to(dev)
+            loss_sum = torch.zeros((), device=dev)
+            task_loss_sum = torch.zeros((), device=dev)
+            penalty_sums: dict[str, torch.Tensor] = {}
+            for start in range(0, n_train, batch_size):
+                index = order[start:start + batch_size]
+                inputs, targets = train.x[index], train.y[index]
+                run.step += 1
+                run.lr = optimizer.param_groups[0]["lr"]
+
+                # 5. pre_step: before the forward pass
+                hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
+
+                # 6-7. forward, task loss and penalties, one parametrization cache
+                with cached():
+                    outputs = model(inputs)
+                    loss = compute_loss(outputs=outputs, targets=targets, run=run)
+                    task_loss_sum += loss.detach()
+                    if has_penalty:
+                        for plugin, term in hooks.each("penalty", model=model, run=run):
+                            loss = loss + term
+                            detached = term.detach()
+                            penalty_sums[plugin] = penalty_sums.get(plugin, 0) + detached
+                loss_sum += loss.detach()
+                if run.step % check_every == 0 and not torch.isfinite(loss_sum):
+                    raise Diverged("training loss", epoch, run.step)
+
+                # 8. backward
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+
+                # 9. modify_grad: between backward and the optimizer step
+                hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
+
+                # 10. optimizer step
+                optimizer.step()
+
+                # 11. post_step: after the step, no grad
+                with torch.no_grad():
+                    hooks.each("post_step", model=model, optimizer=optimizer, run=run)
+
+            if not torch.isfinite(loss_sum):
+                raise Diverged("training loss", epoch, run.step)
+
+            # 12. end of epoch: plugins, evaluation, model selection, lr schedule
+            hooks.each("on_epoch_end", model=model, run=run)
+            train_seconds += time.perf_counter() - epoch_start
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "lr": run.lr,
+                "train_loss": loss_sum.item() / run.steps_per_epoch,
+                "train_task_loss": task_loss_sum.item() / run.steps_per_epoch,
+                **{f"penalty.{p}": float(v) / run.steps_per_epoch for p, v in penalty_sums.items()},
+                **{f"log.{k}": v for k, v in run.drain_logs().items()},
+            }
+            if epoch % task.eval.every == 0 or epoch == task.train.epochs:
+                eval_start = time.perf_counter()
+                val_scores = evaluate(model, val, task, parametrized)
+                test_scores = evaluate(model, test, task, parametrized)
+                model.eval()
+                with torch.no_grad():
+                    row.update(_numbers(hooks.each("metrics", model=model, run=run)))
+                model.train()
+                eval_seconds += time.perf_counter() - eval_start
+                row.update({f"val_{k}": v for k, v in val_scores.items()})
+                row.update({f"test_{k}": v for k, v in test_scores.items()})
+                if not math.isfinite(val_scores["loss"]):
+                    record["curves"].append(row)
+                    raise Diverged("validation loss", epoch, run.step)
+                if _improved(val_scores[metric], best_value, task.eval.direction):
+                    best_value, best_epoch = val_scores[metric], epoch
+                    best_state = copy.deepcopy(model.state_dict())
+            row["seconds"] = time.perf_counter() - epoch_start
+            record["curves"].append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if scheduler is not None:
+                scheduler.step()
+
+        # 13. model selected on validation, finalized, then evaluated on test
+        model.load_state_dict(best_state)
+        best_row = next(r for r in record["curves"] if r["epoch"] == best_epoch)
+        for impl in hooks.impls["finalize"]:
+            start = time.perf_counter()
+            kwargs = {"model": model, "run": run}
+            returned = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            hooks._account(impl.plugin_name, "finalize", time.perf_counter() - start)
+            if returned is not None:
+                model = returned
+        final_parametrized = is_parametrized(model)
+        final_val = evaluate(model, val, task, final_parametrized)
+        final_test = evaluate(model, test, task, final_parametrized)
+        if not (math.isfinite(final_val["loss"]) and math.isfinite(final_test["loss"])):
+            raise Diverged("final evaluation", best_epoch, run.step)
+        model.eval()
+        with torch.no_grad():
+            final_diagnostics = _numbers(hooks.each("metrics", model=model, run=run))
+        record["metrics"] = {
+            "best_epoch": best_epoch,
+            f"val_{metric}": final_val[metric],
+            f"test_{metric}": final_test[metric],
+            "val_loss": final_val["loss"],
+            "test_loss": final_test["loss"],
+            f"test_{metric}_before_finalize": best_row[f"test_{metric}"],
+            "n_params": count_parameters(model),
+            "plain_model": not plain_model_problems(model),
+            **final_diagnostics,
+        }
+        record["status"] = STATUS_FINISHED
+    except Diverged as exc:
+        record["status"] = STATUS_DIVERGED
+        record["diverged"] = {"where": exc.where, "epoch": exc.epoch, "step": exc.step}
+    except Exception as exc:  # a plugin (or anything in the run) failed: record, go on
+        record["status"] = STATUS_FAILED
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc()
+    record["timings"] = {
+        "total_seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "steps": run.step if run is not None else 0,
+        "hooks": hooks.timings() if hooks is not None else [],
+    }
+    return record

@@ -1,0 +1,62 @@
+"""Executors: how a list of runs gets executed and stored.
+
+``run_all`` runs sequentially in this process. Finished runs found in the store are
+skipped, failed ones retried; each record is stored the moment its run ends, so an
+interrupted matrix loses at most the run in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Sequence
+
+from tqdm import tqdm
+
+from benchsuite.engine import RunSpec, execute
+from benchsuite.store import Store
+
+
+@dataclasses.dataclass
+class Outcome:
+    executed: list[dict]
+    skipped: list[str]
+
+
+def run_all(
+    specs: Sequence[RunSpec],
+    store: Store,
+    device: str = "cpu",
+    available=None,
+    progress: bool = True,
+) -> Outcome:
+    store.clean_partial()
+    pending = [spec for spec in specs if not store.is_done(spec.run_id)]
+    pending_ids = {spec.run_id for spec in pending}
+    skipped = [spec.run_id for spec in specs if spec.run_id not in pending_ids]
+    executed: list[dict] = []
+    bar = tqdm(
+        total=len(specs), initial=len(skipped), unit="run",
+        disable=True if not progress else None,  # None: bars only on a terminal
+        file=sys.stderr, dynamic_ncols=True,
+    )
+    try:
+        for spec in pending:
+            bar.set_description(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
+
+            def on_epoch(row, spec=spec):
+                metric = spec.task.eval.metric
+                bar.set_postfix_str(
+                    f"epoch {row['epoch']}/{spec.task.train.epochs} val_{metric}={row.get(f'val_{metric}', float('nan')):.4g}"
+                )
+
+            record = execute(spec, device=device, available=available, on_epoch=on_epoch)
+            store.put(record)
+            executed.append(record)
+            bar.update(1)
+            if record["status"] != "finished":
+                bar.write(f"{spec.task.name} {spec.method.label} seed={spec.seed}: {record['status']}"
+                          + (f" ({record.get('error')})" if record.get("error") else ""))
+    finally:
+        bar.close()
+    return Outcome(executed, skipped)

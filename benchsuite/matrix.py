@@ -1,0 +1,122 @@
+"""Turn a command line's selection into the runs it stands for.
+
+* ``--plugin l2 --plugin wd``: two methods, each compared with the baseline.
+* ``--plugin wc+lpwd``: one method combining plugins (registered in that order).
+* ``--set l2.lam=1e-4``: a fixed value for every method that contains ``l2``.
+* ``--grid l2.lam=1e-5,1e-4``: one method per value (cartesian product over grids).
+* the baseline ``none`` joins unless asked not to.
+
+Everything is validated here, before any training: unknown plugins, unknown
+hyperparameters, values of the wrong type or out of range.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Sequence
+
+from benchsuite.engine import Method, RunSpec, make_run_spec
+from benchsuite.errors import UsageError
+from benchsuite.plugins import PluginInfo, resolve
+from benchsuite.tasks.spec import TaskSpec
+
+BASELINE = "none"
+
+
+def _split_assignment(text: str, option: str) -> tuple[str, str, str]:
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise UsageError(f"{option} {text!r}: expected PLUGIN.NAME=VALUE")
+    key, value = text.split("=", 1)
+    plugin, name = key.split(".", 1)
+    return plugin.strip(), name.strip(), value
+
+
+def parse_methods(
+    plugin_args: Sequence[str],
+    available: dict[str, PluginInfo],
+    sets: Sequence[str] = (),
+    grids: Sequence[str] = (),
+    baseline: bool = True,
+) -> list[Method]:
+    """The methods a command line selects, in the order given, baseline first."""
+    combos: list[list[str]] = []
+    for arg in plugin_args:
+        for method in arg.split(","):
+            names = [n.strip() for n in method.split("+") if n.strip()]
+            if not names:
+                raise UsageError(f"--plugin {arg!r}: empty plugin name")
+            if len(set(names)) != len(names):
+                raise UsageError(f"--plugin {method!r}: a plugin appears twice in one method")
+            resolve(names, available)
+            combos.append(names)
+    if not combos:
+        raise UsageError("no method selected: give at least one --plugin (see `benchsuite plugins`)")
+    selected = {name for combo in combos for name in combo}
+
+    def hp_of(plugin: str, name: str, option: str):
+        if plugin not in selected:
+            raise UsageError(
+                f"{option} {plugin}.{name}: plugin {plugin!r} is not selected "
+                f"(selected: {', '.join(sorted(selected))})"
+            )
+        declared = available[plugin].hyperparameters
+        if name not in declared:
+            valid = ", ".join(f"{plugin}.{h}" for h in declared) or f"none ({plugin} takes no hyperparameters)"
+            raise UsageError(f"{option}: unknown hyperparameter {plugin}.{name}; valid: {valid}")
+        return declared[name]
+
+    fixed: dict[tuple[str, str], Any] = {}
+    for text in sets:
+        plugin, name, value = _split_assignment(text, "--set")
+        fixed[(plugin, name)] = hp_of(plugin, name, "--set").parse(value, plugin)
+    grid: dict[tuple[str, str], list[Any]] = {}
+    for text in grids:
+        plugin, name, values = _split_assignment(text, "--grid")
+        hp = hp_of(plugin, name, "--grid")
+        if (plugin, name) in fixed:
+            raise UsageError(f"--grid {plugin}.{name}: also fixed by --set; give one or the other")
+        parsed = [hp.parse(v, plugin) for v in values.split(",") if v.strip()]
+        if not parsed:
+            raise UsageError(f"--grid {plugin}.{name}: no values")
+        grid[(plugin, name)] = list(dict.fromkeys(parsed))
+
+    methods: list[Method] = []
+    if baseline and [BASELINE] not in combos:
+        methods.append(Method.of((BASELINE, {})))
+    for combo in combos:
+        axes = [key for key in grid if key[0] in combo]
+        for values in itertools.product(*(grid[key] for key in axes)):
+            chosen = dict(fixed)
+            chosen.update(zip(axes, values))
+            items = []
+            for plugin in combo:
+                declared = available[plugin].hyperparameters
+                items.append(
+                    (plugin, {n: chosen.get((plugin, n), h.default) for n, h in declared.items()})
+                )
+            method = Method.of(*items)
+            if method not in methods:
+                methods.append(method)
+    return methods
+
+
+def parse_seeds(count: int | None, explicit: Iterable[int] | None) -> list[int]:
+    if explicit:
+        seeds = list(dict.fromkeys(explicit))
+        if any(s < 0 for s in seeds):
+            raise UsageError("--seed values must be >= 0")
+        return seeds
+    if count is None or count < 1:
+        raise UsageError(f"--seeds must be >= 1, got {count}")
+    return list(range(count))
+
+
+def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence[int], available) -> list[RunSpec]:
+    """Every (task, method, seed), task-major then seed then method, so an interrupted
+    matrix has complete seed pairs for as many tasks as possible."""
+    return [
+        make_run_spec(task, method, seed, available)
+        for task in tasks
+        for seed in seeds
+        for method in methods
+    ]

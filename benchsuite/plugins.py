@@ -1,0 +1,243 @@
+"""Plugin discovery, hyperparameter declarations and the per-run PluginManager.
+
+A plugin is a class (the *factory*) published under the entry-point group ``benchsuite``.
+It declares its hyperparameters; the host validates user values against them before any
+training starts and builds one instance per run with the validated values::
+
+    class L2(Plugin):
+        name = "l2"
+        citation = "Krogh & Hertz, 1991"
+        hyperparameters = (Hyperparameter("lam", float, 5e-4, low=0.0, help="..."),)
+
+        @hookimpl
+        def penalty(self, model, run):
+            return self.hp["lam"] * sum(w.square().sum() for w in regularized_weights(model))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import inspect
+import math
+from typing import Any, Iterable, Sequence
+
+import pluggy
+
+from benchsuite import hookspecs
+from benchsuite.errors import UsageError
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+    """One tunable value of a plugin: its type, default, allowed range or choices."""
+
+    name: str
+    type: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    help: str = ""
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def __post_init__(self):
+        if self.type not in _TYPE_NAMES:
+            raise TypeError(f"hyperparameter {self.name!r}: type must be one of bool/int/float/str")
+        self.validate(self.default, owner="(default)")
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self.type]
+
+    def range_text(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.low is None and self.high is None:
+            return "any"
+        lo = "(-inf" if self.low is None else ("[" if self.low_inclusive else "(") + f"{self.low:g}"
+        hi = "inf)" if self.high is None else f"{self.high:g}" + ("]" if self.high_inclusive else ")")
+        return f"{lo}, {hi}"
+
+    def parse(self, text: str, owner: str) -> Any:
+        """Turn command-line text into a value of this type, then validate it."""
+        text = text.strip()
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value = lowered in ("true", "1", "yes")
+            elif self.type is int:
+                value = int(text)
+            elif self.type is float:
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise UsageError(
+                f"{owner}.{self.name}: {text!r} is not a valid {self.type_name} "
+                f"(expected {self.type_name}, {self.range_text()})"
+            ) from None
+        return self.validate(value, owner)
+
+    def validate(self, value: Any, owner: str) -> Any:
+        """Check a (typed) value against type and range; returns it normalized."""
+        where = f"{owner}.{self.name}"
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise UsageError(f"{where}: expected {self.type_name}, got {type(value).__name__} {value!r}")
+        if self.type is float and not math.isfinite(value):
+            raise UsageError(f"{where}: {value!r} is not finite (allowed: {self.range_text()})")
+        if self.choices is not None and value not in self.choices:
+            raise UsageError(f"{where}: {value!r} is not allowed (allowed: {self.range_text()})")
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            raise UsageError(f"{where}: {value!r} is out of range (allowed: {self.range_text()})")
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            raise UsageError(f"{where}: {value!r} is out of range (allowed: {self.range_text()})")
+        return value
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type_name,
+            "default": self.default,
+            "range": self.range_text(),
+            "help": self.help,
+        }
+
+
+class Plugin:
+    """Base class for plugin factories: stores validated hyperparameters in ``self.hp``."""
+
+    name: str = ""
+    citation: str = ""
+    description: str = ""
+    hyperparameters: Sequence[Hyperparameter] = ()
+
+    def __init__(self, **values: Any):
+        declared = {h.name: h for h in self.hyperparameters}
+        unknown = set(values) - set(declared)
+        if unknown:
+            raise UsageError(_unknown_hp_message(self.name, sorted(unknown)[0], declared))
+        self.hp = {
+            name: h.validate(values[name], self.name) if name in values else h.default
+            for name, h in declared.items()
+        }
+
+
+def _unknown_hp_message(plugin: str, name: str, declared: dict) -> str:
+    valid = ", ".join(sorted(declared)) or "none (this plugin takes no hyperparameters)"
+    return f"unknown hyperparameter {plugin}.{name}; valid for {plugin}: {valid}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """What discovery knows about one installed plugin."""
+
+    name: str
+    factory: type
+    version: str
+    distribution: str
+
+    @property
+    def hyperparameters(self) -> dict[str, Hyperparameter]:
+        return {h.name: h for h in getattr(self.factory, "hyperparameters", ())}
+
+    @property
+    def hooks(self) -> list[str]:
+        return implemented_hooks(self.factory)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "description": getattr(self.factory, "description", "") or _first_line(self.factory.__doc__),
+            "hooks": self.hooks,
+            "hyperparameters": [h.describe() for h in self.hyperparameters.values()],
+            "citation": getattr(self.factory, "citation", ""),
+        }
+
+    def make(self, values: dict[str, Any]):
+        return self.factory(**values)
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
+
+
+def hook_names() -> list[str]:
+    """Names of every hook in the contract, in the order of ``hookspecs``."""
+    return [
+        name
+        for name, obj in vars(hookspecs).items()
+        if callable(obj) and hasattr(obj, f"{hookspecs.PROJECT}_spec")
+    ]
+
+
+def implemented_hooks(factory: type) -> list[str]:
+    return [
+        name
+        for name in hook_names()
+        if hasattr(getattr(factory, name, None), f"{hookspecs.PROJECT}_impl")
+    ]
+
+
+def discover() -> dict[str, PluginInfo]:
+    """Every plugin installed under the entry-point group, by name."""
+    found: dict[str, PluginInfo] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        factory = ep.load()
+        if not inspect.isclass(factory):
+            raise TypeError(f"entry point {ep.name!r} must name a plugin class, got {factory!r}")
+        dist = ep.dist
+        info = PluginInfo(
+            name=ep.name,
+            factory=factory,
+            version=dist.version if dist is not None else "0",
+            distribution=dist.metadata["Name"] if dist is not None else "",
+        )
+        if ep.name in found and found[ep.name].factory is not factory:
+            raise RuntimeError(
+                f"two installed plugins are named {ep.name!r}: "
+                f"{found[ep.name].distribution} and {info.distribution}"
+            )
+        found[ep.name] = info
+    return found
+
+
+def resolve(names: Iterable[str], available: dict[str, PluginInfo]) -> list[PluginInfo]:
+    infos = []
+    for name in names:
+        if name not in available:
+            raise UsageError(
+                f"unknown plugin {name!r}; installed plugins: {', '.join(sorted(available))}"
+            )
+        infos.append(available[name])
+    return infos
+
+
+def default_plugins() -> list[object]:
+    """The host's built-in behaviour every run has: default optimizer and loss."""
+    from benchsuite.default_plugins import DefaultLoss, DefaultOptimizer
+
+    return [DefaultOptimizer(), DefaultLoss()]
+
+
+def make_plugin_manager(methods: Sequence[tuple[PluginInfo, dict[str, Any]]]) -> pluggy.PluginManager:
+    """A fresh manager with the default plugins and the selected methods, in order."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for plugin in default_plugins():
+        pm.register(plugin, name=f"default:{type(plugin).__name__}")
+    for info, values in methods:
+        pm.register(info.make(values), name=info.name)
+    pm.check_pending()
+    return pm

@@ -1,0 +1,125 @@
+"""Results store: one JSON record per run under ``<results>/runs/<run_id>.json``.
+
+Records are written to a temporary file in the same folder, flushed to disk, then
+renamed over the final name (``os.replace`` is atomic), so a killed process leaves
+either the complete old record, the complete new one, or a stray ``*.tmp`` that is
+ignored and cleaned. A run counts as done only when its record says ``finished`` or
+``diverged``; ``failed`` runs are retried by the next ``benchsuite run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from benchsuite.engine import DONE_STATUSES
+
+TABLE_COLUMNS = (
+    "run_id", "task", "method", "method_label", "seed", "status", "metric",
+    "test", "val", "test_loss", "val_loss", "best_epoch", "epochs", "n_params",
+    "seconds", "step_ms", "error",
+)
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.runs = self.root / "runs"
+
+    def path(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+    def get(self, run_id: str) -> dict | None:
+        path = self.path(run_id)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Only a file written by something else can be torn (our writes are atomic):
+            # keep it aside for inspection and treat the run as not done.
+            path.replace(path.with_suffix(".corrupt"))
+            return None
+
+    def is_done(self, run_id: str) -> bool:
+        record = self.get(run_id)
+        return record is not None and record.get("status") in DONE_STATUSES
+
+    def put(self, record: dict) -> Path:
+        self.runs.mkdir(parents=True, exist_ok=True)
+        final = self.path(record["run_id"])
+        fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{record['run_id']}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh, indent=1, allow_nan=True, default=str)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return final
+
+    def clean_partial(self) -> int:
+        """Remove temporary files left by a killed writer; returns how many."""
+        if not self.runs.is_dir():
+            return 0
+        stray = list(self.runs.glob(".*.tmp"))
+        for path in stray:
+            path.unlink(missing_ok=True)
+        return len(stray)
+
+    def records(self) -> Iterator[dict]:
+        if not self.runs.is_dir():
+            return
+        for path in sorted(self.runs.glob("*.json")):
+            record = self.get(path.stem)
+            if record is not None:
+                yield record
+
+    def table(self) -> pl.DataFrame:
+        """One row per run: identity, status, headline metrics, size and time."""
+        return runs_table(self.records())
+
+
+def _row(record: dict) -> dict:
+    spec = record["task_spec"]
+    metric = spec["eval"]["metric"]
+    metrics = record.get("metrics") or {}
+    timings = record.get("timings") or {}
+    steps = timings.get("steps") or 0
+    return {
+        "run_id": record["run_id"],
+        "task": record["task"],
+        "method": record["method"],
+        "method_label": record["method_label"],
+        "seed": record["seed"],
+        "status": record["status"],
+        "metric": metric,
+        "test": metrics.get(f"test_{metric}"),
+        "val": metrics.get(f"val_{metric}"),
+        "test_loss": metrics.get("test_loss"),
+        "val_loss": metrics.get("val_loss"),
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs": len(record.get("curves", ())),
+        "n_params": metrics.get("n_params"),
+        "seconds": timings.get("total_seconds"),
+        "step_ms": 1000 * timings["train_seconds"] / steps if steps else None,
+        "error": record.get("error"),
+    }
+
+
+def runs_table(records) -> pl.DataFrame:
+    schema = {
+        "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8,
+        "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64,
+        "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
+        "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
+        "seconds": pl.Float64, "step_ms": pl.Float64, "error": pl.Utf8,
+    }
+    return pl.DataFrame([_row(r) for r in records], schema=schema, orient="row")

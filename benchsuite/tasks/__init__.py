@@ -1,0 +1,51 @@
+"""Task registry: task files found in the task directories, by name.
+
+Directories searched, in order (a later one overrides an earlier task of the same name):
+the ``tasks/`` folder shipped with benchsuite, each folder in ``$BENCHSUITE_TASKS``
+(``os.pathsep``-separated), then any folder passed as ``--tasks-dir``. A task may also be
+named by the path of its file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from benchsuite.errors import UsageError
+from benchsuite.tasks.spec import TaskSpec, load_task_file
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def builtin_task_dirs() -> list[Path]:
+    """The shipped ``tasks/`` folder: inside the wheel, or the source tree's top level."""
+    return [p for p in (_PACKAGE / "task_files", _PACKAGE.parent / "tasks") if p.is_dir()]
+
+
+def task_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
+    dirs = builtin_task_dirs()
+    dirs += [Path(p) for p in os.environ.get("BENCHSUITE_TASKS", "").split(os.pathsep) if p]
+    dirs += [Path(p) for p in extra]
+    return dirs
+
+
+def registry(extra_dirs: Iterable[str | Path] = ()) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in task_dirs(extra_dirs):
+        for path in sorted(folder.glob("*.toml")):
+            found[path.stem] = path
+    return found
+
+
+def get_task(name: str, extra_dirs: Iterable[str | Path] = ()) -> TaskSpec:
+    if name.endswith(".toml") and Path(name).is_file():
+        return load_task_file(Path(name))
+    known = registry(extra_dirs)
+    if name not in known:
+        raise UsageError(f"unknown task {name!r}; available tasks: {', '.join(sorted(known)) or 'none'}")
+    return load_task_file(known[name])
+
+
+def all_tasks(extra_dirs: Iterable[str | Path] = ()) -> list[TaskSpec]:
+    return [load_task_file(path) for path in registry(extra_dirs).values()]

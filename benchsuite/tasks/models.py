@@ -1,0 +1,38 @@
+"""Model builders named by task files (``[model] arch = ...``)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from benchsuite.errors import UsageError
+from benchsuite.tasks.spec import ModelSpec
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
+def mlp(spec: ModelSpec) -> nn.Sequential:
+    """Linear layers of ``sizes``; after every hidden linear layer: batch norm (if asked),
+    the activation, dropout (if > 0). The output layer is a plain linear layer."""
+    if len(spec.sizes) < 2:
+        raise UsageError(f"mlp needs at least two sizes (input, output), got {list(spec.sizes)}")
+    if spec.activation not in ACTIVATIONS:
+        raise UsageError(f"unknown activation {spec.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(spec.sizes) - 2:
+            if spec.batch_norm:
+                layers.append(nn.BatchNorm1d(n_out))
+            layers.append(ACTIVATIONS[spec.activation]())
+            if spec.dropout > 0:
+                layers.append(nn.Dropout(spec.dropout))
+    return nn.Sequential(*layers)
+
+
+ARCHITECTURES = {"mlp": mlp}
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    if spec.arch not in ARCHITECTURES:
+        raise UsageError(f"unknown model arch {spec.arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[spec.arch](spec)

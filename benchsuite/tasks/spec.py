@@ -1,0 +1,176 @@
+"""Task files: small declarative TOML files, parsed into a validated :class:`TaskSpec`.
+
+A task file has four tables (every key has a default except the ones marked required)::
+
+    name = "mnist5k-mlp"                  # required, must match the file name
+    description = "..."
+    [data]   source (required), split = [train, val, test] fractions, split_seed,
+             standardize
+    [model]  arch (required), sizes, batch_norm, activation, dropout
+    [train]  epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, loss,
+             schedule = "constant" | "multistep" | "cosine", milestones, gamma
+    [eval]   metric = "accuracy" | "mse", every (epochs between evaluations)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from benchsuite.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("cross_entropy", "mse")
+SCHEDULES = ("constant", "multistep", "cosine")
+METRICS = {"accuracy": "max", "mse": "min"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    source: str
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    standardize: bool = False  # scale features by the training split's mean and std
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    arch: str
+    sizes: tuple[int, ...] = ()
+    batch_norm: bool = False
+    activation: str = "relu"
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 10
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    loss: str = "cross_entropy"
+    schedule: str = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    metric: str = "accuracy"
+    every: int = 1
+
+    @property
+    def direction(self) -> str:
+        """``max`` when a larger metric is better, ``min`` otherwise."""
+        return METRICS[self.metric]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    eval: EvalSpec = EvalSpec()
+    description: str = ""
+    subset: int | None = None  # keep only the first N training examples (smoke runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def with_overrides(self, epochs: int | None = None, subset: int | None = None) -> "TaskSpec":
+        spec = self
+        if epochs is not None:
+            if epochs < 1:
+                raise UsageError(f"--epochs must be >= 1, got {epochs}")
+            spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=epochs))
+        if subset is not None:
+            if subset < 1:
+                raise UsageError(f"--subset must be >= 1, got {subset}")
+            spec = dataclasses.replace(spec, subset=subset)
+        return spec
+
+
+def _build(cls, table: Any, where: str):
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: expected a table, got {type(table).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(table) - set(fields)
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key {sorted(unknown)[0]!r}; valid keys: {', '.join(fields)}"
+        )
+    values = {}
+    for key, value in table.items():
+        default = fields[key].default
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if default is not dataclasses.MISSING and default is not None:
+            if type(value) is not type(default):
+                raise UsageError(
+                    f"{where}.{key}: expected {type(default).__name__}, got {type(value).__name__} {value!r}"
+                )
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def parse_task(text: str, source: str) -> TaskSpec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: not valid TOML: {exc}") from None
+    allowed = {"name", "description", "data", "model", "train", "eval"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(allowed))}")
+    for required in ("name", "data", "model"):
+        if required not in raw:
+            raise UsageError(f"{source}: missing required key {required!r}")
+    spec = TaskSpec(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        data=_build(DataSpec, raw["data"], f"{source} [data]"),
+        model=_build(ModelSpec, raw["model"], f"{source} [model]"),
+        train=_build(TrainSpec, raw.get("train", {}), f"{source} [train]"),
+        eval=_build(EvalSpec, raw.get("eval", {}), f"{source} [eval]"),
+    )
+    _check(spec, source)
+    return spec
+
+
+def _check(spec: TaskSpec, source: str) -> None:
+    def bad(message):
+        raise UsageError(f"{source}: {message}")
+
+    if spec.train.optimizer not in OPTIMIZERS:
+        bad(f"optimizer {spec.train.optimizer!r} unknown; valid: {', '.join(OPTIMIZERS)}")
+    if spec.train.loss not in LOSSES:
+        bad(f"loss {spec.train.loss!r} unknown; valid: {', '.join(LOSSES)}")
+    if spec.train.schedule not in SCHEDULES:
+        bad(f"schedule {spec.train.schedule!r} unknown; valid: {', '.join(SCHEDULES)}")
+    if spec.eval.metric not in METRICS:
+        bad(f"metric {spec.eval.metric!r} unknown; valid: {', '.join(METRICS)}")
+    if len(spec.data.split) != 3 or abs(sum(spec.data.split) - 1.0) > 1e-9 or min(spec.data.split) <= 0:
+        bad(f"data.split must be three positive fractions summing to 1, got {list(spec.data.split)}")
+    if spec.train.epochs < 1 or spec.train.batch_size < 1 or spec.train.lr <= 0:
+        bad("train.epochs and train.batch_size must be >= 1 and train.lr > 0")
+    if spec.eval.every < 1:
+        bad("eval.every must be >= 1")
+
+
+def load_task_file(path: Path) -> TaskSpec:
+    spec = parse_task(path.read_text(), str(path))
+    if spec.name != path.stem:
+        raise UsageError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
+    return spec

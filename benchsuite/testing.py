@@ -1,0 +1,199 @@
+"""Test helpers for plugin authors: pytest fixtures and the conformance check.
+
+Installed as a pytest plugin (entry point ``pytest11``), so in any test suite::
+
+    def test_my_penalty(run_steps):
+        result = run_steps("myplugin", hp={"myplugin": {"lam": 0.1}}, steps=5)
+        assert result.status == "finished"
+
+    def test_conforms():
+        from benchsuite.testing import check_conformance
+        check_conformance("myplugin")
+
+``tiny_task`` is a small classification task on generated data (no files, a few
+milliseconds per step); ``run_steps`` trains any combination of installed plugins on
+it and returns the model, optimizer, the plugins' first-step penalties and the record.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+
+from benchsuite import engine
+from benchsuite import plugins as plugin_registry
+from benchsuite.tasks import datasets
+from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
+
+TINY_SOURCE = "benchsuite-tiny"
+
+
+@datasets.source(TINY_SOURCE)
+def _tiny(spec: DataSpec) -> datasets.TaskData:
+    """Four Gaussian blobs in 8 dimensions: 128 train, 64 val, 64 test points."""
+    gen = torch.Generator().manual_seed(spec.split_seed)
+    centers = torch.randn(4, 8, generator=gen) * 2
+
+    def draw(n):
+        y = torch.arange(n) % 4
+        return datasets.Split(centers[y] + torch.randn(n, 8, generator=gen), y)
+
+    return datasets.TaskData(draw(128), draw(64), draw(64))
+
+
+def tiny_task_spec(epochs: int = 2, **train: Any) -> TaskSpec:
+    """A 8/16/16/4 MLP with batch norm on four blobs; ``train`` overrides TrainSpec."""
+    return TaskSpec(
+        name="tiny",
+        description="four Gaussian blobs, MLP 8/16/16/4 with batch norm",
+        data=DataSpec(source=TINY_SOURCE),
+        model=ModelSpec(arch="mlp", sizes=(8, 16, 16, 4), batch_norm=True),
+        train=TrainSpec(epochs=epochs, batch_size=32, optimizer="adam", lr=1e-2, **train),
+        eval=EvalSpec(metric="accuracy"),
+    )
+
+
+@dataclasses.dataclass
+class StepsResult:
+    record: dict
+    method: engine.Method
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.record["metrics"]
+
+
+def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = None, available=None) -> engine.Method:
+    """A Method of installed plugins with defaults filled in and ``hp`` applied."""
+    available = available if available is not None else plugin_registry.discover()
+    names = plugins.split("+") if isinstance(plugins, str) else list(plugins)
+    hp = hp or {}
+    items = []
+    for info in plugin_registry.resolve(names, available):
+        values = {name: h.default for name, h in info.hyperparameters.items()}
+        for name, value in hp.get(info.name, {}).items():
+            if name not in values:
+                raise KeyError(f"{info.name} has no hyperparameter {name!r}")
+            values[name] = info.hyperparameters[name].validate(value, info.name)
+        items.append((info.name, values))
+    return engine.Method.of(*items)
+
+
+def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0) -> StepsResult:
+    method = method_of(plugins, hp)
+    spec = engine.make_run_spec(task, method, seed)
+    return StepsResult(engine.execute(spec), method)
+
+
+def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0):
+    """Model after ``reparametrize``, optimizer, plugin manager, hooks and run context:
+    the objects a plugin sees, for unit tests of single hooks."""
+    task = task or tiny_task_spec()
+    method = method_of(plugins, hp)
+    available = plugin_registry.discover()
+    infos = plugin_registry.resolve(method.names, available)
+    pm = plugin_registry.make_plugin_manager([(i, method.hyperparameters[i.name]) for i in infos])
+    hooks = engine.Hooks(pm)
+    torch.manual_seed(seed)
+    from benchsuite.tasks.models import build_model
+
+    model = build_model(task.model)
+    run = engine.Run(task, seed, method, torch.device("cpu"), engine.seed_streams(seed)["plugin"])
+    run.steps_per_epoch = 4
+    run.total_steps = 4 * task.train.epochs
+    hooks.each("configure", run=run)
+    hooks.each("reparametrize", model=model, run=run)
+    optimizer = hooks.first("configure_optimizer", model=model, run=run)
+    return model, optimizer, run, hooks
+
+
+@pytest.fixture
+def tiny_task() -> TaskSpec:
+    """A tiny generated classification task (see :func:`tiny_task_spec`)."""
+    return tiny_task_spec()
+
+
+@pytest.fixture
+def run_steps(tiny_task):
+    """``run_steps(plugins, hp=None, epochs=1, seed=0, task=None)`` trains the given
+    plugins (name, ``"a+b"``, or a list) on the tiny task and returns a StepsResult."""
+
+    def _run(plugins, hp=None, epochs: int = 1, seed: int = 0, task: TaskSpec | None = None):
+        spec = (task or tiny_task).with_overrides(epochs=epochs)
+        return run_task(plugins, spec, hp=hp, seed=seed)
+
+    return _run
+
+
+class ConformanceError(AssertionError):
+    pass
+
+
+def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) -> dict:
+    """Run ``plugin`` through the contract every method must keep; raises
+    ConformanceError naming the broken rule. Returns the run record.
+
+    * it is discoverable and describes itself (hyperparameters with valid defaults);
+    * every penalty it returns is a finite 0-dim tensor on the model's device that
+      carries a gradient;
+    * a short training run finishes with a finite loss and changes the parameters;
+    * after ``finalize`` the model is plain (no parametrizations left) and the host's
+      evaluation of it is finite.
+    """
+    available = plugin_registry.discover()
+    if plugin not in available:
+        raise ConformanceError(f"{plugin!r} is not installed under the entry-point group 'benchsuite'")
+    info = available[plugin]
+    info.describe()
+    for h in info.hyperparameters.values():
+        h.validate(h.default, plugin)
+
+    model, optimizer, run, hooks = build_for(plugin, hp)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    x = torch.randn(16, 8)
+    out = model(x)
+    for name, term in hooks.each("penalty", model=model, run=run):
+        if not isinstance(term, torch.Tensor) or term.dim() != 0:
+            raise ConformanceError(f"{name}.penalty must return a 0-dim tensor or None, got {term!r}")
+        if not torch.isfinite(term):
+            raise ConformanceError(f"{name}.penalty returned a non-finite value {term.item()}")
+        if not term.requires_grad:
+            raise ConformanceError(f"{name}.penalty returned a tensor without grad (detached?)")
+    del out, before
+
+    result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp)
+    record = result.record
+    if record["status"] != "finished":
+        raise ConformanceError(f"{plugin}: tiny run ended {record['status']}: {record.get('error')}\n{record.get('traceback', '')}")
+    if not record["metrics"].get("plain_model"):
+        raise ConformanceError(f"{plugin}: the model after finalize still has parametrizations")
+    curves = record["curves"]
+    if any(not torch.isfinite(torch.tensor(row["train_loss"])) for row in curves):
+        raise ConformanceError(f"{plugin}: non-finite training loss")
+
+    # parameters change: train a copy for one step with the plugin and compare
+    model, optimizer, run, hooks = build_for(plugin, hp)
+    snapshot = copy.deepcopy(model.state_dict())
+    run.step, run.epoch = 1, 1
+    hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 4)
+    for _, term in hooks.each("penalty", model=model, run=run):
+        loss = loss + term
+    optimizer.zero_grad()
+    loss.backward()
+    hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
+    optimizer.step()
+    with torch.no_grad():
+        hooks.each("post_step", model=model, optimizer=optimizer, run=run)
+    changed = any(not torch.equal(snapshot[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
+    if not changed:
+        raise ConformanceError(f"{plugin}: a training step left every parameter unchanged")
+    return record

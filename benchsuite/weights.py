@@ -1,0 +1,57 @@
+"""Which tensors count as *weights* for regularization.
+
+Weights are the ``weight`` of every module that is not a normalization layer and whose
+weight has at least two dimensions (linear, convolution, ...). Biases and the affine
+parameters of batch/layer/group/instance norm are never weights. This is the convention
+of every built-in baseline and the one plugins should use so methods are compared on the
+same set of parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+NORM_LAYERS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+)
+
+
+def weight_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` for every module owning a regularizable weight, in
+    registration order (for sequential models: forward order)."""
+    for name, module in model.named_modules():
+        if isinstance(module, NORM_LAYERS):
+            continue
+        if parametrize.is_parametrized(module, "weight"):
+            original = module.parametrizations["weight"].original
+            if original.dim() >= 2:
+                yield name, module
+            continue
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            yield name, module
+
+
+def regularized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The effective weight tensors (``module.weight``; the parametrized value where a
+    parametrization is registered), differentiable w.r.t. the underlying parameters."""
+    return [module.weight for _, module in weight_modules(model)]
+
+
+def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The leaf parameters behind the weights: ``module.weight`` itself, or the
+    parametrization's ``original`` where one is registered."""
+    params = []
+    for _, module in weight_modules(model):
+        if parametrize.is_parametrized(module, "weight"):
+            params.append(module.parametrizations["weight"].original)
+        else:
+            params.append(module.weight)
+    return params
