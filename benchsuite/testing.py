@@ -17,7 +17,6 @@ it and returns the model, optimizer, the plugins' first-step penalties and the r
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
@@ -52,7 +51,7 @@ def tiny_task_spec(epochs: int = 2, **train: Any) -> TaskSpec:
         description="four Gaussian blobs, MLP 8/16/16/4 with batch norm",
         data=DataSpec(source=TINY_SOURCE),
         model=ModelSpec(arch="mlp", sizes=(8, 16, 16, 4), batch_norm=True),
-        train=TrainSpec(epochs=epochs, batch_size=32, optimizer="adam", lr=1e-2, **train),
+        train=TrainSpec(**{"epochs": epochs, "batch_size": 32, "optimizer": "adam", "lr": 1e-2, **train}),
         eval=EvalSpec(metric="accuracy"),
     )
 
@@ -71,6 +70,15 @@ class StepsResult:
         return self.record["metrics"]
 
 
+def available_with(*factories: type, available=None) -> dict[str, plugin_registry.PluginInfo]:
+    """The installed plugins plus ``factories`` (plugin classes not packaged yet), for
+    passing as ``available=`` to the engine: test a plugin before it is installable."""
+    found = dict(available if available is not None else plugin_registry.discover())
+    for factory in factories:
+        found[factory.name] = plugin_registry.PluginInfo(factory.name, factory, "0", "unpackaged")
+    return found
+
+
 def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = None, available=None) -> engine.Method:
     """A Method of installed plugins with defaults filled in and ``hp`` applied."""
     available = available if available is not None else plugin_registry.discover()
@@ -87,18 +95,20 @@ def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = N
     return engine.Method.of(*items)
 
 
-def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0) -> StepsResult:
-    method = method_of(plugins, hp)
-    spec = engine.make_run_spec(task, method, seed)
-    return StepsResult(engine.execute(spec), method)
+def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0, available=None) -> StepsResult:
+    """Execute one run of ``plugins`` on ``task`` (nothing stored) and return it."""
+    available = available if available is not None else plugin_registry.discover()
+    method = method_of(plugins, hp, available)
+    spec = engine.make_run_spec(task, method, seed, available)
+    return StepsResult(engine.execute(spec, available=available), method)
 
 
-def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0):
-    """Model after ``reparametrize``, optimizer, plugin manager, hooks and run context:
-    the objects a plugin sees, for unit tests of single hooks."""
+def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None):
+    """Model after ``reparametrize``, optimizer, run context and hooks: the objects a
+    plugin sees, for unit tests of single hooks. Returns (model, optimizer, run, hooks)."""
     task = task or tiny_task_spec()
-    method = method_of(plugins, hp)
-    available = plugin_registry.discover()
+    available = available if available is not None else plugin_registry.discover()
+    method = method_of(plugins, hp, available)
     infos = plugin_registry.resolve(method.names, available)
     pm = plugin_registry.make_plugin_manager([(i, method.hyperparameters[i.name]) for i in infos])
     hooks = engine.Hooks(pm)
@@ -126,9 +136,9 @@ def run_steps(tiny_task):
     """``run_steps(plugins, hp=None, epochs=1, seed=0, task=None)`` trains the given
     plugins (name, ``"a+b"``, or a list) on the tiny task and returns a StepsResult."""
 
-    def _run(plugins, hp=None, epochs: int = 1, seed: int = 0, task: TaskSpec | None = None):
+    def _run(plugins, hp=None, epochs: int = 1, seed: int = 0, task: TaskSpec | None = None, available=None):
         spec = (task or tiny_task).with_overrides(epochs=epochs)
-        return run_task(plugins, spec, hp=hp, seed=seed)
+        return run_task(plugins, spec, hp=hp, seed=seed, available=available)
 
     return _run
 
@@ -137,7 +147,7 @@ class ConformanceError(AssertionError):
     pass
 
 
-def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) -> dict:
+def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, available=None) -> dict:
     """Run ``plugin`` through the contract every method must keep; raises
     ConformanceError naming the broken rule. Returns the run record.
 
@@ -148,7 +158,7 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) 
     * after ``finalize`` the model is plain (no parametrizations left) and the host's
       evaluation of it is finite.
     """
-    available = plugin_registry.discover()
+    available = available if available is not None else plugin_registry.discover()
     if plugin not in available:
         raise ConformanceError(f"{plugin!r} is not installed under the entry-point group 'benchsuite'")
     info = available[plugin]
@@ -156,9 +166,8 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) 
     for h in info.hyperparameters.values():
         h.validate(h.default, plugin)
 
-    model, optimizer, run, hooks = build_for(plugin, hp)
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    x = torch.randn(16, 8)
+    model, optimizer, run, hooks = build_for(plugin, hp, available=available)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     out = model(x)
     for name, term in hooks.each("penalty", model=model, run=run):
         if not isinstance(term, torch.Tensor) or term.dim() != 0:
@@ -167,9 +176,9 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) 
             raise ConformanceError(f"{name}.penalty returned a non-finite value {term.item()}")
         if not term.requires_grad:
             raise ConformanceError(f"{name}.penalty returned a tensor without grad (detached?)")
-    del out, before
+    del out
 
-    result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp)
+    result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp, available=available)
     record = result.record
     if record["status"] != "finished":
         raise ConformanceError(f"{plugin}: tiny run ended {record['status']}: {record.get('error')}\n{record.get('traceback', '')}")
@@ -179,12 +188,12 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) 
     if any(not torch.isfinite(torch.tensor(row["train_loss"])) for row in curves):
         raise ConformanceError(f"{plugin}: non-finite training loss")
 
-    # parameters change: train a copy for one step with the plugin and compare
-    model, optimizer, run, hooks = build_for(plugin, hp)
-    snapshot = copy.deepcopy(model.state_dict())
+    # parameters change: one step with the plugin's hooks in the contract's order
+    model, optimizer, run, hooks = build_for(plugin, hp, available=available)
+    snapshot = {name: p.detach().clone() for name, p in model.named_parameters()}
     run.step, run.epoch = 1, 1
     hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
-    loss = torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 4)
+    loss = hooks.first("loss", outputs=model(x), targets=torch.arange(16) % 4, run=run)
     for _, term in hooks.each("penalty", model=model, run=run):
         loss = loss + term
     optimizer.zero_grad()
@@ -193,7 +202,7 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None) 
     optimizer.step()
     with torch.no_grad():
         hooks.each("post_step", model=model, optimizer=optimizer, run=run)
-    changed = any(not torch.equal(snapshot[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
+    changed = any(not torch.equal(snapshot[name], p) for name, p in model.named_parameters() if name in snapshot)
     if not changed:
         raise ConformanceError(f"{plugin}: a training step left every parameter unchanged")
     return record

@@ -1,0 +1,74 @@
+"""Built-in baselines against hand computations."""
+
+import pytest
+import torch
+from torch import nn
+
+from benchsuite.testing import build_for, tiny_task_spec
+from benchsuite.weights import regularized_weights, weight_modules, weight_parameters
+
+
+def _penalty(plugin, model, run, hooks):
+    terms = dict(hooks.each("penalty", model=model, run=run))
+    return terms[plugin]
+
+
+def test_weights_are_linear_weights_only():
+    model, *_ = build_for("none")
+    names = [name for name, _ in weight_modules(model)]
+    assert names == ["0", "3", "6"]  # linear layers; batch norm (1, 4) excluded
+    assert all(w.dim() == 2 for w in regularized_weights(model))
+    assert len(weight_parameters(model)) == 3
+
+
+def test_l2_penalty_is_lam_times_sum_of_squared_weights():
+    model, _, run, hooks = build_for("l2", {"l2": {"lam": 0.3}})
+    expected = 0.3 * sum((m.weight.detach() ** 2).sum() for m in model if isinstance(m, nn.Linear))
+    value = _penalty("l2", model, run, hooks)
+    assert value.dim() == 0
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value.backward()
+    lin = model[0]
+    assert torch.allclose(lin.weight.grad, 0.6 * lin.weight.detach())
+    assert lin.bias.grad is None and model[1].weight.grad is None  # bias, batch norm untouched
+
+
+def test_l1_penalty_is_lam_times_sum_of_absolute_weights():
+    model, _, run, hooks = build_for("l1", {"l1": {"lam": 0.2}})
+    expected = 0.2 * sum(m.weight.detach().abs().sum() for m in model if isinstance(m, nn.Linear))
+    value = _penalty("l1", model, run, hooks)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    value.backward()
+    assert torch.equal(model[3].weight.grad, 0.2 * model[3].weight.detach().sign())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_wd_is_decoupled_decay_of_the_pre_step_weights(optimizer):
+    """w_{t+1} = w_t - lr*U(g_t) - lr*lam*w_t: the same update U as without decay."""
+    lam, lr = 0.5, 0.1
+    task = tiny_task_spec(optimizer=optimizer, lr=lr)
+    model, opt, run, hooks = build_for("wd", {"wd": {"lam": lam}}, task=task)
+    reference, ref_opt, *_ = build_for("none", task=task)
+    w_t = {k: v.clone() for k, v in model.state_dict().items()}
+    reference.load_state_dict(w_t)
+    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 4
+
+    run.lr = lr
+    for net, optimizer_, decay in ((model, opt, True), (reference, ref_opt, False)):
+        optimizer_.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        if decay:
+            hooks.each("modify_grad", model=net, optimizer=optimizer_, run=run)
+        optimizer_.step()
+
+    ref = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        if name in ("0.weight", "3.weight", "6.weight"):
+            assert torch.allclose(p - ref[name], -lr * lam * w_t[name], atol=1e-6), name
+        else:  # biases and batch norm are never decayed
+            assert torch.equal(p, ref[name]), name
+
+
+def test_wd_refuses_a_task_whose_optimizer_already_decays():
+    with pytest.raises(ValueError, match="applied twice"):
+        build_for("wd", task=tiny_task_spec(weight_decay=1e-4))

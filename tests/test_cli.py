@@ -1,0 +1,151 @@
+"""The command line: end to end, bad input (exit code 2), kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from benchsuite import Plugin, hookimpl
+from benchsuite import plugins as plugin_registry
+from benchsuite.cli import main
+from benchsuite.testing import available_with
+
+FAST = ["--task", "digits-mlp", "--epochs", "1", "--subset", "200", "--quiet"]
+
+
+def run_cli(*args, results=None):
+    argv = list(args) + (["--results", str(results)] if results is not None else [])
+    return main(argv)
+
+
+def test_run_summary_and_results(tmp_path, capsys):
+    assert run_cli("run", "-p", "l2", "-p", "wd", "--seeds", "2", *FAST, results=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "6 runs executed, 0 already done" in out
+    lines = [line for line in out.splitlines() if line.startswith("digits-mlp")]
+    assert [line.split()[1] for line in lines] == ["l2(lam=0.0001)", "none", "wd(lam=0.01)"]
+    assert all(" 2  " in line and "±" in line for line in lines)
+
+    assert run_cli("run", "-p", "l2", "-p", "wd", "--seeds", "2", *FAST, results=tmp_path) == 0
+    assert "0 runs executed, 6 already done" in capsys.readouterr().out
+
+    assert run_cli("results", "--export", str(tmp_path / "r.parquet"), results=tmp_path) == 0
+    table = pl.read_parquet(tmp_path / "r.parquet")
+    assert table.height == 6 and set(table["method"]) == {"none", "l2", "wd"}
+    assert run_cli("results", "--export", str(tmp_path / "r.csv"), "--method", "l2", results=tmp_path) == 0
+    assert pl.read_csv(tmp_path / "r.csv").height == 2
+
+
+def test_report_writes_markdown_summary(tmp_path, capsys):
+    run_cli("run", "-p", "l1", "--seeds", "2", *FAST, results=tmp_path / "res")
+    assert main(["report", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "reports"), "--name", "x"]) == 0
+    text = (tmp_path / "reports" / "x" / "index.md").read_text()
+    assert "## digits-mlp" in text and "| `l1(lam=1e-05)` | 2 |" in text and "| `none` | 2 |" in text
+    assert pl.read_csv(tmp_path / "reports" / "x" / "results.csv").height == 4
+
+
+def test_dry_run_lists_runs_and_trains_nothing(tmp_path, capsys):
+    assert run_cli("run", "-p", "l2", "--seeds", "3", "--dry-run", *FAST, results=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "6 runs: 0 done, 6 pending" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_failing_plugin_in_a_matrix_is_recorded_and_the_matrix_goes_on(tmp_path, capsys, monkeypatch):
+    class Raises(Plugin):
+        name = "raises"
+
+        @hookimpl
+        def penalty(self, model, run):
+            raise ZeroDivisionError("plugin bug")
+
+    with_raises = available_with(Raises)
+    monkeypatch.setattr(plugin_registry, "discover", lambda: with_raises)
+    assert run_cli("run", "-p", "raises", "-p", "l2", "--seeds", "1", *FAST, results=tmp_path) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
+    by_method = {r["method"]: r for r in records}
+    assert by_method["raises"]["status"] == "failed"
+    assert "ZeroDivisionError: plugin bug" in by_method["raises"]["traceback"]
+    assert by_method["l2"]["status"] == by_method["none"]["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "-p", "nope", "-t", "digits-mlp"], "unknown plugin 'nope'; installed plugins:"),
+        (["run", "-p", "l2", "-t", "nope"], "unknown task 'nope'; available tasks:"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.mu=1"], "unknown hyperparameter l2.mu; valid: l2.lam"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.lam=big"], "'big' is not a valid float"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.lam=-3"], "out of range (allowed: [0, inf))"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--grid", "l2.lam=1,x"], "'x' is not a valid float"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "wd.lam=1"], "plugin 'wd' is not selected"),
+        (["run", "-t", "digits-mlp"], "no method selected"),
+        (["run", "-p", "l2"], "no task selected"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--device", "tpu"], "--device 'tpu'"),
+        (["results", "--export", "out.xlsx"], "use a .csv or .parquet file name"),
+        (["report", "--name", "../x"], "use a plain folder name"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, args, message):
+    assert run_cli(*args, results=tmp_path) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("args", [["run", "-p", "l2", "--seeds", "0"], ["run", "--epochs", "x"], ["frobnicate"]])
+def test_argument_errors_exit_2(args):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+
+
+def test_plugins_and_tasks_listings(capsys):
+    assert main(["plugins", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert listed["wd"]["hooks"] == ["configure", "modify_grad"]
+    assert listed["l1"]["hyperparameters"][0]["range"] == "[0, inf)"
+    assert main(["plugins"]) == 0
+    assert "l2.lam: float = 0.0001, range [0, inf)" in capsys.readouterr().out
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("toy-regression", "boston-mlp", "mnist5k-mlp", "digits-mlp"))
+    assert main(["tasks", "--json"]) == 0
+    assert {t["name"] for t in json.loads(capsys.readouterr().out)} >= {"digits-mlp"}
+
+
+def _count_done(runs: Path) -> int:
+    return len(list(runs.glob("*.json"))) if runs.is_dir() else 0
+
+
+def test_killed_run_resumes_without_redoing_or_corrupting_finished_runs(tmp_path):
+    """SIGKILL the CLI mid-matrix, rerun: finished records are untouched, the rest done."""
+    cmd = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "-p", "l1", "--seeds", "4",
+           "--task", "digits-mlp", "--epochs", "3", "--quiet", "--results", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    runs = tmp_path / "runs"
+    deadline = time.monotonic() + 120
+    while _count_done(runs) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
+    assert 2 <= len(before) < 12, "the kill should land mid-matrix"
+    for name, (_, blob) in before.items():
+        assert json.loads(blob)["status"] == "finished"
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{12 - len(before)} runs executed, {len(before)} already done" in done.stdout
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
+    assert len(after) == 12
+    for name, state in before.items():
+        assert after[name] == state  # never rewritten
+    assert not list(runs.glob("*.tmp"))

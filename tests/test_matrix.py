@@ -1,0 +1,78 @@
+"""From a command line's selection to runs."""
+
+import pytest
+
+from benchsuite.engine import Method
+from benchsuite.errors import UsageError
+from benchsuite.matrix import expand, parse_methods, parse_seeds
+from benchsuite.plugins import discover
+from benchsuite.testing import tiny_task_spec
+
+AVAILABLE = discover()
+
+
+def labels(methods):
+    return [m.label for m in methods]
+
+
+def test_each_plugin_is_a_method_and_the_baseline_joins_first():
+    methods = parse_methods(["l2", "wd"], AVAILABLE)
+    assert labels(methods) == ["none", "l2(lam=0.0001)", "wd(lam=0.01)"]
+    assert labels(parse_methods(["l2"], AVAILABLE, baseline=False)) == ["l2(lam=0.0001)"]
+    assert labels(parse_methods(["none,l1"], AVAILABLE)) == ["none", "l1(lam=1e-05)"]
+
+
+def test_plus_combines_plugins_in_the_order_given():
+    (_, combined) = parse_methods(["wd+l2"], AVAILABLE)
+    assert combined.names == ["wd", "l2"]
+    assert combined.label == "wd(lam=0.01)+l2(lam=0.0001)"
+
+
+def test_set_and_grid_apply_to_methods_containing_the_plugin():
+    methods = parse_methods(["l2", "l1"], AVAILABLE, sets=["l1.lam=0.5"], grids=["l2.lam=1e-5,1e-3"])
+    assert labels(methods) == ["none", "l2(lam=1e-05)", "l2(lam=0.001)", "l1(lam=0.5)"]
+
+
+def test_two_grids_make_a_cartesian_product():
+    methods = parse_methods(["l2+l1"], AVAILABLE, grids=["l2.lam=1,2", "l1.lam=3,4"], baseline=False)
+    assert labels(methods) == [
+        "l2(lam=1)+l1(lam=3)", "l2(lam=1)+l1(lam=4)", "l2(lam=2)+l1(lam=3)", "l2(lam=2)+l1(lam=4)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "plugins, sets, grids, message",
+    [
+        ([], [], [], "no method selected"),
+        (["l3"], [], [], "unknown plugin 'l3'"),
+        (["l2+l2"], [], [], "appears twice"),
+        (["l2"], ["l2.mu=1"], [], r"unknown hyperparameter l2.mu; valid: l2.lam"),
+        (["l2"], ["l1.lam=1"], [], "plugin 'l1' is not selected"),
+        (["l2"], ["l2.lam=abc"], [], "not a valid float"),
+        (["l2"], ["l2.lam=-1"], [], "out of range"),
+        (["l2"], ["lam=1"], [], "expected PLUGIN.NAME=VALUE"),
+        (["l2"], [], ["l2.lam="], "no values"),
+        (["l2"], ["l2.lam=1"], ["l2.lam=1,2"], "also fixed by --set"),
+        (["none"], ["none.lam=1"], [], r"none \(none takes no hyperparameters\)"),
+    ],
+)
+def test_bad_selections_are_rejected_before_training(plugins, sets, grids, message):
+    with pytest.raises(UsageError, match=message):
+        parse_methods(plugins, AVAILABLE, sets=sets, grids=grids)
+
+
+def test_seeds():
+    assert parse_seeds(3, None) == [0, 1, 2]
+    assert parse_seeds(3, [7, 7, 2]) == [7, 2]
+    with pytest.raises(UsageError):
+        parse_seeds(0, None)
+
+
+def test_expand_orders_task_then_seed_then_method_and_ids_are_unique():
+    methods = [Method.of(("none", {})), Method.of(("l2", {"lam": 1e-4}))]
+    task_a, task_b = tiny_task_spec(epochs=1), tiny_task_spec(epochs=2)
+    specs = expand([task_a, task_b], methods, [0, 1], AVAILABLE)
+    assert [(s.task.train.epochs, s.seed, s.method.name) for s in specs][:4] == [
+        (1, 0, "none"), (1, 0, "l2"), (1, 1, "none"), (1, 1, "l2"),
+    ]
+    assert len({s.run_id for s in specs}) == 8

@@ -1,0 +1,123 @@
+"""Task files, the registry, offline data sources and models."""
+
+import pytest
+import torch
+from torch import nn
+
+from benchsuite.errors import UsageError
+from benchsuite.tasks import all_tasks, get_task, registry
+from benchsuite.tasks import datasets
+from benchsuite.tasks.models import build_model
+from benchsuite.tasks.spec import parse_task
+
+OFFLINE = ["toy-regression", "boston-mlp", "mnist5k-mlp", "digits-mlp"]
+
+
+def test_registry_lists_the_offline_tasks():
+    assert set(OFFLINE) <= set(registry())
+    assert {t.name for t in all_tasks()} >= set(OFFLINE)
+
+
+def test_unknown_task_names_the_available_ones():
+    with pytest.raises(UsageError, match=r"unknown task 'mnist'; available tasks: .*mnist5k-mlp"):
+        get_task("mnist")
+
+
+def test_toy_regression_is_minus_x_squared_on_40_points():
+    data = datasets.load(get_task("toy-regression").data)
+    assert data.train.x.shape == (40, 1)
+    assert torch.allclose(data.train.x.squeeze(1), torch.linspace(-1, 1, 40))
+    for split in (data.train, data.val, data.test):
+        assert torch.allclose(split.y, -split.x.squeeze(1) ** 2)
+        assert split.x.abs().max() <= 1
+
+
+def test_boston_is_standardized_on_the_training_split():
+    task = get_task("boston-mlp")
+    data = datasets.load(task.data)
+    assert len(data.train) + len(data.val) + len(data.test) == 506
+    assert data.train.x.shape[1] == 13
+    assert torch.allclose(data.train.x.mean(0), torch.zeros(13), atol=1e-5)
+    assert torch.allclose(data.train.x.std(0), torch.ones(13), atol=1e-4)
+    assert 5 <= data.train.y.min() and data.train.y.max() <= 50  # median value in $1000s
+
+
+def test_mnist5k_and_digits_are_scaled_images_with_ten_classes():
+    mnist = datasets.load(get_task("mnist5k-mlp").data)
+    assert len(mnist.train) + len(mnist.val) + len(mnist.test) == 5000
+    assert mnist.train.x.shape[1] == 784 and mnist.train.x.dtype == torch.float32
+    assert 0 <= mnist.train.x.min() and mnist.train.x.max() <= 1
+    assert set(mnist.train.y.unique().tolist()) == set(range(10))
+    digits = datasets.load(get_task("digits-mlp").data)
+    assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
+    assert digits.train.x.shape[1] == 64 and digits.train.x.max() <= 1
+
+
+def test_splits_are_disjoint_and_fixed_by_the_split_seed():
+    task = get_task("digits-mlp")
+    data = datasets.load(task.data)
+    rows = lambda s: {tuple(r) for r in s.x.tolist()}  # noqa: E731
+    assert not rows(data.train) & rows(data.test)
+    assert len(data.val) == round(0.15 * 1797)
+    again = datasets.load.__wrapped__(task.data)
+    assert torch.equal(again.test.x, data.test.x)
+
+
+@pytest.mark.parametrize(
+    "name, sizes, batch_norm",
+    [
+        ("toy-regression", [1, 50, 50, 1], False),
+        ("boston-mlp", [13, 40, 30, 1], False),
+        ("mnist5k-mlp", [784, 400, 300, 100, 10], True),
+    ],
+)
+def test_models_have_the_specified_layers(name, sizes, batch_norm):
+    model = build_model(get_task(name).model)
+    linear = [m for m in model if isinstance(m, nn.Linear)]
+    assert [linear[0].in_features] + [m.out_features for m in linear] == sizes
+    norms = [m for m in model if isinstance(m, nn.BatchNorm1d)]
+    assert len(norms) == (len(sizes) - 2 if batch_norm else 0)
+
+
+TASK = """
+name = "t"
+[data]
+source = "digits"
+[model]
+arch = "mlp"
+sizes = [64, 10]
+"""
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (TASK + "[train]\nepochz = 3\n", "unknown key 'epochz'; valid keys: epochs"),
+        (TASK + "[train]\nepochs = 'three'\n", "epochs: expected int, got str"),
+        (TASK + "[train]\noptimizer = 'lbfgs'\n", "optimizer 'lbfgs' unknown; valid: sgd, adam, adamw"),
+        (TASK.replace('source = "digits"', 'source = "digits"\nsplit = [0.5, 0.6, 0.1]'), "summing to 1"),
+        (TASK + "[eval]\nmetric = 'f1'\n", "metric 'f1' unknown"),
+        ("name = 't'\n", "missing required key 'data'"),
+        ("name = ", "not valid TOML"),
+    ],
+)
+def test_bad_task_files_get_clear_errors(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_task(text, "t.toml")
+
+
+def test_task_files_in_extra_dirs_and_by_path(tmp_path):
+    (tmp_path / "t.toml").write_text(TASK)
+    assert get_task("t", [tmp_path]).model.sizes == (64, 10)
+    assert get_task(str(tmp_path / "t.toml")).name == "t"
+    (tmp_path / "u.toml").write_text(TASK)
+    with pytest.raises(UsageError, match="must match the file name"):
+        get_task("u", [tmp_path])
+
+
+def test_overrides_change_the_spec_and_reject_nonsense():
+    task = get_task("mnist5k-mlp")
+    assert task.with_overrides(epochs=1, subset=50).train.epochs == 1
+    assert task.with_overrides(subset=50).subset == 50
+    with pytest.raises(UsageError):
+        task.with_overrides(epochs=0)
