@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", "-t", action="append", default=[], metavar="NAME",
                      help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
     run.add_argument("--seeds", type=_positive_int, default=5, metavar="N", help="run seeds 0..N-1 (default 5)")
-    run.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]", help="explicit seeds instead of --seeds")
+    run.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
+                     help="explicit seeds instead of --seeds")
     run.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
     run.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
                      help="sweep a hyperparameter: one method per value")
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    run.add_argument("--results", default=None, help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    run.add_argument("--results", default=None,
+                     help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     run.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -124,7 +126,8 @@ def cmd_run(args) -> int:
         for spec in specs:
             is_done = store.is_done(spec.run_id)
             done += is_done
-            print(f"{spec.run_id}  {'done   ' if is_done else 'pending'}  {spec.task.name}  {spec.method.label}  seed={spec.seed}")
+            state = "done   " if is_done else "pending"
+            print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}")
         print(f"{len(specs)} runs: {done} done, {len(specs) - done} pending")
         return 0
 

@@ -18,7 +18,8 @@ import math
 import platform
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ class Method:
     plugins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
 
     @classmethod
-    def of(cls, *items: tuple[str, dict[str, Any]]) -> "Method":
+    def of(cls, *items: tuple[str, dict[str, Any]]) -> Method:
         return cls(tuple((name, tuple(sorted(values.items()))) for name, values in items))
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -45,10 +45,9 @@ def run_all(
             bar.set_description(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
 
             def on_epoch(row, spec=spec):
-                metric = spec.task.eval.metric
-                bar.set_postfix_str(
-                    f"epoch {row['epoch']}/{spec.task.train.epochs} val_{metric}={row.get(f'val_{metric}', float('nan')):.4g}"
-                )
+                key = f"val_{spec.task.eval.metric}"
+                value = row.get(key, float("nan"))
+                bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
 
             record = execute(spec, device=device, available=available, on_epoch=on_epoch)
             store.put(record)

@@ -13,7 +13,8 @@ hyperparameters, values of the wrong type or out of range.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from benchsuite.engine import Method, RunSpec, make_run_spec
 from benchsuite.errors import UsageError

@@ -20,7 +20,8 @@ import dataclasses
 import importlib.metadata
 import inspect
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pluggy
 

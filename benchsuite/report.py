@@ -13,10 +13,12 @@ import polars as pl
 
 from benchsuite.tasks.spec import METRICS
 
+BASELINE = "none"
+
 
 def summary(table: pl.DataFrame) -> pl.DataFrame:
-    """Per task and method: seeds finished, diverged, failed; mean and std of the test
-    metric (model selected on validation) over finished runs."""
+    """Per task and method (baseline first): seeds finished, diverged, failed; mean and
+    std of the test metric (model selected on validation) over finished runs."""
     if table.is_empty():
         return pl.DataFrame()
     finished = pl.col("status") == "finished"
@@ -31,7 +33,7 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
             pl.col("val").filter(finished).mean().alias("val_mean"),
             pl.col("step_ms").filter(finished).mean().alias("step_ms"),
         )
-        .sort("task", "method_label")
+        .sort("task", pl.col("method_label") != BASELINE, "method_label")
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 
@@ -122,4 +122,5 @@ def runs_table(records) -> pl.DataFrame:
         "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
         "seconds": pl.Float64, "step_ms": pl.Float64, "error": pl.Utf8,
     }
-    return pl.DataFrame([_row(r) for r in records], schema=schema, orient="row")
+    table = pl.DataFrame([_row(r) for r in records], schema=schema, orient="row")
+    return table.sort("task", "method_label", "seed")

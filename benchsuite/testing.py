@@ -181,7 +181,9 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
     result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp, available=available)
     record = result.record
     if record["status"] != "finished":
-        raise ConformanceError(f"{plugin}: tiny run ended {record['status']}: {record.get('error')}\n{record.get('traceback', '')}")
+        raise ConformanceError(
+            f"{plugin}: tiny run ended {record['status']}: {record.get('error')}\n{record.get('traceback', '')}"
+        )
     if not record["metrics"].get("plain_model"):
         raise ConformanceError(f"{plugin}: the model after finalize still has parametrizations")
     curves = record["curves"]

@@ -29,7 +29,7 @@ def test_run_summary_and_results(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "6 runs executed, 0 already done" in out
     lines = [line for line in out.splitlines() if line.startswith("digits-mlp")]
-    assert [line.split()[1] for line in lines] == ["l2(lam=0.0001)", "none", "wd(lam=0.01)"]
+    assert [line.split()[1] for line in lines] == ["none", "l2(lam=0.0001)", "wd(lam=0.01)"]
     assert all(" 2  " in line and "±" in line for line in lines)
 
     assert run_cli("run", "-p", "l2", "-p", "wd", "--seeds", "2", *FAST, results=tmp_path) == 0
@@ -138,7 +138,7 @@ def test_killed_run_resumes_without_redoing_or_corrupting_finished_runs(tmp_path
     proc.wait()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
     assert 2 <= len(before) < 12, "the kill should land mid-matrix"
-    for name, (_, blob) in before.items():
+    for _, blob in before.values():
         assert json.loads(blob)["status"] == "finished"
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -70,7 +70,8 @@ def test_hyperparameter_parse_accepts_valid_text(hp, text, expected):
 @pytest.mark.parametrize(
     "hp, text, message",
     [
-        (Hyperparameter("x", float, 0.1, low=0.0), "abc", r"p.x: 'abc' is not a valid float \(expected float, \[0, inf\)\)"),
+        (Hyperparameter("x", float, 0.1, low=0.0), "abc",
+         r"p.x: 'abc' is not a valid float \(expected float, \[0, inf\)\)"),
         (Hyperparameter("x", float, 0.1, low=0.0), "-1", r"p.x: -1.0 is out of range \(allowed: \[0, inf\)\)"),
         (Hyperparameter("x", float, 0.1, low=0.0), "nan", r"not finite"),
         (Hyperparameter("n", int, 1, low=1, high=10), "11", r"out of range \(allowed: \[1, 10\]\)"),

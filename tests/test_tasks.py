@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from benchsuite.errors import UsageError
-from benchsuite.tasks import all_tasks, get_task, registry
-from benchsuite.tasks import datasets
+from benchsuite.tasks import all_tasks, datasets, get_task, registry
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import parse_task
 

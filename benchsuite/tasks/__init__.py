@@ -9,8 +9,8 @@ named by the path of its file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from benchsuite.errors import UsageError
 from benchsuite.tasks.spec import TaskSpec, load_task_file

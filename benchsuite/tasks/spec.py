@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from benchsuite.errors import UsageError
 
@@ -84,7 +85,7 @@ class TaskSpec:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def with_overrides(self, epochs: int | None = None, subset: int | None = None) -> "TaskSpec":
+    def with_overrides(self, epochs: int | None = None, subset: int | None = None) -> TaskSpec:
         spec = self
         if epochs is not None:
             if epochs < 1:
