@@ -1,0 +1,41 @@
+"""The hook guide stays true: its example runs, and every hook has docs and a test."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchsuite import hookspecs
+from benchsuite.plugins import hook_names
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "hooks.md"
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"## {heading}\n")
+    following = text.find("\n## ", start + 1)
+    return text[start: following if following != -1 else None]
+
+
+def test_complete_example_in_the_guide_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], str(GUIDE), "exec"), {"__name__": "hooks_example"})
+    assert capsys.readouterr().out.startswith("finished ")
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_hook_has_docs_and_a_test(hook):
+    doc = getattr(hookspecs, hook).__doc__ or ""
+    assert len(doc.strip().splitlines()) >= 3 and "Returns" in doc, f"hookspec {hook} lacks documentation"
+    assert f"## `{hook}`" in GUIDE.read_text(), f"docs/hooks.md has no section for {hook}"
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    assert re.search(rf"def test_hook_{hook}(_\w*)?\(", tests), f"no test_hook_{hook}* test in tests/"
+
+
+def test_hook_order_in_guide_matches_the_specs():
+    spec_order = hookspecs.__doc__[hookspecs.__doc__.index("setup, once per run"):]
+    guide_order = _section(GUIDE.read_text(), "Step order")
+    numbered = lambda text: re.findall(r"^\s*(\d+)\. (\w+)", text, re.M)  # noqa: E731
+    assert numbered(spec_order) == numbered(guide_order)
