@@ -35,27 +35,43 @@ def run_all(
     pending_ids = {spec.run_id for spec in pending}
     skipped = [spec.run_id for spec in specs if spec.run_id not in pending_ids]
     executed: list[dict] = []
-    bar = tqdm(
-        total=len(specs), initial=len(skipped), unit="run",
-        disable=True if not progress else None,  # None: bars only on a terminal
-        file=sys.stderr, dynamic_ncols=True,
-    )
+    # On a terminal: a live bar with the current run's epoch. Elsewhere (CI logs, pipes):
+    # one line per finished run instead of carriage-return noise.
+    live = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(specs), initial=len(skipped), unit="run", disable=not live,
+               file=sys.stderr, dynamic_ncols=True)
     try:
         for spec in pending:
-            bar.set_description(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
+            name = f"{spec.task.name} {spec.method.label} seed={spec.seed}"
+            bar.set_description(name)
 
             def on_epoch(row, spec=spec):
                 key = f"val_{spec.task.eval.metric}"
                 value = row.get(key, float("nan"))
                 bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
 
-            record = execute(spec, device=device, available=available, on_epoch=on_epoch)
+            record = execute(spec, device=device, available=available, on_epoch=on_epoch if live else None)
             store.put(record)
             executed.append(record)
             bar.update(1)
-            if record["status"] != "finished":
-                bar.write(f"{spec.task.name} {spec.method.label} seed={spec.seed}: {record['status']}"
-                          + (f" ({record.get('error')})" if record.get("error") else ""))
+            if progress:
+                line = f"[{len(skipped) + len(executed)}/{len(specs)}] {name}: {_outcome(record)}"
+                if live:
+                    if record["status"] != "finished":
+                        bar.write(line)
+                else:
+                    print(line, file=sys.stderr, flush=True)
     finally:
         bar.close()
     return Outcome(executed, skipped)
+
+
+def _outcome(record: dict) -> str:
+    status = record["status"]
+    if status == "finished":
+        metric = record["task_spec"]["eval"]["metric"]
+        return f"test_{metric}={record['metrics'][f'test_{metric}']:.4g} ({record['timings']['total_seconds']:.1f}s)"
+    if status == "diverged":
+        where = record["diverged"]
+        return f"diverged ({where['where']} at epoch {where['epoch']}, step {where['step']})"
+    return f"failed ({record.get('error')})"
