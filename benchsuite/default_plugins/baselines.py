@@ -20,7 +20,20 @@ class NoRegularization(Plugin):
     citation = ""
 
 
-class L2(Plugin):
+class _WeightPenalty(Plugin):
+    """lam * sum over weights of ``per_weight(w)``."""
+
+    @staticmethod
+    def per_weight(w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @hookimpl
+    def penalty(self, model, run):
+        weights = regularized_weights(model)
+        return self.hp["lam"] * torch.stack([self.per_weight(w) for w in weights]).sum()
+
+
+class L2(_WeightPenalty):
     """L2 penalty: loss + lam * sum of squared weights."""
 
     name = "l2"
@@ -29,13 +42,12 @@ class L2(Plugin):
         Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lam in lam * sum(w^2)"),
     )
 
-    @hookimpl
-    def penalty(self, model, run):
-        weights = regularized_weights(model)
-        return self.hp["lam"] * torch.stack([w.square().sum() for w in weights]).sum()
+    @staticmethod
+    def per_weight(w):
+        return w.square().sum()
 
 
-class L1(Plugin):
+class L1(_WeightPenalty):
     """L1 penalty: loss + lam * sum of absolute weights (subgradient, no thresholding)."""
 
     name = "l1"
@@ -44,10 +56,9 @@ class L1(Plugin):
         Hyperparameter("lam", float, 1e-5, low=0.0, help="penalty factor lam in lam * sum(|w|)"),
     )
 
-    @hookimpl
-    def penalty(self, model, run):
-        weights = regularized_weights(model)
-        return self.hp["lam"] * torch.stack([w.abs().sum() for w in weights]).sum()
+    @staticmethod
+    def per_weight(w):
+        return w.abs().sum()
 
 
 class WeightDecay(Plugin):
