@@ -91,10 +91,9 @@ def parse_methods(
             chosen.update(zip(axes, values))
             items = []
             for plugin in combo:
-                declared = available[plugin].hyperparameters
-                items.append(
-                    (plugin, {n: chosen.get((plugin, n), h.default) for n, h in declared.items()})
-                )
+                info = available[plugin]
+                given = {n: v for (p, n), v in chosen.items() if p == plugin}
+                items.append((plugin, info.resolve(given)))
             method = Method.of(*items)
             if method not in methods:
                 methods.append(method)

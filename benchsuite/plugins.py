@@ -127,10 +127,17 @@ class Plugin:
         unknown = set(values) - set(declared)
         if unknown:
             raise UsageError(_unknown_hp_message(self.name, sorted(unknown)[0], declared))
-        self.hp = {
+        self.hp = self.resolve({
             name: h.validate(values[name], self.name) if name in values else h.default
             for name, h in declared.items()
-        }
+        })
+
+    @classmethod
+    def resolve(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Complete hyperparameter values (defaults filled in) into the values the run
+        really uses, before the run's identity and label are made: e.g. expand a preset
+        into the values it stands for. Raise UsageError for contradictory values."""
+        return values
 
 
 def _unknown_hp_message(plugin: str, name: str, declared: dict) -> str:
@@ -168,6 +175,13 @@ class PluginInfo:
 
     def make(self, values: dict[str, Any]):
         return self.factory(**values)
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Defaults filled in, then the plugin's own ``resolve`` (if it has one)."""
+        full = {name: h.default for name, h in self.hyperparameters.items()}
+        full.update(values)
+        resolver = getattr(self.factory, "resolve", None)
+        return resolver(full) if resolver is not None else full
 
 
 def _first_line(doc: str | None) -> str:

@@ -86,12 +86,12 @@ def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = N
     hp = hp or {}
     items = []
     for info in plugin_registry.resolve(names, available):
-        values = {name: h.default for name, h in info.hyperparameters.items()}
+        given = {}
         for name, value in hp.get(info.name, {}).items():
-            if name not in values:
+            if name not in info.hyperparameters:
                 raise KeyError(f"{info.name} has no hyperparameter {name!r}")
-            values[name] = info.hyperparameters[name].validate(value, info.name)
-        items.append((info.name, values))
+            given[name] = info.hyperparameters[name].validate(value, info.name)
+        items.append((info.name, info.resolve(given)))
     return engine.Method.of(*items)
 
 

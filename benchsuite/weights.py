@@ -30,13 +30,28 @@ def weight_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if isinstance(module, NORM_LAYERS):
             continue
         if parametrize.is_parametrized(module, "weight"):
-            original = module.parametrizations["weight"].original
-            if original.dim() >= 2:
+            if _weight_dim(module) >= 2:
                 yield name, module
             continue
         weight = getattr(module, "weight", None)
         if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
             yield name, module
+
+
+def _weight_dim(module: nn.Module) -> int:
+    plist = module.parametrizations["weight"]
+    original = getattr(plist, "original", None)
+    if original is not None:  # one original tensor: the parametrization keeps its shape
+        return original.dim()
+    with torch.no_grad():  # several originals (e.g. weight norm's g and v): compute once
+        return module.weight.dim()
+
+
+def _originals(module: nn.Module) -> list[nn.Parameter]:
+    plist = module.parametrizations["weight"]
+    if hasattr(plist, "original"):
+        return [plist.original]
+    return [getattr(plist, f"original{i}") for i in range(len(list(plist.named_parameters(recurse=False))))]
 
 
 def regularized_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -47,11 +62,11 @@ def regularized_weights(model: nn.Module) -> list[torch.Tensor]:
 
 def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The leaf parameters behind the weights: ``module.weight`` itself, or the
-    parametrization's ``original`` where one is registered."""
+    parametrization's original tensor(s) where one is registered."""
     params = []
     for _, module in weight_modules(model):
         if parametrize.is_parametrized(module, "weight"):
-            params.append(module.parametrizations["weight"].original)
+            params.extend(_originals(module))
         else:
             params.append(module.weight)
     return params

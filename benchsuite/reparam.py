@@ -1,0 +1,127 @@
+"""Building blocks for methods that reparameterize weights elementwise, w = psi(v).
+
+* :class:`Elementwise` — a ``torch.nn.utils.parametrize`` parametrization that knows
+  psi, its derivative and its inverse. ``right_inverse`` makes registration
+  init-preserving: ``v = psi^-1(w0)``, so the network starts identical to the plain one.
+* :class:`ModifiedAdaptiveStep` — the "modified adaptive optimizer" of Powerpropagation
+  (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
+  dL/dw (not dL/dv) and then multiplied by dpsi/dv. Split over two hooks: ``modify_grad``
+  calls :meth:`~ModifiedAdaptiveStep.before_step`, ``post_step`` calls
+  :meth:`~ModifiedAdaptiveStep.after_step`.
+* :func:`fold` — ``finalize`` helper: replace psi(v) by plain weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from benchsuite.weights import weight_modules
+
+
+class Elementwise(nn.Module):
+    """w = psi(v), applied elementwise. Subclasses define :meth:`psi`,
+    :meth:`derivative` (dpsi/dv) and :meth:`inverse`."""
+
+    def psi(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def inverse(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.psi(v)
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        return self.inverse(w)
+
+
+def register(model: nn.Module, make: Callable[[str, nn.Module], Elementwise]) -> list[tuple[str, nn.Module]]:
+    """Register ``make(name, module)`` (an :class:`Elementwise`) on every weight of
+    ``benchsuite.weights``; returns the ``(name, module)`` pairs reparameterized."""
+    done = []
+    for name, module in list(weight_modules(model)):
+        parametrize.register_parametrization(module, "weight", make(name, module))
+        done.append((name, module))
+    return done
+
+
+def elementwise_weights(model: nn.Module, kind: type = Elementwise):
+    """``(name, module, parametrization, original)`` for every weight reparameterized
+    with a parametrization of type ``kind``."""
+    found = []
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            plist = module.parametrizations["weight"]
+            for p in plist:
+                if isinstance(p, kind):
+                    found.append((name, module, p, plist.original))
+                    break
+    return found
+
+
+class ModifiedAdaptiveStep:
+    """Adaptive step computed from dL/dw, then scaled by dpsi/dv.
+
+    ``before_step`` (between backward and ``optimizer.step()``) remembers v_t and
+    d_t = dpsi/dv(v_t) and replaces ``v.grad`` by dL/dw = ``v.grad / d_t``; the
+    optimizer then takes its usual step Delta from that gradient; ``after_step`` sets
+    v_{t+1} = v_t + d_t * Delta. Where d_t underflows to 0 the gradient of v is 0 as
+    well and v is left where it was.
+    """
+
+    def __init__(self, min_derivative: float = 1e-30):
+        self.min_derivative = min_derivative
+        self._saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    @torch.no_grad()
+    def before_step(self, pairs) -> None:
+        """``pairs``: iterable of (parametrization, original v)."""
+        self._saved = []
+        for parametrization, v in pairs:
+            if v.grad is None:
+                continue
+            d = parametrization.derivative(v).detach()
+            live = d > self.min_derivative
+            v.grad.copy_(torch.where(live, v.grad / torch.where(live, d, 1.0), 0.0))
+            self._saved.append((v, v.detach().clone(), torch.where(live, d, 0.0)))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for v, v_before, d in self._saved:
+            v.copy_(v_before + d * (v - v_before))
+        self._saved = []
+
+
+def fold(model: nn.Module, kind: type = Elementwise) -> int:
+    """Replace every ``kind`` parametrization by plain weights holding psi(v); returns
+    how many were folded. The model then has its plain architecture and inference cost."""
+    folded = 0
+    for _, module, _, _ in elementwise_weights(model, kind):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        folded += 1
+    return folded
+
+
+WEIGHT_PERCENTILES = (100, 93, 84, 69, 50, 31, 16, 7, 0)
+
+
+def weight_percentiles(model: nn.Module) -> dict[str, float]:
+    """Per layer, the max/93/84/69/50/31/16/7/min percentiles of the (effective) weights:
+    the lines of a weight-distribution-per-epoch plot. Keys ``<layer>.p<q>``."""
+    out = {}
+    qs = torch.tensor([q / 100 for q in WEIGHT_PERCENTILES])
+    for name, module in weight_modules(model):
+        w = module.weight.detach().flatten().float()
+        if w.numel() > 16_000_000:  # torch.quantile's input limit: subsample evenly
+            w = w[:: w.numel() // 16_000_000 + 1]
+        values = torch.quantile(w, qs.to(w.device)).tolist()
+        for q, value in zip(WEIGHT_PERCENTILES, values):
+            out[f"{name or 'weight'}.p{q}"] = value
+    return out
