@@ -1,0 +1,77 @@
+"""Powerpropagation: every weight reparameterized as w = v * |v|^(alpha - 1), alpha >= 1."""
+
+from __future__ import annotations
+
+from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite.reparam import Elementwise, ModifiedAdaptiveStep, elementwise_weights, fold, register
+
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
+
+
+class Power(Elementwise):
+    """Psi(v) = v |v|^(alpha-1); Psi^-1(w) = sign(w) |w|^(1/alpha)."""
+
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = alpha
+
+    def psi(self, v):
+        return v * v.abs().pow(self.alpha - 1)
+
+    def derivative(self, v):
+        return self.alpha * v.abs().pow(self.alpha - 1)
+
+    def inverse(self, w):
+        return w.sign() * w.abs().pow(1.0 / self.alpha)
+
+
+class Powerpropagation(Plugin):
+    """Powerpropagation: w = v*|v|^(alpha-1) on every weight."""
+
+    name = "pp"
+    citation = (
+        "J. Schwarz, S. Jayakumar, R. Pascanu, P. Latham, Y. W. Teh. Powerpropagation: "
+        "A sparsity inducing weight reparameterisation. NeurIPS 2021."
+    )
+    hyperparameters = (
+        Hyperparameter("alpha", float, 2.0, low=1.0, help="exponent alpha >= 1 (1: the plain network)"),
+        Hyperparameter("modified_adaptive", bool, True,
+                       help="with Adam/AdamW: adaptive step from dL/dw, then scaled by dw/dv"),
+    )
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.adaptive = ModifiedAdaptiveStep()
+        self.use_modified_step = False
+
+    @hookimpl
+    def configure(self, run):
+        self.use_modified_step = self.hp["modified_adaptive"] and run.task.train.optimizer in ADAPTIVE_OPTIMIZERS
+
+    @hookimpl
+    def reparametrize(self, model, run):
+        if not register(model, lambda name, module: Power(self.hp["alpha"])):
+            raise ValueError("pp: the model has no linear/convolution weights to reparameterize")
+
+    @hookimpl
+    def modify_grad(self, model, optimizer, run):
+        if self.use_modified_step:
+            self.adaptive.before_step((p, v) for _, _, p, v in elementwise_weights(model, Power))
+
+    @hookimpl
+    def post_step(self, model, optimizer, run):
+        if self.use_modified_step:
+            self.adaptive.after_step()
+
+    @hookimpl
+    def metrics(self, model, run):
+        weights = [m.weight for _, m, _, _ in elementwise_weights(model, Power)] or None
+        if weights is None:
+            return None
+        total = sum(w.numel() for w in weights)
+        return {"exact_zero": sum((w == 0).sum().item() for w in weights) / total}
+
+    @hookimpl
+    def finalize(self, model, run):
+        fold(model, Power)
+

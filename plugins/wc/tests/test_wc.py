@@ -1,0 +1,205 @@
+"""Weight Compander against the paper's formulas and hand computations."""
+
+import math
+
+import pytest
+import torch
+from benchsuite_wc import PRESETS, Compander, Scale, WeightCompander
+from torch import nn
+from torch.nn.utils import parametrize
+
+from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+from benchsuite.weights import weight_modules
+
+FNS = ("arctan", "arsinh", "erf")
+
+
+def compander(fn, a=0.7, b=0.8, learnable=False):
+    return Compander(fn, Scale(a, b, learnable))
+
+
+def test_psi_is_a_times_f_of_v_over_b():
+    v = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    a, b = 0.7, 0.8
+    expected = {
+        "arctan": [a * math.atan(x / b) for x in v.tolist()],
+        "arsinh": [a * math.asinh(x / b) for x in v.tolist()],
+        "erf": [a * math.erf(x / b) for x in v.tolist()],
+    }
+    for fn in FNS:
+        c = compander(fn, a, b).double()
+        assert torch.allclose(c(v), torch.tensor(expected[fn], dtype=torch.float64)), fn
+
+
+@pytest.mark.parametrize("fn", FNS)
+def test_derivative_matches_autograd_and_eq3(fn):
+    c = compander(fn).double()
+    v = torch.linspace(-4, 4, 33, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(c(v).sum(), v)
+    assert torch.allclose(c.derivative(v.detach()), grad)
+    if fn == "arctan":  # eq. 3: a / (b * (1 + v^2 / b^2))
+        assert torch.allclose(grad, 0.7 / (0.8 * (1 + v.detach() ** 2 / 0.8 ** 2)))
+
+
+@pytest.mark.parametrize("fn", FNS)
+def test_inverse_initialization_preserves_the_network(fn):
+    model, _, _, _ = build_for("none", seed=4)
+    plain = [m.weight.detach().clone() for _, m in weight_modules(model)]
+    wc_model, _, _, _ = build_for("wc", {"wc": {"fn": fn, "a": 1.0}}, seed=4)
+    x = torch.randn(32, 8)
+    model.eval(), wc_model.eval()
+    assert torch.allclose(model(x), wc_model(x), atol=1e-6)
+    for w0, (_, m) in zip(plain, weight_modules(wc_model)):
+        assert parametrize.is_parametrized(m, "weight")
+        assert torch.allclose(m.weight, w0, atol=1e-6)
+
+
+def test_inverse_is_undefined_at_the_bound_and_says_so():
+    c = compander("arctan", a=0.1)
+    with pytest.raises(ValueError, match=r"\|w0\| = 0.2 >= 0.1571.*increase wc.a"):
+        c.right_inverse(torch.tensor([0.05, -0.2]))
+    with pytest.raises(ValueError, match="undefined"):
+        compander("erf", a=0.5).right_inverse(torch.tensor([0.5]))
+    compander("arsinh", a=0.01).right_inverse(torch.tensor([5.0]))  # unbounded: always defined
+
+
+def test_a_too_small_for_the_initialization_fails_the_run_with_the_reason():
+    # the tiny task's first layer is initialized uniformly in +-1/sqrt(8) = +-0.354
+    record = run_task("wc", tiny_task_spec(epochs=1), hp={"wc": {"a": 0.1}}).record
+    assert record["status"] == "failed"
+    assert "inverse v = Psi^-1(w0) is undefined" in record["error"]
+
+
+@pytest.mark.parametrize("fn, bound", [("arctan", 0.5 * math.pi / 2), ("erf", 0.5)])
+def test_weights_stay_inside_the_bound_throughout_training(fn, bound):
+    # a large learning rate pushes weights hard; the bound must hold at every evaluation
+    task = tiny_task_spec(epochs=4, optimizer="sgd", lr=5.0)
+    record = run_task("wc", task, hp={"wc": {"fn": fn, "a": 0.5}}).record
+    assert record["status"] == "finished"
+    largest = [row["wc.max_abs_w"] for row in record["curves"]]
+    assert max(largest) < bound
+    assert max(largest) > 0.5 * bound  # the test pushes weights towards the bound
+
+
+def test_weight_decay_acts_on_psi_v_not_on_v():
+    wd = 0.1
+    task = tiny_task_spec(optimizer="sgd", lr=0.1, weight_decay=wd)
+    model, optimizer, run, hooks = build_for("wc", task=task)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert groups["wc.v"]["weight_decay"] == 0.0
+    assert groups["other"]["weight_decay"] == wd  # biases/BN: the task's optimizer as usual
+    with parametrize.cached():
+        (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "wc"]
+        weights = [m.weight for _, m in weight_modules(model)]
+    assert term.item() == pytest.approx(0.5 * wd * sum(w.detach().square().sum().item() for w in weights), rel=1e-6)
+    # d penalty / d w = wd * w: the same as an optimizer's weight decay on a plain weight
+    w = weights[0]
+    (grad_w,) = torch.autograd.grad(term, w)
+    assert torch.allclose(grad_w, wd * w.detach())
+
+
+def test_no_penalty_without_task_weight_decay():
+    model, _, run, hooks = build_for("wc")
+    assert dict(hooks.each("penalty", model=model, run=run)) == {}
+
+
+@pytest.mark.parametrize("granularity, pairs", [("fine", 3), ("coarse", 1)])
+def test_learnable_a_b_are_optimized_without_decay_and_logged(granularity, pairs):
+    task = tiny_task_spec(epochs=2, optimizer="sgd", lr=0.1, weight_decay=1e-3)
+    model, optimizer, _, _ = build_for("wc", {"wc": {"granularity": granularity}}, task=task)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert len(groups["wc.ab"]["params"]) == 2 * pairs
+    assert groups["wc.ab"]["weight_decay"] == 0.0
+    assert groups["wc.v"]["weight_decay"] == 1e-3  # learnable: decay on v (section III-B)
+
+    record = run_task("wc", task, hp={"wc": {"granularity": granularity}}).record
+    row = record["curves"][-1]
+    a_values = [row[f"wc.{layer}.a"] for layer in ("0", "3", "6")]
+    assert len(set(a_values)) == (3 if granularity == "fine" else 1)
+    assert any(abs(a - 0.5) > 1e-4 for a in a_values)  # a was learned
+    assert all(row[f"wc.{layer}.b"] > 0 for layer in ("0", "3", "6"))
+
+
+def test_modified_adam_step_matches_a_hand_computation():
+    """Two Adam steps on one weight: the step is computed from dL/dPsi, then scaled by
+    dPsi/dv at the step's starting point (Powerpropagation's modified optimizer)."""
+    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-8
+    a, b = 0.8, 0.6
+    layer = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.3)
+    plugin = WeightCompander(a=a, b=b)
+    plugin.use_modified_step = True
+    parametrize.register_parametrization(layer, "weight", Compander("arctan", Scale(a, b, False)))
+    v = layer.parametrizations["weight"].original
+    optimizer = torch.optim.Adam([v], lr=lr, betas=(beta1, beta2), eps=eps)
+    model = nn.Sequential(layer)
+    x, target = torch.tensor([[2.0]]), torch.tensor([[1.5]])
+
+    v_hand, m, s = b * math.tan(0.3 / a), 0.0, 0.0
+    for t in (1, 2):
+        w_hand = a * math.atan(v_hand / b)
+        g_w = 2 * (w_hand * 2.0 - 1.5) * 2.0  # d/dw (2w - 1.5)^2
+        m = beta1 * m + (1 - beta1) * g_w
+        s = beta2 * s + (1 - beta2) * g_w ** 2
+        step = -lr * (m / (1 - beta1 ** t)) / (math.sqrt(s / (1 - beta2 ** t)) + eps)
+        v_hand = v_hand + step * a / (b * (1 + (v_hand / b) ** 2))
+
+        optimizer.zero_grad()
+        ((model(x) - target) ** 2).sum().backward()
+        plugin.modify_grad(model=model, optimizer=optimizer, run=None)
+        optimizer.step()
+        plugin.post_step(model=model, optimizer=optimizer, run=None)
+        assert v.item() == pytest.approx(v_hand, rel=1e-5), t
+
+
+@pytest.mark.parametrize("optimizer, modified", [("sgd", False), ("adam", True), ("adamw", True)])
+def test_modified_step_only_with_adaptive_optimizers(optimizer, modified):
+    _, _, _, hooks = build_for("wc", task=tiny_task_spec(optimizer=optimizer))
+    (plugin,) = [impl.plugin for impl in hooks.impls["configure"] if impl.plugin_name == "wc"]
+    assert plugin.use_modified_step is modified
+
+
+def test_finalize_exports_a_plain_model_with_the_same_outputs():
+    task = tiny_task_spec(epochs=2)
+    model, optimizer, run, hooks = build_for("wc", {"wc": {"granularity": "fine"}}, task=task)
+    model.eval()
+    x = torch.randn(16, 8)
+    before = model(x).detach()
+    plain_keys = set(build_for("none")[0].state_dict())
+    hooks.each("finalize", model=model, run=run)
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    assert set(model.state_dict()) == plain_keys  # the plain architecture: no v, a, b
+    assert torch.allclose(model(x), before, atol=1e-6)
+
+
+def test_metrics_give_weight_percentiles_per_layer():
+    record = run_task("wc", tiny_task_spec(epochs=1)).record
+    row = record["curves"][0]
+    for layer in ("0", "3", "6"):
+        values = [row[f"wc.{layer}.p{q}"] for q in (100, 93, 84, 69, 50, 31, 16, 7, 0)]
+        assert values == sorted(values, reverse=True)
+    assert 0 <= row["wc.near_zero"] <= 1
+    assert max(row[f"wc.{layer}.p100"] for layer in ("0", "3", "6")) <= row["wc.max_abs_w"]
+    # after finalize the plain weights are measured the same way
+    assert "wc.0.p50" in record["metrics"] and "wc.0.bound" not in record["metrics"]
+
+
+def test_presets_set_a_and_b_from_table_1():
+    from benchsuite.testing import method_of
+
+    method = method_of("wc", {"wc": {"preset": "resnet50-cifar100"}})
+    assert method.hyperparameters["wc"]["a"] == 1.0 and method.hyperparameters["wc"]["b"] == 0.8
+    assert PRESETS["resnet34-cifar10"] == (0.8, 0.5)
+    assert WeightCompander(preset="vgg19-cifar10").hp["a"] == 0.5
+
+
+@pytest.mark.parametrize("hp", [{}, {"granularity": "fine"}, {"fn": "erf", "granularity": "coarse"}])
+def test_conformance(hp):
+    check_conformance("wc", {"wc": hp})
+
+
+def test_same_seed_is_reproducible(run_steps):
+    first = run_steps("wc", hp={"wc": {"granularity": "fine"}}, epochs=2, seed=3).record
+    second = run_steps("wc", hp={"wc": {"granularity": "fine"}}, epochs=2, seed=3).record
+    assert first["metrics"] == second["metrics"]
