@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "plugins in one method (e.g. wc+lpwd)")
     run.add_argument("--task", "-t", action="append", default=[], metavar="NAME",
                      help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
-    run.add_argument("--seeds", type=_positive_int, default=5, metavar="N", help="run seeds 0..N-1 (default 5)")
+    run.add_argument("--matrix", "-m", default=None, metavar="FILE",
+                     help="run the matrix file (tasks/matrices/*.toml) instead of --plugin/--task")
+    run.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                     help="run seeds 0..N-1 (default 5, or the matrix file's)")
     run.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
                      help="explicit seeds instead of --seeds")
     run.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
@@ -115,10 +118,17 @@ def cmd_run(args) -> int:
     except (RuntimeError, ValueError) as exc:
         raise UsageError(f"--device {args.device!r}: {exc}") from None
     available = discover()
-    methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
-    tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
-    seeds = matrix.parse_seeds(args.seeds, args.seed)
-    specs = matrix.expand(tasks, methods, seeds, available)
+    if args.matrix:
+        given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
+                                        ("--grid", args.grid), ("--seed", args.seed)) if value]
+        if given:
+            raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
+        specs = matrix.load_matrix(args.matrix, available, args.tasks_dir, args.epochs, args.subset, args.seeds)
+    else:
+        methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
+        tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
+        seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
+        specs = matrix.expand(tasks, methods, seeds, available)
     store = Store(_results_dir(args))
 
     if args.dry_run:

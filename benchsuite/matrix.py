@@ -120,3 +120,63 @@ def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence
         for seed in seeds
         for method in methods
     ]
+
+
+MATRIX_KEYS = {"description", "paper", "seeds", "runs"}
+GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note"}
+
+
+def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None) -> list[RunSpec]:
+    """The runs a matrix file stands for, in file order.
+
+    A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
+    ``[[runs]]`` table per group, each like one command line (``tasks``, ``plugins``,
+    ``set``, ``grid``, optional ``seeds`` and ``baseline``). Every task must exist;
+    a task the catalog does not provide yet is reported as not available, before
+    anything runs.
+    """
+    import tomllib
+    from pathlib import Path
+
+    from benchsuite.tasks import get_task, registry
+
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--matrix {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(raw) - MATRIX_KEYS
+    if unknown:
+        raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(MATRIX_KEYS))}")
+    groups = raw.get("runs") or []
+    if not groups:
+        raise UsageError(f"{path}: no [[runs]] groups")
+    known = registry(extra_dirs)
+    missing = sorted({t for g in groups for t in g.get("tasks", ()) if t not in known})
+    if missing:
+        raise UsageError(
+            f"{path}: task not available: {', '.join(missing)}. These are paper-scale tasks the "
+            f"installed catalog does not provide yet; available tasks: {', '.join(sorted(known))}"
+        )
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for index, group in enumerate(groups, 1):
+        where = f"{path} [[runs]] #{index}"
+        bad = set(group) - GROUP_KEYS
+        if bad:
+            raise UsageError(f"{where}: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(GROUP_KEYS))}")
+        if not group.get("tasks") or not group.get("plugins"):
+            raise UsageError(f"{where}: needs 'tasks' and 'plugins'")
+        methods = parse_methods(
+            group["plugins"], available, group.get("set", ()), group.get("grid", ()),
+            baseline=group.get("baseline", True),
+        )
+        count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
+        tasks = [get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset) for t in group["tasks"]]
+        for spec in expand(tasks, methods, parse_seeds(count, None), available):
+            if spec.run_id not in seen:
+                seen.add(spec.run_id)
+                specs.append(spec)
+    return specs

@@ -149,3 +149,16 @@ def test_killed_run_resumes_without_redoing_or_corrupting_finished_runs(tmp_path
     for name, state in before.items():
         assert after[name] == state  # never rewritten
     assert not list(runs.glob("*.tmp"))
+
+
+def test_matrix_run_and_its_errors(tmp_path, capsys):
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('seeds = 2\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]\n')
+    assert run_cli("run", "--matrix", str(matrix), "--epochs", "1", "--subset", "100", "--quiet",
+                   results=tmp_path / "r") == 0
+    assert "4 runs executed" in capsys.readouterr().out
+    table2 = Path(__file__).resolve().parents[1] / "tasks" / "matrices" / "wc-table2.toml"
+    assert run_cli("run", "--matrix", str(table2), results=tmp_path / "r") == 2
+    assert "task not available: cifar10-resnet18" in capsys.readouterr().err
+    assert run_cli("run", "--matrix", str(matrix), "-p", "l1", results=tmp_path / "r") == 2
+    assert "drop --plugin" in capsys.readouterr().err

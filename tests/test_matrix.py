@@ -1,10 +1,13 @@
-"""From a command line's selection to runs."""
+"""From a command line's selection, or a matrix file, to runs."""
+
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from benchsuite.engine import Method
 from benchsuite.errors import UsageError
-from benchsuite.matrix import expand, parse_methods, parse_seeds
+from benchsuite.matrix import expand, load_matrix, parse_methods, parse_seeds
 from benchsuite.plugins import discover
 from benchsuite.testing import tiny_task_spec
 
@@ -76,3 +79,47 @@ def test_expand_orders_task_then_seed_then_method_and_ids_are_unique():
         (1, 0, "none"), (1, 0, "l2"), (1, 1, "none"), (1, 1, "l2"),
     ]
     assert len({s.run_id for s in specs}) == 8
+
+
+MATRICES = sorted((Path(__file__).resolve().parents[1] / "tasks" / "matrices").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
+def test_matrix_files_name_installed_plugins_and_valid_hyperparameters(path):
+    raw = tomllib.loads(path.read_text())
+    assert raw.get("description")
+    for group in raw["runs"]:
+        methods = parse_methods(group["plugins"], AVAILABLE, group.get("set", ()), group.get("grid", ()))
+        assert methods
+
+
+@pytest.mark.parametrize("path", [p for p in MATRICES if p.stem.startswith("wc-table")], ids=lambda p: p.stem)
+def test_paper_table_matrices_say_their_tasks_are_not_available_yet(path):
+    with pytest.raises(UsageError, match="task not available: .*(cifar|imagenet)"):
+        load_matrix(str(path), AVAILABLE)
+
+
+def test_offline_matrix_expands_deterministically():
+    path = str(MATRICES[0].parent / "wc-offline.toml")
+    specs = load_matrix(path, AVAILABLE, epochs=1)
+    assert len(specs) == 2 * 4 * 5  # tasks x (none, wc, pp, wn) x seeds
+    assert [s.run_id for s in specs] == [s.run_id for s in load_matrix(path, AVAILABLE, epochs=1)]
+    assert {s.task.train.epochs for s in specs} == {1}
+    assert len(load_matrix(path, AVAILABLE, seeds=2)) == 2 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('seeds = 1\n', "no \\[\\[runs\\]\\] groups"),
+        ('[[runs]]\ntasks = ["digits-mlp"]\n', "needs 'tasks' and 'plugins'"),
+        ('[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]\nsett = []\n', "unknown key 'sett'"),
+        ('colour = 1\n', "unknown key 'colour'"),
+        ('[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l9"]\n', "unknown plugin 'l9'"),
+    ],
+)
+def test_bad_matrix_files_are_rejected(tmp_path, text, message):
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        load_matrix(str(path), AVAILABLE)
