@@ -60,7 +60,7 @@ def summary_lines(summ: pl.DataFrame) -> list[str]:
 
 
 def markdown(summ: pl.DataFrame, title: str) -> str:
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# {title}",
         "",

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from benchsuite.errors import UsageError
 
