@@ -44,10 +44,18 @@ class Method:
     (defaults filled in), in the order they are registered."""
 
     plugins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    # each plugin's declared defaults: only for the label, never part of the identity
+    defaults: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = dataclasses.field(default=(), compare=False)
 
     @classmethod
-    def of(cls, *items: tuple[str, dict[str, Any]]) -> Method:
-        return cls(tuple((name, tuple(sorted(values.items()))) for name, values in items))
+    def of(cls, *items: tuple[str, dict[str, Any]], defaults: dict[str, dict[str, Any]] | None = None) -> Method:
+        def freeze(values):
+            return tuple(sorted(values.items()))
+
+        return cls(
+            tuple((name, freeze(values)) for name, values in items),
+            tuple((name, freeze(values)) for name, values in (defaults or {}).items()),
+        )
 
     @property
     def names(self) -> list[str]:
@@ -63,12 +71,24 @@ class Method:
 
     @property
     def label(self) -> str:
-        """``l2(lam=0.0001)``; combined methods joined by ``+``."""
+        """Plugin names with the hyperparameters that differ from their defaults, e.g.
+        ``l2`` or ``l2(lam=0.001)``; combined methods joined by ``+``. Without known
+        defaults every value is shown."""
+        defaults = {name: dict(values) for name, values in self.defaults}
         parts = []
         for name, values in self.plugins:
-            inner = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values)
-            parts.append(f"{name}({inner})" if inner else name)
+            shown = [(k, v) for k, v in values if name not in defaults or defaults[name].get(k) != v]
+            parts.append(f"{name}({_format_values(shown)})" if shown else name)
         return "+".join(parts)
+
+    @property
+    def full_label(self) -> str:
+        """Plugin names with every hyperparameter value."""
+        return "+".join(f"{name}({_format_values(values)})" if values else name for name, values in self.plugins)
+
+
+def _format_values(values) -> str:
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +317,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         "task_spec": task.to_dict(),
         "method": method.name,
         "method_label": method.label,
+        "method_full_label": method.full_label,
         "plugins": method.names,
         "hyperparameters": method.hyperparameters,
         "seed": seed,

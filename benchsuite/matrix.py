@@ -94,7 +94,8 @@ def parse_methods(
                 info = available[plugin]
                 given = {n: v for (p, n), v in chosen.items() if p == plugin}
                 items.append((plugin, info.resolve(given)))
-            method = Method.of(*items)
+            defaults = {p: available[p].resolve({}) for p in combo}
+            method = Method.of(*items, defaults=defaults)
             if method not in methods:
                 methods.append(method)
     return methods

@@ -25,6 +25,7 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     return (
         table.group_by("task", "metric", "method_label", maintain_order=True)
         .agg(
+            pl.col("method_full_label").first().alias("hyperparameters"),
             pl.col("seed").filter(finished).n_unique().alias("n"),
             (pl.col("status") == "diverged").sum().alias("diverged"),
             (pl.col("status") == "failed").sum().alias("failed"),
@@ -90,6 +91,12 @@ def markdown(summ: pl.DataFrame, title: str) -> str:
                 f"{_fmt(r['val_mean'])} | {r['diverged']} | {r['failed']} | {_fmt(r['step_ms'], 3)} |"
             )
         lines.append("")
+    methods = summ.select("method_label", "hyperparameters").unique(maintain_order=True)
+    lines += ["## Methods", "", "Labels show the hyperparameters that differ from the plugin's defaults; "
+              "every value:", "", "| method | hyperparameters |", "|---|---|"]
+    for label, full in methods.iter_rows():
+        lines.append(f"| `{label}` | `{full}` |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -19,11 +19,6 @@ import polars as pl
 
 from benchsuite.engine import DONE_STATUSES
 
-TABLE_COLUMNS = (
-    "run_id", "task", "method", "method_label", "seed", "status", "metric",
-    "test", "val", "test_loss", "val_loss", "best_epoch", "epochs", "n_params",
-    "seconds", "step_ms", "error",
-)
 
 
 class Store:
@@ -98,6 +93,7 @@ def _row(record: dict) -> dict:
         "task": record["task"],
         "method": record["method"],
         "method_label": record["method_label"],
+        "method_full_label": record.get("method_full_label", record["method_label"]),
         "seed": record["seed"],
         "status": record["status"],
         "metric": metric,
@@ -116,7 +112,7 @@ def _row(record: dict) -> dict:
 
 def runs_table(records) -> pl.DataFrame:
     schema = {
-        "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8,
+        "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8, "method_full_label": pl.Utf8,
         "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64,
         "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
         "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,

@@ -92,7 +92,8 @@ def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = N
                 raise KeyError(f"{info.name} has no hyperparameter {name!r}")
             given[name] = info.hyperparameters[name].validate(value, info.name)
         items.append((info.name, info.resolve(given)))
-    return engine.Method.of(*items)
+    defaults = {info.name: info.resolve({}) for info in plugin_registry.resolve(names, available)}
+    return engine.Method.of(*items, defaults=defaults)
 
 
 def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0, available=None) -> StepsResult:

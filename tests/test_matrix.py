@@ -20,15 +20,17 @@ def labels(methods):
 
 def test_each_plugin_is_a_method_and_the_baseline_joins_first():
     methods = parse_methods(["l2", "wd"], AVAILABLE)
-    assert labels(methods) == ["none", "l2(lam=0.0001)", "wd(lam=0.01)"]
-    assert labels(parse_methods(["l2"], AVAILABLE, baseline=False)) == ["l2(lam=0.0001)"]
-    assert labels(parse_methods(["none,l1"], AVAILABLE)) == ["none", "l1(lam=1e-05)"]
+    assert labels(methods) == ["none", "l2", "wd"]
+    assert [m.full_label for m in methods] == ["none", "l2(lam=0.0001)", "wd(lam=0.01)"]
+    assert labels(parse_methods(["l2"], AVAILABLE, baseline=False)) == ["l2"]
+    assert labels(parse_methods(["none,l1"], AVAILABLE)) == ["none", "l1"]
 
 
 def test_plus_combines_plugins_in_the_order_given():
     (_, combined) = parse_methods(["wd+l2"], AVAILABLE)
     assert combined.names == ["wd", "l2"]
-    assert combined.label == "wd(lam=0.01)+l2(lam=0.0001)"
+    assert combined.label == "wd+l2"
+    assert combined.full_label == "wd(lam=0.01)+l2(lam=0.0001)"
 
 
 def test_set_and_grid_apply_to_methods_containing_the_plugin():
