@@ -203,3 +203,19 @@ def test_same_seed_is_reproducible(run_steps):
     first = run_steps("wc", hp={"wc": {"granularity": "fine"}}, epochs=2, seed=3).record
     second = run_steps("wc", hp={"wc": {"granularity": "fine"}}, epochs=2, seed=3).record
     assert first["metrics"] == second["metrics"]
+
+
+def test_convolution_weights_are_reparameterized_and_folded():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    model.eval()
+    x = torch.randn(2, 3, 8, 8)
+    before = model(x).detach()
+    plugin = WeightCompander(granularity="fine", a=1.0)
+    run = type("Run", (), {"device": torch.device("cpu")})()
+    plugin.reparametrize(model=model, run=run)
+    assert parametrize.is_parametrized(model[0], "weight") and parametrize.is_parametrized(model[4], "weight")
+    assert not parametrize.is_parametrized(model[1])  # batch norm untouched
+    assert torch.allclose(model(x), before, atol=1e-5)
+    plugin.finalize(model=model, run=run)
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    assert torch.allclose(model(x), before, atol=1e-5)
