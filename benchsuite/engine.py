@@ -487,6 +487,9 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             "plain_model": not plain_model_problems(model),
             **final_diagnostics,
         }
+        record["report_metrics"] = [
+            f"{info.name}.{key}" for info in infos for key in getattr(info.factory, "report_metrics", ())
+        ]
         record["status"] = STATUS_FINISHED
     except Diverged as exc:
         record["status"] = STATUS_DIVERGED

@@ -121,6 +121,9 @@ class Plugin:
     citation: str = ""
     description: str = ""
     hyperparameters: Sequence[Hyperparameter] = ()
+    # final metrics (names as returned by ``metrics``) that reports show next to the task
+    # metric; a name ending in ``_l*`` stands for the per-layer values ``_l0``, ``_l1``, ...
+    report_metrics: Sequence[str] = ()
 
     def __init__(self, **values: Any):
         declared = {h.name: h for h in self.hyperparameters}

@@ -7,6 +7,7 @@ the headline metric, divergences and failures). Reports are rendered from that f
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 
 import polars as pl
@@ -22,9 +23,11 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     if table.is_empty():
         return pl.DataFrame()
     finished = pl.col("status") == "finished"
-    return (
+    summ = (
         table.group_by("task", "metric", "method_label", maintain_order=True)
         .agg(
+            pl.col("method").first().alias("method"),
+            pl.col("hyperparameters").first().alias("hp_json"),
             pl.col("method_full_label").first().alias("hyperparameters"),
             pl.col("seed").filter(finished).n_unique().alias("n"),
             (pl.col("status") == "diverged").sum().alias("diverged"),
@@ -33,15 +36,63 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
             pl.col("test").filter(finished).std().alias("std"),
             pl.col("val").filter(finished).mean().alias("val_mean"),
             pl.col("step_ms").filter(finished).mean().alias("step_ms"),
+            pl.col("train_seconds").filter(finished).mean().alias("train_seconds"),
+            pl.col("report").filter(finished).alias("reports"),
         )
+        .with_columns(
+            pl.col("reports").map_elements(_mean_report, return_dtype=pl.Utf8).alias("plugin_metrics")
+        )
+        .drop("reports")
         .sort("task", pl.col("method_label") != BASELINE, "method_label")
     )
+    return summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8)).drop("hp_json")
+
+
+def _display_labels(summ: pl.DataFrame) -> list[str]:
+    """Per task, each method's name with the hyperparameters that vary among the rows of
+    the same plugin combination (a grid shows its axis; a single method shows its name)."""
+    rows = list(summ.select("task", "method", "hp_json").iter_rows())
+    labels = []
+    for task, method, hp_json in rows:
+        siblings = [json.loads(h) for t, m, h in rows if t == task and m == method]
+        mine = json.loads(hp_json)
+        parts = []
+        for plugin in method.split("+"):
+            varying = [k for k in mine.get(plugin, {})
+                       if len({json.dumps(s.get(plugin, {}).get(k)) for s in siblings}) > 1]
+            inner = ",".join(f"{k}={_fmt_value(mine[plugin][k])}" for k in varying)
+            parts.append(f"{plugin}({inner})" if inner else plugin)
+        labels.append("+".join(parts))
+    return labels
+
+
+def _fmt_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _mean_report(reports) -> str:
+    """Mean over seeds of each plugin metric (elementwise for per-layer lists)."""
+    parsed = [json.loads(r) for r in reports]
+    means = {}
+    for name in dict.fromkeys(k for p in parsed for k in p):
+        values = [p[name] for p in parsed if name in p]
+        if values and isinstance(values[0], list):
+            means[name] = [sum(v[i] for v in values) / len(values) for i in range(min(map(len, values)))]
+        else:
+            means[name] = sum(values) / len(values)
+    return json.dumps(means)
 
 
 def _fmt(value, digits=4) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def _fmt_any(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v, 3) for v in value) + "]"
+    return _fmt(value)
 
 
 def summary_lines(summ: pl.DataFrame) -> list[str]:
@@ -52,7 +103,7 @@ def summary_lines(summ: pl.DataFrame) -> list[str]:
     for r in summ.iter_rows(named=True):
         arrow = "↑" if METRICS.get(r["metric"]) == "max" else "↓"
         rows.append((
-            r["task"], r["method_label"], f"test {r['metric']} {arrow}", str(r["n"]),
+            r["task"], r["display"], f"test {r['metric']} {arrow}", str(r["n"]),
             f"{_fmt(r['mean'])} ± {_fmt(r['std'])}", str(r["diverged"]), str(r["failed"]),
             _fmt(r["step_ms"], 3),
         ))
@@ -76,24 +127,29 @@ def markdown(summ: pl.DataFrame, title: str) -> str:
         part = summ.filter(pl.col("task") == task)
         metric = part["metric"][0]
         arrow = "higher is better" if METRICS.get(metric) == "max" else "lower is better"
+        extra = list(dict.fromkeys(k for r in part["plugin_metrics"] for k in json.loads(r)))
         lines += [
             f"## {task}",
             "",
             f"Metric: test {metric} ({arrow}).",
             "",
-            "| method | n | mean ± std | val mean | diverged | failed | ms/step |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| method | n | mean ± std | val mean | diverged | failed | ms/step | train s |"
+            + "".join(f" {name} |" for name in extra),
+            "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra),
         ]
         for r in part.iter_rows(named=True):
-            label = r["method_label"].replace("|", "\\|")
+            label = r["display"].replace("|", "\\|")
+            plugin_values = json.loads(r["plugin_metrics"])
             lines.append(
                 f"| `{label}` | {r['n']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | "
-                f"{_fmt(r['val_mean'])} | {r['diverged']} | {r['failed']} | {_fmt(r['step_ms'], 3)} |"
+                f"{_fmt(r['val_mean'])} | {r['diverged']} | {r['failed']} | {_fmt(r['step_ms'], 3)} | "
+                f"{_fmt(r['train_seconds'], 3)} |"
+                + "".join(f" {_fmt_any(plugin_values.get(name))} |" for name in extra)
             )
         lines.append("")
-    methods = summ.select("method_label", "hyperparameters").unique(maintain_order=True)
-    lines += ["## Methods", "", "Labels show the hyperparameters that differ from the plugin's defaults; "
-              "every value:", "", "| method | hyperparameters |", "|---|---|"]
+    methods = summ.select("display", "hyperparameters").unique(maintain_order=True)
+    lines += ["## Methods", "", "A label names the hyperparameters that vary among the runs of the same "
+              "plugins on a task; every value:", "", "| method | hyperparameters |", "|---|---|"]
     for label, full in methods.iter_rows():
         lines.append(f"| `{label}` | `{full}` |")
     lines.append("")

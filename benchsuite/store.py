@@ -20,7 +20,6 @@ import polars as pl
 from benchsuite.engine import DONE_STATUSES
 
 
-
 class Store:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -94,6 +93,7 @@ def _row(record: dict) -> dict:
         "method": record["method"],
         "method_label": record["method_label"],
         "method_full_label": record.get("method_full_label", record["method_label"]),
+        "hyperparameters": json.dumps(record.get("hyperparameters", {}), sort_keys=True),
         "seed": record["seed"],
         "status": record["status"],
         "metric": metric,
@@ -106,17 +106,35 @@ def _row(record: dict) -> dict:
         "n_params": metrics.get("n_params"),
         "seconds": timings.get("total_seconds"),
         "step_ms": 1000 * timings["train_seconds"] / steps if steps else None,
+        "train_seconds": timings.get("train_seconds"),
+        "report": json.dumps(_report_values(record.get("report_metrics", ()), metrics)),
         "error": record.get("error"),
     }
+
+
+def _report_values(names, metrics: dict) -> dict:
+    """The plugin metrics a record asks reports to show; ``x_l*`` becomes a list."""
+    values = {}
+    for name in names:
+        if name.endswith("_l*"):
+            prefix = name[:-1]
+            layers = sorted((int(k[len(prefix):]), v) for k, v in metrics.items()
+                            if k.startswith(prefix) and k[len(prefix):].isdigit())
+            values[name[:-3]] = [v for _, v in layers]
+        elif name in metrics:
+            values[name] = metrics[name]
+    return values
 
 
 def runs_table(records) -> pl.DataFrame:
     schema = {
         "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8, "method_full_label": pl.Utf8,
+        "hyperparameters": pl.Utf8,
         "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64,
         "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
         "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
-        "seconds": pl.Float64, "step_ms": pl.Float64, "error": pl.Utf8,
+        "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,
+        "error": pl.Utf8,
     }
     table = pl.DataFrame([_row(r) for r in records], schema=schema, orient="row")
     return table.sort("task", "method_label", "seed")

@@ -162,3 +162,14 @@ def test_matrix_run_and_its_errors(tmp_path, capsys):
     assert "task not available: cifar10-resnet18" in capsys.readouterr().err
     assert run_cli("run", "--matrix", str(matrix), "-p", "l1", results=tmp_path / "r") == 2
     assert "drop --plugin" in capsys.readouterr().err
+
+
+def test_report_labels_name_the_grid_axis_and_show_plugin_metrics(tmp_path, capsys):
+    results, reports = tmp_path / "res", tmp_path / "reports"
+    run_cli("run", "-p", "l2", "--grid", "l2.lam=1e-4,1e-2", "--seeds", "1", *FAST, results=results)
+    run_cli("run", "-p", "l1", "--seeds", "1", *FAST, results=results)
+    assert main(["report", "--results", str(results), "--out", str(reports), "--name", "g"]) == 0
+    text = (reports / "g" / "index.md").read_text()
+    assert "| `l2(lam=0.0001)` | 1 |" in text and "| `l2(lam=0.01)` | 1 |" in text
+    assert "| `l1` | 1 |" in text  # a single configuration: its name, values in the Methods table
+    assert "| `l1` | `l1(lam=1e-05)` |" in text

@@ -65,8 +65,8 @@ def test_splits_are_disjoint_and_fixed_by_the_split_seed():
 @pytest.mark.parametrize(
     "name, sizes, batch_norm",
     [
-        ("toy-regression", [1, 50, 50, 1], False),
-        ("boston-mlp", [13, 40, 30, 1], False),
+        ("toy-regression", [1, 50, 50, 1], True),
+        ("boston-mlp", [13, 40, 30, 1], True),
         ("mnist5k-mlp", [784, 400, 300, 100, 10], True),
     ],
 )

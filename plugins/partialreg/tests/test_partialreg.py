@@ -1,0 +1,177 @@
+"""Partial group lasso: penalties against hand computations, the beta mask, pruning."""
+
+import math
+
+import pytest
+import torch
+from benchsuite_partialreg import (
+    PartialRegularization,
+    group_penalty,
+    neuron_counts,
+    outgoing_groups,
+    prune_dead_neurons,
+)
+from torch import nn
+
+from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+
+W = torch.tensor([[1.0, -2.0, 0.0], [2.0, 1.0, 0.0]])  # 2 outputs x 3 input neurons
+
+
+def test_groups_are_outgoing_weights_of_each_neuron():
+    assert torch.equal(outgoing_groups(W), W.t())
+    conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float).reshape(2, 3, 2, 2)
+    groups = outgoing_groups(conv)
+    assert groups.shape == (3, 8)  # input channel c: every output channel's 2x2 kernel
+    assert torch.equal(groups[1], conv[:, 1].reshape(-1))
+
+
+def test_group_lasso_eq2_by_hand():
+    # neuron norms: sqrt(1+4)=sqrt5, sqrt(4+1)=sqrt5, 0; group size 2
+    expected = math.sqrt(2) * (2 * math.sqrt(5))
+    assert group_penalty(W, 0.0, None).item() == pytest.approx(expected)
+
+
+def test_sparse_group_lasso_eq3_by_hand():
+    l1 = 6.0
+    expected = 0.9 * math.sqrt(2) * 2 * math.sqrt(5) + 0.1 * l1
+    assert group_penalty(W, 0.1, None).item() == pytest.approx(expected)
+
+
+def test_partial_versions_eq6_eq7_drop_exempt_neurons():
+    beta = torch.tensor([1.0, 0.0, 1.0])  # neuron 1 exempt
+    assert group_penalty(W, 0.0, beta).item() == pytest.approx(math.sqrt(2) * math.sqrt(5))
+    expected = 0.9 * math.sqrt(2) * math.sqrt(5) + 0.1 * 3.0  # |1| + |2| of neuron 0 only
+    assert group_penalty(W, 0.1, beta).item() == pytest.approx(expected)
+
+
+def test_gradient_of_group_lasso_by_hand():
+    w = W.clone().requires_grad_(True)
+    group_penalty(w, 0.0, None).backward()
+    # d/dw ||g|| = g / ||g||, times sqrt(2); the zero group has (sub)gradient 0
+    expected = math.sqrt(2) * W / torch.tensor([math.sqrt(5), math.sqrt(5), 1.0])
+    assert torch.allclose(w.grad, expected)
+
+
+def test_penalty_hook_sums_layers_times_lambda():
+    model, _, run, hooks = build_for("partialreg", {"partialreg": {"variant": "sgl", "lam": 0.5}})
+    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    expected = 0.5 * sum(group_penalty(m.weight, 0.1, None) for m in linears)
+    assert term.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_beta_mask_follows_ratio_and_the_seed():
+    def betas(seed, ratio=0.25):
+        _, _, run, hooks = build_for("partialreg", {"partialreg": {"ratio_of_zeros": ratio}}, seed=seed)
+        (plugin,) = [i.plugin for i in hooks.impls["penalty"] if i.plugin_name == "partialreg"]
+        return plugin.betas
+
+    first, again, other = betas(0), betas(0), betas(1)
+    assert [int((b == 0).sum()) for b in first] == [2, 4, 4]  # round(0.25 * [8, 16, 16])
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+    assert [int((b == 0).sum()) for b in betas(0, 0.0)] == [0, 0, 0]
+    _, _, _, hooks = build_for("partialreg", {"partialreg": {"variant": "gl"}})
+    (plugin,) = [i.plugin for i in hooks.impls["penalty"] if i.plugin_name == "partialreg"]
+    assert plugin.betas == [None, None, None]
+
+
+def test_training_is_reproducible_given_the_seed(run_steps):
+    a = run_steps("partialreg", epochs=2, seed=7).record
+    b = run_steps("partialreg", epochs=2, seed=7).record
+    assert a["metrics"] == b["metrics"]
+
+
+def _mlp_with_dead_neurons():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU(),
+        nn.Linear(6, 4), nn.BatchNorm1d(4), nn.ReLU(),
+        nn.Linear(4, 3),
+    )
+    with torch.no_grad():
+        model(torch.randn(64, 5))  # running statistics
+        model[0].weight[:, 2] = 0.0     # input feature 2: no outgoing weights
+        model[0].weight[1] = 0.0        # hidden neuron 1 of layer 1: no incoming weights
+        model[3].weight[:, 4] = 0.0     # hidden neuron 4 of layer 1: no outgoing weights
+        model[3].weight[2] = 0.0        # hidden neuron 2 of layer 2: no incoming weights
+    return model.eval()
+
+
+def test_pruning_removes_dead_neurons_and_keeps_the_function():
+    model = _mlp_with_dead_neurons()
+    x = torch.randn(32, 5)
+    before = model(x)
+    pruned = prune_dead_neurons(model, threshold=1e-6)
+    assert neuron_counts(pruned) == [4, 4, 3, 3]
+    assert torch.allclose(pruned(x), before, atol=1e-5)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in _mlp_with_dead_neurons().parameters())
+
+
+def test_pruning_near_zero_weights_changes_outputs_by_at_most_their_contribution():
+    model = _mlp_with_dead_neurons()
+    with torch.no_grad():
+        model[3].weight[:, 4] = 1e-4  # "dead" below a 1e-3 threshold, not exactly zero
+    x = torch.randn(32, 5)
+    before = model(x)
+    pruned = prune_dead_neurons(model, threshold=1e-3)
+    assert neuron_counts(pruned) == [4, 4, 3, 3]
+    assert (pruned(x) - before).abs().max() < 0.05
+    assert not torch.allclose(pruned(x), before, atol=1e-7)  # the removed contribution is real
+
+
+def test_finalize_returns_a_smaller_network_the_host_evaluates():
+    task = tiny_task_spec(epochs=40)
+    hp = {"partialreg": {"variant": "gl", "lam": 0.05, "threshold": 1e-2}}
+    record = run_task("partialreg", task, hp=hp).record
+    assert record["status"] == "finished"
+    metrics = record["metrics"]
+    assert metrics["plain_model"]
+    full = 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4 + 2 * (16 + 16)
+    assert metrics["n_params"] < full  # a strong group lasso kills neurons, pruning removes them
+    assert metrics["partialreg.neurons_total"] < 8 + 16 + 16 + 4
+    # pruning keeps the function: the selected model scores the same before and after
+    assert abs(metrics["test_accuracy"] - metrics["test_accuracy_before_finalize"]) <= 2 / 64
+    for i in range(3):
+        assert 0 <= metrics[f"partialreg.sparsity_l{i}"] <= 1
+
+
+def test_non_sequential_models_are_left_unpruned():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    assert prune_dead_neurons(Net(), 1e-3) is None
+
+
+@pytest.mark.parametrize("variant", ["gl", "sgl", "igl", "isgl"])
+def test_conformance(variant):
+    check_conformance("partialreg", {"partialreg": {"variant": variant}})
+
+
+def test_plugin_describes_its_variants():
+    assert PartialRegularization().hp["variant"] == "igl"
+
+
+def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
+    from benchsuite import engine
+    from benchsuite.executors import run_all
+    from benchsuite.report import write_report
+    from benchsuite.store import Store
+    from benchsuite.testing import method_of
+
+    task = tiny_task_spec(epochs=2)
+    specs = [engine.make_run_spec(task, method_of("partialreg", {"partialreg": {"variant": v}}), 0)
+             for v in ("gl", "igl")]
+    store = Store(tmp_path / "res")
+    run_all(specs, store, progress=False)
+    text = (write_report(store.table(), tmp_path / "reports", "t") / "index.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| method |"))
+    assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity" in header
+    row = next(line for line in text.splitlines() if line.startswith("| `partialreg(variant=gl)`"))
+    assert "[8, " in row  # neurons per layer, input layer first
