@@ -147,11 +147,11 @@ def markdown(summ: pl.DataFrame, title: str) -> str:
                 + "".join(f" {_fmt_any(plugin_values.get(name))} |" for name in extra)
             )
         lines.append("")
-    methods = summ.select("display", "hyperparameters").unique(maintain_order=True)
+    methods = summ.select("task", "display", "hyperparameters").unique(maintain_order=True)
     lines += ["## Methods", "", "A label names the hyperparameters that vary among the runs of the same "
-              "plugins on a task; every value:", "", "| method | hyperparameters |", "|---|---|"]
-    for label, full in methods.iter_rows():
-        lines.append(f"| `{label}` | `{full}` |")
+              "plugins on a task; every value:", "", "| task | method | hyperparameters |", "|---|---|---|"]
+    for task, label, full in methods.iter_rows():
+        lines.append(f"| {task} | `{label}` | `{full}` |")
     lines.append("")
     return "\n".join(lines)
 

@@ -172,4 +172,4 @@ def test_report_labels_name_the_grid_axis_and_show_plugin_metrics(tmp_path, caps
     text = (reports / "g" / "index.md").read_text()
     assert "| `l2(lam=0.0001)` | 1 |" in text and "| `l2(lam=0.01)` | 1 |" in text
     assert "| `l1` | 1 |" in text  # a single configuration: its name, values in the Methods table
-    assert "| `l1` | `l1(lam=1e-05)` |" in text
+    assert "| digits-mlp | `l1` | `l1(lam=1e-05)` |" in text
