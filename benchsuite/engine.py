@@ -127,6 +127,9 @@ class Run:
     ``lr`` (current learning rate of the first param group), ``rng`` (a
     ``torch.Generator`` on the run's device: the only randomness plugins should draw).
     ``log(name, value)`` records a scalar; the mean per epoch lands in the curves.
+    ``evaluate(model, split="val")`` returns the task loss and metric of any model on the
+    ``train``, ``val`` or ``test`` split (eval mode, no grad), e.g. for a diagnostic that
+    scores modified copies of the model.
     """
 
     def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
@@ -142,6 +145,7 @@ class Run:
         self.lr = task.train.lr
         self.rng = torch.Generator(device=device).manual_seed(plugin_seed)
         self._logged: dict[str, list[float]] = {}
+        self.evaluate: Callable = _no_data
 
     def log(self, name: str, value) -> None:
         self._logged.setdefault(name, []).append(float(value))
@@ -150,6 +154,10 @@ class Run:
         means = {name: sum(v) / len(v) for name, v in self._logged.items() if v}
         self._logged.clear()
         return means
+
+
+def _no_data(model, split="val"):
+    raise RuntimeError("run.evaluate is available once the run's data is loaded")
 
 
 class Hooks:
@@ -353,6 +361,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         model = build_model(task.model).to(dev)
 
         run = Run(task, seed, method, dev, streams["plugin"])
+        splits = {"train": train, "val": val, "test": test}
+        run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net))
         run.steps_per_epoch = math.ceil(len(train) / task.train.batch_size)
         run.total_steps = run.steps_per_epoch * task.train.epochs
 
@@ -476,8 +486,11 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         model.eval()
         with torch.no_grad():
             final_diagnostics = _numbers(hooks.each("metrics", model=model, run=run))
+        evaluated = [r[f"test_{metric}"] for r in record["curves"] if f"test_{metric}" in r]
+        best10 = sorted(evaluated, reverse=task.eval.direction == "max")[:10]
         record["metrics"] = {
             "best_epoch": best_epoch,
+            f"test_{metric}_best10_mean": sum(best10) / len(best10),
             f"val_{metric}": final_val[metric],
             f"test_{metric}": final_test[metric],
             "val_loss": final_val["loss"],

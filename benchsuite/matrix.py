@@ -124,7 +124,7 @@ def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence
 
 
 MATRIX_KEYS = {"description", "paper", "seeds", "runs"}
-GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note"}
+GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train"}
 
 
 def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None) -> list[RunSpec]:
@@ -132,7 +132,9 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
 
     A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
     ``[[runs]]`` table per group, each like one command line (``tasks``, ``plugins``,
-    ``set``, ``grid``, optional ``seeds`` and ``baseline``). Every task must exist;
+    ``set``, ``grid``, optional ``seeds``, ``baseline`` and ``train``: overrides of the
+    tasks' ``[train]`` values, where a list is a grid axis, e.g.
+    ``train = {optimizer = "adam", lr = [1e-3, 1e-4]}``). Every task must exist;
     a task the catalog does not provide yet is reported as not available, before
     anything runs.
     """
@@ -175,7 +177,15 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             baseline=group.get("baseline", True),
         )
         count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
-        tasks = [get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset) for t in group["tasks"]]
+        train = group.get("train", {})
+        if not isinstance(train, dict):
+            raise UsageError(f"{where}: 'train' must be a table of [train] overrides")
+        axes = {k: v if isinstance(v, list) else [v] for k, v in train.items()}
+        tasks = [
+            get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset, **dict(zip(axes, values)))
+            for t in group["tasks"]
+            for values in itertools.product(*axes.values())
+        ]
         for spec in expand(tasks, methods, parse_seeds(count, None), available):
             if spec.run_id not in seen:
                 seen.add(spec.run_id)

@@ -97,7 +97,8 @@ def _row(record: dict) -> dict:
         "seed": record["seed"],
         "status": record["status"],
         "metric": metric,
-        "test": metrics.get(f"test_{metric}"),
+        "test": metrics.get(f"test_{metric}" if spec["eval"].get("headline", "selected") == "selected"
+                            else f"test_{metric}_best10_mean"),
         "val": metrics.get(f"val_{metric}"),
         "test_loss": metrics.get("test_loss"),
         "val_loss": metrics.get("val_loss"),

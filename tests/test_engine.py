@@ -217,3 +217,33 @@ def test_cuda_request_without_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         engine.resolve_device("cuda")
+
+
+def test_best10_test_mean_and_the_headline_choice():
+    task = tiny_task_spec(epochs=12)
+    record = run_task("none", task, seed=0).record
+    tests = sorted((row["test_accuracy"] for row in record["curves"]), reverse=True)
+    assert record["metrics"]["test_accuracy_best10_mean"] == pytest.approx(sum(tests[:10]) / 10)
+    from benchsuite.store import runs_table
+
+    assert runs_table([record])["test"][0] == record["metrics"]["test_accuracy"]
+    best10 = dataclasses.replace(task, eval=dataclasses.replace(task.eval, headline="best10"))
+    record = run_task("none", best10, seed=0).record
+    assert runs_table([record])["test"][0] == record["metrics"]["test_accuracy_best10_mean"]
+
+
+def test_run_evaluate_scores_any_model_on_any_split():
+    scores = {}
+
+    class Probe(Plugin):
+        name = "probe"
+
+        @hookimpl
+        def on_epoch_end(self, model, run):
+            scores["val"] = run.evaluate(model)
+            scores["test"] = run.evaluate(model, "test")
+
+    record = run_task("probe", tiny_task_spec(epochs=1), available=available_with(Probe)).record
+    row = record["curves"][0]
+    assert scores["val"]["accuracy"] == pytest.approx(row["val_accuracy"])
+    assert scores["test"]["loss"] == pytest.approx(row["test_loss"])

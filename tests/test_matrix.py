@@ -138,3 +138,16 @@ def test_bad_matrix_files_are_rejected(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(UsageError, match=message):
         load_matrix(str(path), AVAILABLE)
+
+
+def test_matrix_train_overrides_make_a_grid_of_task_recipes(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('seeds = 1\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]\nbaseline = false\n'
+                    'train = {optimizer = "sgd", momentum = 0.9, lr = [0.1, 0.01]}\n')
+    specs = load_matrix(str(path), AVAILABLE)
+    assert [(s.task.train.optimizer, s.task.train.momentum, s.task.train.lr) for s in specs] == [
+        ("sgd", 0.9, 0.1), ("sgd", 0.9, 0.01)]
+    assert len({s.run_id for s in specs}) == 2
+    path.write_text('[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]\ntrain = {lr = "fast"}\n')
+    with pytest.raises(UsageError, match="lr: expected float, got str"):
+        load_matrix(str(path), AVAILABLE)

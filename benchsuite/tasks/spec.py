@@ -9,7 +9,8 @@ A task file has four tables (every key has a default except the ones marked requ
     [model]  arch (required), sizes, batch_norm, activation, dropout
     [train]  epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, loss,
              schedule = "constant" | "multistep" | "cosine", milestones, gamma
-    [eval]   metric = "accuracy" | "mse", every (epochs between evaluations)
+    [eval]   metric = "accuracy" | "mse", every (epochs between evaluations),
+             headline = "selected" | "best10"
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
 SCHEDULES = ("constant", "multistep", "cosine")
 METRICS = {"accuracy": "max", "mse": "min"}
+HEADLINES = ("selected", "best10")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,9 @@ class TrainSpec:
 class EvalSpec:
     metric: str = "accuracy"
     every: int = 1
+    # the reported test value: "selected" = the model selected on validation (after
+    # finalize); "best10" = mean of the 10 best test values over the evaluated epochs
+    headline: str = "selected"
 
     @property
     def direction(self) -> str:
@@ -84,8 +89,14 @@ class TaskSpec:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def with_overrides(self, epochs: int | None = None, subset: int | None = None) -> TaskSpec:
+    def with_overrides(self, epochs: int | None = None, subset: int | None = None, **train: Any) -> TaskSpec:
+        """The task with fewer epochs, a training subset, or other ``[train]`` values."""
         spec = self
+        if train:
+            table = {**dataclasses.asdict(spec.train), **train}
+            replaced = _build(TrainSpec, table, f"{spec.name} [train] override")
+            spec = dataclasses.replace(spec, train=replaced)
+            _check(spec, f"{spec.name} (with overrides)")
         if epochs is not None:
             if epochs < 1:
                 raise UsageError(f"--epochs must be >= 1, got {epochs}")
@@ -167,6 +178,8 @@ def _check(spec: TaskSpec, source: str) -> None:
         bad("train.epochs and train.batch_size must be >= 1 and train.lr > 0")
     if spec.eval.every < 1:
         bad("eval.every must be >= 1")
+    if spec.eval.headline not in HEADLINES:
+        bad(f"eval.headline {spec.eval.headline!r} unknown; valid: {', '.join(HEADLINES)}")
 
 
 def load_task_file(path: Path) -> TaskSpec:
