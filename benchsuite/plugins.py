@@ -122,7 +122,8 @@ class Plugin:
     description: str = ""
     hyperparameters: Sequence[Hyperparameter] = ()
     # final metrics (names as returned by ``metrics``) that reports show next to the task
-    # metric; a name ending in ``_l*`` stands for the per-layer values ``_l0``, ``_l1``, ...
+    # metric; a name ending in ``*`` (``rate_l*``) stands for the indexed values ``rate_l0``,
+    # ``rate_l1``, ... shown as one list
     report_metrics: Sequence[str] = ()
 
     def __init__(self, **values: Any):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,14 +115,16 @@ def _row(record: dict) -> dict:
 
 
 def _report_values(names, metrics: dict) -> dict:
-    """The plugin metrics a record asks reports to show; ``x_l*`` becomes a list."""
+    """The plugin metrics a record asks reports to show; ``x_l*`` (any name ending in
+    ``*``) becomes the list of ``x_l0``, ``x_l1``, ... in numeric order, shown as ``x``."""
     values = {}
     for name in names:
-        if name.endswith("_l*"):
+        if name.endswith("*"):
             prefix = name[:-1]
-            layers = sorted((int(k[len(prefix):]), v) for k, v in metrics.items()
-                            if k.startswith(prefix) and k[len(prefix):].isdigit())
-            values[name[:-3]] = [v for _, v in layers]
+            indexed = sorted((int(k[len(prefix):]), v) for k, v in metrics.items()
+                             if k.startswith(prefix) and k[len(prefix):].isdigit())
+            if indexed:
+                values[re.sub(r"_[a-z]?$", "", prefix)] = [v for _, v in indexed]
         elif name in metrics:
             values[name] = metrics[name]
     return values

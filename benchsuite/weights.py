@@ -54,6 +54,15 @@ def _originals(module: nn.Module) -> list[nn.Parameter]:
     return [getattr(plist, f"original{i}") for i in range(len(list(plist.named_parameters(recurse=False))))]
 
 
+def layer_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Per weight module (in the order of :func:`weight_modules`), the leaf parameters
+    behind its weight: for methods that act on each layer's weights in place."""
+    return [
+        _originals(module) if parametrize.is_parametrized(module, "weight") else [module.weight]
+        for _, module in weight_modules(model)
+    ]
+
+
 def regularized_weights(model: nn.Module) -> list[torch.Tensor]:
     """The effective weight tensors (``module.weight``; the parametrized value where a
     parametrization is registered), differentiable w.r.t. the underlying parameters."""

@@ -112,6 +112,7 @@ def test_paper_scale_matrices_exist_for_the_tables():
     names = {p.stem for p in MATRICES}
     assert {f"wc-table{i}" for i in range(2, 8)} <= names
     assert {f"partialreg-table{i}" for i in range(2, 7)} <= names
+    assert {"lpwd-table1", "lpwd-table3", "lpwd-zeroshot"} <= names
 
 
 def test_offline_matrix_expands_deterministically():
