@@ -7,7 +7,8 @@
   (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
   dL/dw (not dL/dv) and then multiplied by dpsi/dv. Split over two hooks: ``modify_grad``
   calls :meth:`~ModifiedAdaptiveStep.before_step`, ``post_step`` calls
-  :meth:`~ModifiedAdaptiveStep.after_step`.
+  :meth:`~ModifiedAdaptiveStep.after_step`; :class:`ModifiedAdaptiveHooks` is a plugin
+  mixin that implements both hooks.
 * :func:`fold` — ``finalize`` helper: replace psi(v) by plain weights.
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from benchsuite.hookspecs import hookimpl
 from benchsuite.weights import weight_modules
 
 
@@ -125,3 +127,32 @@ def weight_percentiles(model: nn.Module) -> dict[str, float]:
         for q, value in zip(WEIGHT_PERCENTILES, values):
             out[f"{name or 'weight'}.p{q}"] = value
     return out
+
+
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
+
+
+class ModifiedAdaptiveHooks:
+    """Mixin for plugins that reparameterize with an :class:`Elementwise` subclass
+    (``reparametrization``): the ``modify_grad``/``post_step`` halves of the modified
+    adaptive optimizer. The plugin's ``configure`` calls :meth:`use_modified_step_if`."""
+
+    reparametrization: type = Elementwise
+    use_modified_step: bool = False
+
+    def use_modified_step_if(self, wanted: bool, run) -> None:
+        """Turn the modified step on when ``wanted`` and the task's optimizer is adaptive
+        (with SGD the plain chain rule already gives the step of eq. 2)."""
+        self.use_modified_step = wanted and run.task.train.optimizer in ADAPTIVE_OPTIMIZERS
+        self._modified_step = ModifiedAdaptiveStep()
+
+    @hookimpl
+    def modify_grad(self, model, optimizer, run):
+        if self.use_modified_step:
+            pairs = ((p, v) for _, _, p, v in elementwise_weights(model, self.reparametrization))
+            self._modified_step.before_step(pairs)
+
+    @hookimpl
+    def post_step(self, model, optimizer, run):
+        if self.use_modified_step:
+            self._modified_step.after_step()

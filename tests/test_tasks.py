@@ -120,3 +120,14 @@ def test_overrides_change_the_spec_and_reject_nonsense():
     assert task.with_overrides(subset=50).subset == 50
     with pytest.raises(UsageError):
         task.with_overrides(epochs=0)
+
+
+def test_kaiming_init_option():
+    torch.manual_seed(0)
+    model = build_model(get_task("mnist5k-deep-mlp").model)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert len(linears) == 9 and not any(isinstance(m, nn.BatchNorm1d) for m in model)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in linears)
+    assert linears[1].weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.05)
+    with pytest.raises(UsageError, match="unknown init 'xavier'"):
+        build_model(parse_task(TASK.replace('sizes = [64, 10]', 'sizes = [64, 10]\ninit = "xavier"'), "t").model)

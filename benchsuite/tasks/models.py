@@ -26,7 +26,15 @@ def mlp(spec: ModelSpec) -> nn.Sequential:
             layers.append(ACTIVATIONS[spec.activation]())
             if spec.dropout > 0:
                 layers.append(nn.Dropout(spec.dropout))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if spec.init == "kaiming":
+        for module in model:
+            if isinstance(module, nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+    elif spec.init != "default":
+        raise UsageError(f"unknown init {spec.init!r}; valid: default, kaiming")
+    return model
 
 
 ARCHITECTURES = {"mlp": mlp}

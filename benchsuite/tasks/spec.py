@@ -6,7 +6,7 @@ A task file has four tables (every key has a default except the ones marked requ
     description = "..."
     [data]   source (required), split = [train, val, test] fractions, split_seed,
              standardize
-    [model]  arch (required), sizes, batch_norm, activation, dropout
+    [model]  arch (required), sizes, batch_norm, activation, dropout, init
     [train]  epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, loss,
              schedule = "constant" | "multistep" | "cosine", milestones, gamma
     [eval]   metric = "accuracy" | "mse", every (epochs between evaluations),
@@ -45,6 +45,7 @@ class ModelSpec:
     batch_norm: bool = False
     activation: str = "relu"
     dropout: float = 0.0
+    init: str = "default"  # "default" (PyTorch's) or "kaiming" (He normal, zero biases)
 
 
 @dataclasses.dataclass(frozen=True)

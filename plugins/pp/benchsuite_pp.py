@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
-from benchsuite.reparam import Elementwise, ModifiedAdaptiveStep, elementwise_weights, fold, register
-
-ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
+from benchsuite.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, fold, register
 
 
 class Power(Elementwise):
@@ -25,7 +23,7 @@ class Power(Elementwise):
         return w.sign() * w.abs().pow(1.0 / self.alpha)
 
 
-class Powerpropagation(Plugin):
+class Powerpropagation(ModifiedAdaptiveHooks, Plugin):
     """Powerpropagation: w = v*|v|^(alpha-1) on every weight."""
 
     name = "pp"
@@ -39,29 +37,16 @@ class Powerpropagation(Plugin):
                        help="with Adam/AdamW: adaptive step from dL/dw, then scaled by dw/dv"),
     )
 
-    def __init__(self, **values):
-        super().__init__(**values)
-        self.adaptive = ModifiedAdaptiveStep()
-        self.use_modified_step = False
+    reparametrization = Power
 
     @hookimpl
     def configure(self, run):
-        self.use_modified_step = self.hp["modified_adaptive"] and run.task.train.optimizer in ADAPTIVE_OPTIMIZERS
+        self.use_modified_step_if(self.hp["modified_adaptive"], run)
 
     @hookimpl
     def reparametrize(self, model, run):
         if not register(model, lambda name, module: Power(self.hp["alpha"])):
             raise ValueError("pp: the model has no linear/convolution weights to reparameterize")
-
-    @hookimpl
-    def modify_grad(self, model, optimizer, run):
-        if self.use_modified_step:
-            self.adaptive.before_step((p, v) for _, _, p, v in elementwise_weights(model, Power))
-
-    @hookimpl
-    def post_step(self, model, optimizer, run):
-        if self.use_modified_step:
-            self.adaptive.after_step()
 
     @hookimpl
     def metrics(self, model, run):

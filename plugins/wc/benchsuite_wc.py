@@ -16,7 +16,7 @@ from benchsuite import Hyperparameter, Plugin, hookimpl
 from benchsuite.default_plugins.defaults import build_optimizer
 from benchsuite.reparam import (
     Elementwise,
-    ModifiedAdaptiveStep,
+    ModifiedAdaptiveHooks,
     elementwise_weights,
     fold,
     register,
@@ -41,8 +41,6 @@ PRESETS: dict[str, tuple[float, float]] = {
     "resnet50-tinyimagenet": (0.7, 0.8),
     "resnet50-imagenet": (0.6, 0.7),
 }
-
-ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
 
 
 class Scale(nn.Module):
@@ -107,7 +105,7 @@ class Compander(Elementwise):
         return b * torch.erfinv(w / a)
 
 
-class WeightCompander(Plugin):
+class WeightCompander(ModifiedAdaptiveHooks, Plugin):
     """Weight Compander: w = a*arctan(v/b) on every weight (arsinh and erf variants)."""
 
     name = "wc"
@@ -134,10 +132,10 @@ class WeightCompander(Plugin):
             values = {**values, "a": PRESETS[values["preset"]][0], "b": PRESETS[values["preset"]][1]}
         return values
 
+    reparametrization = Compander
+
     def __init__(self, **values):
         super().__init__(**values)
-        self.adaptive = ModifiedAdaptiveStep()
-        self.use_modified_step = False
         self.weight_decay = 0.0
 
     @property
@@ -146,7 +144,7 @@ class WeightCompander(Plugin):
 
     @hookimpl
     def configure(self, run):
-        self.use_modified_step = self.hp["modified_adaptive"] and run.task.train.optimizer in ADAPTIVE_OPTIMIZERS
+        self.use_modified_step_if(self.hp["modified_adaptive"], run)
         self.weight_decay = run.task.train.weight_decay
 
     @hookimpl
@@ -188,16 +186,6 @@ class WeightCompander(Plugin):
             return None
         weights = [c_module.weight for _, c_module, _, _ in elementwise_weights(model, Compander)]
         return 0.5 * self.weight_decay * torch.stack([w.square().sum() for w in weights]).sum()
-
-    @hookimpl
-    def modify_grad(self, model, optimizer, run):
-        if self.use_modified_step:
-            self.adaptive.before_step((c, v) for _, _, c, v in elementwise_weights(model, Compander))
-
-    @hookimpl
-    def post_step(self, model, optimizer, run):
-        if self.use_modified_step:
-            self.adaptive.after_step()
 
     @hookimpl
     def metrics(self, model, run):

@@ -1,6 +1,7 @@
 """Weight Compander against the paper's formulas and hand computations."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -129,7 +130,9 @@ def test_modified_adam_step_matches_a_hand_computation():
     with torch.no_grad():
         layer.weight.fill_(0.3)
     plugin = WeightCompander(a=a, b=b)
-    plugin.use_modified_step = True
+    adam_run = SimpleNamespace(task=SimpleNamespace(train=SimpleNamespace(optimizer="adam")))
+    plugin.use_modified_step_if(True, adam_run)
+    assert plugin.use_modified_step
     parametrize.register_parametrization(layer, "weight", Compander("arctan", Scale(a, b, False)))
     v = layer.parametrizations["weight"].original
     optimizer = torch.optim.Adam([v], lr=lr, betas=(beta1, beta2), eps=eps)

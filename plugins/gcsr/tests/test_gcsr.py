@@ -1,0 +1,89 @@
+"""GCSR: the coherence rate, the proximal step, the gating modes, L2's gradient."""
+
+import pytest
+import torch
+from benchsuite_gcsr import coherence_rate, regularizer_gradient, soft_threshold
+from torch import nn
+
+from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+
+
+def test_coherence_rate_on_hand_built_gradients():
+    g = torch.tensor([1.0, -1.0, 0.5, 0.0, 2.0])
+    r = torch.tensor([0.5, 2.0, -1.0, 5.0, -1.0])
+    # g + r = [1.5, 1, -0.5, 5, 1]: kept, flipped, flipped, excluded (g = 0), kept
+    assert coherence_rate([g], [r]) == pytest.approx(2 / 4)
+    # several tensors pool their weights; an all-zero gradient gives NaN (nothing learns)
+    assert coherence_rate([g, torch.tensor([3.0])], [r, torch.tensor([-1.0])]) == pytest.approx(3 / 5)
+    assert coherence_rate([torch.zeros(3)], [torch.ones(3)]) != coherence_rate([torch.zeros(3)], [torch.ones(3)])
+
+
+def test_regularizer_gradients():
+    w = torch.tensor([0.5, -2.0, 0.0])
+    (l2,) = regularizer_gradient([w], "l2", 0.1)
+    (l1,) = regularizer_gradient([w], "l1", 0.1)
+    assert torch.allclose(l2, torch.tensor([0.1, -0.4, 0.0]))
+    assert torch.allclose(l1, torch.tensor([0.1, -0.1, 0.0]))
+
+
+def test_soft_threshold_elementwise():
+    a = torch.tensor([3.0, -3.0, 0.5, -0.5, 0.0, 1.0])
+    assert torch.equal(soft_threshold(a, 1.0), torch.tensor([2.0, -2.0, 0.0, 0.0, 0.0, 0.0]))
+
+
+def _step(plugin_hp, epoch=1):
+    task = tiny_task_spec(optimizer="sgd", lr=0.1)
+    model, opt, run, hooks = build_for("gcsr", {"gcsr": plugin_hp}, task=task)
+    run.step, run.epoch, run.lr = 1, epoch, 0.1
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(torch.randn(32, 8)), torch.arange(32) % 4).backward()
+    return model, opt, run, hooks
+
+
+def test_l2_adds_its_gradient_when_imposed():
+    model, opt, run, hooks = _step({"norm": "l2", "lam": 0.3, "mode": "always"})
+    w = model[0].weight
+    g = w.grad.clone()
+    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    assert torch.allclose(w.grad, g + 0.6 * w.detach())
+
+
+def test_l1_proximal_step_after_the_optimizer_step():
+    model, opt, run, hooks = _step({"norm": "l1", "lam": 0.5, "mode": "always"})
+    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    opt.step()
+    stepped = model[0].weight.detach().clone()
+    with torch.no_grad():
+        hooks.each("post_step", model=model, optimizer=opt, run=run)
+    assert torch.equal(model[0].weight, soft_threshold(stepped, 0.1 * 0.5))
+    assert (model[0].weight == 0).any()
+
+
+@pytest.mark.parametrize("hp, epoch, imposed", [
+    ({"mode": "schedule", "gamma": 3}, 2, False),
+    ({"mode": "schedule", "gamma": 3}, 3, True),
+    ({"mode": "orig", "mu": 1.0}, 1, False),   # pi can never exceed 1
+    ({"mode": "orig", "mu": 0.0}, 1, True),    # any coherence exceeds 0
+    ({"mode": "always"}, 1, True),
+])
+def test_modes_decide_when_lambda_is_imposed(hp, epoch, imposed):
+    model, opt, run, hooks = _step({"lam": 0.01, **hp}, epoch=epoch)
+    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    (plugin,) = [i.plugin for i in hooks.impls["modify_grad"] if i.plugin_name == "gcsr"]
+    assert (plugin.current_lam == 0.01) is imposed
+
+
+def test_schedule_run_logs_pi_applied_and_sparsity():
+    task = tiny_task_spec(epochs=3, optimizer="sgd", lr=0.1)
+    record = run_task("gcsr", task, hp={"gcsr": {"lam": 0.05, "gamma": 2}}).record
+    assert [row["log.gcsr.applied"] for row in record["curves"]] == [0.0, 1.0, 1.0]
+    assert all(0 <= row["log.gcsr.pi"] <= 1 for row in record["curves"])
+    metrics = record["metrics"]
+    assert metrics["gcsr.sparsity"] > 0  # the proximal step makes exact zeros
+    assert metrics["gcsr.compression_vs_dense"] == pytest.approx(1 / (1 - metrics["gcsr.sparsity"]))
+    assert metrics["gcsr.applied"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("hp", [{"norm": "l1"}, {"norm": "l2", "mode": "orig"}, {"mode": "always"}])
+def test_conformance(hp):
+    check_conformance("gcsr", {"gcsr": hp})
