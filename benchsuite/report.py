@@ -35,6 +35,7 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
             pl.col("test").filter(finished).mean().alias("mean"),
             pl.col("test").filter(finished).std().alias("std"),
             pl.col("val").filter(finished).mean().alias("val_mean"),
+            pl.col("test_last").filter(finished).mean().alias("last_mean"),
             pl.col("step_ms").filter(finished).mean().alias("step_ms"),
             pl.col("train_seconds").filter(finished).mean().alias("train_seconds"),
             pl.col("report").filter(finished).alias("reports"),
@@ -118,7 +119,9 @@ def markdown(summ: pl.DataFrame, title: str) -> str:
         "",
         f"Generated {now} by `benchsuite report`. Test metric of the model selected on the "
         "validation split (after `finalize`), mean ± sample std over finished seeds; "
-        "diverged and failed runs are counted, not averaged.",
+        "diverged and failed runs are counted, not averaged. \"last epoch\": the mean test "
+        "metric of the last evaluated epoch, with no selection (it differs when the best "
+        "validation epoch comes early, e.g. before a scheduled regularizer starts).",
         "",
     ]
     if summ.is_empty():
@@ -133,16 +136,17 @@ def markdown(summ: pl.DataFrame, title: str) -> str:
             "",
             f"Metric: test {metric} ({arrow}).",
             "",
-            "| method | n | mean ± std | val mean | diverged | failed | ms/step | train s |"
+            "| method | n | mean ± std | val mean | last epoch | diverged | failed | ms/step | train s |"
             + "".join(f" {name} |" for name in extra),
-            "|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(extra),
         ]
         for r in part.iter_rows(named=True):
             label = r["display"].replace("|", "\\|")
             plugin_values = json.loads(r["plugin_metrics"])
             lines.append(
                 f"| `{label}` | {r['n']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | "
-                f"{_fmt(r['val_mean'])} | {r['diverged']} | {r['failed']} | {_fmt(r['step_ms'], 3)} | "
+                f"{_fmt(r['val_mean'])} | {_fmt(r['last_mean'])} | {r['diverged']} | {r['failed']} | "
+                f"{_fmt(r['step_ms'], 3)} | "
                 f"{_fmt(r['train_seconds'], 3)} |"
                 + "".join(f" {_fmt_any(plugin_values.get(name))} |" for name in extra)
             )

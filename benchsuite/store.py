@@ -101,6 +101,7 @@ def _row(record: dict) -> dict:
         "test": metrics.get(f"test_{metric}" if spec["eval"].get("headline", "selected") == "selected"
                             else f"test_{metric}_best10_mean"),
         "val": metrics.get(f"val_{metric}"),
+        "test_last": _last_test(record, metric),
         "test_loss": metrics.get("test_loss"),
         "val_loss": metrics.get("val_loss"),
         "best_epoch": metrics.get("best_epoch"),
@@ -112,6 +113,14 @@ def _row(record: dict) -> dict:
         "report": json.dumps(_report_values(record.get("report_metrics", ()), metrics)),
         "error": record.get("error"),
     }
+
+
+def _last_test(record: dict, metric: str):
+    """The test metric at the last evaluated epoch (no selection), for finished runs."""
+    if record.get("status") != "finished":
+        return None
+    values = [row[f"test_{metric}"] for row in record.get("curves", ()) if f"test_{metric}" in row]
+    return values[-1] if values else None
 
 
 def _report_values(names, metrics: dict) -> dict:
@@ -134,7 +143,7 @@ def runs_table(records) -> pl.DataFrame:
     schema = {
         "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8, "method_full_label": pl.Utf8,
         "hyperparameters": pl.Utf8,
-        "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64,
+        "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64, "test_last": pl.Float64,
         "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
         "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
         "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,

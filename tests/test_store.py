@@ -62,4 +62,7 @@ def test_table_has_one_row_per_run_with_headline_metrics(tmp_path):
     assert 0 <= table["test"][0] <= 1 and table["test"][1] is None
     assert table["error"][1] == "RuntimeError: x"
     assert table["step_ms"][0] > 0
+    record = store.get("a")
+    assert table["test_last"][0] == record["curves"][-1]["test_accuracy"]
+    assert table["test_last"][1] is None  # failed runs have no last-epoch score
     assert table.schema["seed"] == pl.Int64
