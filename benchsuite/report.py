@@ -46,7 +46,19 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
         .drop("reports")
         .sort("task", pl.col("method_label") != BASELINE, "method_label")
     )
-    return summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8)).drop("hp_json")
+    summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
+    order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True)))
+    return summ[order].drop("hp_json")
+
+
+def _row_order(row: dict) -> tuple:
+    """Task, baseline first, then by method and its hyperparameter values, numbers in
+    numeric order (so a lambda sweep reads from small to large)."""
+    values = []
+    for plugin, hps in sorted(json.loads(row["hp_json"]).items()):
+        for key, value in sorted(hps.items()):
+            values.append((plugin, key, (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))))
+    return (row["task"], row["method_label"] != BASELINE, row["method"], values)
 
 
 def _display_labels(summ: pl.DataFrame) -> list[str]:
