@@ -24,7 +24,8 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame()
     finished = pl.col("status") == "finished"
     summ = (
-        table.group_by("task", "metric", "method_label", maintain_order=True)
+        table.with_columns(pl.Series("task", _task_labels(table), dtype=pl.Utf8))
+        .group_by("task", "metric", "method_label", maintain_order=True)
         .agg(
             pl.col("method").first().alias("method"),
             pl.col("hyperparameters").first().alias("hp_json"),
@@ -49,6 +50,35 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
     summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
     order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True)))
     return summ[order].drop("hp_json")
+
+
+def _task_labels(table: pl.DataFrame) -> list[str]:
+    """Task names, qualified by the spec values that differ when one name was run with
+    several specs (e.g. ``digits-mlp [train.epochs=2]`` next to the full task), so runs of
+    different recipes are never averaged together."""
+    specs: dict[str, dict[str, dict]] = {}
+    for name, spec in table.select("task", "task_spec").unique().iter_rows():
+        specs.setdefault(name, {})[spec] = _flatten(json.loads(spec))
+    labels = []
+    for name, spec in table.select("task", "task_spec").iter_rows():
+        variants = specs[name]
+        if len(variants) == 1:
+            labels.append(name)
+            continue
+        mine = variants[spec]
+        differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
+        labels.append(f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in differing) + "]")
+    return labels
+
+
+def _flatten(spec: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _row_order(row: dict) -> tuple:

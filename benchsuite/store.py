@@ -91,6 +91,7 @@ def _row(record: dict) -> dict:
     return {
         "run_id": record["run_id"],
         "task": record["task"],
+        "task_spec": json.dumps(spec, sort_keys=True),
         "method": record["method"],
         "method_label": record["method_label"],
         "method_full_label": record.get("method_full_label", record["method_label"]),
@@ -141,7 +142,8 @@ def _report_values(names, metrics: dict) -> dict:
 
 def runs_table(records) -> pl.DataFrame:
     schema = {
-        "run_id": pl.Utf8, "task": pl.Utf8, "method": pl.Utf8, "method_label": pl.Utf8, "method_full_label": pl.Utf8,
+        "run_id": pl.Utf8, "task": pl.Utf8, "task_spec": pl.Utf8, "method": pl.Utf8,
+        "method_label": pl.Utf8, "method_full_label": pl.Utf8,
         "hyperparameters": pl.Utf8,
         "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64, "test_last": pl.Float64,
         "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,

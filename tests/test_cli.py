@@ -173,3 +173,14 @@ def test_report_labels_name_the_grid_axis_and_show_plugin_metrics(tmp_path, caps
     assert "| `l2(lam=0.0001)` | 1 |" in text and "| `l2(lam=0.01)` | 1 |" in text
     assert "| `l1` | 1 |" in text  # a single configuration: its name, values in the Methods table
     assert "| digits-mlp | `l1` | `l1(lam=1e-05)` |" in text
+
+
+def test_runs_of_different_task_recipes_are_never_averaged_together(tmp_path, capsys):
+    results = tmp_path / "res"
+    run_cli("run", "-p", "l2", "--seeds", "1", *FAST, results=results)
+    run_cli("run", "-p", "l2", "--seeds", "1", "--task", "digits-mlp", "--epochs", "2", "--subset", "200",
+            "--quiet", results=results)
+    capsys.readouterr()
+    assert main(["results", "--results", str(results), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-mlp [train.epochs=1]" in out and "digits-mlp [train.epochs=2]" in out
