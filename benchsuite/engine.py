@@ -199,18 +199,6 @@ class Hooks:
                 return result
         return None
 
-    def first_impl(self, hook_name: str) -> Callable:
-        """The implementation a first-result hook resolves to, wrapped with timing."""
-        impl = self.impls[hook_name][0]
-
-        def call(**kwargs):
-            start = time.perf_counter()
-            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
-            return result
-
-        return call
-
     def _account(self, plugin: str, hook: str, seconds: float) -> None:
         key = (plugin, hook)
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
@@ -372,7 +360,9 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         optimizer = hooks.first("configure_optimizer", model=model, run=run)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer")
-        compute_loss = hooks.first_impl("loss")
+        def compute_loss(outputs, targets, run):
+            return hooks.first("loss", outputs=outputs, targets=targets, run=run)
+
         scheduler = _scheduler(optimizer, task.train)
         parametrized = is_parametrized(model)
         cached = parametrize.cached if parametrized else contextlib.nullcontext

@@ -11,7 +11,7 @@ exactly this order::
       2. reparametrize(model, run)              every plugin; before the optimizer exists
       3. configure_optimizer(model, run)        first result wins (default: the task's optimizer)
       4. loss(outputs, targets, run)            first result wins (default: the task's loss);
-                                                resolved once, then called every step
+                                                called every step
     each training step
       5. pre_step(model, optimizer, run)        before the forward pass
       6. forward + loss (inside parametrize.cached() when the model is parametrized)
@@ -88,12 +88,12 @@ def configure_optimizer(model, run):
 def loss(outputs, targets, run):
     """Compute the task loss of one batch.
 
-    Resolved once per run (the first plugin that implements it, methods before the
-    host's default) and called every training step and at evaluation with the model's
-    ``outputs`` and the batch ``targets``. The host's default is the task's loss
-    (``cross_entropy`` or ``mse``).
+    Called every training step with the model's ``outputs`` and the batch ``targets``;
+    methods are asked before the host's default, which is the task's loss
+    (``cross_entropy`` or ``mse``). Evaluation always uses the task's own loss.
 
-    Returns a 0-dim tensor, the mean loss over the batch. First result wins.
+    Returns a 0-dim tensor, the mean loss over the batch, or ``None`` to leave the
+    choice to the next plugin. First result wins.
     """
 
 

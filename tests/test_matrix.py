@@ -114,6 +114,7 @@ def test_paper_scale_matrices_exist_for_the_tables():
     assert {f"partialreg-table{i}" for i in range(2, 7)} <= names
     assert {"lpwd-table1", "lpwd-table3", "lpwd-zeroshot"} <= names
     assert {"gcsr-table2", "gcsr-table3", "gcsr-svhn", "gcsr-offline"} <= names
+    assert {"dipr-table2", "dipr-offline"} <= names
 
 
 def test_offline_matrix_expands_deterministically():

@@ -1,0 +1,132 @@
+"""Dynamic regularizer with an informative prior: a penalty on randomly projected weights,
+the projection drawn from a prior built from the weights themselves. See README.md for the
+reading of the paper this implements."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite.weights import regularized_weights
+
+
+def prior(values: torch.Tensor, old: torch.Tensor | None, alpha: float, gen: torch.Generator,
+          magnitude: bool = True) -> torch.Tensor:
+    """(S, N) sampling distributions over the N axes: softmax(p * |w|) with p ~ U(0, 1)
+    drawn per experiment and axis (eq. 4, Alg. 1 line 4), mixed with the same for the
+    previous weights by momentum alpha (eq. 5); ``values`` is (S, N). ``magnitude=False``
+    uses the signed values (logits, for the projected cross-entropy)."""
+    p = torch.rand(values.shape, generator=gen, device=gen.device).to(values.device)
+    score = values.abs() if magnitude else values
+    current = torch.softmax(p * score, dim=-1)
+    if old is None or alpha == 1.0:
+        return current
+    old_score = old.abs() if magnitude else old
+    return alpha * current + (1 - alpha) * torch.softmax(p * old_score, dim=-1)
+
+
+def projection_masks(probs: torch.Tensor, s_p: float, threshold: float, gen: torch.Generator) -> torch.Tensor:
+    """0/1 masks I_s (S, N): axis j is sampled with probability min(1, s_p * N * P_sj),
+    so a mask holds about s_p * N ones, chosen in proportion to the prior, and kept when
+    its prior exceeds ``threshold`` times the uniform level 1/N (Alg. 1 line 5)."""
+    n = probs.shape[-1]
+    draw = torch.rand(probs.shape, generator=gen, device=gen.device).to(probs.device)
+    sampled = draw < (s_p * n * probs).clamp(max=1.0)
+    return (sampled & (n * probs > threshold)).to(probs.dtype)
+
+
+def uniform_masks(shape, s_p: float, threshold: float, gen: torch.Generator, device) -> torch.Tensor:
+    """The simplified prior of section 2.3: axis j sampled with probability s_p and kept
+    when a U(0, 1) draw exceeds T, so E[I_sj] = s_p (1 - T)."""
+    sampled = torch.rand(shape, generator=gen, device=gen.device).to(device) < s_p
+    kept = torch.rand(shape, generator=gen, device=gen.device).to(device) > threshold
+    return (sampled & kept).float()
+
+
+def projected_penalty(w: torch.Tensor, masks: torch.Tensor, form: str) -> torch.Tensor:
+    """sum_s ||w * I_s||^2 (Algorithm 1) or sum_s ||w * I_s||_2 (eq. 6)."""
+    squared = (masks * w.reshape(1, -1).square()).sum(dim=1)
+    return squared.sum() if form == "squared" else squared.clamp_min(1e-30).sqrt().sum()
+
+
+class DynamicInformativePrior(Plugin):
+    """Sampled-projection penalty with an informative prior, and the projected cross-entropy."""
+
+    name = "dipr"
+    citation = "A. Kori, M. Sharma. Dynamic regularizer with an informative prior."
+    report_metrics = ("density", "mean_abs_w")
+    hyperparameters = (
+        Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lambda (0: no penalty)"),
+        Hyperparameter("experiments", int, 8, low=1, help="S, sampling experiments per step"),
+        Hyperparameter("s_p", float, 0.01, low=0.0, high=1.0, low_inclusive=False,
+                       help="sampling sparsity: share of axes in a projection"),
+        Hyperparameter("threshold", float, 0.0, low=0.0, help="T, relative to the uniform level 1/N"),
+        Hyperparameter("alpha", float, 0.9, low=0.0, high=1.0, help="momentum of the prior (eq. 5)"),
+        Hyperparameter("form", str, "squared", choices=("squared", "rooted"),
+                       help="squared norms (Algorithm 1) or norms (eq. 6)"),
+        Hyperparameter("projected_ce", bool, False, help="replace the task's cross-entropy by the projected one"),
+        Hyperparameter("ce_s_p", float, 0.5, low=0.0, high=1.0, low_inclusive=False,
+                       help="projected cross-entropy: share of classes in a projection"),
+        Hyperparameter("density_tol", float, 1e-3, low=0.0, help="|w| above this counts as dense"),
+    )
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.old: list[torch.Tensor] | None = None
+
+    @hookimpl
+    def configure(self, run):
+        if self.hp["projected_ce"] and run.task.train.loss != "cross_entropy":
+            raise ValueError("dipr: the projected cross-entropy needs a classification task")
+
+    @hookimpl
+    def penalty(self, model, run):
+        if not self.hp["lam"]:
+            return None
+        terms = []
+        weights = regularized_weights(model)
+        s = self.hp["experiments"]
+        for i, w in enumerate(weights):
+            flat = w.detach().reshape(1, -1).expand(s, -1)
+            old = self.old[i].reshape(1, -1).expand(s, -1) if self.old is not None else None
+            probs = prior(flat, old, self.hp["alpha"], run.rng)
+            masks = projection_masks(probs, self.hp["s_p"], self.hp["threshold"], run.rng)
+            terms.append(projected_penalty(w, masks, self.hp["form"]))
+        return self.hp["lam"] * torch.stack(terms).sum()
+
+    @hookimpl
+    def post_step(self, model, optimizer, run):
+        if self.hp["lam"] and self.hp["alpha"] < 1.0:
+            self.old = [w.detach().clone() for w in regularized_weights(model)]
+
+    @hookimpl
+    def loss(self, outputs, targets, run):
+        if not self.hp["projected_ce"]:
+            return None
+        return projected_cross_entropy(outputs, targets, self.hp["experiments"], self.hp["ce_s_p"],
+                                       self.hp["threshold"], run.rng)
+
+    @hookimpl
+    def metrics(self, model, run):
+        weights = [w.detach() for w in regularized_weights(model)]
+        total = sum(w.numel() for w in weights)
+        return {
+            "density": sum((w.abs() > self.hp["density_tol"]).sum().item() for w in weights) / total,
+            "mean_abs_w": sum(w.abs().sum().item() for w in weights) / total,
+        }
+
+
+def projected_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, experiments: int, s_p: float,
+                            threshold: float, gen: torch.Generator) -> torch.Tensor:
+    """Section 2.5.2: the final layer's activations take the place of the weights in the
+    prior; in each experiment the cross-entropy is taken over the projected classes only
+    (the target class always kept, so the loss is defined), averaged over experiments."""
+    batch, classes = logits.shape
+    values = logits.detach().unsqueeze(0).expand(experiments, batch, classes)
+    probs = prior(values, None, 1.0, gen, magnitude=False)
+    masks = projection_masks(probs, s_p, threshold, gen).bool()
+    masks |= F.one_hot(targets, classes).bool().unsqueeze(0)
+    masked = logits.unsqueeze(0).masked_fill(~masks, float("-inf"))
+    losses = F.cross_entropy(masked.reshape(-1, classes), targets.repeat(experiments), reduction="none")
+    return losses.mean()

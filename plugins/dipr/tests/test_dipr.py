@@ -1,0 +1,97 @@
+"""DIPR: the bound of eq. 7 by Monte Carlo, the prior and its momentum, the projected CE."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from benchsuite_dipr import (
+    prior,
+    projected_cross_entropy,
+    projected_penalty,
+    projection_masks,
+    uniform_masks,
+)
+
+from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_expectation_against_the_bound_of_eq7():
+    """Uniform prior (section 2.3): E[sum_s ||w I_s||^2] = S s_p (1-T) ||w||^2, and by
+    Jensen E[sum_s ||w I_s||] <= S sqrt(s_p (1-T)) ||w||_2 (eq. 7 with lambda' = S)."""
+    w = torch.randn(2000, generator=gen(1))
+    s, s_p, t, draws = 8, 0.1, 0.3, 400
+    g = gen(2)
+    squared = torch.stack([projected_penalty(w, uniform_masks((s, w.numel()), s_p, t, g, "cpu"), "squared")
+                           for _ in range(draws)]).mean()
+    rooted = torch.stack([projected_penalty(w, uniform_masks((s, w.numel()), s_p, t, g, "cpu"), "rooted")
+                          for _ in range(draws)]).mean()
+    assert squared.item() == pytest.approx(s * s_p * (1 - t) * w.square().sum().item(), rel=0.02)
+    bound = s * math.sqrt(s_p * (1 - t)) * w.norm().item()
+    assert rooted.item() <= bound
+    assert rooted.item() > 0.95 * bound  # the Jensen gap is small for N = 2000
+
+
+def test_softmax_prior_samples_about_s_p_n_axes_favouring_large_weights():
+    w = torch.randn(1000, generator=gen(3))
+    values = w.reshape(1, -1).expand(500, -1)
+    probs = prior(values, None, 1.0, gen(4))
+    assert torch.allclose(probs.sum(dim=1), torch.ones(500))
+    masks = projection_masks(probs, 0.05, 0.0, gen(5))
+    assert masks.sum(dim=1).mean().item() == pytest.approx(50, rel=0.05)
+    large = w.abs() > w.abs().median()
+    assert masks[:, large].mean() > masks[:, ~large].mean()
+    # the threshold keeps only axes whose prior exceeds T times the uniform level 1/N
+    strict = projection_masks(probs, 0.05, 1.2, gen(5))
+    assert ((probs * 1000 <= 1.2) & strict.bool()).sum() == 0 and strict.sum() < masks.sum()
+
+
+def test_momentum_mixes_the_current_and_previous_distributions():
+    w, w_old = torch.randn(1, 50, generator=gen(6)), torch.randn(1, 50, generator=gen(7))
+    mixed = prior(w, w_old, 0.7, gen(8))
+    p = torch.rand(w.shape, generator=gen(8))  # the same draw the prior made
+    expected = 0.7 * torch.softmax(p * w.abs(), -1) + 0.3 * torch.softmax(p * w_old.abs(), -1)
+    assert torch.allclose(mixed, expected)
+    assert torch.allclose(prior(w, w_old, 1.0, gen(8)), torch.softmax(p * w.abs(), -1))
+
+
+def test_projected_cross_entropy_on_hand_built_logits():
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0]])
+    targets = torch.tensor([0, 2])
+    plain = F.cross_entropy(logits, targets).item()
+    # every class in every projection (inclusion probability s_p*N*P >= 1): the plain CE
+    assert projected_cross_entropy(logits, targets, 4, 1e9, 0.0, gen(9)).item() == pytest.approx(plain, rel=1e-6)
+    # only the target class in the projection: -log(1) = 0
+    assert projected_cross_entropy(logits, targets, 4, 1e-9, 0.0, gen(9)).item() == pytest.approx(0.0, abs=1e-7)
+    # a projection drops classes, so the loss falls strictly between the two
+    partial = projected_cross_entropy(logits, targets, 64, 0.5, 0.0, gen(9)).item()
+    assert 0.0 < partial < plain
+
+
+def test_penalty_is_reproducible_given_the_seed_and_differentiable():
+    def term(seed):
+        model, _, run, hooks = build_for("dipr", {"dipr": {"lam": 1.0, "s_p": 0.2}}, seed=seed)
+        (value,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "dipr"]
+        return model, value
+
+    model, a = term(0)
+    _, b = term(0)
+    _, c = term(1)
+    assert a.item() == b.item() != c.item()
+    a.backward()
+    assert model[0].weight.grad is not None and model[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("hp", [{}, {"form": "rooted"}, {"projected_ce": True}, {"projected_ce": True, "lam": 0.0}])
+def test_conformance(hp):
+    check_conformance("dipr", {"dipr": hp})
+
+
+def test_metrics_density_and_magnitude():
+    record = run_task("dipr", tiny_task_spec(epochs=1)).record
+    m = record["metrics"]
+    assert 0 < m["dipr.density"] <= 1 and m["dipr.mean_abs_w"] > 0
