@@ -169,7 +169,6 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
 
     model, optimizer, run, hooks = build_for(plugin, hp, available=available)
     x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
-    out = model(x)
     for name, term in hooks.each("penalty", model=model, run=run):
         if not isinstance(term, torch.Tensor) or term.dim() != 0:
             raise ConformanceError(f"{name}.penalty must return a 0-dim tensor or None, got {term!r}")
@@ -177,7 +176,6 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
             raise ConformanceError(f"{name}.penalty returned a non-finite value {term.item()}")
         if not term.requires_grad:
             raise ConformanceError(f"{name}.penalty returned a tensor without grad (detached?)")
-    del out
 
     result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp, available=available)
     record = result.record
