@@ -45,7 +45,6 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
             pl.col("reports").map_elements(_mean_report, return_dtype=pl.Utf8).alias("plugin_metrics")
         )
         .drop("reports")
-        .sort("task", pl.col("method_label") != BASELINE, "method_label")
     )
     summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
     order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True)))

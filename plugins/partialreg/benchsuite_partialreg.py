@@ -80,10 +80,6 @@ class PartialRegularization(Plugin):
         return self.hp["alpha"] if self.hp["variant"] in ("sgl", "isgl") else 0.0
 
     @hookimpl
-    def configure(self, run):
-        self.betas = []
-
-    @hookimpl
     def reparametrize(self, model, run):
         """Draw beta (from the run's plugin stream): in every layer a ratio_of_zeros share
         of the neurons, chosen at random, is exempt from the penalty."""
