@@ -89,11 +89,46 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--export", default=None, metavar="FILE", help="write the table to FILE (.csv or .parquet)")
     results.add_argument("--summary", action="store_true", help="mean ± std per task and method instead of runs")
 
-    report = sub.add_parser("report", help="write a Markdown report of the stored runs")
+    report = sub.add_parser("report", help="write the statistics report (Markdown, HTML, CSV, JSON, plots)")
     report.add_argument("--results", default=None)
     report.add_argument("--out", default="reports", help="reports folder (default ./reports)")
     report.add_argument("--name", default="latest", help="report name: written to <out>/<name>/")
+    report.add_argument("--no-plots", action="store_true", help="skip the figures")
+    _statistics_options(report)
+
+    board = sub.add_parser("leaderboard", help="print the cross-task leaderboard (for CI)")
+    board.add_argument("--results", default=None)
+    board.add_argument("--format", choices=("md", "html", "json"), default="md")
+    board.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
+    board.add_argument("--reference", default=None, metavar="PATH",
+                       help="stored reference runs (a results folder or a report's results.csv) to check against")
+    board.add_argument("--fail-on-regression", action="store_true",
+                       help="exit 1 when a configuration is significantly worse than in --reference")
+    _statistics_options(board)
     return parser
+
+
+def _statistics_options(parser) -> None:
+    parser.add_argument("--baseline", default="none", help="method every other is compared with (default none)")
+    parser.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
+                        help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
+                             "(mse=2%%); defaults accuracy=0.005, mse=2%%")
+    parser.add_argument("--bootstrap", type=_positive_int, default=2000, metavar="N",
+                        help="bootstrap resamples for cross-task intervals (default 2000)")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--references", action="append", default=None, metavar="DIR",
+                        help="folder of paper reference numbers (*.paper.toml; default tasks/matrices)")
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {text!r}") from None
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {value}")
+    return value
 
 
 def _tasks_from(names: list[str], extra_dirs, epochs, subset):
@@ -222,18 +257,88 @@ def cmd_results(args) -> int:
     return 0
 
 
+def _analysis_options(args) -> dict:
+    from benchsuite.report import load_references, parse_margins
+    from benchsuite.tasks import builtin_task_dirs
+
+    try:
+        margins = parse_margins(args.margin)
+    except ValueError as exc:
+        raise UsageError(f"--margin: {exc}") from None
+    folders = args.references if args.references is not None else [
+        d / "matrices" for d in builtin_task_dirs() if (d / "matrices").is_dir()][:1]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--references {folder!r}: no such folder")
+    try:
+        references = load_references(folders)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"paper reference file: {exc}") from None
+    return {"baseline": args.baseline, "alpha": args.alpha, "margins": margins, "resamples": args.bootstrap,
+            "seed": args.bootstrap_seed, "references": references}
+
+
 def cmd_report(args) -> int:
-    from benchsuite.report import write_report
+    from benchsuite.render import write_report
     from benchsuite.store import Store
 
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise UsageError(f"--name {args.name!r}: use a plain folder name")
-    folder = write_report(Store(_results_dir(args)).table(), Path(args.out), args.name)
-    print(f"wrote {folder / 'index.md'}")
+    options = _analysis_options(args)
+    folder = write_report(Store(_results_dir(args)), Path(args.out), args.name, plots=not args.no_plots, **options)
+    print(f"wrote {folder}/index.md, index.html, stats.json, results.csv")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report}
+def cmd_leaderboard(args) -> int:
+    from benchsuite.render import leaderboard, to_markdown
+    from benchsuite.report import analyze, read_runs_table, regressions
+    from benchsuite.store import Store
+
+    options = _analysis_options(args)
+    if args.fail_on_regression and not args.reference:
+        raise UsageError("--fail-on-regression needs --reference (the stored runs to compare with)")
+    reference = None
+    if args.reference:
+        try:
+            reference = read_runs_table(Path(args.reference))
+        except (OSError, ValueError, pl_errors()) as exc:
+            raise UsageError(f"--reference {args.reference!r}: {exc}") from None
+    table = Store(_results_dir(args)).table()
+    analysis = analyze(table, **options)
+    text = leaderboard(analysis, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        with open(summary_path, "a") as fh:
+            fh.write(leaderboard(analysis, "md") + "\n")
+    if reference is None:
+        return 0
+    checked = regressions(table, reference, margins=options["margins"], alpha=args.alpha)
+    worse = [r for r in checked if r["regression"]]
+    lines = [f"regression check: {len(checked)} configuration(s) compared with {args.reference}, "
+             f"{len(worse)} significantly worse"]
+    for r in worse:
+        lines.append(f"  WORSE {r['task']}  {r['configuration']}: {r['diff']:+.4g} "
+                     f"[{r['ci_low']:+.4g}, {r['ci_high']:+.4g}], p (Holm) {r['p_holm']:.3g}")
+    print("\n".join(lines), file=sys.stderr)
+    if summary_path:
+        with open(summary_path, "a") as fh:
+            fh.write(to_markdown([]) + "\n".join(f"- {line.strip()}" for line in lines) + "\n")
+    return 1 if worse and args.fail_on_regression else 0
+
+
+def pl_errors():
+    import polars as pl
+
+    return pl.exceptions.PolarsError
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
+            "leaderboard": cmd_leaderboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,22 +134,27 @@ def _report_values(names, metrics: dict) -> dict:
             indexed = sorted((int(k[len(prefix):]), v) for k, v in metrics.items()
                              if k.startswith(prefix) and k[len(prefix):].isdigit())
             if indexed:
-                values[re.sub(r"_[a-z]?$", "", prefix)] = [v for _, v in indexed]
+                shown = re.sub(r"_[a-z]?$", "", prefix)
+                if shown in names:  # e.g. sparsity_l* beside an overall sparsity
+                    shown += " per layer"
+                values[shown] = [v for _, v in indexed]
         elif name in metrics:
             values[name] = metrics[name]
     return values
 
 
+RUNS_SCHEMA = {
+    "run_id": pl.Utf8, "task": pl.Utf8, "task_spec": pl.Utf8, "method": pl.Utf8,
+    "method_label": pl.Utf8, "method_full_label": pl.Utf8,
+    "hyperparameters": pl.Utf8,
+    "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64, "test_last": pl.Float64,
+    "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
+    "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
+    "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,
+    "error": pl.Utf8,
+}
+
+
 def runs_table(records) -> pl.DataFrame:
-    schema = {
-        "run_id": pl.Utf8, "task": pl.Utf8, "task_spec": pl.Utf8, "method": pl.Utf8,
-        "method_label": pl.Utf8, "method_full_label": pl.Utf8,
-        "hyperparameters": pl.Utf8,
-        "seed": pl.Int64, "status": pl.Utf8, "metric": pl.Utf8, "test": pl.Float64, "test_last": pl.Float64,
-        "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
-        "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
-        "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,
-        "error": pl.Utf8,
-    }
-    table = pl.DataFrame([_row(r) for r in records], schema=schema, orient="row")
+    table = pl.DataFrame([_row(r) for r in records], schema=RUNS_SCHEMA, orient="row")
     return table.sort("task", "method_label", "seed")

@@ -18,6 +18,8 @@ it and returns the model, optimizer, the plugins' first-step penalties and the r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -207,3 +209,35 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
     if not changed:
         raise ConformanceError(f"{plugin}: a training step left every parameter unchanged")
     return record
+
+
+def synthetic_record(task: str, method: str, seed: int, test: float | None, *, val: float | None = None,
+                     status: str = "finished", metric: str = "accuracy", hyperparameters: dict | None = None,
+                     train: dict | None = None, curves: list[dict] | None = None, step_ms: float = 1.0,
+                     label: str | None = None, headline: str = "selected") -> dict:
+    """A results-store record with chosen numbers, for testing reports and statistics
+    without training: ``test``/``val`` are the headline metric's values, ``train``
+    overrides task-spec training values (e.g. ``{"lr": 0.1}`` for a swept learning rate)."""
+    hyperparameters = hyperparameters or ({} if method == "none" else {p: {} for p in method.split("+")})
+    full = "+".join(f"{p}(" + ",".join(f"{k}={v}" for k, v in hyperparameters.get(p, {}).items()) + ")"
+                    if hyperparameters.get(p) else p for p in method.split("+"))
+    spec = {"name": task, "train": {"epochs": 3, "lr": 0.01, "optimizer": "adam", **(train or {})},
+            "eval": {"metric": metric, "headline": headline}}
+    metrics = {} if status != "finished" else {
+        f"test_{metric}": test, f"val_{metric}": test if val is None else val,
+        f"test_{metric}_best10_mean": test, "best_epoch": 2,
+    }
+    if curves is None and status == "finished":
+        curves = [{"epoch": e, "train_loss": 1.0 / e, f"test_{metric}": test} for e in (1, 2, 3)]
+    run_id = "-".join(map(str, (task, full, json_dumps(spec), seed)))
+    return {
+        "run_id": hashlib.sha1(run_id.encode()).hexdigest()[:20], "task": task, "task_spec": spec, "method": method,
+        "method_label": label or full, "method_full_label": full, "hyperparameters": hyperparameters,
+        "seed": seed, "status": status, "metrics": metrics, "curves": curves or [],
+        "timings": {"train_seconds": step_ms * 100 / 1000, "steps": 100, "total_seconds": 1.0},
+        "error": "Traceback: synthetic failure" if status == "failed" else None,
+    }
+
+
+def json_dumps(value) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -46,7 +46,8 @@ def test_report_writes_markdown_summary(tmp_path, capsys):
     run_cli("run", "-p", "l1", "--seeds", "2", *FAST, results=tmp_path / "res")
     assert main(["report", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "reports"), "--name", "x"]) == 0
     text = (tmp_path / "reports" / "x" / "index.md").read_text()
-    assert "## digits-mlp" in text and "| `l1` | 2 |" in text and "| `none` | 2 |" in text
+    assert "## digits-mlp" in text and "| `l1` | ✓ | 2 |" in text and "| `none` | ✓ | 2 |" in text
+    assert "| `l1` | 2/2 |" in text  # the comparison with the baseline, two paired seeds
     assert pl.read_csv(tmp_path / "reports" / "x" / "results.csv").height == 4
 
 
@@ -170,8 +171,9 @@ def test_report_labels_name_the_grid_axis_and_show_plugin_metrics(tmp_path, caps
     run_cli("run", "-p", "l1", "--seeds", "1", *FAST, results=results)
     assert main(["report", "--results", str(results), "--out", str(reports), "--name", "g"]) == 0
     text = (reports / "g" / "index.md").read_text()
-    assert "| `l2(lam=0.0001)` | 1 |" in text and "| `l2(lam=0.01)` | 1 |" in text
-    assert "| `l1` | 1 |" in text  # a single configuration: its name, values in the Methods table
+    assert "| `l2(lam=0.0001)` |  | 1 |" in text or "| `l2(lam=0.0001)` | ✓ | 1 |" in text
+    assert "| `l2(lam=0.01)` |" in text
+    assert "| `l1` | ✓ | 1 |" in text  # a single configuration: its name, values in the Methods table
     assert "| digits-mlp | `l1` | `l1(lam=1e-05)` |" in text
 
 

@@ -161,7 +161,7 @@ def test_plugin_describes_its_variants():
 def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
     from benchsuite import engine
     from benchsuite.executors import run_all
-    from benchsuite.report import write_report
+    from benchsuite.render import write_report
     from benchsuite.store import Store
     from benchsuite.testing import method_of
 
@@ -170,8 +170,9 @@ def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
              for v in ("gl", "igl")]
     store = Store(tmp_path / "res")
     run_all(specs, store, progress=False)
-    text = (write_report(store.table(), tmp_path / "reports", "t") / "index.md").read_text()
+    text = (write_report(store, tmp_path / "reports", "t", plots=False) / "index.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| method |"))
-    assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity" in header
+    assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity per layer" in header
+    assert "| partialreg.sparsity |" in header
     row = next(line for line in text.splitlines() if line.startswith("| `partialreg(variant=gl)`"))
     assert "[8, " in row  # neurons per layer, input layer first

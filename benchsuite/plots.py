@@ -1,0 +1,157 @@
+"""Report figures (matplotlib, written as PNG): learning curves with seed bands, metric
+against a swept hyperparameter, per-layer weight percentiles per epoch, step-time overhead
+and the critical-difference diagram. Each function returns the figure's file name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on CI machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PERCENTILE_KEY = re.compile(r"^(?P<layer>.+)\.p(?P<q>\d+)$")
+
+
+def slug(*parts: str) -> str:
+    text = "-".join(parts)
+    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")[:120] or "plot"
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(folder / f"{name}.png", dpi=90)
+    plt.close(fig)
+    return f"{name}.png"
+
+
+def learning_curves(task: str, metric: str, curves_by_config: dict[str, list[list[dict]]], folder: Path) -> str:
+    """Test metric and training loss per epoch: the mean over seeds as a line, the
+    seeds' minimum to maximum as a band."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, runs in curves_by_config.items():
+        for ax, key in zip(axes, (f"test_{metric}", "train_loss")):
+            epochs, low, mean, high = _band(runs, key)
+            if not epochs:
+                continue
+            (line,) = ax.plot(epochs, mean, label=label, linewidth=1.4)
+            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    axes[0].set_title(f"{task}: test {metric}")
+    axes[1].set_title("training loss")
+    if metric != "accuracy":
+        axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(fig, folder, slug("curves", task))
+
+
+def _band(runs: list[list[dict]], key: str):
+    per_epoch: dict[int, list[float]] = {}
+    for curve in runs:
+        for row in curve:
+            value = row.get(key)
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                per_epoch.setdefault(row["epoch"], []).append(value)
+    epochs = sorted(per_epoch)
+    values = [np.array(per_epoch[e]) for e in epochs]
+    return epochs, [v.min() for v in values], [v.mean() for v in values], [v.max() for v in values]
+
+
+def sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str:
+    """Test and validation metric (mean ± std over seeds) against a swept value."""
+    points = [p for p in curve["points"] if p["mean"] is not None]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
+    xs = [p["value"] for p in points] if numeric else list(range(len(points)))
+    means = np.array([p["mean"] for p in points])
+    stds = np.array([p["std"] or 0.0 for p in points])
+    ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label="test (mean ± std)")
+    ax.plot(xs, [p["val_mean"] for p in points], marker="s", linestyle="--", label="validation mean")
+    for x, p in zip(xs, points):
+        if p["selected"]:
+            ax.axvline(x, color="grey", linewidth=0.8, linestyle=":")
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(xs, [str(p["value"]) for p in points])
+    ax.set_xlabel(curve["hyperparameter"])
+    ax.set_ylabel(metric)
+    ax.set_title(f"{task}: {curve['method']} (dotted: chosen on validation)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, folder, slug("sensitivity", task, curve["method"], curve["hyperparameter"]))
+
+
+def has_percentiles(curve: list[dict]) -> bool:
+    return any(PERCENTILE_KEY.match(k) for row in curve[:1] for k in row)
+
+
+def weight_percentiles(task: str, label: str, curve: list[dict], folder: Path, max_layers: int = 6) -> str:
+    """Per layer, the logged percentiles of the weights per epoch (one seed's run)."""
+    layers: dict[str, dict[int, str]] = {}
+    for key in curve[0]:
+        match = PERCENTILE_KEY.match(key)
+        if match:
+            layers.setdefault(match["layer"], {})[int(match["q"])] = key
+    names = list(layers)[:max_layers]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    epochs = [row["epoch"] for row in curve]
+    cmap = plt.get_cmap("viridis")
+    for ax, name in zip(axes[0], names):
+        qs = sorted(layers[name])
+        for i, q in enumerate(qs):
+            ax.plot(epochs, [row.get(layers[name][q], np.nan) for row in curve],
+                    color=cmap(i / max(1, len(qs) - 1)), linewidth=1.1, label=f"p{q}")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, ncol=2)
+    fig.suptitle(f"{task}: {label}, weight percentiles per epoch", fontsize=9)
+    return _save(fig, folder, slug("weights", task, label))
+
+
+def overhead(methods: list[dict], folder: Path) -> str | None:
+    """Step time relative to the baseline (geometric mean over tasks)."""
+    rows = [m for m in methods if m.get("overhead")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+    ax.barh([m["method"] for m in rows], [m["overhead"] for m in rows], color="#4c72b0")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("time per training step / baseline's")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, folder, "overhead")
+
+
+def cd_diagram(cd: dict, folder: Path) -> str:
+    """Mean ranks on an axis (1 = best, left); a bar joins methods with no significant
+    pairwise difference (Wilcoxon over tasks, Holm)."""
+    ranks = cd["mean_ranks"]
+    k = len(ranks)
+    order = sorted(ranks, key=ranks.get)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * (k + len(cd["cliques"]))))
+    ax.set_xlim(0.8, k + 0.2)
+    ax.set_ylim(-(len(cd["cliques"]) + 1) * 0.35 - 0.2, k * 0.35 + 0.6)
+    ax.hlines(0, 1, k, color="black")
+    for r in range(1, k + 1):
+        ax.vlines(r, -0.06, 0.06, color="black")
+        ax.text(r, 0.12, str(r), ha="center", fontsize=8)
+    for i, name in enumerate(order):
+        y = (i + 1) * 0.35 + 0.2
+        ax.plot([ranks[name], ranks[name]], [0, y], color="#555555", linewidth=0.8)
+        ax.text(ranks[name] + 0.04, y, f"{name} ({ranks[name]:.2f})", fontsize=8, va="center")
+    for j, clique in enumerate(cd["cliques"]):
+        y = -(j + 1) * 0.35
+        ax.hlines(y, min(ranks[m] for m in clique) - 0.03, max(ranks[m] for m in clique) + 0.03,
+                  color="#c44e52", linewidth=3)
+    ax.axis("off")
+    ax.set_title("mean rank over tasks (bars: no significant difference)", fontsize=9)
+    return _save(fig, folder, "cd-diagram")

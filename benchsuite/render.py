@@ -1,0 +1,467 @@
+"""Reports and leaderboards from an :func:`benchsuite.report.analyze` result.
+
+A report is first built as a list of blocks (headings, paragraphs, tables, figures), then
+written as Markdown or as one self-contained HTML file (figures embedded, every string
+escaped: method labels and plugin metrics come from plugins and users).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from benchsuite.stats import ALPHA
+
+VERDICT_MARK = {"better": "better ▲", "worse": "worse ▼", "equivalent": "equivalent =",
+                "inconclusive": "inconclusive ?"}
+
+
+@dataclass
+class Code:
+    """A cell or paragraph piece shown as code (method labels, hyperparameters)."""
+
+    text: str
+
+
+@dataclass
+class Block:
+    kind: str  # h1, h2, h3, p, table, figure, list
+    text: str | list = ""
+    header: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    align: str = ""  # one char per column: l or r
+    anchor: str = ""
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def fmt_p(p) -> str:
+    if p is None:
+        return "-"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
+def _pm(mean, std) -> str:
+    return f"{fmt(mean)} ± {fmt(std)}"
+
+
+def _paper(ref: dict) -> str:
+    spread = f" ± {ref['spread']:g}" if ref.get("spread") is not None else ""
+    shown_kind = ref.get("spread") is not None and ref.get("spread_kind") not in (None, "std")
+    kind = f" ({ref['spread_kind']})" if shown_kind else ""
+    return f"paper: {ref['mean']:g}{spread}{kind}"
+
+
+def _paper_cell(config: dict, metric: str) -> str:
+    refs = [r for r in config["paper"] if r.get("metric", metric) == metric]
+    return "; ".join(_paper(r) for r in refs) or "-"
+
+
+def _ours_in_paper_units(config: dict, metric: str) -> str:
+    refs = [r for r in config["paper"] if r.get("metric", metric) == metric]
+    if not refs or config["mean"] is None:
+        return ""
+    scale = refs[0].get("scale", 1)
+    return f"{config['mean'] * scale:.4g} ± {(config['std'] or 0) * scale:.2g}"
+
+
+# --- the report ------------------------------------------------------------------------------
+
+def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list[Block]:
+    plots = plots or {}
+    alpha = analysis["alpha"]
+    margins = ", ".join(f"{k} ±{v}" for k, v in analysis["margins"].items())
+    runs = analysis.get("runs", {})
+    blocks = [
+        Block("h1", title),
+        Block("p", f"Generated {analysis['generated']} by `benchsuite report`. Runs: "
+                   f"{runs.get('finished', 0)} finished, {runs.get('diverged', 0)} diverged, "
+                   f"{runs.get('failed', 0)} failed (diverged and failed runs are counted in every table, "
+                   f"never averaged)."),
+        Block("p", [
+            "Each method is reported with its configuration chosen on the validation split (never on test); "
+            "its test metric is compared with the baseline ", Code(analysis["baseline"]),
+            f"'s, paired by seed (95% t-interval, paired t-test, Holm over the methods of the task; Welch's "
+            f"test when the seeds do not pair). Verdict at α = {alpha:g}: equivalent when the 90% interval "
+            f"(two one-sided tests) lies within the margin ({margins}); else better/worse when the "
+            f"Holm-adjusted p < {alpha:g}; else inconclusive. The exact sign-flip test needs no normality "
+            f"but cannot go below p = 2/2^n: with 5 seeds its minimum is 0.0625, so it can never be "
+            f"significant at 5%; bootstrap intervals under-cover at n ≤ 5 and are used only for the "
+            f"pooled cross-task aggregates.",
+        ]),
+    ]
+    overall = analysis.get("overall")
+    if overall:
+        blocks += leaderboard_blocks(analysis, plots, level="h2")
+    for task in analysis["tasks"]:
+        blocks += _task_blocks(task, plots.get(("task", task["task"]), []), alpha)
+    blocks += _methods_blocks(analysis)
+    return blocks
+
+
+def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "h2") -> list[Block]:
+    plots = plots or {}
+    overall = analysis.get("overall")
+    baseline = analysis["baseline"]
+    if not overall:
+        return [Block(level, "Leaderboard"), Block("p", "No task has a finished baseline run: nothing to rank.")]
+    blocks = [
+        Block(level, "Leaderboard"),
+        Block("p", f"Across {len(overall['tasks'])} task(s): {', '.join(overall['tasks'])}. Score = improvement "
+                   f"over the baseline's mean, relative to its magnitude, positive = better (higher accuracy, "
+                   f"lower loss). IQM and P(better than {baseline}) with 95% stratified-bootstrap intervals "
+                   f"({analysis['bootstrap']['resamples']} resamples of seeds within tasks, seed "
+                   f"{analysis['bootstrap']['seed']}). Verdicts count the per-task tests below."),
+    ]
+    rows = []
+    for i, m in enumerate(overall["methods"], 1):
+        iqm, poi, wil = m["iqm"], m["prob_improvement"], m["wilcoxon"]
+        v = m["verdicts"]
+        rows.append([
+            str(i), Code(m["method"]), fmt(m["mean_rank"], 3),
+            f"{iqm['value']:+.4f} [{iqm['low']:+.4f}, {iqm['high']:+.4f}]" if iqm else "-",
+            f"{poi['value']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]" if poi else "-",
+            fmt_p(wil.get("p_holm")) if wil else "-",
+            f"{v['better']}/{v['equivalent']}/{v['inconclusive']}/{v['worse']}",
+            f"{m['diverged']}/{m['failed']}", f"×{m['overhead']:.2f}" if m["overhead"] else "-",
+        ])
+    blocks.append(Block(
+        "table", header=["#", "method", "mean rank", "IQM score [95% CI]", f"P(better than {baseline})",
+                         "Wilcoxon p (Holm)", "better/equiv./inconcl./worse", "diverged/failed", "step time"],
+        rows=rows, align="rlrrrrrrr"))
+    fr = overall.get("friedman") or {}
+    if "chi2" in fr:
+        blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
+                                 f"χ² = {fr['chi2']:.3f}, p = {fmt_p(fr['p'])}; Iman-Davenport "
+                                 f"F({fr['df'][0]}, {fr['df'][1]}) = {fmt(fr['F'])}, p = {fmt_p(fr['p_F'])}."))
+    elif fr.get("note"):
+        blocks.append(Block("p", fr["note"] + "."))
+    if overall.get("notes"):
+        blocks.append(Block("list", list(overall["notes"])))
+    blocks += _verdict_matrix(analysis)
+    for name in plots.get("overall", []):
+        blocks.append(Block("figure", name))
+    return blocks
+
+
+def _verdict_matrix(analysis: dict) -> list[Block]:
+    """Methods by tasks: each cell the verdict and the difference to the baseline."""
+    tasks = [t for t in analysis["tasks"] if t["comparisons"]]
+    if not tasks:
+        return []
+    methods = list(dict.fromkeys(c["method"] for t in tasks for c in t["comparisons"]))
+    rows = []
+    for m in methods:
+        row = [Code(m)]
+        for t in tasks:
+            comp = next((c for c in t["comparisons"] if c["method"] == m), None)
+            row.append(f"{VERDICT_MARK[comp['verdict']]} ({comp['diff']:+.3g})" if comp else "-")
+        rows.append(row)
+    return [
+        Block("p", "Per task: verdict against the baseline (difference of means in the metric's units)."),
+        Block("table", header=["method"] + [t["task"] for t in tasks], rows=rows, align="l" + "l" * len(tasks)),
+    ]
+
+
+def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
+    metric = task["metric"]
+    better = "higher is better" if task["direction"] == "max" else "lower is better"
+    headline = ("mean of the 10 best test values during training" if task["headline"] == "best10"
+                else "the model selected on validation")
+    blocks = [
+        Block("h2", task["task"], anchor=task["task"]),
+        Block("p", f"Metric: test {metric} ({better}), {headline}. Margin of equivalence: ±{task['margin']}"
+                   + (f" (= {fmt(task['margin_absolute'])})" if task["margin_absolute"] is not None else "")
+                   + ". Baseline: " + (task["baseline"] or "none finished") + "."),
+    ]
+    if task["comparisons"]:
+        rows = []
+        for c in task["comparisons"]:
+            rows.append([
+                Code(c["display"]), f"{c['n_method']}/{c['n_baseline']}", _pm(c["mean"], c["std"]),
+                f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["test"],
+                fmt_p(c["p"]), fmt_p(c["p_holm"]),
+                f"{fmt_p(c['exact_p'])} (min {fmt_p(c['exact_min_p'])})", fmt_p(c["equivalence_p"]),
+                VERDICT_MARK[c["verdict"]], f"{c['diverged']}/{c['failed']}", str(c["configs_tried"]),
+            ])
+        blocks.append(Block("h3", "Against the baseline"))
+        blocks.append(Block("table", header=[
+            "method", "n (method/baseline)", "mean ± std", "difference [95% CI]", "test", "p", "p (Holm)",
+            "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "configurations"],
+            rows=rows, align="lrrrlrrrrlrr"))
+        notes = [f"{c['display']}: {n}" for c in task["comparisons"] for n in c["notes"]]
+        if notes:
+            blocks.append(Block("list", list(dict.fromkeys(notes))))
+    if task["notes"]:
+        blocks.append(Block("list", list(task["notes"])))
+    extra = list(dict.fromkeys(k for c in task["configs"] for k in c["plugin_metrics"]))
+    has_paper = any(c["paper"] for c in task["configs"])
+    rows = []
+    for c in task["configs"]:
+        row = [Code(c["display"]), "✓" if c["selected"] else "", str(c["n"]), _pm(c["mean"], c["std"]),
+               fmt(c["val_mean"]), fmt(c["last_mean"]), str(c["diverged"]), str(c["failed"]),
+               fmt(c["step_ms"], 3), fmt(c["train_seconds"], 3)]
+        if has_paper:
+            ours = _ours_in_paper_units(c, metric)
+            row.append(_paper_cell(c, metric) + (f" (ours: {ours})" if ours else ""))
+        row += [_fmt_any(c["plugin_metrics"].get(name)) for name in extra]
+        rows.append(row)
+    blocks.append(Block("h3", "All configurations"))
+    blocks.append(Block("table", header=["method", "chosen", "n", "mean ± std", "val mean", "last epoch", "diverged",
+                                         "failed", "ms/step", "train s"] + (["paper"] if has_paper else []) + extra,
+                        rows=rows, align="lcrrrrrrrr" + ("l" if has_paper else "") + "r" * len(extra)))
+    other = [(c, r) for c in task["configs"] for r in c["paper"] if r.get("metric", metric) != metric]
+    if other:
+        blocks.append(Block("list", [f"{c['display']}: {r['metric']} {_paper(r)} ({r.get('table', '')}, "
+                                     f"{r.get('label', '')})" for c, r in other]))
+    for name in figures:
+        blocks.append(Block("figure", name))
+    return blocks
+
+
+def _fmt_any(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(fmt(v, 3) for v in value) + "]"
+    return fmt(value)
+
+
+def _methods_blocks(analysis: dict) -> list[Block]:
+    rows = [[t["task"], Code(c["display"]), Code(c["full_label"])] for t in analysis["tasks"] for c in t["configs"]]
+    return [Block("h2", "Methods"),
+            Block("p", "A label names the hyperparameters that vary among the configurations of the same "
+                       "plugins on a task; every value:"),
+            Block("table", header=["task", "method", "hyperparameters"], rows=rows, align="lll")]
+
+
+# --- Markdown ---------------------------------------------------------------------------------
+
+def _md_inline(piece) -> str:
+    if isinstance(piece, Code):
+        return "`" + piece.text.replace("`", "'") + "`"
+    return str(piece)
+
+
+def _md_cell(piece) -> str:
+    return _md_inline(piece).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block], figure_dir: str = "plots") -> str:
+    out = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind == "p":
+            pieces = b.text if isinstance(b.text, list) else [b.text]
+            out += ["".join(_md_inline(p) for p in pieces), ""]
+        elif b.kind == "list":
+            out += [f"- {_md_inline(item)}" for item in b.text] + [""]
+        elif b.kind == "table":
+            align = {"l": "---", "r": "---:", "c": ":---:"}
+            out.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
+            out.append("|" + "|".join(align.get(a, "---") for a in b.align.ljust(len(b.header), "l")) + "|")
+            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            out.append("")
+        elif b.kind == "figure":
+            out += [f"![{b.text}]({figure_dir}/{b.text})", ""]
+    return "\n".join(out)
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+padding:0 1rem;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6rem}h2{font-size:1.3rem;border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+h3{font-size:1.05rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.85rem;display:block;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;white-space:nowrap}th{background:#f4f4f6;cursor:pointer}
+td.r{text-align:right;font-variant-numeric:tabular-nums}td.c{text-align:center}
+code{background:#f1f1f4;padding:0 .2rem;border-radius:3px;font-size:.85em}
+img{max-width:100%;border:1px solid #eee;margin:.4rem 0}
+.better{color:#1a7f37;font-weight:600}.worse{color:#cf222e;font-weight:600}.equivalent{color:#555}
+.inconclusive{color:#9a6700}
+"""
+
+# Click a column header to sort; numbers sort numerically. Marks the page when it has run,
+# which the browser test checks.
+SCRIPT = """
+(function(){
+  function key(cell){var t=cell.textContent.trim();var n=parseFloat(t.replace(/^[^0-9+\\-.]*/,''));
+    return isNaN(n)?t.toLowerCase():n;}
+  document.querySelectorAll('table').forEach(function(table){
+    var head=table.querySelector('tr');if(!head){return;}
+    Array.prototype.forEach.call(head.children,function(th,col){
+      th.addEventListener('click',function(){
+        var body=table.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
+        var dir=th.dataset.dir==='asc'?-1:1;th.dataset.dir=dir===1?'asc':'desc';
+        rows.sort(function(a,b){var x=key(a.cells[col]),y=key(b.cells[col]);
+          if(typeof x!==typeof y){x=String(x);y=String(y);}return x<y?-dir:x>y?dir:0;});
+        rows.forEach(function(r){body.appendChild(r);});
+      });
+    });
+  });
+  document.documentElement.setAttribute('data-ready','1');
+})();
+"""
+
+
+def _html_inline(piece) -> str:
+    if isinstance(piece, Code):
+        return f"<code>{html.escape(piece.text)}</code>"
+    text = html.escape(str(piece))
+    for verdict in VERDICT_MARK.values():
+        if text.startswith(verdict):
+            return f'<span class="{verdict.split()[0]}">{text}</span>'
+    return text
+
+
+def to_html(blocks: list[Block], title: str, figure_dir: Path | None = None) -> str:
+    """One self-contained page: figures inlined as data URIs, no external resource."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            anchor = f' id="{html.escape(_anchor(b.anchor), quote=True)}"' if b.anchor else ""
+            out.append(f"<{b.kind}{anchor}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            pieces = b.text if isinstance(b.text, list) else [b.text]
+            out.append("<p>" + "".join(_html_inline(p) for p in pieces) + "</p>")
+        elif b.kind == "list":
+            out.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in b.text) + "</ul>")
+        elif b.kind == "table":
+            aligns = b.align.ljust(len(b.header), "l")
+            out.append("<table><thead><tr>" + "".join(f"<th>{_html_inline(h)}</th>" for h in b.header)
+                       + "</tr></thead><tbody>")
+            for row in b.rows:
+                cells = "".join(f'<td class="{aligns[i]}">{_html_inline(c)}</td>' for i, c in enumerate(row))
+                out.append(f"<tr>{cells}</tr>")
+            out.append("</tbody></table>")
+        elif b.kind == "figure" and figure_dir is not None:
+            data = base64.b64encode((figure_dir / b.text).read_bytes()).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(b.text, quote=True)}" '
+                       f'src="data:image/png;base64,{data}"></figure>')
+    out.append(f"<script>{SCRIPT}</script></body></html>")
+    return "\n".join(out)
+
+
+def _anchor(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)
+
+
+# --- files --------------------------------------------------------------------------------------
+
+def leaderboard_json(analysis: dict) -> str:
+    overall = analysis.get("overall") or {}
+    return json.dumps({
+        "generated": analysis["generated"], "baseline": analysis["baseline"], "alpha": analysis["alpha"],
+        "leaderboard": overall.get("methods", []), "friedman": overall.get("friedman"),
+        "verdicts": [{"task": t["task"], "metric": t["metric"], "method": c["method"], "display": c["display"],
+                      "verdict": c["verdict"], "diff": c["diff"], "p_holm": c["p_holm"]}
+                     for t in analysis["tasks"] for c in t["comparisons"]],
+    }, indent=1, allow_nan=False, default=_json_default)
+
+
+def _json_default(value):
+    return str(value)
+
+
+def _clean(value):
+    """NaN and infinities as null so stats.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], folder: Path) -> dict:
+    """Every figure of the report, written under ``folder``; returns where each goes."""
+    from benchsuite import plots
+    from benchsuite.report import with_config_columns
+
+    placed: dict = {"overall": []}
+    overall = analysis.get("overall")
+    if overall and overall.get("cd") and len(overall["cd"]["mean_ranks"]) >= 2:
+        placed["overall"].append(plots.cd_diagram(overall["cd"], folder))
+    if overall:
+        name = plots.overhead(overall["methods"], folder)
+        if name:
+            placed["overall"].append(name)
+    if table.is_empty():
+        return placed
+    runs = with_config_columns(table).filter(pl.col("status") == "finished")
+    curves: dict[tuple, list[list[dict]]] = {}
+    for task, config, run_id in runs.sort("seed").select("task", "config", "run_id").iter_rows():
+        record = records.get(run_id)
+        if record and record.get("curves"):
+            curves.setdefault((task, config), []).append(record["curves"])
+    for task in analysis["tasks"]:
+        figures = []
+        chosen = [c for c in task["configs"] if c["selected"]]
+        by_label = {c["display"]: curves[(task["task"], c["config"])] for c in chosen
+                    if (task["task"], c["config"]) in curves}
+        if by_label:
+            figures.append(plots.learning_curves(task["task"], task["metric"], by_label, folder))
+        for curve in task["sensitivity"]:
+            figures.append(plots.sensitivity(task["task"], task["metric"], curve, folder))
+        for c in chosen:
+            runs_of = curves.get((task["task"], c["config"]), [])
+            if runs_of and plots.has_percentiles(runs_of[0]):
+                figures.append(plots.weight_percentiles(task["task"], c["display"], runs_of[0], folder))
+        placed[("task", task["task"])] = figures
+    return placed
+
+
+def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
+                 plots: bool = True, **options) -> Path:
+    """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json and
+    plots/*.png. ``store`` is a :class:`~benchsuite.store.Store`; ``options`` go to
+    :func:`benchsuite.report.analyze`."""
+    from benchsuite.report import analyze
+    from benchsuite.store import runs_table
+
+    folder = Path(out_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    records = {r["run_id"]: r for r in store.records()}
+    table = runs_table(records.values())
+    analysis = analyze(table, references=references, **options)
+    figure_dir = folder / "plots"
+    for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
+        old.unlink()
+    placed = make_plots(analysis, table, records, figure_dir) if plots else {}
+    title = f"benchsuite report: {name}"
+    blocks = report_blocks(analysis, title, placed)
+    (folder / "index.md").write_text(to_markdown(blocks))
+    (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
+    (folder / "stats.json").write_text(json.dumps(_clean(analysis), indent=1, allow_nan=False))
+    table.write_csv(folder / "results.csv")
+    return folder
+
+
+def leaderboard(analysis: dict, fmt_name: str, title: str = "benchsuite leaderboard") -> str:
+    if fmt_name == "json":
+        return leaderboard_json(_clean(analysis))
+    blocks = [Block("h1", title)] + leaderboard_blocks(analysis, level="h2")
+    if fmt_name == "md":
+        return to_markdown(blocks)
+    return to_html(blocks, title)
+
+
+__all__ = ["ALPHA", "leaderboard", "report_blocks", "to_html", "to_markdown", "write_report"]

@@ -1,0 +1,242 @@
+"""Every statistic against an independent computation: textbook formulas, brute-force
+enumeration, or a published worked example."""
+
+import itertools
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as st
+
+from benchsuite import stats
+from benchsuite.report import analyze, parse_margins
+from benchsuite.store import runs_table
+from benchsuite.testing import synthetic_record
+
+
+def test_holm_matches_hand_computation():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([]) == []
+
+
+def test_paired_t_matches_textbook_formula():
+    d = np.array([0.012, -0.004, 0.02, 0.007, 0.015, 0.001])
+    n = len(d)
+    se = d.std(ddof=1) / math.sqrt(n)
+    t = d.mean() / se
+    p_hand = 2 * st.t.sf(abs(t), n - 1)
+    half = st.t.ppf(0.975, n - 1) * se
+    p, low, high = stats.paired_t(d)
+    assert p == pytest.approx(p_hand)
+    assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_paired_t_degenerate_spread():
+    assert stats.paired_t([0.0, 0.0, 0.0]) == (1.0, 0.0, 0.0)
+    assert stats.paired_t([0.01, 0.01, 0.01])[0] == 0.0
+
+
+def test_welch_matches_welch_satterthwaite():
+    a = np.array([0.91, 0.93, 0.90, 0.94])
+    b = np.array([0.88, 0.90, 0.86, 0.91, 0.89, 0.87])
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    p, low, high = stats.welch_t(a, b)
+    assert p == pytest.approx(2 * st.t.sf(abs(t), df))
+    half = st.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert (low, high) == pytest.approx((a.mean() - b.mean() - half, a.mean() - b.mean() + half))
+
+
+def test_sign_flip_is_exact_enumeration():
+    d = np.array([0.3, -0.1, 0.25, 0.4, 0.05, -0.02])
+    observed = abs(d.mean())
+    flips = [abs(np.mean(d * np.array(signs))) for signs in itertools.product((1, -1), repeat=len(d))]
+    brute = np.mean([f >= observed - 1e-12 for f in flips])
+    p, min_p = stats.sign_flip(d)
+    assert p == pytest.approx(brute)
+    assert min_p == pytest.approx(2 / 2**6)
+
+
+def test_five_seeds_can_never_reach_five_percent():
+    p, min_p = stats.sign_flip([1.0, 2.0, 3.0, 4.0, 5.0])  # the most extreme possible data
+    assert p == pytest.approx(0.0625) and min_p == pytest.approx(0.0625)
+    assert stats.seeds_needed(1) == 6 and stats.seeds_needed(5) == 8
+
+
+def test_unpaired_permutation_is_exact_enumeration():
+    """Two-sided p as twice the smaller tail of the enumerated null distribution."""
+    a, b = np.array([3.1, 2.9, 3.4]), np.array([2.5, 2.7, 3.0, 2.6])
+    pooled = np.concatenate([a, b])
+    observed = a.mean() - b.mean()
+    null = []
+    for idx in itertools.combinations(range(7), 3):
+        mask = np.zeros(7, bool)
+        mask[list(idx)] = True
+        null.append(pooled[mask].mean() - pooled[~mask].mean())
+    null = np.array(null)
+    tails = np.mean(null >= observed - 1e-12), np.mean(null <= observed + 1e-12)
+    p, min_p = stats.permutation_unpaired(a, b)
+    assert p == pytest.approx(min(1.0, 2 * min(tails)))
+    assert min_p == pytest.approx(2 / math.comb(7, 3))
+
+
+def test_tost_is_two_one_sided_t_tests():
+    d = np.array([0.001, -0.002, 0.0015, 0.0005, -0.001])
+    margin = 0.005
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    p_lower = st.t.sf((d.mean() + margin) / se, len(d) - 1)
+    p_upper = st.t.cdf((d.mean() - margin) / se, len(d) - 1)
+    assert stats.tost_paired(d, margin) == pytest.approx(max(p_lower, p_upper))
+    assert stats.tost_paired(d, 0.0) == 1.0
+
+
+@pytest.mark.parametrize("case, expected", [
+    ({"shift": 0.02, "noise": 0.002}, "better"),
+    ({"shift": -0.02, "noise": 0.002}, "worse"),
+    ({"shift": 0.0001, "noise": 0.0005}, "equivalent"),
+    ({"shift": 0.004, "noise": 0.02}, "inconclusive"),
+])
+def test_verdicts(case, expected):
+    rng = np.random.default_rng(1)
+    base = {s: 0.9 + rng.normal(0, 0.01) for s in range(8)}
+    method = {s: v + case["shift"] + rng.normal(0, case["noise"]) for s, v in base.items()}
+    comp = stats.compare(method, base, higher_is_better=True, margin=0.005)
+    stats.decide([comp])
+    assert comp.verdict == expected
+    # lower-is-better flips the direction of the same difference
+    comp_min = stats.compare(method, base, higher_is_better=False, margin=0.005)
+    stats.decide([comp_min])
+    flipped = {"better": "worse", "worse": "better"}.get(expected, expected)
+    assert comp_min.verdict == flipped
+
+
+def test_unpaired_seeds_use_welch_and_say_so():
+    base = {0: 0.90, 1: 0.91, 2: 0.92, 3: 0.90}
+    method = {0: 0.93, 1: 0.95, 4: 0.94}
+    comp = stats.compare(method, base, True, 0.005)
+    assert not comp.paired and comp.test == "Welch t"
+    assert any("do not pair" in n for n in comp.notes)
+    assert comp.p == pytest.approx(st.ttest_ind(list(method.values()), list(base.values()), equal_var=False).pvalue)
+
+
+def test_friedman_matches_demsar_formula_without_ties():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(9, 4))
+    n, k = scores.shape
+    ranks = np.vstack([st.rankdata(-row) for row in scores]).mean(axis=0)
+    chi2 = 12 * n / (k * (k + 1)) * (np.sum(ranks**2) - k * (k + 1) ** 2 / 4)
+    out = stats.friedman(scores)
+    assert out["mean_ranks"] == pytest.approx(ranks.tolist())
+    assert out["chi2"] == pytest.approx(chi2)
+    assert out["p"] == pytest.approx(st.chi2.sf(chi2, k - 1))
+    f_hand = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert out["F"] == pytest.approx(f_hand)
+    assert out["p_F"] == pytest.approx(st.f.sf(f_hand, k - 1, (k - 1) * (n - 1)))
+
+
+def test_iman_davenport_reproduces_demsar_2006_example():
+    # Demsar (2006), section 3.2.2: four C4.5 variants on 14 data sets, chi2_F = 9.28, F_F = 3.69.
+    f_stat, _ = stats.iman_davenport(9.28, 14, 4)
+    assert f_stat == pytest.approx(3.69, abs=0.005)
+
+
+def test_wilcoxon_matches_exact_signed_rank_enumeration():
+    d = np.array([0.8, -0.3, 1.2, 0.5, 0.9, -0.1, 0.7])
+    ranks = st.rankdata(np.abs(d))
+    w_plus = ranks[d > 0].sum()
+    dist = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product((0, 1), repeat=len(d))]
+    expected = min(1.0, 2 * min(np.mean([w <= w_plus for w in dist]), np.mean([w >= w_plus for w in dist])))
+    p, min_p = stats.wilcoxon(d)
+    assert p == pytest.approx(expected)
+    assert min_p == pytest.approx(2 / 2**7)
+
+
+def test_iqm_is_mean_of_middle_half():
+    x = np.array([9.0, 1, 5, 3, 100, 2, 7, 4])
+    assert stats.iqm(x) == pytest.approx(np.sort(x)[2:6].mean())
+
+
+def test_probability_of_improvement_is_mann_whitney_u():
+    x = [[0.9, 0.92, 0.91], [0.5, 0.5, 0.7]]
+    y = [[0.89, 0.93, 0.9, 0.88], [0.5, 0.6]]
+    expected = np.mean([st.mannwhitneyu(a, b).statistic / (len(a) * len(b)) for a, b in zip(x, y)])
+    assert stats.probability_of_improvement(x, y) == pytest.approx(expected)
+
+
+def test_stratified_bootstrap_is_seeded_and_stays_within_strata():
+    first_task, second_task = np.linspace(1, 3, 3) ** 1.5, np.array([100.0, 101.3])
+    groups = [(first_task,), (second_task,)]
+    seen = []
+
+    def statistic(g):
+        seen.append((set(g[0][0]) <= set(first_task), set(g[1][0]) <= set(second_task), len(g[0][0]), len(g[1][0])))
+        return float(np.mean(np.concatenate([s[0] for s in g])))
+
+    first = stats.stratified_bootstrap(groups, statistic, resamples=300, seed=7)
+    assert all(a and b and n0 == 3 and n1 == 2 for a, b, n0, n1 in seen)
+    assert stats.stratified_bootstrap(groups, statistic, resamples=300, seed=7) == first
+    assert stats.stratified_bootstrap(groups, statistic, resamples=300, seed=8) != first
+    point, low, high = first
+    assert low <= point <= high
+
+
+def test_cd_cliques_join_only_indistinguishable_methods():
+    rng = np.random.default_rng(0)
+    n_tasks = 12
+    strong = rng.normal(1.0, 0.05, n_tasks)
+    scores = np.column_stack([strong, strong + rng.normal(0, 0.01, n_tasks), strong - 1.0])
+    cd = stats.cd_cliques(scores, ["a", "b", "c"])
+    assert ["a", "b"] in cd["cliques"] or ["b", "a"] in cd["cliques"]
+    assert not any("c" in clique for clique in cd["cliques"])
+
+
+def test_margin_parsing():
+    assert stats.Margin.parse("2%").absolute(10.0) == pytest.approx(0.2)
+    assert stats.Margin.parse("0.005").absolute(123.0) == pytest.approx(0.005)
+    for bad in ("abc", "-1", "nan"):
+        with pytest.raises(ValueError):
+            stats.Margin.parse(bad)
+    with pytest.raises(ValueError):
+        parse_margins(["speed=1"])
+
+
+def test_aa_false_positive_rate_is_alpha():
+    """The same method under two labels, over many simulated experiments of 5 paired seeds
+    (a shared per-seed effect plus run noise): 'better' or 'worse' must come out at rate
+    alpha, within sampling error. Each simulated experiment is its own task of one report."""
+    rng = np.random.default_rng(2024)
+    experiments, seeds = 1000, 5
+    records = []
+    for e in range(experiments):
+        seed_effect = rng.normal(0, 0.01, seeds)
+        for label in ("none", "l2"):
+            values = 0.9 + seed_effect + rng.normal(0, 0.005, seeds)
+            records += [synthetic_record(f"exp{e:04d}", label, s, float(v)) for s, v in enumerate(values)]
+    analysis = analyze(runs_table(records), margins=parse_margins(["accuracy=0"]), resamples=10)
+    verdicts = [t["comparisons"][0]["verdict"] for t in analysis["tasks"]]
+    assert len(verdicts) == experiments
+    rate = np.mean([v in ("better", "worse") for v in verdicts])
+    low, high = st.binom.ppf([0.0005, 0.9995], experiments, stats.ALPHA) / experiments
+    assert low <= rate <= high, rate
+    # and a real effect is found: the test has power, so the rate above is not trivially low
+    shifted = [dict(r, metrics={**r["metrics"], "test_accuracy": r["metrics"]["test_accuracy"] + 0.02})
+               if r["method"] == "l2" else r for r in records[: 40 * seeds]]
+    found = analyze(runs_table(shifted), margins=parse_margins(["accuracy=0"]), resamples=10)
+    assert np.mean([t["comparisons"][0]["verdict"] == "better" for t in found["tasks"]]) > 0.9
+
+
+def test_pairing_is_by_seed_not_by_row_order():
+    """Rows sorted differently must not change the pairing."""
+    base = [synthetic_record("t", "none", s, 0.9 + 0.01 * s) for s in range(6)]
+    method = [synthetic_record("t", "l2", s, 0.9 + 0.01 * s + 0.001) for s in range(6)]
+    table = runs_table(base + method)
+    shuffled = table.sample(fraction=1.0, shuffle=True, seed=5)
+    a = analyze(table, resamples=10)["tasks"][0]["comparisons"][0]
+    b = analyze(shuffled, resamples=10)["tasks"][0]["comparisons"][0]
+    assert a["diff"] == pytest.approx(0.001) and a["ci_low"] == pytest.approx(0.001)
+    assert a["p"] == b["p"] and a["diff"] == b["diff"]
+    assert isinstance(shuffled, pl.DataFrame)
