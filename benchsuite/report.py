@@ -256,9 +256,10 @@ def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, 
     higher = METRICS.get(metric) == "max"
     configs = [_config_dict(r) for r in part.iter_rows(named=True)]
     task_name, task_spec = part["task_name"][0], json.loads(part["task_spec"][0])
+    _name_variants(configs)
     by_method: dict[str, list[dict]] = {}
     for c in configs:
-        by_method.setdefault(c["method"], []).append(c)
+        by_method.setdefault(c["variant"], []).append(c)
     for c in configs:
         hp = c["hyperparameters"]
         c["paper"] = [r for r in references if _reference_matches(r, task_name, c["method"], hp, task_spec)]
@@ -294,9 +295,9 @@ def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, 
             continue
         comparisons.append((choice, comp))
     stats.decide([c for _, c in comparisons], alpha)
-    result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["method"],
+    result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
                               "mean": ch["mean"], "std": ch["std"], "diverged": ch["diverged"],
-                              "failed": ch["failed"], "configs_tried": len(by_method[ch["method"]]),
+                              "failed": ch["failed"], "configs_tried": len(by_method[ch["variant"]]),
                               **comp.to_dict()} for ch, comp in comparisons]
     exact_min = [c.exact_min_p * len(comparisons) for _, c in comparisons]
     if exact_min and min(exact_min) >= alpha:
@@ -308,6 +309,25 @@ def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, 
             "so the verdicts rest on the t-test"
         )
     return result
+
+
+def _name_variants(configs: list[dict]) -> None:
+    """Set each configuration's ``variant``: its plugins plus the categorical values (text,
+    switches) that vary among the configurations of the same plugins. A variant is compared
+    with the baseline as a method of its own (GCSR's mode, a group-lasso variant); numeric
+    values (strengths, learning rates) are tuned: the variant is reported with the
+    configuration chosen on validation."""
+    groups: dict[str, list[dict]] = {}
+    for c in configs:
+        groups.setdefault(c["method"], []).append(c)
+    for method, group in groups.items():
+        keys = sorted({(p, k) for c in group for p, hps in c["hyperparameters"].items() if p != "train"
+                       for k, v in hps.items() if isinstance(v, (str, bool))})
+        varying = [(p, k) for p, k in keys
+                   if len({json.dumps(c["hyperparameters"].get(p, {}).get(k)) for c in group}) > 1]
+        for c in group:
+            values = ",".join(f"{k}={_fmt_value(c['hyperparameters'][p].get(k))}" for p, k in varying)
+            c["variant"] = f"{method}({values})" if values else method
 
 
 def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]:
@@ -344,14 +364,14 @@ def _analyze_overall(tasks: list[dict], per_seed, baseline, alpha, resamples, se
     usable = [t for t in tasks if t["baseline"] is not None]
     if len(usable) < 1:
         return None
-    methods = sorted({c["method"] for t in usable for c in t["configs"]}, key=lambda m: (m != baseline, m))
+    methods = sorted({c["variant"] for t in usable for c in t["configs"]}, key=lambda m: (m != baseline, m))
     scores: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
     verdicts = {m: dict.fromkeys(VERDICTS, 0) for m in methods}
     overhead: dict[str, list[float]] = {m: [] for m in methods}
     runs_lost = {m: {"diverged": 0, "failed": 0} for m in methods}
     for t in usable:
         higher = t["direction"] == "max"
-        chosen = {c["method"]: c for c in t["configs"] if c["selected"]}
+        chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
         for m, c in chosen.items():
             values = np.array(list(per_seed.get((t["task"], c["config"]), {}).values()))
@@ -359,9 +379,9 @@ def _analyze_overall(tasks: list[dict], per_seed, baseline, alpha, resamples, se
                 scores[m][t["task"]] = stats.normalized(values, base["mean"], higher)
             if c["step_ms"] and base["step_ms"]:
                 overhead[m].append(c["step_ms"] / base["step_ms"])
-        for m, group in ((c["method"], c) for c in t["configs"]):
-            runs_lost[m]["diverged"] += group["diverged"]
-            runs_lost[m]["failed"] += group["failed"]
+        for c in t["configs"]:
+            runs_lost[c["variant"]]["diverged"] += c["diverged"]
+            runs_lost[c["variant"]]["failed"] += c["failed"]
         for comp in t["comparisons"]:
             verdicts[comp["method"]][comp["verdict"]] += 1
     task_names = [t["task"] for t in usable]
@@ -409,7 +429,7 @@ def _analyze_overall(tasks: list[dict], per_seed, baseline, alpha, resamples, se
         row["wilcoxon"]["p_holm"] = adjusted
     if wilcoxon_raw and 2.0 / 2 ** len(task_names) * len(wilcoxon_raw) >= alpha:
         notes.append(
-            f"{len(task_names)} tasks: the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
+            f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
             f"{len(wilcoxon_raw)} methods (minimum p {min(1.0, 2.0 / 2 ** len(task_names) * len(wilcoxon_raw)):.3g})"
         )
     rows.sort(key=lambda r: (r["mean_rank"] is None, r["mean_rank"] or 0,

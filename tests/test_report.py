@@ -282,3 +282,34 @@ def test_committed_paper_references_name_what_their_matrix_runs():
                 declared = {h.name for h in available[plugin].factory.hyperparameters}
                 assert plugin in row["method"].split("+") and name in declared, where
     assert len(load_references([matrices])) == sum(len(tomllib.loads(p.read_text())["rows"]) for p in files)
+
+
+def test_categorical_values_are_variants_numeric_values_are_tuned():
+    records = []
+    for s in range(3):
+        records.append(synthetic_record("t", "none", s, 0.9))
+        for mode, bonus in (("always", 0.0), ("schedule", 0.02)):
+            for lam, val in ((1e-4, 0.90), (1e-3, 0.95)):
+                records.append(synthetic_record("t", "gcsr", s, 0.9 + bonus + (lam == 1e-3) * 0.01, val=val,
+                                                hyperparameters={"gcsr": {"mode": mode, "lam": lam}}))
+    task = analyze(runs_table(records), resamples=10)["tasks"][0]
+    compared = {c["method"]: c["display"] for c in task["comparisons"]}
+    assert compared == {"gcsr(mode=always)": "gcsr(lam=0.001,mode=always)",
+                        "gcsr(mode=schedule)": "gcsr(lam=0.001,mode=schedule)"}
+    assert {c["hyperparameter"] for c in task["sensitivity"]} == {"gcsr.lam"}
+
+
+def test_weight_percentile_and_sensitivity_figures(tmp_path):
+    def curves(scale):
+        return [{"epoch": e, "train_loss": 1.0 / e, "test_accuracy": 0.9,
+                 **{f"wc.0.p{q}": scale * (q - 50) / 50 / e for q in (100, 84, 50, 16, 0)}} for e in (1, 2, 3)]
+
+    records = [synthetic_record("t", "none", s, 0.9) for s in range(3)]
+    records += [synthetic_record("t", "wc", s, 0.9 + lam, val=0.9 + lam, hyperparameters={"wc": {"a": lam}},
+                                 curves=curves(lam)) for s in range(3) for lam in (0.5, 1.0)]
+    folder = write_report(_store(tmp_path, records), tmp_path / "reports", "r", resamples=10)
+    pngs = {p.name for p in (folder / "plots").glob("*.png")}
+    assert [name for name in pngs if name.startswith("weights-")] == ["weights-t-wc_a=1.png"]  # the chosen a
+    assert "sensitivity-t-wc-wc.a.png" in pngs
+    text = (folder / "index.md").read_text()
+    assert "![sensitivity-t-wc-wc.a.png](plots/sensitivity-t-wc-wc.a.png)" in text
