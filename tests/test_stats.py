@@ -240,3 +240,10 @@ def test_pairing_is_by_seed_not_by_row_order():
     assert a["diff"] == pytest.approx(0.001) and a["ci_low"] == pytest.approx(0.001)
     assert a["p"] == b["p"] and a["diff"] == b["diff"]
     assert isinstance(shuffled, pl.DataFrame)
+
+
+def test_normalized_scores_are_direction_aware():
+    # accuracy 0.90 -> 0.99 is 10% better; mse 2.0 -> 1.0 is 50% better; both positive
+    assert stats.normalized([0.99], 0.90, higher_is_better=True) == pytest.approx([0.1])
+    assert stats.normalized([1.0], 2.0, higher_is_better=False) == pytest.approx([0.5])
+    assert stats.normalized([3.0], 2.0, higher_is_better=False) == pytest.approx([-0.5])
