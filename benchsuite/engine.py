@@ -9,16 +9,20 @@ a run ends ``finished``, ``diverged`` (non-finite loss or evaluation) or ``faile
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +40,23 @@ from benchsuite.tasks.spec import TaskSpec
 STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED = "finished", "diverged", "failed"
 DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # never rerun; a failed run is retried
 EVAL_BATCH = 2048
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionOptions:
+    """How a run executes, not what it computes (so not part of its identity).
+
+    ``checkpoint``: file to save the run's state to at the end of epochs (atomically) and to
+    resume from when it exists; saved when at least ``checkpoint_interval`` seconds passed
+    since the last save (0: every epoch). ``channels_last``: 4-d inputs and the model in
+    channels-last memory format. ``compile``: the forward pass through ``torch.compile``.
+    """
+
+    checkpoint: Path | None = None
+    checkpoint_interval: float = 30.0
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,8 +241,8 @@ class Diverged(Exception):
 def seed_streams(seed: int) -> dict[str, int]:
     """Independent seeds for the run's random streams, derived from its seed alone, so a
     plugin drawing random numbers never shifts the data order or the initialization."""
-    children = np.random.SeedSequence(seed).spawn(4)
-    names = ("init", "data", "plugin", "forward")
+    children = np.random.SeedSequence(seed).spawn(5)
+    names = ("init", "data", "plugin", "forward", "augment")
     return {name: int(child.generate_state(1, dtype=np.uint64)[0] >> 1) for name, child in zip(names, children)}
 
 
@@ -261,16 +282,27 @@ def plain_model_problems(model: nn.Module) -> list[str]:
     return [f"{name} is still parametrized" for name, m in model.named_modules() if parametrize.is_parametrized(m)]
 
 
-def evaluate(model: nn.Module, split: datasets.Split, task: TaskSpec, parametrized: bool) -> dict[str, float]:
+def _autocast(device: torch.device, precision: str):
+    dtype = AMP_DTYPES.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def evaluate(model: nn.Module, split, task: TaskSpec, parametrized: bool,
+             options: ExecutionOptions | None = None) -> dict[str, float]:
     """Task loss and metric of ``model`` on ``split`` (eval mode, no grad)."""
     was_training = model.training
     model.eval()
     total_loss, total_metric, n = 0.0, 0.0, len(split)
+    device = next(model.parameters()).device
+    channels_last = options is not None and options.channels_last
     cache = parametrize.cached() if parametrized else contextlib.nullcontext()
     with torch.no_grad(), cache:
-        for start in range(0, n, EVAL_BATCH):
-            x, y = split.x[start:start + EVAL_BATCH], split.y[start:start + EVAL_BATCH]
-            out = model(x)
+        for x, y in split.batches(None, EVAL_BATCH, device):
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, task.train.precision):
+                out = model(x)
+            out = out.float()
             total_loss += task_loss(task.train.loss, out, y).item() * len(x)
             if task.eval.metric == "accuracy":
                 total_metric += (out.argmax(1) == y).sum().item()
@@ -283,6 +315,8 @@ def evaluate(model: nn.Module, split: datasets.Split, task: TaskSpec, parametriz
 def _scheduler(optimizer, train):
     if train.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
+    if train.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, train.step_size, train.gamma)
     if train.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, train.epochs)
     return None
@@ -302,9 +336,70 @@ def _improved(value: float, best: float | None, direction: str) -> bool:
     return value > best if direction == "max" else value < best
 
 
-def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callable | None = None) -> dict:
+def _plain_state(value) -> bool:
+    """State a checkpoint can hold and restore by value (not model parameters, which the
+    model's own state holds, and not objects)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return not isinstance(value, nn.Parameter)
+    if isinstance(value, (list, tuple)):
+        return all(_plain_state(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_state(v) for k, v in value.items())
+    return False
+
+
+def plugin_state(plugin) -> dict:
+    """A plugin's state for a checkpoint: its own ``state_dict()`` when it has one, else
+    every attribute holding plain values or tensors (``hp`` excluded)."""
+    if hasattr(plugin, "state_dict"):
+        return plugin.state_dict()
+    return {k: v for k, v in vars(plugin).items() if k != "hp" and _plain_state(v)}
+
+
+def restore_plugin_state(plugin, state: dict) -> None:
+    if hasattr(plugin, "load_state_dict"):
+        plugin.load_state_dict(state)
+        return
+    for key, value in state.items():
+        setattr(plugin, key, value)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file in the same folder, then rename: a kill leaves the old
+    checkpoint or the new one, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, run_id: str) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to ``run_id``; an unreadable one is set aside."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with torch.serialization.safe_globals([collections.Counter]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        path.replace(path.with_suffix(".corrupt"))
+        return None
+    return state if state.get("run_id") == run_id else None
+
+
+def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callable | None = None,
+            options: ExecutionOptions | None = None) -> dict:
     """Train and evaluate one run; always returns its record (never raises for the run's
-    own failures)."""
+    own failures). With ``options.checkpoint`` it resumes from, and saves to, that file."""
+    options = options or ExecutionOptions()
     task, method, seed = spec.task, spec.method, spec.seed
     dev = resolve_device(device)
     record: dict[str, Any] = {
@@ -335,22 +430,26 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             [(info, method.hyperparameters[info.name]) for info in infos]
         )
         hooks = Hooks(pm)
+        method_plugins = {name: plugin for name, plugin in pm.list_name_plugin() if name in method.names}
         streams = seed_streams(seed)
+        resumed = load_checkpoint(options.checkpoint, spec.run_id)
 
-        # data: in memory on the run's device; --subset keeps the first N training examples
+        # data: in memory on the run's device where it fits; --subset keeps the first N
         data = datasets.load(task.data)
         train, val, test = data.train, data.val, data.test
         if task.subset is not None:
-            train = datasets.Split(train.x[: task.subset], train.y[: task.subset])
+            train = train.head(task.subset)
         train, val, test = train.to(dev), val.to(dev), test.to(dev)
 
         # model: initialized from the init stream only
         torch.manual_seed(streams["init"])
         model = build_model(task.model).to(dev)
+        if options.channels_last:
+            model = model.to(memory_format=torch.channels_last)
 
         run = Run(task, seed, method, dev, streams["plugin"])
         splits = {"train": train, "val": val, "test": test}
-        run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net))
+        run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net), options)
         run.steps_per_epoch = math.ceil(len(train) / task.train.batch_size)
         run.total_steps = run.steps_per_epoch * task.train.epochs
 
@@ -364,38 +463,70 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             return hooks.first("loss", outputs=outputs, targets=targets, run=run)
 
         scheduler = _scheduler(optimizer, task.train)
+        # fp16 needs loss scaling; bf16 has fp32's range and does not
+        scaler = torch.amp.GradScaler(dev.type) if task.train.precision == "fp16" else None
         parametrized = is_parametrized(model)
         cached = parametrize.cached if parametrized else contextlib.nullcontext
+        forward = torch.compile(model) if options.compile else model
         has_penalty = bool(hooks.impls["penalty"])
         check_every = 1 if dev.type == "cpu" else 50  # a finiteness check syncs the GPU
 
         # dropout and other forward-pass randomness: its own stream
         torch.manual_seed(streams["forward"])
         data_order = torch.Generator(device="cpu").manual_seed(streams["data"])
+        augment_rng = torch.Generator(device="cpu").manual_seed(streams["augment"])
         best_value, best_epoch, best_state = None, 0, None
         batch_size, n_train = task.train.batch_size, len(train)
+        first_epoch = 1
 
-        for epoch in range(1, task.train.epochs + 1):
+        # resume: every state a later epoch depends on, as it was when the checkpoint was saved
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(resumed["scheduler"])
+            if scaler is not None:
+                scaler.load_state_dict(resumed["scaler"])
+            for name, state in resumed["plugins"].items():
+                restore_plugin_state(method_plugins[name], state)
+            data_order.set_state(resumed["rng"]["data"])
+            augment_rng.set_state(resumed["rng"]["augment"])
+            run.rng.set_state(resumed["rng"]["plugin"])
+            torch.set_rng_state(resumed["rng"]["torch"])
+            if dev.type == "cuda" and resumed["rng"]["cuda"] is not None:
+                torch.cuda.set_rng_state(resumed["rng"]["cuda"], dev)
+            best_value, best_epoch, best_state = resumed["best_value"], resumed["best_epoch"], resumed["best_state"]
+            record["curves"] = resumed["curves"]
+            train_seconds, eval_seconds = resumed["train_seconds"], resumed["eval_seconds"]
+            run.step, first_epoch = resumed["step"], resumed["epoch"] + 1
+            run.lr = optimizer.param_groups[0]["lr"]
+            record["resumed_from_epoch"] = resumed["epoch"]
+        last_saved = time.perf_counter()
+
+        for epoch in range(first_epoch, task.train.epochs + 1):
             run.epoch = epoch
             model.train()
             epoch_start = time.perf_counter()
-            order = torch.randperm(n_train, generator=data_order).to(dev)
+            order = torch.randperm(n_train, generator=data_order)
             loss_sum = torch.zeros((), device=dev)
             task_loss_sum = torch.zeros((), device=dev)
             penalty_sums: dict[str, torch.Tensor] = {}
-            for start in range(0, n_train, batch_size):
-                index = order[start:start + batch_size]
-                inputs, targets = train.x[index], train.y[index]
+            for inputs, targets in train.batches(order, batch_size, dev, task.data.augment, augment_rng):
+                if options.channels_last and inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 run.step += 1
                 run.lr = optimizer.param_groups[0]["lr"]
 
                 # 5. pre_step: before the forward pass
                 hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
 
-                # 6-7. forward, task loss and penalties, one parametrization cache
+                # 6-7. forward and task loss (autocast when the task asks for bf16/fp16),
+                # penalties in fp32; one parametrization cache for both
                 with cached():
-                    outputs = model(inputs)
-                    loss = compute_loss(outputs=outputs, targets=targets, run=run)
+                    with _autocast(dev, task.train.precision):
+                        outputs = forward(inputs)
+                        loss = compute_loss(outputs=outputs, targets=targets, run=run)
+                    loss = loss.float()
                     task_loss_sum += loss.detach()
                     if has_penalty:
                         for plugin, term in hooks.each("penalty", model=model, run=run):
@@ -406,15 +537,23 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
                 if run.step % check_every == 0 and not torch.isfinite(loss_sum):
                     raise Diverged("training loss", epoch, run.step)
 
-                # 8. backward
+                # 8. backward (fp16: scaled, then unscaled so that hooks see true gradients)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
 
                 # 9. modify_grad: between backward and the optimizer step
                 hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
 
-                # 10. optimizer step
-                optimizer.step()
+                # 10. optimizer step (fp16: skipped by the scaler when a gradient overflowed)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
 
                 # 11. post_step: after the step, no grad
                 with torch.no_grad():
@@ -436,8 +575,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             }
             if epoch % task.eval.every == 0 or epoch == task.train.epochs:
                 eval_start = time.perf_counter()
-                val_scores = evaluate(model, val, task, parametrized)
-                test_scores = evaluate(model, test, task, parametrized)
+                val_scores = evaluate(model, val, task, parametrized, options)
+                test_scores = evaluate(model, test, task, parametrized, options)
                 model.eval()
                 with torch.no_grad():
                     row.update(_numbers(hooks.each("metrics", model=model, run=run)))
@@ -453,10 +592,27 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
                     best_state = copy.deepcopy(model.state_dict())
             row["seconds"] = time.perf_counter() - epoch_start
             record["curves"].append(row)
-            if on_epoch is not None:
-                on_epoch(row)
             if scheduler is not None:
                 scheduler.step()
+
+            # checkpoint: everything the next epoch depends on (atomic write)
+            due = time.perf_counter() - last_saved >= options.checkpoint_interval
+            if options.checkpoint is not None and epoch < task.train.epochs and due:
+                save_checkpoint(options.checkpoint, {
+                    "run_id": spec.run_id, "epoch": epoch, "step": run.step,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "plugins": {name: plugin_state(p) for name, p in method_plugins.items()},
+                    "rng": {"data": data_order.get_state(), "augment": augment_rng.get_state(),
+                            "plugin": run.rng.get_state(), "torch": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
+                    "best_value": best_value, "best_epoch": best_epoch, "best_state": best_state,
+                    "curves": record["curves"], "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                })
+                last_saved = time.perf_counter()
+            if on_epoch is not None:
+                on_epoch(row)
 
         # 13. model selected on validation, finalized, then evaluated on test
         model.load_state_dict(best_state)
@@ -469,8 +625,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             if returned is not None:
                 model = returned
         final_parametrized = is_parametrized(model)
-        final_val = evaluate(model, val, task, final_parametrized)
-        final_test = evaluate(model, test, task, final_parametrized)
+        final_val = evaluate(model, val, task, final_parametrized, options)
+        final_test = evaluate(model, test, task, final_parametrized, options)
         if not (math.isfinite(final_val["loss"]) and math.isfinite(final_test["loss"])):
             raise Diverged("final evaluation", best_epoch, run.step)
         model.eval()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from benchsuite.engine import RunSpec, execute
+from benchsuite.engine import ExecutionOptions, RunSpec, execute
 from benchsuite.store import Store
 
 
@@ -29,7 +29,12 @@ def run_all(
     device: str = "cpu",
     available=None,
     progress: bool = True,
+    options: ExecutionOptions | None = None,
 ) -> Outcome:
+    """Run every spec not yet done. Each run checkpoints to
+    ``<results>/checkpoints/<run_id>.pt`` and resumes from it after a kill; the checkpoint
+    is removed once the run's record is stored."""
+    options = options or ExecutionOptions()
     store.clean_partial()
     pending = [spec for spec in specs if not store.is_done(spec.run_id)]
     pending_ids = {spec.run_id for spec in pending}
@@ -50,8 +55,11 @@ def run_all(
                 value = row.get(key, float("nan"))
                 bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
 
-            record = execute(spec, device=device, available=available, on_epoch=on_epoch if live else None)
+            checkpoint = store.checkpoint_path(spec.run_id)
+            record = execute(spec, device=device, available=available, on_epoch=on_epoch if live else None,
+                             options=dataclasses.replace(options, checkpoint=checkpoint))
             store.put(record)
+            checkpoint.unlink(missing_ok=True)
             executed.append(record)
             bar.update(1)
             if progress:

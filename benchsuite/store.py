@@ -29,6 +29,10 @@ class Store:
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
 
+    def checkpoint_path(self, run_id: str) -> Path:
+        """Where a run in progress saves its state (removed when its record is stored)."""
+        return self.root / "checkpoints" / f"{run_id}.pt"
+
     def get(self, run_id: str) -> dict | None:
         path = self.path(run_id)
         try:
@@ -62,9 +66,9 @@ class Store:
 
     def clean_partial(self) -> int:
         """Remove temporary files left by a killed writer; returns how many."""
-        if not self.runs.is_dir():
-            return 0
-        stray = list(self.runs.glob(".*.tmp"))
+        stray = list(self.runs.glob(".*.tmp")) if self.runs.is_dir() else []
+        if (self.root / "checkpoints").is_dir():
+            stray += list((self.root / "checkpoints").glob(".*.tmp"))
         for path in stray:
             path.unlink(missing_ok=True)
         return len(stray)

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,7 +76,11 @@ def test_plugin_stream_is_seeded_per_run():
 
 def test_seed_streams_are_distinct_and_stable():
     streams = engine.seed_streams(0)
-    assert len(set(streams.values())) == 4
+    assert len(set(streams.values())) == 5
+    # adding the augmentation stream left the earlier streams (and so stored results) unchanged
+    first_four = np.random.SeedSequence(0).spawn(4)
+    assert [streams[k] for k in ("init", "data", "plugin", "forward")] == [
+        int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for c in first_four]
     assert streams == engine.seed_streams(0)
     assert streams != engine.seed_streams(1)
 

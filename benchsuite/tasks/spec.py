@@ -25,7 +25,16 @@ from benchsuite.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
-SCHEDULES = ("constant", "multistep", "cosine")
+SCHEDULES = ("constant", "multistep", "cosine", "step")
+AUGMENTATIONS = ("none", "flip", "crop-flip", "random-resized-crop")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Fields added after results were first stored: a run's identity (and its record's task
+# spec) leaves them out while they hold their default, so earlier results stay valid.
+LATER_FIELDS = {
+    "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False},
+    "model": {"num_classes": 10, "in_channels": 3, "pretrained": ""},
+    "train": {"step_size": 30, "precision": "fp32"},
+}
 METRICS = {"accuracy": "max", "mse": "min"}
 HEADLINES = ("selected", "best10")
 
@@ -36,6 +45,12 @@ class DataSpec:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 0
     standardize: bool = False  # scale features by the training split's mean and std
+    # data sets with an official test split: the share of the training set held out for
+    # validation (``split`` applies to data sets without one)
+    val_fraction: float = 0.1
+    augment: str = "none"  # none | flip | crop-flip | random-resized-crop
+    image_size: int = 0  # folder data sets (TinyImageNet, ImageNet): training crop size
+    flatten: bool = False  # images as vectors (MLPs on MNIST)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +61,9 @@ class ModelSpec:
     activation: str = "relu"
     dropout: float = 0.0
     init: str = "default"  # "default" (PyTorch's) or "kaiming" (He normal, zero biases)
+    num_classes: int = 10  # convolutional models
+    in_channels: int = 3
+    pretrained: str = ""  # a local state-dict file to start from (never downloaded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +79,8 @@ class TrainSpec:
     schedule: str = "constant"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    step_size: int = 30  # schedule = "step": lr x gamma every step_size epochs
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +108,13 @@ class TaskSpec:
     subset: int | None = None  # keep only the first N training examples (smoke runs)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Every field, except later additions at their default (see ``LATER_FIELDS``)."""
+        out = json.loads(json.dumps(dataclasses.asdict(self)))
+        for table, defaults in LATER_FIELDS.items():
+            for key, default in defaults.items():
+                if out[table].get(key) == default:
+                    del out[table][key]
+        return out
 
     def with_overrides(self, epochs: int | None = None, subset: int | None = None, **train: Any) -> TaskSpec:
         """The task with fewer epochs, a training subset, or other ``[train]`` values."""
@@ -179,6 +205,14 @@ def _check(spec: TaskSpec, source: str) -> None:
         bad("train.epochs and train.batch_size must be >= 1 and train.lr > 0")
     if spec.eval.every < 1:
         bad("eval.every must be >= 1")
+    if spec.data.augment not in AUGMENTATIONS:
+        bad(f"data.augment {spec.data.augment!r} unknown; valid: {', '.join(AUGMENTATIONS)}")
+    if not 0 < spec.data.val_fraction < 1:
+        bad(f"data.val_fraction must be in (0, 1), got {spec.data.val_fraction}")
+    if spec.train.precision not in PRECISIONS:
+        bad(f"train.precision {spec.train.precision!r} unknown; valid: {', '.join(PRECISIONS)}")
+    if spec.train.step_size < 1:
+        bad("train.step_size must be >= 1")
     if spec.eval.headline not in HEADLINES:
         bad(f"eval.headline {spec.eval.headline!r} unknown; valid: {', '.join(HEADLINES)}")
 

@@ -1,0 +1,111 @@
+"""Checkpoints: a run killed mid-way resumes from its last epoch and ends bit-identical to
+an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from benchsuite import engine
+from benchsuite.store import Store
+from benchsuite.tasks import get_task
+from benchsuite.testing import method_of, tiny_task_spec
+
+
+class Interrupted(BaseException):  # like a kill: not a failure the engine records
+    pass
+
+
+def _comparable(record: dict) -> dict:
+    """A record without what may differ between two executions of the same run."""
+    curves = [{k: v for k, v in row.items() if k != "seconds"} for row in record["curves"]]
+    return {"status": record["status"], "metrics": record["metrics"], "curves": curves}
+
+
+@pytest.mark.parametrize("plugin, train", [
+    ("none", {}),
+    ("gcsr", {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "schedule": "multistep", "milestones": (2, 4)}),
+    ("dipr", {}),
+    ("l2", {"precision": "fp16"}),
+])
+def test_interrupted_run_resumes_bit_identical(tmp_path, plugin, train):
+    task = tiny_task_spec(epochs=5, **train)
+    spec = engine.make_run_spec(task, method_of(plugin), seed=3)
+    whole = engine.execute(spec)
+    assert whole["status"] == "finished", whole.get("traceback")
+
+    checkpoint = tmp_path / "run.pt"
+    options = engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0)
+
+    def stop_after_third(row):
+        if row["epoch"] == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        engine.execute(spec, on_epoch=stop_after_third, options=options)
+    saved = torch.load(checkpoint, weights_only=False)
+    assert saved["epoch"] == 3 and saved["run_id"] == spec.run_id
+    resumed = engine.execute(spec, options=options)
+    assert resumed["resumed_from_epoch"] == 3
+    assert _comparable(resumed) == _comparable(whole)
+
+
+def test_checkpoint_of_another_run_is_ignored(tmp_path):
+    task = tiny_task_spec(epochs=2)
+    first = engine.make_run_spec(task, method_of("none"), seed=0)
+    other = engine.make_run_spec(task, method_of("none"), seed=1)
+    checkpoint = tmp_path / "run.pt"
+    options = engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0)
+    with pytest.raises(Interrupted):
+        engine.execute(first, options=options, on_epoch=lambda row: (_ for _ in ()).throw(Interrupted))
+    record = engine.execute(other, options=options)
+    assert "resumed_from_epoch" not in record
+    assert _comparable(record) == _comparable(engine.execute(other))
+
+
+def test_a_torn_checkpoint_is_set_aside(tmp_path):
+    spec = engine.make_run_spec(tiny_task_spec(epochs=2), method_of("none"), seed=0)
+    checkpoint = tmp_path / "run.pt"
+    checkpoint.write_bytes(b"not a checkpoint")
+    record = engine.execute(spec, options=engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0))
+    assert record["status"] == "finished" and (tmp_path / "run.corrupt").exists()
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_from_its_last_epoch(tmp_path):
+    """SIGKILL `benchsuite run` in the middle of a long run; the rerun resumes from the
+    checkpoint and stores the same record as an uninterrupted run."""
+    results, reference = tmp_path / "killed", tmp_path / "whole"
+    args = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "--no-baseline", "--task", "digits-mlp",
+            "--seeds", "1", "--checkpoint-interval", "0", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args + ["--results", str(results)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    checkpoints = results / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        files = list(checkpoints.glob("*.pt")) if checkpoints.is_dir() else []
+        if files and torch.load(files[0], weights_only=False)["epoch"] >= 3:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("no checkpoint appeared")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((results / "runs").glob("*.json")) if (results / "runs").is_dir() else True
+    assert subprocess.run(args + ["--results", str(results)], env=env, capture_output=True).returncode == 0
+    assert subprocess.run(args + ["--results", str(reference)], env=env, capture_output=True).returncode == 0
+    (killed,) = Store(results).records()
+    (whole,) = Store(reference).records()
+    assert killed["resumed_from_epoch"] >= 3
+    assert _comparable(killed) == _comparable(whole)
+    assert not list(checkpoints.glob("*"))  # removed once the record is stored
+
+
+def test_digits_task_exists_for_the_kill_test():
+    assert get_task("digits-mlp").train.epochs >= 10
