@@ -7,6 +7,7 @@ results, recorded with their status); 2 for bad input, reported before anything 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -69,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                     help="override the tasks' training precision (autocast; part of the runs' identity)")
+    run.add_argument("--channels-last", action="store_true", help="channels-last memory format for 4-d inputs")
+    run.add_argument("--compile", action="store_true", help="compile the forward pass with torch.compile")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
+    run.add_argument("--download", action="store_true",
+                     help="let the data sets' own loaders download what is missing (needs network)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="DataLoader workers for image-folder data sets (default min(8, cores))")
+    run.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
+                     help="save a run's state at the end of an epoch when this long passed since the last "
+                          "save (0: every epoch; default 30); a killed run resumes from it")
     run.add_argument("--results", default=None,
                      help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
@@ -81,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="list available tasks")
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
     tasks.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    tasks.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder of the real data sets to check (default $BENCHSUITE_DATA, else ./data)")
 
     results = sub.add_parser("results", help="show stored runs as a table")
     results.add_argument("--results", default=None)
@@ -142,7 +158,7 @@ def _tasks_from(names: list[str], extra_dirs, epochs, subset):
 
 def cmd_run(args) -> int:
     from benchsuite import matrix
-    from benchsuite.engine import resolve_device
+    from benchsuite.engine import ExecutionOptions, resolve_device
     from benchsuite.executors import run_all
     from benchsuite.plugins import discover
     from benchsuite.report import summary, summary_lines
@@ -152,6 +168,16 @@ def cmd_run(args) -> int:
         resolve_device(args.device)
     except (RuntimeError, ValueError) as exc:
         raise UsageError(f"--device {args.device!r}: {exc}") from None
+    if args.checkpoint_interval < 0 or (args.workers is not None and args.workers < 0):
+        raise UsageError("--checkpoint-interval and --workers must be >= 0")
+    if args.data_dir:
+        os.environ["BENCHSUITE_DATA"] = args.data_dir
+    if args.download:
+        os.environ["BENCHSUITE_DOWNLOAD"] = "1"
+    if args.workers is not None:
+        os.environ["BENCHSUITE_WORKERS"] = str(args.workers)
+    options = ExecutionOptions(checkpoint_interval=args.checkpoint_interval, channels_last=args.channels_last,
+                               compile=args.compile)
     available = discover()
     if args.matrix:
         given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
@@ -164,7 +190,11 @@ def cmd_run(args) -> int:
         tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
         seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
         specs = matrix.expand(tasks, methods, seeds, available)
+    if args.precision:
+        specs = [dataclasses.replace(s, task=s.task.with_overrides(precision=args.precision)) for s in specs]
     store = Store(_results_dir(args))
+    if not args.dry_run:
+        _require_data(specs, store, args.download)
 
     if args.dry_run:
         done = 0
@@ -176,12 +206,29 @@ def cmd_run(args) -> int:
         print(f"{len(specs)} runs: {done} done, {len(specs) - done} pending")
         return 0
 
-    outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet)
+    outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
+                      options=options)
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
     print("\n".join(summary_lines(summary(table))))
     return 0
+
+
+def _require_data(specs, store, download: bool) -> None:
+    """Stop before anything trains when a pending run's data set is missing or corrupt (and
+    --download cannot fetch it)."""
+    from benchsuite.tasks import catalog_data
+
+    root = catalog_data.data_dir()
+    sources = sorted({s.task.data.source for s in specs if not store.is_done(s.run_id)})
+    for source in sources:
+        if source not in catalog_data.DATASETS:
+            continue
+        info = catalog_data.DATASETS[source]
+        problems = catalog_data.check(source, root)
+        if problems and not (download and info.downloadable):
+            raise catalog_data.DataMissing(info, root, problems)
 
 
 def cmd_plugins(args) -> int:
@@ -203,20 +250,44 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def _data_needs(source: str, root: Path) -> dict:
+    """What a task's data source needs: nothing (offline), or files in the data folder."""
+    from benchsuite.tasks import catalog_data as real_data
+
+    if source not in real_data.DATASETS:
+        return {"offline": True, "ready": True, "needs": "nothing (offline)"}
+    problems = real_data.check(source, root)
+    return {"offline": False, "ready": not problems, "data_dir": str(root),
+            "needs": f"{source} in {root}" + (": ready" if not problems else f": missing ({len(problems)} problem(s))"),
+            "problems": problems}
+
+
 def cmd_tasks(args) -> int:
     from benchsuite.tasks import all_tasks, registry
+    from benchsuite.tasks import catalog_data as real_data
 
     paths = registry(args.tasks_dir)
     specs = all_tasks(args.tasks_dir)
+    root = real_data.data_dir(args.data_dir)
+    needs = {s.data.source: _data_needs(s.data.source, root) for s in specs}
     if args.json:
-        print(json.dumps([{**s.to_dict(), "file": str(paths[s.name])} for s in specs], indent=2))
+        print(json.dumps([{**s.to_dict(), "file": str(paths[s.name]), "data": {**s.to_dict()["data"],
+                           **needs[s.data.source]}} for s in specs], indent=2))
         return 0
     for s in specs:
-        model = f"{s.model.arch} {'/'.join(map(str, s.model.sizes))}{' +bn' if s.model.batch_norm else ''}"
+        if s.model.arch == "mlp":
+            model = f"mlp {'/'.join(map(str, s.model.sizes))}{' +bn' if s.model.batch_norm else ''}"
+        else:
+            dropout = f" drop {s.model.dropout:g}" if s.model.dropout else ""
+            model = f"{s.model.arch}{' +bn' if s.model.batch_norm else ''}{dropout}"
         train = f"{s.train.optimizer} lr={s.train.lr:g} bs={s.train.batch_size} epochs={s.train.epochs}"
-        print(f"{s.name:<18} data={s.data.source:<15} {model:<28} {train:<36} metric={s.eval.metric}  (offline)")
+        print(f"{s.name:<24} {model:<28} {train:<36} {s.eval.metric:<8} needs: {needs[s.data.source]['needs']}")
         if s.description:
-            print(f"{'':<18} {s.description}")
+            print(f"{'':<24} {s.description[:150]}{'...' if len(s.description) > 150 else ''}")
+    missing = sorted({src for src, need in needs.items() if not need["ready"]})
+    if missing:
+        print(f"\nData sets not found in {root}: {', '.join(missing)}. Place them there (see "
+              f"`benchsuite run --task <task>` for the exact files and how to get them), or pass --data-dir.")
     return 0
 
 

