@@ -60,3 +60,20 @@ def test_tasks_listing_says_what_each_task_needs(fake_data_dir, capsys, tmp_path
     assert f"cifar10 in {tmp_path}: missing" in out
     assert main(["tasks", "--data-dir", str(fake_data_dir)]) == 0
     assert f"sdd in {fake_data_dir}: ready" in capsys.readouterr().out
+
+
+def test_download_goes_through_torchvisions_loader(tmp_path, monkeypatch):
+    """--download hands a missing downloadable data set to torchvision's own download."""
+    from torchvision import datasets as tv
+
+    calls = []
+
+    def fake_download(self):
+        calls.append((type(self).__name__, self.train))
+        from conftest import write_mnist
+
+        write_mnist(tmp_path)
+
+    monkeypatch.setattr(tv.MNIST, "download", fake_download)
+    data = catalog_data.load_arrays("mnist", tmp_path, download=True)
+    assert calls and calls[0][0] == "MNIST" and len(data.train_x) == 40

@@ -139,3 +139,17 @@ def test_amp_dtypes_cover_the_task_precisions():
     from benchsuite.tasks.spec import PRECISIONS
 
     assert set(engine.AMP_DTYPES) | {"fp32"} == set(PRECISIONS)
+
+
+def _installed_methods():
+    from benchsuite.plugins import discover
+
+    return sorted(name for name in discover() if name != "none")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("plugin", _installed_methods())
+def test_every_plugin_trains_under_autocast(plugin, precision):
+    task = tiny_task_spec(epochs=1, precision=precision)
+    record = engine.execute(engine.make_run_spec(task, method_of(plugin), seed=0))
+    assert record["status"] == "finished", record.get("traceback")
