@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default=None,
                      help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
-    run.add_argument("--dry-run", action="store_true", help="list the runs and whether they are done; train nothing")
+    run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the runs, whether each is done and its estimated cost; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
@@ -197,17 +200,29 @@ def cmd_run(args) -> int:
         _require_data(specs, store, args.download)
 
     if args.dry_run:
+        from benchsuite.executors import estimate_seconds
+
+        estimates = estimate_seconds(specs, store)
         done = 0
         for spec in specs:
             is_done = store.is_done(spec.run_id)
             done += is_done
             state = "done   " if is_done else "pending"
-            print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}")
-        print(f"{len(specs)} runs: {done} done, {len(specs) - done} pending")
+            cost = "" if is_done else f"  ~{_duration(estimates[spec.run_id])}"
+            print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}")
+        pending = [s for s in specs if not store.is_done(s.run_id)]
+        known = [estimates[s.run_id] for s in pending if estimates[s.run_id] is not None]
+        line = f"{len(specs)} runs: {done} done, {len(pending)} pending"
+        if pending:
+            line += (f"; estimated {_duration(sum(known))} of compute for {len(known)} of them"
+                     + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else "")
+                     + (f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
+                        if len(known) < len(pending) else ""))
+        print(line)
         return 0
 
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
-                      options=options)
+                      options=options, jobs=args.jobs)
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
@@ -229,6 +244,16 @@ def _require_data(specs, store, download: bool) -> None:
         problems = catalog_data.check(source, root)
         if problems and not (download and info.downloadable):
             raise catalog_data.DataMissing(info, root, problems)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
 
 
 def cmd_plugins(args) -> int:

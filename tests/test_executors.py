@@ -1,0 +1,73 @@
+"""Local parallel execution: a pool of worker processes gives the same records as a
+sequential run, and killing it mid-run loses nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchsuite import executors
+from benchsuite.cli import main
+from benchsuite.store import Store
+
+FAST = ["--task", "digits-mlp", "--epochs", "2", "--subset", "300", "--seeds", "2", "-q"]
+
+
+def _comparable(store: Store) -> dict:
+    out = {}
+    for record in store.records():
+        curves = [{k: v for k, v in row.items() if k != "seconds"} for row in record["curves"]]
+        out[record["run_id"]] = (record["status"], record["metrics"], curves)
+    return out
+
+
+def test_two_workers_give_the_sequential_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)  # as the sequential run (conftest)
+    assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--results", str(tmp_path / "seq")]) == 0
+    assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--jobs", "2", "--results", str(tmp_path / "pool")]) == 0
+    sequential, pooled = _comparable(Store(tmp_path / "seq")), _comparable(Store(tmp_path / "pool"))
+    assert len(sequential) == 6 and sequential == pooled
+    # rerunning with workers finds every run done
+    capsys.readouterr()
+    assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--jobs", "2", "--results", str(tmp_path / "pool")]) == 0
+    assert "0 runs executed, 6 already done" in capsys.readouterr().out
+
+
+def test_threads_are_shared_among_workers():
+    cores = os.cpu_count() or 1
+    assert executors.threads_per_worker(1) == cores
+    assert executors.threads_per_worker(cores * 2) == 1
+
+
+@pytest.mark.slow
+def test_killing_the_pool_mid_run_loses_nothing(tmp_path):
+    results, reference = tmp_path / "killed", tmp_path / "reference"
+    args = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "-p", "wd", "--task", "digits-mlp",
+            "--seeds", "2", "--checkpoint-interval", "0", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args + ["--jobs", "2", "--results", str(results)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs, checkpoints = results / "runs", results / "checkpoints"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        done = list(runs.glob("*.json")) if runs.is_dir() else []
+        in_progress = list(checkpoints.glob("*.pt")) if checkpoints.is_dir() else []
+        if done and in_progress:
+            break
+        time.sleep(0.05)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the pool never had a finished run and a checkpointed one at once")
+    os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers
+    proc.wait()
+    survivors = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
+    assert survivors
+    assert subprocess.run(args + ["--jobs", "2", "--results", str(results)], env=env).returncode == 0
+    assert subprocess.run(args + ["--results", str(reference)], env=env).returncode == 0
+    for name, (mtime, content) in survivors.items():  # finished runs were not redone
+        assert (runs / name).stat().st_mtime_ns == mtime and (runs / name).read_bytes() == content
+    assert _comparable(Store(results)) == _comparable(Store(reference))
+    assert not list(checkpoints.glob("*")) and not list(runs.glob(".*.tmp"))
