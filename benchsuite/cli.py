@@ -88,9 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                      help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
+    run.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
+                     help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
+                          "local/debug: submitit's subprocess/in-process modes")
+    run.add_argument("--partition", default=None, help="SLURM partition")
+    run.add_argument("--time", type=_positive_int, default=None, metavar="MINUTES",
+                     help="time limit per job (default: the task's [resources] time_min, else 60)")
+    run.add_argument("--gpus", type=int, default=None, help="GPUs per job (default: the task's hint, else 0)")
+    run.add_argument("--cpus", type=_positive_int, default=None, help="CPUs per job (default: the task's hint, else 1)")
+    run.add_argument("--mem", type=_positive_int, default=None, metavar="GB", help="memory per job")
+    run.add_argument("--array-parallelism", type=_positive_int, default=256, help="array tasks running at once")
+    run.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="extra sbatch option, e.g. account=myproject or qos=long (repeatable)")
+    run.add_argument("--wait", action="store_true", help="with --executor: wait for the jobs to end")
     run.add_argument("--dry-run", action="store_true",
                      help="list the runs, whether each is done and its estimated cost; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    collect = sub.add_parser("collect", help="report on runs submitted with --executor")
+    collect.add_argument("--results", default=None)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -221,12 +237,45 @@ def cmd_run(args) -> int:
         print(line)
         return 0
 
+    if args.executor != "inline":
+        return _submit(args, specs, store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs)
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
     print("\n".join(summary_lines(summary(table))))
+    return 0
+
+
+def _submit(args, specs, store, options) -> int:
+    from benchsuite import cluster
+
+    slurm_args = []
+    for item in args.slurm_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--slurm-arg {item!r}: expected KEY=VALUE")
+        slurm_args.append((key.strip(), value.strip()))
+    if args.gpus is not None and args.gpus < 0:
+        raise UsageError("--gpus must be >= 0")
+    settings = cluster.ClusterOptions(mode=args.executor, partition=args.partition, time_min=args.time,
+                                      gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem,
+                                      array_parallelism=args.array_parallelism, slurm_args=tuple(slurm_args))
+    outcome = cluster.submit(specs, store, settings, device=args.device, options=options,
+                             wait=args.wait or args.executor == "debug")
+    jobs = sorted({e["job_id"].split("_")[0] for e in outcome["submitted"]})
+    print(f"{len(outcome['submitted'])} runs submitted ({args.executor}, job {', '.join(jobs) or '-'}); "
+          f"{outcome['skipped_done']} already done, {outcome['skipped_in_flight']} still queued or running; "
+          f"results in {store.root}; see `benchsuite collect --results {store.root}`")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from benchsuite import cluster
+    from benchsuite.store import Store
+
+    print("\n".join(cluster.collect(Store(_results_dir(args)))))
     return 0
 
 
@@ -434,7 +483,7 @@ def pl_errors():
 
 
 COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "collect": cmd_collect}
 
 
 def main(argv: list[str] | None = None) -> int:

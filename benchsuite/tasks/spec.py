@@ -106,10 +106,14 @@ class TaskSpec:
     eval: EvalSpec = EvalSpec()
     description: str = ""
     subset: int | None = None  # keep only the first N training examples (smoke runs)
+    # cluster resource hints ([resources]: gpus, cpus, time_min, mem_gb): how to run, not what
+    # is computed, so never part of a run's identity
+    resources: tuple[tuple[str, int], ...] = dataclasses.field(default=(), compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, except later additions at their default (see ``LATER_FIELDS``)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
+        del out["resources"]
         for table, defaults in LATER_FIELDS.items():
             for key, default in defaults.items():
                 if out[table].get(key) == default:
@@ -168,7 +172,7 @@ def parse_task(text: str, source: str) -> TaskSpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source}: not valid TOML: {exc}") from None
-    allowed = {"name", "description", "data", "model", "train", "eval"}
+    allowed = {"name", "description", "data", "model", "train", "eval", "resources"}
     unknown = set(raw) - allowed
     if unknown:
         raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(allowed))}")
@@ -182,9 +186,24 @@ def parse_task(text: str, source: str) -> TaskSpec:
         model=_build(ModelSpec, raw["model"], f"{source} [model]"),
         train=_build(TrainSpec, raw.get("train", {}), f"{source} [train]"),
         eval=_build(EvalSpec, raw.get("eval", {}), f"{source} [eval]"),
+        resources=_resources(raw.get("resources", {}), source),
     )
     _check(spec, source)
     return spec
+
+
+RESOURCE_KEYS = ("gpus", "cpus", "time_min", "mem_gb")
+
+
+def _resources(table: Any, source: str) -> tuple[tuple[str, int], ...]:
+    if not isinstance(table, dict):
+        raise UsageError(f"{source} [resources]: expected a table")
+    for key, value in table.items():
+        if key not in RESOURCE_KEYS:
+            raise UsageError(f"{source} [resources]: unknown key {key!r}; valid keys: {', '.join(RESOURCE_KEYS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise UsageError(f"{source} [resources].{key}: expected a non-negative integer, got {value!r}")
+    return tuple(sorted(table.items()))
 
 
 def _check(spec: TaskSpec, source: str) -> None:
