@@ -183,6 +183,9 @@ def cmd_run(args) -> int:
     from benchsuite.report import summary, summary_lines
     from benchsuite.store import Store, runs_table
 
+    replicas = int(os.environ.get("WORLD_SIZE", "1"))
+    if replicas > 1:
+        args.device = _start_distributed(args.device, args)
     try:
         resolve_device(args.device)
     except (RuntimeError, ValueError) as exc:
@@ -211,6 +214,8 @@ def cmd_run(args) -> int:
         specs = matrix.expand(tasks, methods, seeds, available)
     if args.precision:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(precision=args.precision)) for s in specs]
+    if replicas > 1:
+        specs = [dataclasses.replace(s, task=s.task.with_overrides(replicas=replicas)) for s in specs]
     store = Store(_results_dir(args))
     if not args.dry_run:
         _require_data(specs, store, args.download)
@@ -246,6 +251,21 @@ def cmd_run(args) -> int:
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
     print("\n".join(summary_lines(summary(table))))
     return 0
+
+
+def _start_distributed(device: str, args) -> str:
+    """Under torchrun: join the process group (NCCL on GPUs, gloo on CPUs); each rank takes
+    the GPU of its local rank."""
+    import torch
+
+    if args.jobs > 1 or args.executor != "inline":
+        raise UsageError("under torchrun every process trains the same run: drop --jobs and --executor")
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(torch.device(device))
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return device
 
 
 def _submit(args, specs, store, options) -> int:

@@ -287,11 +287,33 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun with an initialized process group, else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lost_a_peer(exc: Exception) -> bool:
+    """A collective failed because another rank died (its process was killed or crashed)."""
+    if distributed()[1] == 1:
+        return False
+    if isinstance(exc, torch.distributed.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(k in text for k in ("gloo", "NCCL", "Connection reset"))
+
+
 def evaluate(model: nn.Module, split, task: TaskSpec, parametrized: bool,
              options: ExecutionOptions | None = None) -> dict[str, float]:
-    """Task loss and metric of ``model`` on ``split`` (eval mode, no grad)."""
+    """Task loss and metric of ``model`` on ``split`` (eval mode, no grad). Under DDP each
+    rank scores its shard and the sums are reduced across ranks."""
     was_training = model.training
     model.eval()
+    rank, world = distributed()
+    if world > 1:
+        split = split.shard(rank, world)
     total_loss, total_metric, n = 0.0, 0.0, len(split)
     device = next(model.parameters()).device
     channels_last = options is not None and options.channels_last
@@ -309,6 +331,11 @@ def evaluate(model: nn.Module, split, task: TaskSpec, parametrized: bool,
             else:
                 total_metric += task_loss("mse", out, y).item() * len(x)
     model.train(was_training)
+    if world > 1:
+        sums = torch.tensor([total_loss, total_metric, float(n)], dtype=torch.float64,
+                            device=device if device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(sums)
+        total_loss, total_metric, n = sums.tolist()
     return {"loss": total_loss / n, task.eval.metric: total_metric / n}
 
 
@@ -450,7 +477,16 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         run = Run(task, seed, method, dev, streams["plugin"])
         splits = {"train": train, "val": val, "test": test}
         run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net), options)
-        run.steps_per_epoch = math.ceil(len(train) / task.train.batch_size)
+        # under DDP (torchrun): each rank takes every world-th example of the epoch's order, in
+        # batches of batch_size / world, so the ranks' batches together make the task's batch
+        rank, world = distributed()
+        if task.train.replicas != world:
+            raise ValueError(f"the run asks for {task.train.replicas} replicas but runs in {world} process(es)")
+        if task.train.batch_size % world:
+            raise ValueError(f"train.batch_size {task.train.batch_size} is not divisible by {world} processes")
+        batch_size = task.train.batch_size // world
+        usable = len(train) - len(train) % world
+        run.steps_per_epoch = math.ceil(usable // world / batch_size)
         run.total_steps = run.steps_per_epoch * task.train.epochs
 
         # 1-4. setup: validate, reparametrize, optimizer, loss
@@ -468,6 +504,9 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         parametrized = is_parametrized(model)
         cached = parametrize.cached if parametrized else contextlib.nullcontext
         forward = torch.compile(model) if options.compile else model
+        if world > 1:  # gradients averaged across ranks during backward; hooks see the local model
+            forward = torch.nn.parallel.DistributedDataParallel(
+                forward, device_ids=[dev.index] if dev.type == "cuda" else None)
         has_penalty = bool(hooks.impls["penalty"])
         check_every = 1 if dev.type == "cpu" else 50  # a finiteness check syncs the GPU
 
@@ -476,7 +515,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         data_order = torch.Generator(device="cpu").manual_seed(streams["data"])
         augment_rng = torch.Generator(device="cpu").manual_seed(streams["augment"])
         best_value, best_epoch, best_state = None, 0, None
-        batch_size, n_train = task.train.batch_size, len(train)
+        n_train = len(train)
         first_epoch = 1
 
         # resume: every state a later epoch depends on, as it was when the checkpoint was saved
@@ -508,6 +547,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             model.train()
             epoch_start = time.perf_counter()
             order = torch.randperm(n_train, generator=data_order)
+            if world > 1:
+                order = order[:usable][rank::world]
             loss_sum = torch.zeros((), device=dev)
             task_loss_sum = torch.zeros((), device=dev)
             penalty_sums: dict[str, torch.Tensor] = {}
@@ -597,7 +638,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
 
             # checkpoint: everything the next epoch depends on (atomic write)
             due = time.perf_counter() - last_saved >= options.checkpoint_interval
-            if options.checkpoint is not None and epoch < task.train.epochs and due:
+            if options.checkpoint is not None and epoch < task.train.epochs and due and rank == 0:
                 save_checkpoint(options.checkpoint, {
                     "run_id": spec.run_id, "epoch": epoch, "step": run.step,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -654,6 +695,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         record["status"] = STATUS_DIVERGED
         record["diverged"] = {"where": exc.where, "epoch": exc.epoch, "step": exc.step}
     except Exception as exc:  # a plugin (or anything in the run) failed: record, go on
+        if _lost_a_peer(exc):
+            raise  # not the run's failure: torchrun restarts the ranks and they resume from the checkpoint
         record["status"] = STATUS_FAILED
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()

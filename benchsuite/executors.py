@@ -16,9 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 
+import torch
 from tqdm import tqdm
 
-from benchsuite.engine import ExecutionOptions, RunSpec, execute
+from benchsuite.engine import ExecutionOptions, RunSpec, distributed, execute
 from benchsuite.store import Store
 
 
@@ -50,6 +51,7 @@ def run_all(
     executed: list[dict] = []
     # On a terminal: a live bar with the current run's epoch. Elsewhere (CI logs, pipes):
     # one line per finished run instead of carriage-return noise.
+    progress = progress and distributed()[0] == 0
     live = progress and sys.stderr.isatty()
     bar = tqdm(total=len(specs), initial=len(skipped), unit="run", disable=not live,
                file=sys.stderr, dynamic_ncols=True)
@@ -66,8 +68,11 @@ def run_all(
             checkpoint = store.checkpoint_path(spec.run_id)
             record = execute(spec, device=device, available=available, on_epoch=on_epoch if live else None,
                              options=dataclasses.replace(options, checkpoint=checkpoint))
-            store.put(record)
-            checkpoint.unlink(missing_ok=True)
+            if distributed()[0] == 0:  # under torchrun every rank trains, rank 0 stores
+                store.put(record)
+                checkpoint.unlink(missing_ok=True)
+            if distributed()[1] > 1:
+                torch.distributed.barrier()
             executed.append(record)
             bar.update(1)
             if progress:

@@ -123,3 +123,23 @@ def fake_data_dir(tmp_path_factory):
     write_imagenet(root)
     return root
 
+
+
+OFFLINE_SMOKE = ["--matrix", "tasks/matrices/offline.toml", "--epochs", "1", "--subset", "200", "--seeds", "1", "-q"]
+
+
+@pytest.fixture(scope="session")
+def offline_sequential(tmp_path_factory):
+    """The offline matrix (every method x the offline tasks), one seed, one short epoch,
+    run sequentially: the reference the parallel and cluster executors must reproduce."""
+    from benchsuite.cli import main
+
+    results = tmp_path_factory.mktemp("offline-sequential")
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        assert main(["run", *OFFLINE_SMOKE, "--results", str(results)]) == 0
+    finally:
+        os.chdir(cwd)
+    return results

@@ -37,6 +37,18 @@ def test_submitit_modes_give_the_sequential_results(tmp_path, capsys, mode):
     assert "4 submitted runs: 4 finished" in capsys.readouterr().out
 
 
+def test_submitit_local_reproduces_the_offline_matrix(offline_sequential, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from conftest import OFFLINE_SMOKE
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["run", *OFFLINE_SMOKE, "--executor", "local", "--wait", "--array-parallelism", "2",
+                 "--results", str(tmp_path)]) == 0
+    assert "44 runs submitted" in capsys.readouterr().out
+    assert _comparable(Store(tmp_path)) == _comparable(Store(offline_sequential))
+
+
 def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
     results = tmp_path / "r"
     args = ["run", "-p", "l2", "--no-baseline", "--task", "digits-mlp", "--seeds", "1", "-q",

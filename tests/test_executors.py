@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,16 @@ def test_two_workers_give_the_sequential_results(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--jobs", "2", "--results", str(tmp_path / "pool")]) == 0
     assert "0 runs executed, 6 already done" in capsys.readouterr().out
+
+
+def test_two_workers_reproduce_the_offline_matrix(offline_sequential, tmp_path, monkeypatch):
+    from conftest import OFFLINE_SMOKE
+
+    monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["run", *OFFLINE_SMOKE, "--jobs", "2", "--results", str(tmp_path)]) == 0
+    reference = _comparable(Store(offline_sequential))
+    assert len(reference) == 44 and _comparable(Store(tmp_path)) == reference
 
 
 def test_threads_are_shared_among_workers():

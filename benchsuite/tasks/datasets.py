@@ -43,10 +43,13 @@ class Split:
     def head(self, n: int) -> Split:
         return dataclasses.replace(self, x=self.x[:n], y=self.y[:n])
 
+    def shard(self, rank: int, world: int) -> Split:
+        return dataclasses.replace(self, x=self.x[rank::world], y=self.y[rank::world])
+
     def batches(self, order: torch.Tensor | None, batch_size: int, device, augment: str = "none",
                 generator: torch.Generator | None = None):
         """(inputs, targets) per batch: in ``order`` (a permutation) or in sequence."""
-        n = len(self)
+        n = len(order) if order is not None else len(self)
         if order is not None:
             order = order.to(self.x.device)
         for start in range(0, n, batch_size):
@@ -109,6 +112,9 @@ class FolderSplit:
 
     def to(self, device) -> FolderSplit:
         return self  # batches move to the device as they are read
+
+    def shard(self, rank: int, world: int) -> FolderSplit:
+        return dataclasses.replace(self, dataset=torch.utils.data.Subset(self.dataset, range(rank, len(self), world)))
 
     def head(self, n: int) -> FolderSplit:
         return dataclasses.replace(self, dataset=torch.utils.data.Subset(self.dataset, range(min(n, len(self)))))

@@ -33,7 +33,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 LATER_FIELDS = {
     "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False},
     "model": {"num_classes": 10, "in_channels": 3, "pretrained": ""},
-    "train": {"step_size": 30, "precision": "fp32"},
+    "train": {"step_size": 30, "precision": "fp32", "replicas": 1},
 }
 METRICS = {"accuracy": "max", "mse": "min"}
 HEADLINES = ("selected", "best10")
@@ -81,6 +81,7 @@ class TrainSpec:
     gamma: float = 0.1
     step_size: int = 30  # schedule = "step": lr x gamma every step_size epochs
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    replicas: int = 1  # data-parallel processes (torchrun) sharing each batch
 
 
 @dataclasses.dataclass(frozen=True)
