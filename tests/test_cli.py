@@ -54,8 +54,19 @@ def test_report_writes_markdown_summary(tmp_path, capsys):
 def test_dry_run_lists_runs_and_trains_nothing(tmp_path, capsys):
     assert run_cli("run", "-p", "l2", "--seeds", "3", "--dry-run", *FAST, results=tmp_path) == 0
     out = capsys.readouterr().out
-    assert "6 runs: 0 done, 6 pending" in out
+    assert "6 runs: 0 done, 6 pending" in out and "6 without an estimate" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_estimates_cost_from_stored_runs_of_the_task(tmp_path, capsys):
+    assert run_cli("run", "-p", "l2", "--seeds", "1", *FAST, results=tmp_path) == 0
+    capsys.readouterr()
+    assert run_cli("run", "-p", "l2", "-p", "l1", "--seeds", "3", "--jobs", "2", "--dry-run", *FAST,
+                   results=tmp_path) == 0
+    out = capsys.readouterr().out
+    pending = [line for line in out.splitlines() if " pending " in line]
+    assert len(pending) == 7 and all("~" in line for line in pending)
+    assert "9 runs: 2 done, 7 pending; estimated" in out and "with --jobs 2" in out
 
 
 def test_failing_plugin_in_a_matrix_is_recorded_and_the_matrix_goes_on(tmp_path, capsys, monkeypatch):
