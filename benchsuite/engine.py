@@ -16,9 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from torch.nn.utils import parametrize
 import benchsuite
 from benchsuite import plugins as plugin_registry
 from benchsuite.default_plugins.defaults import task_loss
+from benchsuite.files import atomic_write
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
@@ -396,17 +395,7 @@ def restore_plugin_state(plugin, state: dict) -> None:
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write to a temporary file in the same folder, then rename: a kill leaves the old
     checkpoint or the new one, never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(state, fh), binary=True)
 
 
 def load_checkpoint(path: Path, run_id: str) -> dict | None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
 from benchsuite.engine import DONE_STATUSES
+from benchsuite.files import atomic_write
 
 
 class Store:
@@ -50,19 +50,8 @@ class Store:
         return record is not None and record.get("status") in DONE_STATUSES
 
     def put(self, record: dict) -> Path:
-        self.runs.mkdir(parents=True, exist_ok=True)
-        final = self.path(record["run_id"])
-        fd, tmp = tempfile.mkstemp(dir=self.runs, prefix=f".{record['run_id']}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, indent=1, allow_nan=True, default=str)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return final
+        return atomic_write(self.path(record["run_id"]),
+                            lambda fh: json.dump(record, fh, indent=1, allow_nan=True, default=str))
 
     def clean_partial(self) -> int:
         """Remove temporary files left by a killed writer; returns how many."""

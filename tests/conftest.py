@@ -143,3 +143,13 @@ def offline_sequential(tmp_path_factory):
     finally:
         os.chdir(cwd)
     return results
+
+
+def comparable(record: dict) -> tuple:
+    """A record without what may differ between two executions of the same run (timings)."""
+    curves = [{k: v for k, v in row.items() if k != "seconds"} for row in record["curves"]]
+    return record["status"], record["metrics"], curves
+
+
+def comparable_store(store) -> dict:
+    return {record["run_id"]: comparable(record) for record in store.records()}

@@ -4,6 +4,7 @@ records as a sequential run, never a second submission of a done or queued run."
 import time
 
 import pytest
+from conftest import comparable_store
 
 from benchsuite import cluster
 from benchsuite.cli import main
@@ -14,21 +15,13 @@ pytest.importorskip("submitit")  # a test dependency ([test] extra); the executo
 FAST = ["--task", "digits-mlp", "--epochs", "2", "--subset", "300", "--seeds", "2", "-q"]
 
 
-def _comparable(store: Store) -> dict:
-    out = {}
-    for record in store.records():
-        curves = [{k: v for k, v in row.items() if k != "seconds"} for row in record["curves"]]
-        out[record["run_id"]] = (record["status"], record["metrics"], curves)
-    return out
-
-
 @pytest.mark.parametrize("mode", ["local", "debug"])
 def test_submitit_modes_give_the_sequential_results(tmp_path, capsys, mode):
     assert main(["run", "-p", "l2", *FAST, "--results", str(tmp_path / "seq")]) == 0
     results = tmp_path / mode
     assert main(["run", "-p", "l2", *FAST, "--executor", mode, "--wait", "--results", str(results)]) == 0
     assert "4 runs submitted" in capsys.readouterr().out
-    assert _comparable(Store(results)) == _comparable(Store(tmp_path / "seq"))
+    assert comparable_store(Store(results)) == comparable_store(Store(tmp_path / "seq"))
     # done runs are never submitted again
     assert main(["run", "-p", "l2", *FAST, "--executor", mode, "--wait", "--results", str(results)]) == 0
     out = capsys.readouterr().out
@@ -46,7 +39,7 @@ def test_submitit_local_reproduces_the_offline_matrix(offline_sequential, tmp_pa
     assert main(["run", *OFFLINE_SMOKE, "--executor", "local", "--wait", "--array-parallelism", "2",
                  "--results", str(tmp_path)]) == 0
     assert "44 runs submitted" in capsys.readouterr().out
-    assert _comparable(Store(tmp_path)) == _comparable(Store(offline_sequential))
+    assert comparable_store(Store(tmp_path)) == comparable_store(Store(offline_sequential))
 
 
 def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):

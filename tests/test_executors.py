@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import comparable_store
 
 from benchsuite import executors
 from benchsuite.cli import main
@@ -17,19 +18,11 @@ from benchsuite.store import Store
 FAST = ["--task", "digits-mlp", "--epochs", "2", "--subset", "300", "--seeds", "2", "-q"]
 
 
-def _comparable(store: Store) -> dict:
-    out = {}
-    for record in store.records():
-        curves = [{k: v for k, v in row.items() if k != "seconds"} for row in record["curves"]]
-        out[record["run_id"]] = (record["status"], record["metrics"], curves)
-    return out
-
-
 def test_two_workers_give_the_sequential_results(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)  # as the sequential run (conftest)
     assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--results", str(tmp_path / "seq")]) == 0
     assert main(["run", "-p", "l1", "-p", "wc", *FAST, "--jobs", "2", "--results", str(tmp_path / "pool")]) == 0
-    sequential, pooled = _comparable(Store(tmp_path / "seq")), _comparable(Store(tmp_path / "pool"))
+    sequential, pooled = comparable_store(Store(tmp_path / "seq")), comparable_store(Store(tmp_path / "pool"))
     assert len(sequential) == 6 and sequential == pooled
     # rerunning with workers finds every run done
     capsys.readouterr()
@@ -43,8 +36,8 @@ def test_two_workers_reproduce_the_offline_matrix(offline_sequential, tmp_path, 
     monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert main(["run", *OFFLINE_SMOKE, "--jobs", "2", "--results", str(tmp_path)]) == 0
-    reference = _comparable(Store(offline_sequential))
-    assert len(reference) == 44 and _comparable(Store(tmp_path)) == reference
+    reference = comparable_store(Store(offline_sequential))
+    assert len(reference) == 44 and comparable_store(Store(tmp_path)) == reference
 
 
 def test_threads_are_shared_among_workers():
@@ -80,5 +73,5 @@ def test_killing_the_pool_mid_run_loses_nothing(tmp_path):
     assert subprocess.run(args + ["--results", str(reference)], env=env).returncode == 0
     for name, (mtime, content) in survivors.items():  # finished runs were not redone
         assert (runs / name).stat().st_mtime_ns == mtime and (runs / name).read_bytes() == content
-    assert _comparable(Store(results)) == _comparable(Store(reference))
+    assert comparable_store(Store(results)) == comparable_store(Store(reference))
     assert not list(checkpoints.glob("*")) and not list(runs.glob(".*.tmp"))
