@@ -55,10 +55,15 @@ def load_pretrained(model: nn.Module, path: str) -> None:
 
 def _cifar_resnet(block, layers: list[int], spec: ModelSpec) -> nn.Module:
     """torchvision's ResNet with the CIFAR stem: a 3x3 stride-1 convolution and no max-pool,
-    so 32x32 inputs keep their resolution into the first stage."""
+    so 32x32 inputs keep their resolution into the first stage. Convolutions start from
+    PyTorch's default Kaiming-uniform initialization, as the Weight Compander paper states
+    for its ResNets (torchvision's own is Kaiming-normal)."""
     model = tv_resnet.ResNet(block, layers, num_classes=spec.num_classes)
     model.conv1 = nn.Conv2d(spec.in_channels, 64, 3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.reset_parameters()
     return model
 
 
@@ -139,8 +144,8 @@ for _depth in VGG_CONFIGS:
 # --- Wide ResNet -----------------------------------------------------------------------------
 
 class _WideBlock(nn.Module):
-    """Pre-activation block: BN-ReLU-conv3x3-dropout-BN-ReLU-conv3x3, 1x1 shortcut when the
-    shape changes (Zagoruyko and Komodakis)."""
+    """Pre-activation block: BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3, 1x1 shortcut when the
+    shape changes (Zagoruyko and Komodakis's reference code)."""
 
     def __init__(self, n_in: int, n_out: int, stride: int, dropout: float):
         super().__init__()
@@ -156,7 +161,7 @@ class _WideBlock(nn.Module):
         out = torch.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
-        out = self.conv2(torch.relu(self.bn2(self.dropout(out))))
+        out = self.conv2(self.dropout(torch.relu(self.bn2(out))))
         return out + shortcut
 
 
@@ -249,15 +254,17 @@ def senet18(spec: ModelSpec) -> nn.Module:
 
 @architecture("cnn2")
 def cnn2(spec: ModelSpec) -> nn.Module:
-    """Two convolutional layers (32 and 64 3x3 filters), 2x2 max-pool, dropout, a 128-unit
-    fully connected layer, the output layer. The DIPR paper names a "2-layer CNN" without its
-    sizes; this is the common PyTorch MNIST network, with adaptive pooling to 12x12 so the
-    same network takes 28x28 grayscale and 32x32 colour images."""
+    """Two convolutional layers (32 and 64 3x3 filters), max-pooling to 12x12, dropout, a
+    128-unit fully connected layer, dropout, the output layer. The DIPR paper names a
+    "2-layer CNN" without its sizes; this is the common PyTorch MNIST network (on 28x28 the
+    adaptive max-pool is its 2x2 max-pool; on 32x32 it gives the same 9216 features).
+    ``dropout`` is the second dropout's rate and half of it the first's (0.5: the example's
+    0.25 and 0.5; 0: none)."""
     return nn.Sequential(
         nn.Conv2d(spec.in_channels, 32, 3), nn.ReLU(inplace=True),
-        nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(12),
-        nn.Dropout(spec.dropout or 0.25), nn.Flatten(),
-        nn.Linear(64 * 12 * 12, 128), nn.ReLU(inplace=True), nn.Dropout(0.5 if spec.dropout == 0 else spec.dropout),
+        nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.AdaptiveMaxPool2d(12),
+        nn.Dropout(spec.dropout / 2), nn.Flatten(),
+        nn.Linear(64 * 12 * 12, 128), nn.ReLU(inplace=True), nn.Dropout(spec.dropout),
         nn.Linear(128, spec.num_classes),
     )
 
