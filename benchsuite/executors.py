@@ -65,12 +65,7 @@ def run_all(
                 value = row.get(key, float("nan"))
                 bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
 
-            checkpoint = store.checkpoint_path(spec.run_id)
-            record = execute(spec, device=device, available=available, on_epoch=on_epoch if live else None,
-                             options=dataclasses.replace(options, checkpoint=checkpoint))
-            if distributed()[0] == 0:  # under torchrun every rank trains, rank 0 stores
-                store.put(record)
-                checkpoint.unlink(missing_ok=True)
+            record = execute_and_store(spec, store, device, options, available, on_epoch if live else None)
             if distributed()[1] > 1:
                 torch.distributed.barrier()
             executed.append(record)
@@ -115,14 +110,23 @@ def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _run_in_worker(spec: RunSpec, root: str, device: str, options: ExecutionOptions) -> dict:
-    """One run in a pool worker: execute, store the record, drop the checkpoint. Returns
-    the record's summary (the record itself is in the store)."""
-    store = Store(root)
+def execute_and_store(spec: RunSpec, store: Store, device: str, options: ExecutionOptions, available=None,
+                      on_epoch=None) -> dict:
+    """Execute one run with its checkpoint file, store the record, drop the checkpoint
+    (under torchrun every rank trains and rank 0 stores)."""
     checkpoint = store.checkpoint_path(spec.run_id)
-    record = execute(spec, device=device, options=dataclasses.replace(options, checkpoint=checkpoint))
-    store.put(record)
-    checkpoint.unlink(missing_ok=True)
+    record = execute(spec, device=device, available=available, on_epoch=on_epoch,
+                     options=dataclasses.replace(options, checkpoint=checkpoint))
+    if distributed()[0] == 0:
+        store.put(record)
+        checkpoint.unlink(missing_ok=True)
+    return record
+
+
+def _run_in_worker(spec: RunSpec, root: str, device: str, options: ExecutionOptions) -> dict:
+    """One run in a pool worker or a cluster job. Returns the record's summary (the record
+    itself is in the store)."""
+    record = execute_and_store(spec, Store(root), device, options)
     return {k: record.get(k) for k in ("run_id", "status", "metrics", "timings", "task_spec", "error", "diverged")}
 
 

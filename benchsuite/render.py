@@ -16,8 +16,6 @@ from pathlib import Path
 
 import polars as pl
 
-from benchsuite.stats import ALPHA
-
 VERDICT_MARK = {"better": "better ▲", "worse": "worse ▼", "equivalent": "equivalent =",
                 "inconclusive": "inconclusive ?"}
 
@@ -463,5 +461,3 @@ def leaderboard(analysis: dict, fmt_name: str, title: str = "benchsuite leaderbo
         return to_markdown(blocks)
     return to_html(blocks, title)
 
-
-__all__ = ["ALPHA", "leaderboard", "report_blocks", "to_html", "to_markdown", "write_report"]
