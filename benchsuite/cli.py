@@ -456,6 +456,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    import polars as pl
+
     from benchsuite.render import leaderboard, to_markdown
     from benchsuite.report import analyze, read_runs_table, regressions
     from benchsuite.store import Store
@@ -467,7 +469,7 @@ def cmd_leaderboard(args) -> int:
     if args.reference:
         try:
             reference = read_runs_table(Path(args.reference))
-        except (OSError, ValueError, pl_errors()) as exc:
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             raise UsageError(f"--reference {args.reference!r}: {exc}") from None
     table = Store(_results_dir(args)).table()
     analysis = analyze(table, **options)
@@ -494,12 +496,6 @@ def cmd_leaderboard(args) -> int:
         with open(summary_path, "a") as fh:
             fh.write(to_markdown([]) + "\n".join(f"- {line.strip()}" for line in lines) + "\n")
     return 1 if worse and args.fail_on_regression else 0
-
-
-def pl_errors():
-    import polars as pl
-
-    return pl.exceptions.PolarsError
 
 
 COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,

@@ -165,14 +165,10 @@ def _mean_report(reports) -> str:
     return json.dumps(means)
 
 
-def _fmt(value, digits=4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
-
-
 def summary_lines(summ: pl.DataFrame) -> list[str]:
     """Plain-text table: one line per task and configuration."""
+    from benchsuite.render import fmt
+
     if summ.is_empty():
         return ["no runs"]
     rows = [("task", "method", "metric", "n", "mean ± std", "diverged", "failed", "ms/step")]
@@ -180,8 +176,8 @@ def summary_lines(summ: pl.DataFrame) -> list[str]:
         arrow = "↑" if METRICS.get(r["metric"]) == "max" else "↓"
         rows.append((
             r["task"], r["display"], f"test {r['metric']} {arrow}", str(r["n"]),
-            f"{_fmt(r['mean'])} ± {_fmt(r['std'])}", str(r["diverged"]), str(r["failed"]),
-            _fmt(r["step_ms"], 3),
+            f"{fmt(r['mean'])} ± {fmt(r['std'])}", str(r["diverged"]), str(r["failed"]),
+            fmt(r["step_ms"], 3),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
