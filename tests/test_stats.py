@@ -34,9 +34,15 @@ def test_paired_t_matches_textbook_formula():
     assert (low, high) == pytest.approx((d.mean() - half, d.mean() + half))
 
 
-def test_paired_t_degenerate_spread():
-    assert stats.paired_t([0.0, 0.0, 0.0]) == (1.0, 0.0, 0.0)
-    assert stats.paired_t([0.01, 0.01, 0.01])[0] == 0.0
+def test_paired_t_degenerate_spread_falls_back_to_the_exact_test():
+    p, low, high = stats.paired_t([0.0, 0.0, 0.0])
+    assert p == 1.0 and math.isnan(low) and math.isnan(high)
+    # the same +0.02 on every seed: no t statistic, the exact sign-flip p (2 / 2**n), no interval
+    p, low, high = stats.paired_t([0.02, 0.02])
+    assert p == pytest.approx(0.5) and math.isnan(low)
+    assert stats.paired_t([0.01] * 6)[0] == pytest.approx(2 / 2**6)
+    p, *_ = stats.welch_t([0.9, 0.9, 0.9], [0.8, 0.8])
+    assert p == pytest.approx(2 / math.comb(5, 2))
 
 
 def test_welch_matches_welch_satterthwaite():
@@ -116,7 +122,7 @@ def test_verdicts(case, expected):
 
 def test_unpaired_seeds_use_welch_and_say_so():
     base = {0: 0.90, 1: 0.91, 2: 0.92, 3: 0.90}
-    method = {0: 0.93, 1: 0.95, 4: 0.94}
+    method = {0: 0.93, 5: 0.95, 4: 0.94}
     comp = stats.compare(method, base, True, 0.005)
     assert not comp.paired and comp.test == "Welch t"
     assert any("do not pair" in n for n in comp.notes)
@@ -237,7 +243,8 @@ def test_pairing_is_by_seed_not_by_row_order():
     shuffled = table.sample(fraction=1.0, shuffle=True, seed=5)
     a = analyze(table, resamples=10)["tasks"][0]["comparisons"][0]
     b = analyze(shuffled, resamples=10)["tasks"][0]["comparisons"][0]
-    assert a["diff"] == pytest.approx(0.001) and a["ci_low"] == pytest.approx(0.001)
+    # the same difference on every seed (up to rounding): the exact sign-flip p, no interval
+    assert a["diff"] == pytest.approx(0.001) and a["ci_low"] is None and a["p"] == pytest.approx(2 / 2**6)
     assert a["p"] == b["p"] and a["diff"] == b["diff"]
     assert isinstance(shuffled, pl.DataFrame)
 
@@ -247,3 +254,85 @@ def test_normalized_scores_are_direction_aware():
     assert stats.normalized([0.99], 0.90, higher_is_better=True) == pytest.approx([0.1])
     assert stats.normalized([1.0], 2.0, higher_is_better=False) == pytest.approx([0.5])
     assert stats.normalized([3.0], 2.0, higher_is_better=False) == pytest.approx([-0.5])
+
+
+def test_one_lost_seed_keeps_the_other_pairs():
+    base = {s: 0.90 + 0.01 * s for s in range(6)}
+    method = {s: v + 0.02 + 0.001 * (s % 2) for s, v in base.items() if s != 3}
+    comp = stats.compare(method, base, True, 0.0)
+    assert comp.paired and comp.n_pairs == 5
+    d = [method[s] - base[s] for s in sorted(method)]
+    assert comp.p == pytest.approx(st.ttest_1samp(d, 0).pvalue)
+    assert any("3 have no pair" in n or "seed(s) 3" in n for n in comp.notes)
+
+
+def test_no_p_value_is_exactly_zero():
+    # near-constant differences from floating-point rounding are constant, not certain
+    assert stats.paired_t([0.02, 0.02 + 1e-17])[0] == pytest.approx(0.5)
+    assert stats.paired_t(np.linspace(1.0, 1.0 + 1e-6, 400))[0] > 0
+    assert stats.tost_paired([0.001] * 3, 0.01) == pytest.approx(1 / 8)
+    assert stats.wilcoxon(np.ones(2000))[0] > 0  # no overflow at any number of tasks
+    assert stats.min_sign_flip_p(5000) > 0 and stats.seeds_needed(1) == 6
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.sign_flip([0.1, float("nan"), 0.2])
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.permutation_unpaired([0.1, float("inf")], [0.2, 0.3])
+
+
+def test_friedman_permutation_p_is_exact_for_few_tasks():
+    # two tasks ranking four methods identically: F is infinite, the exact p is 1/24
+    scores = np.array([[4.0, 3.0, 2.0, 1.0], [40.0, 30.0, 20.0, 10.0]])
+    result = stats.friedman(scores)
+    assert math.isinf(result["F"]) and math.isnan(result["p_F"])
+    assert result["p_perm"] == pytest.approx(1 / 24) and result["perm"] == "exact"
+    # against brute-force enumeration of both tasks' orderings, with ties
+    scores = np.array([[1.0, 1.0, 0.5], [0.2, 0.9, 0.4], [0.3, 0.3, 0.3 + 1e-3]])
+    ranks = stats.rank_matrix(scores)
+    observed = np.sum(ranks.sum(axis=0) ** 2)
+    hits = total = 0
+    for p1 in itertools.permutations(range(3)):
+        for p2 in itertools.permutations(range(3)):
+            for p3 in itertools.permutations(range(3)):
+                r = ranks[0][list(p1)] + ranks[1][list(p2)] + ranks[2][list(p3)]
+                hits += np.sum(r**2) >= observed - 1e-9
+                total += 1
+    assert stats.friedman(scores)["p_perm"] == pytest.approx(hits / total)
+    # many tasks: Monte Carlo, never 0, close to the chi2 approximation when N is large
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(40, 5)) + np.array([0, 0, 0, 0, 3.0])
+    result = stats.friedman(big, resamples=2000)
+    assert result["perm"].startswith("Monte Carlo") and result["p_perm"] == pytest.approx(1 / 2001)
+
+
+def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
+    t1_base = {0: 0.80, 1: 0.82, 2: 0.81}
+    t1_method = {0: 0.83, 1: 0.84, 2: 0.85}
+    t2_base = {0: 2.0, 1: 2.2, 2: 2.1, 3: 2.3}      # mse: lower is better
+    t2_method = {0: 1.9, 1: 2.0, 2: 2.1, 3: 2.0}
+    out = stats.pooled_improvement([(t1_method, t1_base, True), (t2_method, t2_base, False)])
+    d1 = np.array([t1_method[s] - t1_base[s] for s in range(3)]) / np.mean(list(t1_base.values()))
+    d2 = -np.array([t2_method[s] - t2_base[s] for s in range(4)]) / np.mean(list(t2_base.values()))
+    v1, v2 = d1.var(ddof=1) / 3, d2.var(ddof=1) / 4
+    value = (d1.mean() + d2.mean()) / 2
+    se = math.sqrt(v1 + v2) / 2
+    df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 3)
+    half = st.t.ppf(0.975, df) * se
+    assert out["value"] == pytest.approx(value)
+    assert (out["low"], out["high"]) == pytest.approx((value - half, value + half))
+    assert out["p"] == pytest.approx(2 * st.t.sf(value / se, df))
+    # no spread anywhere: no interval rather than a zero-width one
+    flat = stats.pooled_improvement([({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9}, True)])
+    assert flat["low"] is None and "no spread" in flat["note"]
+
+
+def test_selection_among_k_is_bonferroni():
+    rng = np.random.default_rng(1)
+    base = {s: 0.9 + rng.normal(0, 0.01) for s in range(6)}
+    method = {s: v + 0.01 + rng.normal(0, 0.005) for s, v in base.items()}
+    one = stats.compare(method, base, True, 0.0)
+    twelve = stats.compare(method, base, True, 0.0, selected_among=12)
+    assert twelve.p == pytest.approx(min(1.0, 12 * one.p)) and twelve.p_raw == pytest.approx(one.p)
+    d = np.array([method[s] - base[s] for s in range(6)])
+    half = st.t.ppf(1 - 0.05 / 24, 5) * d.std(ddof=1) / math.sqrt(6)
+    assert (twelve.ci_low, twelve.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert any("among 12 configurations" in n for n in twelve.notes)
