@@ -93,13 +93,15 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
         Block("p", [
             "Each method is reported with its configuration chosen on the validation split (never on test); "
             "its test metric is compared with the baseline ", Code(analysis["baseline"]),
-            f"'s, paired by seed (95% t-interval, paired t-test, Holm over the methods of the task; Welch's "
-            f"test when the seeds do not pair). Verdict at α = {alpha:g}: equivalent when the 90% interval "
-            f"(two one-sided tests) lies within the margin ({margins}); else better/worse when the "
-            f"Holm-adjusted p < {alpha:g}; else inconclusive. The exact sign-flip test needs no normality "
-            f"but cannot go below p = 2/2^n: with 5 seeds its minimum is 0.0625, so it can never be "
-            f"significant at 5%; bootstrap intervals under-cover at n ≤ 5 and are used only for the "
-            f"pooled cross-task aggregates.",
+            f"'s, paired by seed (95% t-interval, paired t-test on the seeds both sides finished, Holm over the "
+            f"methods of the task; Welch's test when fewer than 2 seeds pair). A configuration chosen among K on "
+            f"the same seeds it is tested on is tested at α/K (p × K, simultaneous interval); one confirmed on "
+            f"fresh seeds (`benchsuite run --confirm N`) is tested on those alone. Verdict at α = {alpha:g}: "
+            f"equivalent when the 90% interval (two one-sided tests) lies within the margin ({margins}); else "
+            f"better/worse when the Holm-adjusted p < {alpha:g}; else inconclusive. Every seed giving the same "
+            f"difference has no t-test: its p is the exact sign-flip test's, which cannot go below 2/2^n "
+            f"(0.0625 with 5 seeds). Families: Holm controls false verdicts within each task; over T tasks up to "
+            f"T × α false verdicts can be expected.",
         ]),
     ]
     overall = analysis.get("overall")
@@ -121,39 +123,78 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
         Block(level, "Leaderboard"),
         Block("p", f"Across {len(overall['tasks'])} task(s): {', '.join(overall['tasks'])}. Score = improvement "
                    f"over the baseline's mean, relative to its magnitude, positive = better (higher accuracy, "
-                   f"lower loss). IQM and P(better than {baseline}) with 95% stratified-bootstrap intervals "
-                   f"({analysis['bootstrap']['resamples']} resamples of seeds within tasks, seed "
-                   f"{analysis['bootstrap']['seed']}). Verdicts count the per-task tests below."),
+                   f"lower loss). Pooled score: the mean over tasks of each task's score, with a 95% t-interval "
+                   f"that carries the baseline's noise as well as the method's (paired by seed, "
+                   f"Welch-Satterthwaite degrees of freedom) and its p, Holm over methods. IQM (interquartile "
+                   f"mean of the runs' scores) and P(better than {baseline}) are point estimates: their "
+                   f"bootstrap intervals under-cover at these numbers of seeds. Mean ranks use each task's "
+                   f"means (ties share a rank). Verdicts count the per-task tests below."),
     ]
     rows = []
     for i, m in enumerate(overall["methods"], 1):
-        iqm, poi, wil = m["iqm"], m["prob_improvement"], m["wilcoxon"]
+        iqm, poi, wil, pooled = m["iqm"], m["prob_improvement"], m["wilcoxon"], m.get("pooled")
         v = m["verdicts"]
         rows.append([
-            str(i), Code(m["method"]), fmt(m["mean_rank"], 3),
-            f"{iqm['value']:+.4f} [{iqm['low']:+.4f}, {iqm['high']:+.4f}]" if iqm else "-",
-            f"{poi['value']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]" if poi else "-",
+            str(i), Code(m["method"]), fmt(m["mean_rank"], 3), _pooled_cell(pooled),
+            fmt_p(pooled.get("p_holm")) if pooled else "-",
+            f"{iqm['value']:+.4f}" if iqm else "-", f"{poi['value']:.2f}" if poi else "-",
             fmt_p(wil.get("p_holm")) if wil else "-",
             f"{v['better']}/{v['equivalent']}/{v['inconclusive']}/{v['worse']}",
             f"{m['diverged']}/{m['failed']}", f"×{m['overhead']:.2f}" if m["overhead"] else "-",
         ])
     blocks.append(Block(
-        "table", header=["#", "method", "mean rank", "IQM score [95% CI]", f"P(better than {baseline})",
-                         "Wilcoxon p (Holm)", "better/equiv./inconcl./worse", "diverged/failed", "step time"],
-        rows=rows, align="rlrrrrrrr"))
+        "table", header=["#", "method", "mean rank", "pooled score [95% CI]", "pooled p (Holm)", "IQM score",
+                         f"P(better than {baseline})", "Wilcoxon p (Holm)", "better/equiv./inconcl./worse",
+                         "diverged/failed", "step time"],
+        rows=rows, align="rlrrrrrrrrr"))
     fr = overall.get("friedman") or {}
     if "chi2" in fr:
         blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
-                                 f"χ² = {fr['chi2']:.3f}, p = {fmt_p(fr['p'])}; Iman-Davenport "
-                                 f"F({fr['df'][0]}, {fr['df'][1]}) = {fmt(fr['F'])}, p = {fmt_p(fr['p_F'])}."))
+                                 f"χ² = {fr['chi2']:.3f}, permutation p = {fmt_p(fr['p_perm'])} ({fr['perm']}; "
+                                 f"the χ² approximation gives {fmt_p(fr['p'])}, Iman-Davenport "
+                                 f"F({fr['df'][0]}, {fr['df'][1]}) = {fmt(fr['F'])}"
+                                 + (f", p = {fmt_p(fr['p_F'])}" if fr["p_F"] is not None and math.isfinite(fr["p_F"])
+                                    else "") + ")."))
     elif fr.get("note"):
         blocks.append(Block("p", fr["note"] + "."))
     if overall.get("notes"):
         blocks.append(Block("list", list(overall["notes"])))
+    blocks += _aa_blocks(analysis)
     blocks += _verdict_matrix(analysis)
     for name in plots.get("overall", []):
         blocks.append(Block("figure", name))
     return blocks
+
+
+def _aa_blocks(analysis: dict) -> list[Block]:
+    """A/A check: replicates of the baseline (``none@NAME``, from ``--replicate``) differ
+    from it only in their random streams, so any better/worse verdict is a false positive."""
+    baseline = analysis["baseline"]
+    out = []
+    for row in (analysis.get("overall") or {}).get("methods", []):
+        if not row["method"].startswith(baseline + "@"):
+            continue
+        v = row["verdicts"]
+        tested = sum(v.values())
+        false = v["better"] + v["worse"]
+        pooled = row.get("pooled") or {}
+        out.append(Block("p", [
+            "A/A check: ", Code(row["method"]), " is ", Code(baseline),
+            f" rerun with random streams that share nothing with it, so every verdict other than inconclusive or "
+            f"equivalent is a false positive. Here: {false} of {tested} task verdict(s) (about "
+            f"{analysis['alpha'] * tested:.2g} expected at α = {analysis['alpha']:g}); pooled score "
+            f"{_pooled_cell(pooled)}" + (f", pooled verdict {pooled['verdict']}" if pooled.get("verdict") else "")
+            + ".",
+        ]))
+    return out
+
+
+def _pooled_cell(pooled: dict | None) -> str:
+    if not pooled or pooled.get("value") is None:
+        return "-"
+    if pooled.get("low") is None:
+        return f"{pooled['value']:+.4f} (no interval: {pooled.get('note', 'see notes')})"
+    return f"{pooled['value']:+.4f} [{pooled['low']:+.4f}, {pooled['high']:+.4f}]"
 
 
 def _verdict_matrix(analysis: dict) -> list[Block]:
@@ -194,13 +235,13 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
                 f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["test"],
                 fmt_p(c["p"]), fmt_p(c["p_holm"]),
                 f"{fmt_p(c['exact_p'])} (min {fmt_p(c['exact_min_p'])})", fmt_p(c["equivalence_p"]),
-                VERDICT_MARK[c["verdict"]], f"{c['diverged']}/{c['failed']}", str(c["configs_tried"]),
+                VERDICT_MARK[c["verdict"]], f"{c['diverged']}/{c['failed']}", c.get("procedure", ""),
             ])
         blocks.append(Block("h3", "Against the baseline"))
         blocks.append(Block("table", header=[
             "method", "n (method/baseline)", "mean ± std", "difference [95% CI]", "test", "p", "p (Holm)",
-            "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "configurations"],
-            rows=rows, align="lrrrlrrrrlrr"))
+            "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "selection"],
+            rows=rows, align="lrrrlrrrrlrl"))
         notes = [f"{c['display']}: {n}" for c in task["comparisons"] for n in c["notes"]]
         if notes:
             blocks.append(Block("list", list(dict.fromkeys(notes))))

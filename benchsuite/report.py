@@ -35,13 +35,18 @@ VERDICTS = ("better", "equivalent", "inconclusive", "worse")
 
 # --- per task and configuration -------------------------------------------------------------
 
-def summary(table: pl.DataFrame) -> pl.DataFrame:
+def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per task and configuration (baseline first): seeds finished, diverged, failed; mean
-    and std of the headline test metric over finished runs; validation mean; timing."""
+    and std of the headline test metric over finished runs; validation mean; timing.
+    ``configured``: ``with_config_columns(table)`` when the caller has it already."""
     if table.is_empty():
         return pl.DataFrame()
-    table = with_config_columns(table)
-    finished = pl.col("status") == "finished"
+    table = configured if configured is not None else with_config_columns(table)
+    # a "finished" run whose headline value is NaN/inf is a divergence the engine did not
+    # see (e.g. at test time): counted with the diverged runs, never averaged
+    finite = pl.col("test").is_not_null() & pl.col("test").is_finite()
+    finished = (pl.col("status") == "finished") & finite
+    val_finite = finished & pl.col("val").is_not_null() & pl.col("val").is_finite()
     summ = (
         table.group_by("task", "metric", "config", maintain_order=True)
         .agg(
@@ -52,12 +57,13 @@ def summary(table: pl.DataFrame) -> pl.DataFrame:
             pl.col("config_hp").first().alias("hp_json"),
             pl.col("config_full").first().alias("hyperparameters"),
             pl.col("seed").filter(finished).n_unique().alias("n"),
-            (pl.col("status") == "diverged").sum().alias("diverged"),
+            ((pl.col("status") == "diverged") | ((pl.col("status") == "finished") & ~finite.fill_null(False)))
+            .sum().alias("diverged"),
             (pl.col("status") == "failed").sum().alias("failed"),
             pl.col("test").filter(finished).mean().alias("mean"),
             pl.col("test").filter(finished).std().alias("std"),
-            pl.col("val").filter(finished).mean().alias("val_mean"),
-            pl.col("test_last").filter(finished).mean().alias("last_mean"),
+            pl.col("val").filter(val_finite).mean().alias("val_mean"),
+            pl.col("test_last").filter(finished & pl.col("test_last").is_finite()).mean().alias("last_mean"),
             pl.col("step_ms").filter(finished).mean().alias("step_ms"),
             pl.col("train_seconds").filter(finished).mean().alias("train_seconds"),
             pl.col("report").filter(finished).alias("reports"),
@@ -80,22 +86,31 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
     specs: dict[str, dict[str, dict]] = {}
     for name, spec in table.select("task", "task_spec").unique().iter_rows():
         specs.setdefault(name, {})[spec] = _flatten(json.loads(spec))
+    recipes: dict[tuple[str, str], tuple[str, dict]] = {}
+    for name, variants in specs.items():
+        for spec, mine in variants.items():
+            differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
+            recipe = [k for k in differing if k not in TUNABLE_TRAIN]
+            swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in TUNABLE_TRAIN}
+            label = f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name
+            recipes[(name, spec)] = (label, swept)
+    columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run
     tasks, configs, hps, fulls = [], [], [], []
-    for name, spec, label, full, hp_json in table.select(
-            "task", "task_spec", "method_label", "method_full_label", "hyperparameters").iter_rows():
-        variants = specs[name]
-        mine = variants[spec]
-        differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
-        recipe = [k for k in differing if k not in TUNABLE_TRAIN]
-        swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in TUNABLE_TRAIN}
-        tasks.append(f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name)
-        hp = json.loads(hp_json)
-        if swept:
-            hp["train"] = swept
-        hps.append(json.dumps(hp, sort_keys=True))
-        suffix = ", ".join(f"train.{k}={_fmt_value(v)}" for k, v in swept.items())
-        configs.append(f"{label} [{suffix}]" if suffix else label)
-        fulls.append(f"{full} [{suffix}]" if suffix else full)
+    for key in table.select("task", "task_spec", "method_label", "method_full_label", "hyperparameters").iter_rows():
+        if key not in columns:
+            name, spec, label, full, hp_json = key
+            task_label, swept = recipes[(name, spec)]
+            hp = json.loads(hp_json)
+            if swept:
+                hp["train"] = swept
+            suffix = ", ".join(f"train.{k}={_fmt_value(v)}" for k, v in swept.items())
+            columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
+                            f"{full} [{suffix}]" if suffix else full)
+        task_label, config, hp_text, full_text = columns[key]
+        tasks.append(task_label)
+        configs.append(config)
+        hps.append(hp_text)
+        fulls.append(full_text)
     return table.rename({"task": "task_name"}).with_columns(
         pl.Series("task", tasks, dtype=pl.Utf8), pl.Series("config", configs, dtype=pl.Utf8),
         pl.Series("config_hp", hps, dtype=pl.Utf8), pl.Series("config_full", fulls, dtype=pl.Utf8),
@@ -130,22 +145,35 @@ def _display_labels(summ: pl.DataFrame) -> list[str]:
     """Per task, each method's name with the hyperparameters that vary among the rows of
     the same plugin combination (a grid shows its axis; a single method shows its name)."""
     rows = list(summ.select("task", "method", "hp_json").iter_rows())
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for task, method, hp_json in rows:
+        groups.setdefault((task, method), []).append(json.loads(hp_json))
+    varying: dict[tuple[str, str, str], list[str]] = {}
     labels = []
     for task, method, hp_json in rows:
-        siblings = [json.loads(h) for t, m, h in rows if t == task and m == method]
+        siblings = groups[(task, method)]
         mine = json.loads(hp_json)
+
+        def keys(group, task=task, method=method, mine=mine, siblings=siblings):
+            if (task, method, group) not in varying:  # the same for every sibling: computed once
+                varying[(task, method, group)] = _varying(group, mine, siblings)
+            return [k for k in varying[(task, method, group)] if k in mine.get(group, {})]
+
         parts = []
-        for plugin in method.split("+"):
-            inner = ",".join(f"{k}={_fmt_value(mine[plugin][k])}" for k in _varying(plugin, mine, siblings))
+        plugins, at, salt = method.partition("@")  # a replicate keeps its plugins' labels
+        for plugin in plugins.split("+"):
+            inner = ",".join(f"{k}={_fmt_value(mine[plugin][k])}" for k in keys(plugin))
             parts.append(f"{plugin}({inner})" if inner else plugin)
-        label = "+".join(parts)
-        swept = ", ".join(f"{k}={_fmt_value(mine['train'][k])}" for k in _varying("train", mine, siblings))
+        label = "+".join(parts) + at + salt
+        swept = ", ".join(f"{k}={_fmt_value(mine['train'][k])}" for k in keys("train"))
         labels.append(f"{label} [{swept}]" if swept else label)
     return labels
 
 
 def _varying(group: str, mine: dict, siblings: list[dict]) -> list[str]:
-    return [k for k in mine.get(group, {}) if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
+    """The keys of ``group`` whose value differs among the siblings (any sibling's keys)."""
+    names = dict.fromkeys(k for sib in siblings for k in sib.get(group, {}))
+    return [k for k in names if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
 
 
 def _fmt_value(value) -> str:
@@ -154,6 +182,8 @@ def _fmt_value(value) -> str:
 
 def _mean_report(reports) -> str:
     """Mean over seeds of each plugin metric (elementwise for per-layer lists)."""
+    if all(r == "{}" for r in reports):
+        return "{}"
     parsed = [json.loads(r) for r in reports]
     means = {}
     for name in dict.fromkeys(k for p in parsed for k in p):
@@ -199,30 +229,53 @@ def parse_margins(items: list[str] | None) -> dict[str, stats.Margin]:
 def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | None = None,
             alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
             references: list[dict] | None = None) -> dict:
-    """Every statistic a report shows, as JSON-ready data."""
+    """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
+    the Monte Carlo permutation tests used when exact enumeration is too large."""
     margins = margins or parse_margins(None)
     out = {
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "baseline": baseline, "alpha": alpha,
         "margins": {k: str(v) for k, v in margins.items()},
-        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
+        "permutation": {"resamples": resamples, "seed": seed},
         "runs": {s: int((table["status"] == s).sum()) for s in ("finished", "diverged", "failed")}
         if not table.is_empty() else {},
         "tasks": [], "overall": None,
     }
     if table.is_empty():
         return out
-    summ = summary(table)
-    runs = with_config_columns(table).filter(pl.col("status") == "finished")
-    per_seed: dict[tuple[str, str], dict[int, float]] = {}
-    for task, config, seed_, value in runs.select("task", "config", "seed", "test").iter_rows():
-        if value is not None and math.isfinite(value):
-            per_seed.setdefault((task, config), {})[seed_] = value
+    runs = with_config_columns(table)
+    summ = summary(table, runs)
+    seeds = _Seeds()
+    for row in runs.select("task", "config", "seed", "status", "test", "val", "run_id").iter_rows():
+        seeds.add(*row)
     for task in summ["task"].unique(maintain_order=True):
         part = summ.filter(pl.col("task") == task)
-        out["tasks"].append(_analyze_task(task, part, per_seed, baseline, margins, alpha, references or []))
-    out["overall"] = _analyze_overall(out["tasks"], per_seed, baseline, alpha, resamples, seed)
+        out["tasks"].append(_analyze_task(task, part, seeds, baseline, margins, alpha, references or []))
+    out["overall"] = _analyze_overall(out["tasks"], seeds, baseline, alpha, resamples, seed)
     return out
+
+
+class _Seeds:
+    """Per (task, configuration): every seed run (any status), the finished runs' finite
+    test and validation values by seed, and the finished runs whose value was not finite."""
+
+    def __init__(self):
+        self.attempted: dict[tuple, set[int]] = {}
+        self.test: dict[tuple, dict[int, float]] = {}
+        self.val: dict[tuple, dict[int, float]] = {}
+        self.nonfinite: dict[tuple, list[str]] = {}
+
+    def add(self, task, config, seed, status, value, val, run_id) -> None:
+        key = (task, config)
+        self.attempted.setdefault(key, set()).add(seed)
+        if status != "finished":
+            return
+        if value is None or not math.isfinite(value):
+            self.nonfinite.setdefault(key, []).append(f"run {run_id} (seed {seed}) finished with test = {value}")
+            return
+        self.test.setdefault(key, {})[seed] = value
+        if val is not None and math.isfinite(val):
+            self.val.setdefault(key, {})[seed] = val
 
 
 def _config_dict(row: dict) -> dict:
@@ -236,18 +289,80 @@ def _config_dict(row: dict) -> dict:
     }
 
 
-def _select(configs: list[dict], higher_is_better: bool) -> dict | None:
-    """The configuration a method is reported with: chosen on the validation mean, never on
-    test. Configurations where every seed finished come first, so one lucky seed among
-    diverged ones does not win."""
-    candidates = [c for c in configs if c["n"] > 0 and c["val_mean"] is not None and math.isfinite(c["val_mean"])]
+def _select(configs: list[dict], higher_is_better: bool, task: str, seeds: _Seeds) -> dict | None:
+    """The configuration a method is reported with: chosen on validation, never on test.
+    Among several configurations the choice uses only the *tuning seeds* (those every
+    configuration of the method was run with), so seeds added later for the chosen one
+    alone (confirmation seeds) never influence it. Configurations where every tuning seed
+    finished come first, so one lucky seed among diverged ones does not win. Sets
+    ``tuning_seeds`` and ``confirm_seeds`` on the chosen configuration."""
+    tuning = set.intersection(*(seeds.attempted.get((task, c["config"]), set()) for c in configs)) \
+        if len(configs) > 1 else set()
+
+    def val_on_tuning(c):
+        values = seeds.val.get((task, c["config"]), {})
+        chosen = [v for s, v in values.items() if s in tuning] if tuning else list(values.values())
+        return float(np.mean(chosen)) if chosen else None
+
+    def lost_on_tuning(c):
+        done = set(seeds.test.get((task, c["config"]), {}))
+        wanted = tuning or seeds.attempted.get((task, c["config"]), set())
+        return len(wanted - done) > 0
+
+    candidates = [(c, val_on_tuning(c)) for c in configs]
+    candidates = [(c, v) for c, v in candidates if c["n"] > 0 and v is not None]
     if not candidates:
         return None
     sign = -1.0 if higher_is_better else 1.0
-    return min(candidates, key=lambda c: (c["diverged"] + c["failed"] > 0, sign * c["val_mean"]))
+    choice, _ = min(candidates, key=lambda cv: (lost_on_tuning(cv[0]), sign * cv[1]))
+    finished = set(seeds.test.get((task, choice["config"]), {}))
+    choice["tuning_seeds"] = sorted(tuning)
+    choice["confirm_seeds"] = sorted(finished - tuning) if tuning else []
+    return choice
 
 
-def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, references) -> dict:
+def _seed_range(seeds: list[int]) -> str:
+    if not seeds:
+        return "-"
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+def _comparison_inputs(task: str, choice: dict, base: dict, k_method: int, k_base: int, seeds: _Seeds):
+    """The runs a method's verdict rests on, and K, the number of configuration pairs it
+    was chosen among on those same seeds. A configuration chosen among several, with at
+    least 2 confirmation seeds, is tested on those alone (K = 1); otherwise on every seed,
+    at alpha / K. The baseline's own tuning counts the same way."""
+    method_values = dict(seeds.test.get((task, choice["config"]), {}))
+    base_values = dict(seeds.test.get((task, base["config"]), {}))
+    procedure = []
+    k = 1
+    if k_method > 1:
+        confirm = [s for s in choice["confirm_seeds"] if s in method_values]
+        if len(confirm) >= 2:
+            method_values = {s: method_values[s] for s in confirm}
+            if len([s for s in confirm if s in base_values]) >= 2:
+                base_values = {s: v for s, v in base_values.items() if s in method_values}
+            procedure.append(f"best of {k_method} on validation (seeds {_seed_range(choice['tuning_seeds'])}), "
+                             f"tested on fresh seeds {_seed_range(confirm)}")
+        else:
+            k *= k_method
+            procedure.append(f"best of {k_method} on validation, tested on the same seeds (p × {k_method})")
+    else:
+        procedure.append("one configuration")
+    if k_base > 1:
+        fresh = set(base["confirm_seeds"])
+        used = set(method_values) & set(base_values)
+        if len(used) >= 2 and used <= fresh:
+            procedure.append(f"baseline best of {k_base}, tested on fresh seeds")
+        else:
+            k *= k_base
+            procedure.append(f"baseline best of {k_base} on the same seeds (p × {k_base})")
+    return method_values, base_values, k, "; ".join(procedure)
+
+
+def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha, references) -> dict:
     metric = part["metric"][0]
     higher = METRICS.get(metric) == "max"
     configs = [_config_dict(r) for r in part.iter_rows(named=True)]
@@ -261,11 +376,12 @@ def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, 
         c["paper"] = [r for r in references if _reference_matches(r, task_name, c["method"], hp, task_spec)]
     selected = {}
     for method, group in by_method.items():
-        choice = _select(group, higher)
+        choice = _select(group, higher, task, seeds)
         if choice is not None:
             choice["selected"] = True
             selected[method] = choice
-    notes = []
+    notes = [f"`{c['display']}`: {line}: counted as diverged, left out"
+             for c in configs for line in seeds.nonfinite.get((task, c["config"]), [])]
     base = selected.get(baseline)
     margin = margins.get(metric, stats.Margin(0.0))
     result = {
@@ -276,26 +392,32 @@ def _analyze_task(task, part: pl.DataFrame, per_seed, baseline, margins, alpha, 
         "notes": notes,
     }
     if base is None:
-        notes.append(f"no finished `{baseline}` run on this task: nothing to compare with")
+        notes.append(f"no finished `{baseline}` run with finite test and validation values on this task: "
+                     "nothing to compare with")
         return result
     margin_abs = margin.absolute(base["mean"])
     result["margin_absolute"] = margin_abs
     comparisons = []
+    k_base = len(by_method[baseline])
     for method, choice in selected.items():
         if method == baseline:
             continue
-        comp = stats.compare(per_seed.get((task, choice["config"]), {}), per_seed.get((task, base["config"]), {}),
-                             higher, margin_abs)
+        k_method = len(by_method[method])
+        method_values, base_values, k, procedure = _comparison_inputs(task, choice, base, k_method, k_base, seeds)
+        comp = stats.compare(method_values, base_values, higher, margin_abs, selected_among=k)
         if comp is None:
             notes.append(f"`{choice['display']}`: fewer than 2 finished seeds on one side, not tested")
             continue
-        comparisons.append((choice, comp))
-    stats.decide([c for _, c in comparisons], alpha)
+        comparisons.append((choice, comp, procedure, method_values, base_values))
+    stats.decide([c for _, c, *_ in comparisons], alpha)
     result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
                               "mean": ch["mean"], "std": ch["std"], "diverged": ch["diverged"],
                               "failed": ch["failed"], "configs_tried": len(by_method[ch["variant"]]),
-                              **comp.to_dict()} for ch, comp in comparisons]
-    exact_min = [c.exact_min_p * len(comparisons) for _, c in comparisons]
+                              "baseline_configs_tried": k_base, "procedure": procedure,
+                              "seeds_method": sorted(mv), "seeds_baseline": sorted(bv),
+                              "values_method": mv, "values_baseline": bv,
+                              **comp.to_dict()} for ch, comp, procedure, mv, bv in comparisons]
+    exact_min = [c.exact_min_p * len(comparisons) for _, c, *_ in comparisons]
     if exact_min and min(exact_min) >= alpha:
         needed = stats.seeds_needed(len(comparisons), alpha)
         notes.append(
@@ -355,24 +477,37 @@ def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]
     return curves
 
 
-def _analyze_overall(tasks: list[dict], per_seed, baseline, alpha, resamples, seed) -> dict | None:
-    """Across tasks, for the method configurations selected per task."""
+def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
+    """Across tasks, for the method configurations selected per task.
+
+    Ranks use each task's raw means (direction-aware), so equal means tie exactly. The
+    pooled score (mean over tasks of the normalized difference, with its t-interval and
+    p, Holm over methods) and the Wilcoxon test over tasks rest on the same runs as the
+    per-task verdicts; a method chosen among several configurations on the same seeds
+    somewhere has an optimistic score, so it gets no pooled interval or test and is left
+    out of Friedman's test and the CD groups (confirm it on fresh seeds to include it)."""
     usable = [t for t in tasks if t["baseline"] is not None]
     if len(usable) < 1:
         return None
-    methods = sorted({c["variant"] for t in usable for c in t["configs"]}, key=lambda m: (m != baseline, m))
+    methods = sorted({c["variant"] for t in usable for c in t["configs"] if c["selected"]},
+                     key=lambda m: (m != baseline, m))
     scores: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
+    raw_means: dict[str, dict[str, float]] = {m: {} for m in methods}
     verdicts = {m: dict.fromkeys(VERDICTS, 0) for m in methods}
     overhead: dict[str, list[float]] = {m: [] for m in methods}
     runs_lost = {m: {"diverged": 0, "failed": 0} for m in methods}
+    parts: dict[str, list[tuple]] = {m: [] for m in methods}
+    optimistic: dict[str, int] = {}
     for t in usable:
         higher = t["direction"] == "max"
+        sign = 1.0 if higher else -1.0
         chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
         for m, c in chosen.items():
-            values = np.array(list(per_seed.get((t["task"], c["config"]), {}).values()))
-            if len(values):
-                scores[m][t["task"]] = stats.normalized(values, base["mean"], higher)
+            values = seeds.test.get((t["task"], c["config"]), {})
+            if values:
+                scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher)
+                raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))
             if c["step_ms"] and base["step_ms"]:
                 overhead[m].append(c["step_ms"] / base["step_ms"])
         for c in t["configs"]:
@@ -380,57 +515,81 @@ def _analyze_overall(tasks: list[dict], per_seed, baseline, alpha, resamples, se
             runs_lost[c["variant"]]["failed"] += c["failed"]
         for comp in t["comparisons"]:
             verdicts[comp["method"]][comp["verdict"]] += 1
+            parts[comp["method"]].append((comp["values_method"], comp["values_baseline"], higher))
+            if comp["selected_among"] > 1:
+                optimistic[comp["method"]] = max(optimistic.get(comp["method"], 1), comp["selected_among"])
     task_names = [t["task"] for t in usable]
     complete_tasks = [name for name in task_names if all(name in scores[m] for m in methods)]
-    in_every = [m for m in methods if all(name in scores[m] for name in task_names)]
+    in_every = [m for m in methods if all(name in raw_means[m] for name in task_names)]
     notes = []
     if len(in_every) < len(methods):
         left = [m for m in methods if m not in in_every]
         notes.append(f"not run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
-    rank_methods = in_every
-    mean_matrix = np.array([[scores[m][name].mean() for m in rank_methods] for name in task_names]) \
-        if rank_methods else np.empty((0, 0))
-    friedman = stats.friedman(mean_matrix) if rank_methods else {}
-    cd = stats.cd_cliques(mean_matrix, rank_methods, alpha) if len(rank_methods) >= 2 and len(task_names) >= 2 else None
+    if optimistic:
+        notes.append("chosen among several configurations on the same seeds in some task, so their scores are "
+                     "optimistic: no pooled interval or test, left out of Friedman's test and the CD groups "
+                     "(run the matrix with `--confirm N` to test them on fresh seeds): "
+                     + ", ".join(f"{m} (K up to {k})" for m, k in sorted(optimistic.items())))
+    mean_matrix = np.array([[raw_means[m][name] for m in in_every] for name in task_names]) \
+        if in_every else np.empty((0, 0))
+    mean_ranks = stats.rank_matrix(mean_matrix).mean(axis=0).tolist() if in_every else []
+    testable = [m for m in in_every if m not in optimistic]
+    test_matrix = np.array([[raw_means[m][name] for m in testable] for name in task_names]) \
+        if testable else np.empty((0, 0))
+    friedman = stats.friedman(test_matrix, seed=seed, resamples=max(resamples, 1000)) if testable else {}
+    if friedman:
+        friedman["methods"] = testable
+    cd = stats.cd_cliques(test_matrix, testable, alpha) if len(testable) >= 2 and len(task_names) >= 2 else None
     rows = []
-    wilcoxon_raw = []
+    wilcoxon_raw, pooled_raw = [], []
     for m in methods:
         own = [name for name in task_names if name in scores[m]]
-        row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None}
+        row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None, "pooled": None,
+               "selected_among": optimistic.get(m, 1)}
         row |= {
             "method": m, "tasks": len(own), "verdicts": verdicts[m], **runs_lost[m],
-            "mean_rank": friedman["mean_ranks"][rank_methods.index(m)] if m in rank_methods else None,
+            "mean_rank": mean_ranks[in_every.index(m)] if m in in_every else None,
             "overhead": float(np.exp(np.mean(np.log(overhead[m])))) if overhead[m] else None,
         }
         if not own:
             rows.append(row)
             continue
-        groups = [(scores[m][name],) for name in own]
-        point, low, high = stats.stratified_bootstrap(
-            groups, lambda g: stats.iqm(np.concatenate([s[0] for s in g])), resamples, seed)
-        row["iqm"] = {"value": point, "low": low, "high": high}
+        row["iqm"] = {"value": stats.iqm(np.concatenate([scores[m][name] for name in own]))}
         row["mean_score"] = float(np.mean([scores[m][name].mean() for name in own]))
-        if m != baseline:
-            pairs = [(scores[m][name], scores[baseline][name]) for name in own]
-            point, low, high = stats.stratified_bootstrap(
-                pairs, lambda g: stats.probability_of_improvement([p[0] for p in g], [p[1] for p in g]),
-                resamples, seed)
-            row["prob_improvement"] = {"value": point, "low": low, "high": high}
-            diffs = [scores[m][name].mean() - scores[baseline][name].mean() for name in own]
-            p, min_p = stats.wilcoxon(diffs)
-            row["wilcoxon"] = {"p": p, "min_p": min_p, "n_tasks": len(own)}
-            wilcoxon_raw.append((row, p))
+        if m != baseline and parts[m]:
+            row["prob_improvement"] = {"value": stats.probability_of_improvement(
+                [list(p[0].values()) for p in parts[m]], [list(p[1].values()) for p in parts[m]])}
+            pooled = stats.pooled_improvement(parts[m], 1 - alpha)
+            if m in optimistic:
+                pooled.update(low=None, high=None, p=None,
+                              note=f"chosen among up to {optimistic[m]} configurations on the same seeds: "
+                                   "no valid pooled interval")
+            row["pooled"] = pooled
+            if pooled["p"] is not None:
+                pooled_raw.append((row, pooled["p"]))
+            if m not in optimistic:
+                diffs = [np.mean(list(p[0].values())) - np.mean(list(p[1].values())) for p in parts[m]]
+                signs = [1.0 if p[2] else -1.0 for p in parts[m]]
+                scaled = [s * d / (abs(np.mean(list(p[1].values()))) or 1.0) for s, d, p in zip(signs, diffs, parts[m])]
+                p_value, min_p = stats.wilcoxon(scaled)
+                row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(scaled)}
+                wilcoxon_raw.append((row, p_value))
         rows.append(row)
     for (row, _), adjusted in zip(wilcoxon_raw, stats.holm([p for _, p in wilcoxon_raw])):
         row["wilcoxon"]["p_holm"] = adjusted
-    if wilcoxon_raw and 2.0 / 2 ** len(task_names) * len(wilcoxon_raw) >= alpha:
+    for (row, _), adjusted in zip(pooled_raw, stats.holm([p for _, p in pooled_raw])):
+        row["pooled"]["p_holm"] = adjusted
+        row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
+            else "inconclusive"
+    if wilcoxon_raw and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_raw) >= alpha:
         notes.append(
             f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
-            f"{len(wilcoxon_raw)} methods (minimum p {min(1.0, 2.0 / 2 ** len(task_names) * len(wilcoxon_raw)):.3g})"
+            f"{len(wilcoxon_raw)} methods (minimum p "
+            f"{min(1.0, stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_raw)):.3g})"
         )
     rows.sort(key=lambda r: (r["mean_rank"] is None, r["mean_rank"] or 0,
                             -(r["iqm"]["value"] if r["iqm"] else -math.inf)))
-    return {"tasks": task_names, "complete_tasks": complete_tasks, "methods": rows, "ranked": rank_methods,
+    return {"tasks": task_names, "complete_tasks": complete_tasks, "methods": rows, "ranked": in_every,
             "friedman": friedman, "cd": cd, "notes": notes}
 
 
