@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
                      help="sweep a hyperparameter: one method per value")
     run.add_argument("--no-baseline", action="store_true", help="do not add the `none` baseline")
+    run.add_argument("--replicate", default="", metavar="NAME",
+                     help="salt every random stream of the selected methods with NAME: `--plugin none --replicate "
+                          "aa` runs `none@aa` beside `none`, an A/A check (part of the runs' identity)")
+    run.add_argument("--confirm", type=int, default=None, metavar="N",
+                     help="after the runs, run each tuned method's configuration chosen on validation, and the "
+                          "baseline's, on N fresh seeds; the report tests those alone (default: the matrix "
+                          "file's `confirm`, else 0)")
     run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -131,6 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true", help="skip the figures")
     _statistics_options(report)
 
+    plan = sub.add_parser("plan", help="seeds needed to detect an effect, from the noise of stored runs")
+    plan.add_argument("--results", default=None,
+                      help=f"results folder with pilot runs (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    plan.add_argument("--effect", required=True, metavar="VALUE",
+                      help="smallest difference worth detecting: absolute (0.01) or relative to the baseline (1%%)")
+    plan.add_argument("--methods", type=_positive_int, default=1, metavar="M",
+                      help="methods compared with the baseline per task (Holm over M; default 1)")
+    plan.add_argument("--configurations", type=_positive_int, default=1, metavar="K",
+                      help="configurations per method chosen on the same seeds (alpha / K; default 1; "
+                           "use 1 with --confirm)")
+    plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
+    plan.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
+    plan.add_argument("--baseline", default="none", help="method compared with (default none)")
+    plan.add_argument("--task", default=None, help="only this task")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+
+    excerpt = sub.add_parser("excerpt", help="rewrite the report excerpts between markers in Markdown files")
+    excerpt.add_argument("files", nargs="+", metavar="FILE", help="Markdown files with benchsuite:verdicts or "
+                                                                  "benchsuite:leaderboard blocks")
+    excerpt.add_argument("--reports", default="reports", help="reports folder (default ./reports)")
+    excerpt.add_argument("--check", action="store_true", help="change nothing; exit 1 when an excerpt is stale")
+
     board = sub.add_parser("leaderboard", help="print the cross-task leaderboard (for CI)")
     board.add_argument("--results", default=None)
     board.add_argument("--format", choices=("md", "html", "json"), default="md")
@@ -149,9 +178,11 @@ def _statistics_options(parser) -> None:
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
                              "(mse=2%%); defaults accuracy=0.005, mse=2%%")
-    parser.add_argument("--bootstrap", type=_positive_int, default=2000, metavar="N",
-                        help="bootstrap resamples for cross-task intervals (default 2000)")
-    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=_positive_int, default=2000,
+                        metavar="N", help="Monte Carlo draws for permutation tests too large to enumerate "
+                                          "(default 2000; Friedman uses at least 1000)")
+    parser.add_argument("--resample-seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
+                        help="seed of those draws (default 0)")
     parser.add_argument("--references", action="append", default=None, metavar="DIR",
                         help="folder of paper reference numbers (*.paper.toml; default tasks/matrices)")
 
@@ -206,12 +237,21 @@ def cmd_run(args) -> int:
                                         ("--grid", args.grid), ("--seed", args.seed)) if value]
         if given:
             raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
+        if args.replicate:
+            raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
         specs = matrix.load_matrix(args.matrix, available, args.tasks_dir, args.epochs, args.subset, args.seeds)
+        if args.confirm is None:
+            args.confirm = matrix.matrix_confirm(args.matrix)
     else:
         methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
         tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
         seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
-        specs = matrix.expand(tasks, methods, seeds, available)
+        if args.replicate:
+            specs = matrix.with_replicate(tasks, methods, seeds, available, args.replicate)
+        else:
+            specs = matrix.expand(tasks, methods, seeds, available)
+    if args.confirm is not None and args.confirm < 0:
+        raise UsageError(f"--confirm must be >= 0, got {args.confirm}")
     if args.precision:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(precision=args.precision)) for s in specs]
     if replicas > 1:
@@ -240,12 +280,26 @@ def cmd_run(args) -> int:
                      + (f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
                         if len(known) < len(pending) else ""))
         print(line)
+        if args.confirm:
+            print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
+                  "baseline's (chosen on validation once these runs are done)")
         return 0
 
     if args.executor != "inline":
         return _submit(args, specs, store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs)
+    if args.confirm:
+        from benchsuite.confirm import confirmation_specs
+
+        extra = confirmation_specs(specs, store, args.confirm)
+        print(f"confirmation: {len(extra)} runs on {args.confirm} fresh seed(s) for the tuned methods' chosen "
+              "configurations and the baseline")
+        confirmed = run_all(extra, store, device=args.device, available=available, progress=not args.quiet,
+                            options=options, jobs=args.jobs)
+        outcome.executed += confirmed.executed
+        outcome.skipped += confirmed.skipped
+        specs = specs + extra
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
@@ -498,7 +552,55 @@ def cmd_leaderboard(args) -> int:
     return 1 if worse and args.fail_on_regression else 0
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
+def cmd_plan(args) -> int:
+    import polars as pl
+
+    from benchsuite import stats
+    from benchsuite.plan import plan, plan_lines
+    from benchsuite.store import Store
+
+    try:
+        effect = stats.Margin.parse(args.effect)
+    except ValueError as exc:
+        raise UsageError(f"--effect: {exc}") from None
+    if effect.value == 0:
+        raise UsageError("--effect must be larger than 0")
+    if not 0 < args.power < 1:
+        raise UsageError(f"--power must be in (0, 1), got {args.power}")
+    table = Store(_results_dir(args)).table()
+    if args.task:
+        table = table.filter(pl.col("task") == args.task)
+    if table.is_empty():
+        raise UsageError(f"no stored runs in {_results_dir(args)}"
+                         + (f" for task {args.task!r}" if args.task else "")
+                         + ": run a pilot first, e.g. `benchsuite run --plugin none --task T --seeds 5`")
+    rows = plan(table, effect, methods=args.methods, configurations=args.configurations, power=args.power,
+                alpha=args.alpha, baseline=args.baseline)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print("\n".join(plan_lines(rows, effect, args.methods, args.configurations)))
+    return 0
+
+
+def cmd_excerpt(args) -> int:
+    from benchsuite.excerpts import update_files
+
+    paths = [Path(f) for f in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    try:
+        stale = update_files(paths, Path(args.reports), check=args.check)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for path in stale:
+        print(f"{'stale' if args.check else 'updated'}: {path}")
+    return 1 if stale and args.check else 0
+
+
+COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt,
+            "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
             "leaderboard": cmd_leaderboard, "collect": cmd_collect}
 
 

@@ -117,6 +117,9 @@ class RunSpec:
     method: Method
     seed: int
     plugin_versions: tuple[tuple[str, str], ...]
+    # A replicate salts every random stream: the same method and seed, run again with
+    # nothing random in common (A/A checks: `none` against `none@aa`). Empty: no salt.
+    replicate: str = ""
 
     @property
     def run_id(self) -> str:
@@ -126,16 +129,27 @@ class RunSpec:
             "seed": self.seed,
             "plugin_versions": dict(self.plugin_versions),
         }
+        if self.replicate:  # absent otherwise, so unsalted runs keep their ids
+            identity["replicate"] = self.replicate
         blob = json.dumps(identity, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None) -> RunSpec:
+def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None, replicate: str = "") -> RunSpec:
     available = available if available is not None else plugin_registry.discover()
     infos = plugin_registry.resolve(method.names, available)
     versions = {info.name: info.version for info in infos}
     versions["benchsuite"] = benchsuite.__version__  # the defaults and the engine itself
-    return RunSpec(task, method, seed, tuple(sorted(versions.items())))
+    return RunSpec(task, method, seed, tuple(sorted(versions.items())), check_replicate(replicate))
+
+
+def check_replicate(name: str) -> str:
+    """A replicate name: letters, digits, ``_``, ``.``, ``-``; at most 40 characters."""
+    import re
+
+    if name and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
+        raise ValueError(f"replicate {name!r}: use 1-40 letters, digits, '_', '.' or '-'")
+    return name
 
 
 class Run:
@@ -237,10 +251,15 @@ class Diverged(Exception):
         self.where, self.epoch, self.step = where, epoch, step
 
 
-def seed_streams(seed: int) -> dict[str, int]:
-    """Independent seeds for the run's random streams, derived from its seed alone, so a
-    plugin drawing random numbers never shifts the data order or the initialization."""
-    children = np.random.SeedSequence(seed).spawn(5)
+def seed_streams(seed: int, replicate: str = "") -> dict[str, int]:
+    """Independent seeds for the run's random streams, derived from its seed alone (and
+    its replicate salt, when it has one), so a plugin drawing random numbers never shifts
+    the data order or the initialization."""
+    entropy = seed
+    if replicate:
+        digest = hashlib.sha256(replicate.encode()).digest()
+        entropy = [seed] + [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    children = np.random.SeedSequence(entropy).spawn(5)
     names = ("init", "data", "plugin", "forward", "augment")
     return {name: int(child.generate_state(1, dtype=np.uint64)[0] >> 1) for name, child in zip(names, children)}
 
@@ -428,6 +447,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         "plugins": method.names,
         "hyperparameters": method.hyperparameters,
         "seed": seed,
+        "replicate": spec.replicate,
         "plugin_versions": dict(spec.plugin_versions),
         "environment": environment(dev),
         "status": None,
@@ -447,7 +467,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         )
         hooks = Hooks(pm)
         method_plugins = {name: plugin for name, plugin in pm.list_name_plugin() if name in method.names}
-        streams = seed_streams(seed)
+        streams = seed_streams(seed, spec.replicate)
         resumed = load_checkpoint(options.checkpoint, spec.run_id)
 
         # data: in memory on the run's device where it fits; --subset keeps the first N

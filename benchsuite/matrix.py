@@ -101,6 +101,17 @@ def parse_methods(
     return methods
 
 
+def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate: str) -> list[RunSpec]:
+    """The runs of ``methods`` under the replicate salt, interleaved with the unsalted
+    baseline they are compared with (when ``methods`` holds the baseline): ``--plugin none
+    --replicate aa`` gives `none` and `none@aa` on every task and seed, an A/A check."""
+    salted = expand(tasks, methods, seeds, available, replicate)
+    if not any(m.name == BASELINE for m in methods):
+        return salted
+    plain = expand(tasks, [m for m in methods if m.name == BASELINE], seeds, available)
+    return plain + salted
+
+
 def parse_seeds(count: int | None, explicit: Iterable[int] | None) -> list[int]:
     if explicit:
         seeds = list(dict.fromkeys(explicit))
@@ -112,19 +123,35 @@ def parse_seeds(count: int | None, explicit: Iterable[int] | None) -> list[int]:
     return list(range(count))
 
 
-def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence[int], available) -> list[RunSpec]:
+def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence[int], available,
+           replicate: str = "") -> list[RunSpec]:
     """Every (task, method, seed), task-major then seed then method, so an interrupted
-    matrix has complete seed pairs for as many tasks as possible."""
-    return [
-        make_run_spec(task, method, seed, available)
-        for task in tasks
-        for seed in seeds
-        for method in methods
-    ]
+    matrix has complete seed pairs for as many tasks as possible. ``replicate`` salts every
+    run's random streams (see :func:`with_replicate`)."""
+    try:
+        return [
+            make_run_spec(task, method, seed, available, replicate)
+            for task in tasks
+            for seed in seeds
+            for method in methods
+        ]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
-MATRIX_KEYS = {"description", "paper", "seeds", "runs"}
-GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train"}
+MATRIX_KEYS = {"description", "paper", "seeds", "runs", "confirm"}
+GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate"}
+
+
+def matrix_confirm(path: str) -> int:
+    """The matrix file's ``confirm`` value: confirmation seeds per tuned method (0: none)."""
+    import tomllib
+    from pathlib import Path
+
+    value = tomllib.loads(Path(path).read_text()).get("confirm", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{path}: 'confirm' must be a non-negative integer (confirmation seeds), got {value!r}")
+    return value
 
 
 def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None) -> list[RunSpec]:
@@ -132,9 +159,11 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
 
     A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
     ``[[runs]]`` table per group, each like one command line (``tasks``, ``plugins``,
-    ``set``, ``grid``, optional ``seeds``, ``baseline`` and ``train``: overrides of the
-    tasks' ``[train]`` values, where a list is a grid axis, e.g.
-    ``train = {optimizer = "adam", lr = [1e-3, 1e-4]}``). Every task must exist;
+    ``set``, ``grid``, optional ``seeds``, ``baseline``, ``replicate`` (a salt for an A/A
+    replicate, see ``--replicate``) and ``train``: overrides of the tasks' ``[train]``
+    values, where a list is a grid axis, e.g. ``train = {optimizer = "adam", lr = [1e-3,
+    1e-4]}``). A top-level ``confirm = N`` runs N confirmation seeds for each tuned
+    method's chosen configuration (see ``--confirm``). Every task must exist;
     a task the catalog does not provide yet is reported as not available, before
     anything runs.
     """
@@ -186,7 +215,14 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             for t in group["tasks"]
             for values in itertools.product(*axes.values())
         ]
-        for spec in expand(tasks, methods, parse_seeds(count, None), available):
+        replicate = group.get("replicate", "")
+        if not isinstance(replicate, str):
+            raise UsageError(f"{where}: 'replicate' must be a name (text)")
+        if replicate:
+            group_specs = with_replicate(tasks, methods, parse_seeds(count, None), available, replicate)
+        else:
+            group_specs = expand(tasks, methods, parse_seeds(count, None), available)
+        for spec in group_specs:
             if spec.run_id not in seen:
                 seen.add(spec.run_id)
                 specs.append(spec)

@@ -81,13 +81,15 @@ def _row(record: dict) -> dict:
     metrics = record.get("metrics") or {}
     timings = record.get("timings") or {}
     steps = timings.get("steps") or 0
+    # a replicate is reported as a method of its own: `none@aa` beside `none`
+    salt = f"@{record['replicate']}" if record.get("replicate") else ""
     return {
         "run_id": record["run_id"],
         "task": record["task"],
         "task_spec": json.dumps(spec, sort_keys=True),
-        "method": record["method"],
-        "method_label": record["method_label"],
-        "method_full_label": record.get("method_full_label", record["method_label"]),
+        "method": record["method"] + salt,
+        "method_label": record["method_label"] + salt,
+        "method_full_label": record.get("method_full_label", record["method_label"]) + salt,
         "hyperparameters": json.dumps(record.get("hyperparameters", {}), sort_keys=True),
         "seed": record["seed"],
         "status": record["status"],

@@ -1,0 +1,192 @@
+"""Verdicts users can trust: edge cases of the analysis, selection among configurations,
+confirmation seeds, A/A replicates and seed planning."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchsuite import engine, stats
+from benchsuite.cli import main
+from benchsuite.plan import plan, power_paired, seeds_for_power
+from benchsuite.report import analyze, parse_margins
+from benchsuite.store import Store, runs_table
+from benchsuite.testing import synthetic_record
+
+FAST = ["--task", "digits-mlp", "--epochs", "1", "--subset", "200", "--quiet"]
+
+
+def _pair(task, seeds, base=0.9, shift=0.02, rng=None, method="l2", hp=None):
+    rng = rng or np.random.default_rng(0)
+    records = []
+    for s in seeds:
+        b = base + rng.normal(0, 0.01)
+        records.append(synthetic_record(task, "none", s, b))
+        records.append(synthetic_record(task, method, s, b + shift + rng.normal(0, 0.002),
+                                        hyperparameters=hp or {method: {"lam": 0.1}}))
+    return records
+
+
+def test_a_nan_baseline_run_is_named_and_the_other_pairs_kept():
+    records = _pair("t", range(6))
+    records[0] = synthetic_record("t", "none", 0, float("nan"))  # finished, but its test value is NaN
+    task = analyze(runs_table(records))["tasks"][0]
+    assert task["baseline"] == "none" and len(task["comparisons"]) == 1
+    comp = task["comparisons"][0]
+    assert comp["paired"] and comp["n_pairs"] == 5 and comp["verdict"] == "better"
+    assert any("seed 0" in n and "nan" in n and "counted as diverged" in n for n in task["notes"])
+    assert next(c for c in task["configs"] if c["method"] == "none")["diverged"] == 1
+
+
+def test_an_infinite_method_run_is_named():
+    records = _pair("t", range(5))
+    records[3] = synthetic_record("t", "l2", 1, float("inf"), hyperparameters={"l2": {"lam": 0.1}})
+    task = analyze(runs_table(records))["tasks"][0]
+    assert any("seed 1" in n and "inf" in n for n in task["notes"])
+    assert task["comparisons"][0]["n_pairs"] == 4
+
+
+def test_identical_means_share_a_rank():
+    rng = np.random.default_rng(1)
+    records = []
+    for task in ("a", "b", "c"):
+        for s in range(4):
+            b = 0.9 + rng.normal(0, 0.01)
+            value = b + 0.01 + rng.normal(0, 0.003)
+            records.append(synthetic_record(task, "none", s, b))
+            for m in ("l1", "l2"):  # bit-identical values
+                records.append(synthetic_record(task, m, s, value, hyperparameters={m: {"lam": 0.1}}))
+    overall = analyze(runs_table(records))["overall"]
+    ranks = {r["method"]: r["mean_rank"] for r in overall["methods"]}
+    assert ranks["l1"] == ranks["l2"] == 1.5 and ranks["none"] == 3
+
+
+def _tuned(seeds, confirm=(), k=3, rng=None):
+    """l2 over k strengths on ``seeds``; the one best on validation (lam=1) also on ``confirm``."""
+    rng = rng or np.random.default_rng(2)
+    records = []
+    for s in list(seeds) + list(confirm):
+        b = 0.9 + rng.normal(0, 0.01)
+        records.append(synthetic_record("t", "none", s, b, val=b))
+        for lam in range(k) if s in seeds else [1]:
+            v = b + 0.02 + rng.normal(0, 0.002)
+            records.append(synthetic_record("t", "l2", s, v, val=v + (0.05 if lam == 1 else 0),
+                                            hyperparameters={"l2": {"lam": float(lam)}}))
+    return records
+
+
+def test_best_of_k_on_the_same_seeds_is_tested_at_alpha_over_k():
+    comp = analyze(runs_table(_tuned(range(5))))["tasks"][0]["comparisons"][0]
+    assert comp["display"] == "l2(lam=1)" and comp["selected_among"] == 3 and comp["configs_tried"] == 3
+    assert comp["p"] == pytest.approx(min(1.0, 3 * comp["p_raw"]))
+    assert "p × 3" in comp["procedure"]
+
+
+def test_confirmation_seeds_are_tested_alone():
+    analysis = analyze(runs_table(_tuned(range(5), confirm=range(5, 9))))
+    task = analysis["tasks"][0]
+    comp = task["comparisons"][0]
+    assert comp["display"] == "l2(lam=1)" and comp["selected_among"] == 1
+    assert comp["seeds_method"] == [5, 6, 7, 8] and comp["seeds_baseline"] == [5, 6, 7, 8]
+    assert "fresh seeds 5-8" in comp["procedure"]
+    chosen = next(c for c in task["configs"] if c["selected"] and c["method"] == "l2")
+    assert chosen["tuning_seeds"] == [0, 1, 2, 3, 4]
+
+
+def test_confirmation_seeds_never_change_the_choice():
+    records = _tuned(range(5))
+    # terrible validation values on extra seeds of the chosen configuration only
+    records += [synthetic_record("t", "l2", s, 0.5, val=0.0, hyperparameters={"l2": {"lam": 1.0}}) for s in (5, 6)]
+    records += [synthetic_record("t", "none", s, 0.9) for s in (5, 6)]
+    task = analyze(runs_table(records))["tasks"][0]
+    assert task["comparisons"][0]["display"] == "l2(lam=1)"
+
+
+def test_a_method_tuned_on_the_test_seeds_gets_no_pooled_interval():
+    records = _tuned(range(5))
+    rng = np.random.default_rng(5)
+    for s in range(5):
+        records.append(synthetic_record("t", "wd", s, 0.9 + rng.normal(0, 0.01), hyperparameters={"wd": {"lam": 1.0}}))
+    overall = analyze(runs_table(records))["overall"]
+    rows = {r["method"]: r for r in overall["methods"]}
+    assert rows["l2"]["pooled"]["low"] is None and "no valid pooled interval" in rows["l2"]["pooled"]["note"]
+    assert rows["wd"]["pooled"]["low"] is not None and rows["wd"]["pooled"]["p_holm"] is not None
+    assert any("optimistic" in n and "l2" in n for n in overall["notes"])
+
+
+def test_replicate_salts_every_stream_and_the_identity_only_when_set(tiny_task):
+    method = engine.Method.of(("none", {}))
+    plain = engine.make_run_spec(tiny_task, method, 0)
+    salted = engine.make_run_spec(tiny_task, method, 0, replicate="aa")
+    assert plain.run_id != salted.run_id
+    assert engine.make_run_spec(tiny_task, method, 0, replicate="").run_id == plain.run_id
+    a, b = engine.seed_streams(0), engine.seed_streams(0, "aa")
+    assert a == engine.seed_streams(0, "") and all(a[k] != b[k] for k in a)
+    with pytest.raises(ValueError, match="replicate"):
+        engine.make_run_spec(tiny_task, method, 0, replicate="no spaces")
+
+
+def test_aa_check_from_the_command_line(tmp_path, capsys):
+    results = tmp_path / "res"
+    assert main(["run", "-p", "none", "--replicate", "aa", "--seeds", "3", *FAST, "--results", str(results)]) == 0
+    table = Store(results).table()
+    assert sorted(set(table["method"])) == ["none", "none@aa"]
+    by_method = {m: table.filter(table["method"] == m).sort("seed")["test_loss"].to_list() for m in ("none", "none@aa")}
+    assert by_method["none"] != by_method["none@aa"]  # nothing random in common
+    out = ["--out", str(tmp_path / "rep"), "--name", "aa", "--no-plots"]
+    assert main(["report", "--results", str(results), *out]) == 0
+    text = (tmp_path / "rep" / "aa" / "index.md").read_text()
+    assert "A/A check: `none@aa`" in text and "false positive" in text
+    assert main(["run", "-p", "none", "--replicate", "a b", *FAST, "--results", str(results)]) == 2
+
+
+def test_confirm_runs_the_chosen_configuration_on_fresh_seeds(tmp_path, capsys):
+    results = tmp_path / "res"
+    argv = ["run", "-p", "l2", "--grid", "l2.lam=1e-5,1e-2", "--seeds", "2", "--confirm", "2", *FAST,
+            "--results", str(results)]
+    assert main(argv) == 0
+    assert "confirmation: 4 runs on 2 fresh seed(s)" in capsys.readouterr().out
+    table = Store(results).table()
+    fresh = table.filter(table["seed"] >= 2)
+    assert fresh.height == 4 and sorted(set(fresh["method"])) == ["l2", "none"]
+    assert fresh.filter(fresh["method"] == "l2")["method_label"].n_unique() == 1
+    comp = analyze(table)["tasks"][0]["comparisons"][0]
+    assert comp["selected_among"] == 1 and "fresh seeds 2,3" in comp["procedure"]
+    assert main(argv) == 0 and "0 runs executed, 10 already done" in capsys.readouterr().out  # resumable
+
+
+def test_plan_reaches_its_power_in_simulation():
+    rng = np.random.default_rng(3)
+    records = []
+    for s in range(8):
+        b = 0.9 + rng.normal(0, 0.01)
+        records.append(synthetic_record("t", "none", s, b))
+        records.append(synthetic_record("t", "l2", s, b + rng.normal(0, 0.004), hyperparameters={"l2": {"lam": 1}}))
+    row = plan(runs_table(records), stats.Margin.parse("0.005"), methods=3, power=0.8)[0]
+    assert row["sd_source"].startswith("paired differences") and row["level"] == pytest.approx(0.05 / 3)
+    n = row["seeds_needed"]
+    assert power_paired(n, 0.005, row["sd"], row["level"]) >= 0.8 > power_paired(n - 1, 0.005, row["sd"], row["level"])
+    assert row["seeds_needed_conservative"] >= n
+    # simulate the paired t-test at that n with the estimated noise: the power holds
+    sims = rng.normal(0.005, row["sd"], size=(4000, n))
+    p = [stats.paired_t(d)[0] for d in sims[:1500]]
+    assert np.mean(np.array(p) < row["level"]) == pytest.approx(0.8, abs=0.05)
+    assert seeds_for_power(0.0, 1.0, 0.05, 0.8) is None
+
+
+def test_plan_command(tmp_path, capsys):
+    store = Store(tmp_path / "res")
+    for r in _pair("t", range(5)):
+        store.put(r)
+    assert main(["plan", "--results", str(tmp_path / "res"), "--effect", "1%", "--methods", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["task"] == "t" and rows[0]["seeds_needed"] >= 2 and math.isclose(rows[0]["level"], 0.025)
+    assert main(["plan", "--results", str(tmp_path / "res"), "--effect", "0.01"]) == 0
+    assert "seeds needed" in capsys.readouterr().out
+    assert main(["plan", "--results", str(tmp_path / "empty"), "--effect", "1%"]) == 2
+    assert main(["plan", "--results", str(tmp_path / "res"), "--effect", "abc"]) == 2
+
+
+def test_margins_still_parse():
+    assert parse_margins(["accuracy=0"])["accuracy"].value == 0
