@@ -1,0 +1,201 @@
+"""A/A and power simulations through the real analysis path.
+
+Each simulated experiment is a results table of synthetic records (as
+:func:`benchsuite.testing.synthetic_record` writes them) analyzed by
+:func:`benchsuite.report.analyze` exactly as ``benchsuite report`` would. A *design* fixes
+the number of seeds, methods, tasks, the noise distribution, and K, the configurations each
+method is tuned over on validation (tested on the same seeds, or confirmed on fresh ones).
+
+The model of one run: ``test = mu + shift + seed_effect + run_noise`` and ``val = mu +
+shift + seed_effect_val + rho * run_noise + sqrt(1 - rho**2) * other_noise``: the seed
+effect is shared by every method and configuration run with that seed (what pairing
+removes), and the validation value shares ``rho`` of the run's own noise with its test
+value (what makes selection on validation optimistic on test). Noise is normal or
+Student-t with 3 degrees of freedom scaled to the same standard deviation (heavy tails).
+
+Measured per design: the family-wise false-positive rate of the per-task verdicts (any
+better/worse among the m methods of one task; Holm's family), the coverage of every
+printed per-task interval and of the pooled interval, the false-positive rate of the
+pooled verdict (Holm over methods) and of Friedman's test, and, with a shift, the power.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MU = 0.9
+SEED_SD = 0.01
+RUN_SD = 0.005
+
+
+@dataclass(frozen=True)
+class Design:
+    seeds: int = 5
+    methods: int = 1
+    tasks: int = 1
+    noise: str = "normal"  # or "t3"
+    configurations: int = 1
+    confirm: int = 0  # fresh seeds for the chosen configurations (0: tested on the tuning seeds)
+    rho: float = 0.9  # correlation of a run's validation noise with its test noise
+    shift: float = 0.0  # true improvement of the first method (0: A/A)
+
+    def label(self) -> str:
+        procedure = "" if self.configurations == 1 else (f", confirm {self.confirm}" if self.confirm else
+                                                         ", same seeds")
+        return (f"n={self.seeds} m={self.methods} tasks={self.tasks} {self.noise} K={self.configurations}"
+                f"{procedure}" + (f" shift={self.shift:g}" if self.shift else ""))
+
+
+def _noise(rng, kind: str, size) -> np.ndarray:
+    if kind == "normal":
+        return rng.normal(size=size)
+    if kind == "t3":
+        return rng.standard_t(3, size=size) / math.sqrt(3.0)  # unit variance
+    raise ValueError(f"noise {kind!r}: use normal or t3")
+
+
+def experiment_records(design: Design, rng) -> list[dict]:
+    """One simulated experiment's records (finished runs of every task, method,
+    configuration and seed, plus confirmation runs where the design asks)."""
+    from benchsuite.testing import synthetic_record
+
+    records = []
+    seeds = list(range(design.seeds))
+    for t in range(design.tasks):
+        task = f"task{t:02d}"
+        seed_test = SEED_SD * _noise(rng, design.noise, design.seeds + design.confirm)
+        seed_val = SEED_SD * _noise(rng, design.noise, design.seeds + design.confirm)
+
+        def run(seed, shift, seed_test=seed_test, seed_val=seed_val):
+            own = RUN_SD * _noise(rng, design.noise, 2)
+            test = MU + shift + seed_test[seed] + own[0]
+            val = MU + shift + seed_val[seed] + design.rho * own[0] + math.sqrt(1 - design.rho**2) * own[1]
+            return float(test), float(val)
+
+        for s in seeds:
+            test, val = run(s, 0.0)
+            records.append(synthetic_record(task, "none", s, test, val=val))
+        for m in range(design.methods):
+            name = f"m{m + 1}"
+            shift = design.shift if m == 0 else 0.0
+            vals = {}
+            for k in range(design.configurations):
+                hp = {name: {"lam": float(k + 1)}}
+                for s in seeds:
+                    test, val = run(s, shift)
+                    vals.setdefault(k, []).append(val)
+                    records.append(synthetic_record(task, name, s, test, val=val, hyperparameters=hp))
+            if design.confirm and design.configurations > 1:
+                chosen = max(vals, key=lambda k: np.mean(vals[k]))
+                hp = {name: {"lam": float(chosen + 1)}}
+                for s in range(design.seeds, design.seeds + design.confirm):
+                    test, val = run(s, shift)
+                    records.append(synthetic_record(task, name, s, test, val=val, hyperparameters=hp))
+        if design.confirm and design.configurations > 1:
+            for s in range(design.seeds, design.seeds + design.confirm):
+                test, val = run(s, 0.0)
+                records.append(synthetic_record(task, "none", s, test, val=val))
+    return records
+
+
+def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Rates over ``experiments`` simulated experiments of ``design`` (see the module)."""
+    from benchsuite.report import analyze, parse_margins
+    from benchsuite.store import runs_table
+
+    rng = np.random.default_rng(seed)
+    margins = parse_margins(["accuracy=0"])  # no equivalence verdicts: measure the test itself
+    families = family_errors = 0
+    comparisons = false_verdicts = found = first_method = 0
+    intervals = covered = 0
+    pooled_shown = pooled_covered = pooled_families = pooled_errors = 0
+    friedman_runs = friedman_errors = 0
+    for _ in range(experiments):
+        analysis = analyze(runs_table(experiment_records(design, rng)), margins=margins, alpha=alpha, resamples=200)
+        for task in analysis["tasks"]:
+            families += 1
+            wrong = False
+            for comp in task["comparisons"]:
+                truth = design.shift if comp["method"] == "m1" else 0.0
+                comparisons += 1
+                claimed = comp["verdict"] in ("better", "worse")
+                if truth == 0 and claimed:
+                    false_verdicts += 1
+                    wrong = True
+                if truth != 0:
+                    first_method += 1
+                    found += comp["verdict"] == ("better" if truth > 0 else "worse")
+                    wrong |= comp["verdict"] == ("worse" if truth > 0 else "better")
+                if comp["ci_low"] is not None and comp["ci_high"] is not None:
+                    intervals += 1
+                    covered += comp["ci_low"] <= truth <= comp["ci_high"]
+            family_errors += wrong
+        overall = analysis["overall"] or {}
+        pooled_families += 1
+        pooled_wrong = False
+        for row in overall.get("methods", []):
+            pooled = row.get("pooled")
+            if not pooled or pooled.get("value") is None:
+                continue
+            truth = design.shift / MU if row["method"] == "m1" else 0.0
+            if pooled.get("low") is not None:
+                pooled_shown += 1
+                pooled_covered += pooled["low"] <= truth <= pooled["high"]
+            verdict = pooled.get("verdict")
+            if verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0)):
+                pooled_wrong = True
+        pooled_errors += pooled_wrong
+        fr = overall.get("friedman") or {}
+        if "p_perm" in fr and design.shift == 0:
+            friedman_runs += 1
+            friedman_errors += fr["p_perm"] < alpha
+    rate = lambda hits, total: hits / total if total else None  # noqa: E731
+    return {
+        "design": asdict(design), "label": design.label(), "experiments": experiments,
+        "fwer": rate(family_errors, families), "families": families,
+        "fpr_per_comparison": rate(false_verdicts, comparisons - first_method),
+        "coverage": rate(covered, intervals), "intervals": intervals,
+        "pooled_coverage": rate(pooled_covered, pooled_shown), "pooled_intervals": pooled_shown,
+        "pooled_fwer": rate(pooled_errors, pooled_families),
+        "friedman_fpr": rate(friedman_errors, friedman_runs), "friedman_tests": friedman_runs,
+        "power": rate(found, first_method) if design.shift else None,
+    }
+
+
+def standard_error(rate: float, n: int) -> float:
+    return math.sqrt(max(rate * (1 - rate), 1e-12) / max(n, 1))
+
+
+def meets_targets(result: dict, alpha: float = 0.05, confidence: float = 0.95) -> list[str]:
+    """The targets a result misses: family-wise false-positive rates <= alpha + 2 SE and
+    coverages >= confidence - 2 SE (SE of the nominal rate at the result's counts)."""
+    misses = []
+    for key, count in (("fwer", "families"), ("pooled_fwer", "experiments"), ("friedman_fpr", "friedman_tests")):
+        value = result.get(key)
+        if value is not None and result["design"]["shift"] == 0:
+            bound = alpha + 2 * standard_error(alpha, result[count])
+            if value > bound:
+                misses.append(f"{key} {value:.3f} > {bound:.3f}")
+    for key, count in (("coverage", "intervals"), ("pooled_coverage", "pooled_intervals")):
+        value = result.get(key)
+        if value is not None:
+            bound = confidence - 2 * standard_error(1 - confidence, result[count])
+            if value < bound:
+                misses.append(f"{key} {value:.3f} < {bound:.3f}")
+    return misses
+
+
+def grid(seeds=(3, 5, 10), methods=(1, 5), tasks=(1, 4, 10), noises=("normal", "t3"),
+         configurations=(1, 4, 12)) -> list[Design]:
+    """Every design of the calibration table; K > 1 both on the same seeds and confirmed
+    on as many fresh seeds as tuning seeds."""
+    designs = []
+    for n, m, t, noise, k in itertools.product(seeds, methods, tasks, noises, configurations):
+        designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k))
+        if k > 1:
+            designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k, confirm=n))
+    return designs

@@ -1,0 +1,96 @@
+"""Calibration of the report's verdicts and intervals: A/A and power simulations through
+the real analysis path (benchsuite.report.analyze on synthetic records).
+
+    python tests/perf/calibration.py                 # the whole table (hours on 2 cores)
+    python tests/perf/calibration.py --budget 60000 --most 200   # the committed table
+
+Designs: n = 3, 5, 10 seeds; m = 1, 5 methods; 1, 4, 10 tasks; normal and heavy-tailed
+(Student-t, 3 df) noise; K = 1, 4, 12 configurations tuned on validation (rho = 0.9 between a
+run's validation and test noise), K > 1 both tested on the tuning seeds and confirmed on n
+fresh seeds. Columns (A/A: every method equals the baseline):
+
+- FWER: share of task families (the m methods of one task, Holm's family) with any false
+  better/worse verdict; target <= 0.05 + 2 SE.
+- coverage: share of printed per-task 95% intervals that contain the true difference (0);
+  target >= 0.95 - 2 SE.
+- pooled coverage / pooled FWER: the leaderboard's pooled score interval and verdict (Holm
+  over methods); a method tuned on the test seeds gets none ("-").
+- Friedman: share of experiments where the permutation Friedman test rejects at 0.05.
+- power: the same designs with a true +0.01 shift of one method (noise: seed sd 0.01 shared,
+  run sd 0.005): share of its per-task verdicts that say better.
+
+Each design's experiment count is shown; SE is that of the nominal rate at the count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import sys
+import time
+from dataclasses import replace
+
+from benchsuite.calibration import Design, grid, meets_targets, simulate
+
+
+def experiments_for(design: Design, budget: int, most: int) -> int:
+    units = design.tasks * (1 + design.methods * design.configurations) * (design.seeds + design.confirm)
+    return max(30, min(most, budget // units))
+
+
+def _one(job):
+    design, experiments, seed = job
+    started = time.perf_counter()
+    result = simulate(design, experiments, seed=seed)
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", type=int, default=400_000,
+                        help="simulated runs per design (experiments = budget / runs per experiment)")
+    parser.add_argument("--most", type=int, default=400, help="at most this many experiments per design")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-power", action="store_true", help="skip the power rows")
+    args = parser.parse_args(argv)
+    designs = grid()
+    jobs = [(d, experiments_for(d, args.budget, args.most), args.seed + i) for i, d in enumerate(designs)]
+    if not args.no_power:
+        powered = [replace(d, shift=0.01) for d in designs if d.methods == 1 and d.tasks == 1]
+        jobs += [(d, experiments_for(d, args.budget // 4, args.most // 4), args.seed + 1000 + i)
+                 for i, d in enumerate(powered)]
+    started = time.perf_counter()
+    print(f"calibration: {len(designs)} A/A designs, {len(jobs) - len(designs)} power designs; "
+          f"python tests/perf/calibration.py --budget {args.budget} --most {args.most} --seed {args.seed} "
+          f"on {platform.machine()} with {args.jobs} processes")
+    print()
+    print("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | Friedman | power | targets |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
+    misses = 0
+    results = []
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for r in pool.imap(_one, jobs, chunksize=1):
+            results.append(r)
+            missed = meets_targets(r)
+            misses += bool(missed)
+            aa = not r["design"]["shift"]
+            print(f"| {r['label']} | {r['experiments']} | {_cell(r['fwer'] if aa else None)} | "
+                  f"{_cell(r['coverage'])} | {_cell(r['pooled_coverage'])} | "
+                  f"{_cell(r['pooled_fwer'] if aa else None)} | {_cell(r['friedman_fpr'])} | "
+                  f"{_cell(r['power'])} | {'; '.join(missed) or 'met'} |", flush=True)
+    print()
+    print(f"{time.perf_counter() - started:.0f} s")
+    print()
+    print(f"{len(results) - misses} of {len(results)} designs meet every target")
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
