@@ -54,7 +54,9 @@ class PartialRegularization(Plugin):
 
     name = "partialreg"
     citation = "E Zhenqian, Gao Weiguo. An improving framework of regularization for network compression."
-    report_metrics = ("neurons_l*", "sparsity_l*", "sparsity")
+    # Tables 2-6: neurons, sparsity, and the final model's training loss and metric
+    report_metrics = ("neurons_l*", "sparsity_l*", "sparsity", "final_train_loss", "final_train_accuracy",
+                      "final_train_mse")
     hyperparameters = (
         Hyperparameter("variant", str, "igl", choices=VARIANTS,
                        help="gl, sgl (eqs. 2-3) or partial igl, isgl (eqs. 6-7)"),

@@ -246,5 +246,7 @@ def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| method |"))
     assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity per layer" in header
     assert "| partialreg.sparsity |" in header
+    assert "partialreg.final_train_loss" in header and "partialreg.final_train_accuracy" in header
+    assert "final_train_mse" not in header  # a classification task has no training mse
     row = next(line for line in text.splitlines() if line.startswith("| `partialreg(variant=gl)`"))
     assert "[8, " in row  # neurons per layer, input layer first
