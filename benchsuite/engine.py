@@ -163,7 +163,9 @@ class Run:
     ``log(name, value)`` records a scalar; the mean per epoch lands in the curves.
     ``evaluate(model, split="val")`` returns the task loss and metric of any model on the
     ``train``, ``val`` or ``test`` split (eval mode, no grad), e.g. for a diagnostic that
-    scores modified copies of the model.
+    scores modified copies of the model. ``train_batches()`` yields one epoch of training
+    batches ``(inputs, targets)`` in a fresh order (the task's batch size and augmentation),
+    for a plugin that trains a changed model further in ``finalize``.
     """
 
     def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
@@ -180,6 +182,7 @@ class Run:
         self.rng = torch.Generator(device=device).manual_seed(plugin_seed)
         self._logged: dict[str, list[float]] = {}
         self.evaluate: Callable = _no_data
+        self.train_batches: Callable = _no_data
 
     def log(self, name: str, value) -> None:
         self._logged.setdefault(name, []).append(float(value))
@@ -190,8 +193,8 @@ class Run:
         return means
 
 
-def _no_data(model, split="val"):
-    raise RuntimeError("run.evaluate is available once the run's data is loaded")
+def _no_data(*args, **kwargs):
+    raise RuntimeError("run.evaluate and run.train_batches are available once the run's data is loaded")
 
 
 class Hooks:
@@ -525,6 +528,12 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         augment_rng = torch.Generator(device="cpu").manual_seed(streams["augment"])
         best_value, best_epoch, best_state = None, 0, None
         n_train = len(train)
+
+        def train_batches():  # the data streams are free once the training loop is over
+            order = torch.randperm(n_train, generator=data_order)
+            return train.batches(order, task.train.batch_size, dev, task.data.augment, augment_rng)
+
+        run.train_batches = train_batches
         first_epoch = 1
 
         # resume: every state a later epoch depends on, as it was when the checkpoint was saved
