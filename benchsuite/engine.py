@@ -13,10 +13,14 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import os
 import platform
+import re
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -56,6 +60,10 @@ class ExecutionOptions:
     checkpoint_interval: float = 30.0
     channels_last: bool = False
     compile: bool = False
+    # deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic) and
+    # ``threads`` intra-op threads: a rerun on the same machine kind is bitwise identical
+    deterministic: bool = False
+    threads: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,18 +262,117 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity, e.g. a SLURM or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _static_environment() -> dict[str, Any]:
+    """What does not change while a process runs: CPU model, libraries and their builds."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    parallel = torch.__config__.parallel_info()
+
+    def found(pattern, text):
+        match = re.search(pattern, text)
+        return match.group(1).strip() if match else ""
+
+    return {
+        "cpu": cpu,
+        "blas": found(r"BLAS_INFO=([^,\n]*)", config) or "unknown",
+        "lapack": found(r"LAPACK_INFO=([^,\n]*)", config) or "unknown",
+        "parallel_backend": found(r"ATen parallel backend: (.*)", parallel),
+        "openmp": found(r"(OpenMP \d+[^\n]*)", parallel),
+        "mkl": found(r"(Intel\(R\)[^\n]*Math Kernel Library[^\n]*)", parallel),
+        "cuda": torch.version.cuda or "",
+        "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
+    }
+
+
 def environment(device: torch.device) -> dict[str, Any]:
+    """The numeric environment of a run: what can make the same run id give other numbers
+    (CPU and GPU model, BLAS/OpenMP builds, thread counts, deterministic settings,
+    versions), and how busy the machine was when it started."""
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "benchsuite": benchsuite.__version__,
         "platform": platform.platform(),
         "device": str(device),
+        **_static_environment(),
         "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cores": available_cores(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
+        env["gpu"] = env["device_name"]
     return env
+
+
+def environment_label(env: dict | None) -> str:
+    """One line naming a record's numeric environment (what results.csv and reports show)."""
+    env = env or {}
+    parts = [env.get("cpu") or env.get("platform", "unknown machine"), f"torch {env.get('torch', '?')}"]
+    if env.get("blas"):
+        parts.append(f"BLAS {env['blas']}")
+    parts.append(f"{env.get('threads', '?')} threads")
+    if env.get("gpu") or env.get("device_name"):
+        parts.append(f"GPU {env.get('gpu') or env.get('device_name')} (CUDA {env.get('cuda', '?')}, "
+                     f"cuDNN {env.get('cudnn', '?')})")
+    if env.get("deterministic"):
+        parts.append("deterministic")
+    return ", ".join(parts)
+
+
+_WARNED_OVERSUBSCRIBED = False
+
+
+def oversubscription(env: dict) -> str | None:
+    """Why the run's threads may not get their cores (a warning), or None: more threads
+    than cores, or the machine already busier than its cores (the 1-minute load)."""
+    cores, threads, load = env["cores"], env["threads"], env.get("load")
+    if threads > cores:
+        return f"{threads} torch threads on {cores} cores"
+    if load is not None and load > cores + 0.5:
+        return f"the machine's load ({load:g}) exceeds its {cores} cores: other processes compete for them"
+    return None
+
+
+def _warn_oversubscribed(env: dict) -> None:
+    global _WARNED_OVERSUBSCRIBED
+    why = oversubscription(env)
+    env["oversubscribed"] = why
+    if why and not _WARNED_OVERSUBSCRIBED:
+        _WARNED_OVERSUBSCRIBED = True
+        print(f"benchsuite: warning: {why}; step times (and the speed of every run) will suffer. Use fewer "
+              "--jobs or --threads, or a machine of your own", file=sys.stderr, flush=True)
+
+
+def set_deterministic(threads: int | None) -> None:
+    """Deterministic kernels, cuDNN without autotuning, a fixed intra-op thread count."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def is_parametrized(model: nn.Module) -> bool:
@@ -418,6 +525,10 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
     options = options or ExecutionOptions()
     task, method, seed = spec.task, spec.method, spec.seed
     dev = resolve_device(device)
+    if options.deterministic:
+        set_deterministic(options.threads)
+    elif options.threads:
+        torch.set_num_threads(options.threads)
     record: dict[str, Any] = {
         "run_id": spec.run_id,
         "task": task.name,
@@ -435,6 +546,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         "curves": [],
         "timings": {},
     }
+    _warn_oversubscribed(record["environment"])
     metric = task.eval.metric
     started = time.perf_counter()
     train_seconds = eval_seconds = 0.0
