@@ -143,6 +143,8 @@ def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None) -> 
     infos = plugin_registry.resolve(method.names, available)
     versions = {info.name: info.version for info in infos}
     versions["benchsuite"] = benchsuite.__version__  # the defaults and the engine itself
+    if task.train.weight_decay and any(getattr(i.factory, "replaces_weight_decay", False) for i in infos):
+        task = task.with_overrides(weight_decay=0.0)  # the method is the decay: never applied twice
     return RunSpec(task, method, seed, tuple(sorted(versions.items())))
 
 
@@ -188,6 +190,42 @@ def _no_data(model, split="val"):
     raise RuntimeError("run.evaluate is available once the run's data is loaded")
 
 
+class PluginError(Exception):
+    """A plugin broke the hook contract or raised in a hook: names the plugin and the hook."""
+
+    def __init__(self, plugin: str, hook: str, message: str):
+        super().__init__(f"plugin {plugin!r}, hook {hook}: {message}")
+        self.plugin, self.hook = plugin, hook
+
+
+def _call(impl, hook_name: str, kwargs: dict):
+    try:
+        return impl.function(*[kwargs[arg] for arg in impl.argnames])
+    except (PluginError, Diverged):
+        raise
+    except Exception as exc:
+        if distributed()[1] > 1 and _lost_a_peer(exc):
+            raise
+        raise PluginError(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def check_penalty(plugin: str, term) -> None:
+    """The penalty contract: a 0-dim floating tensor that is part of the autograd graph
+    (a detached term would silently do nothing; a detached zero is allowed)."""
+    if not isinstance(term, torch.Tensor) or term.dim() != 0 or not term.is_floating_point():
+        raise PluginError(plugin, "penalty", f"must return a 0-dim floating tensor or None, got {_describe(term)}")
+    if not term.requires_grad and torch.is_grad_enabled() and term.item() != 0:
+        raise PluginError(plugin, "penalty", "returned a tensor detached from the autograd graph (no grad): "
+                                             "it would not regularize anything; compute it from the model's "
+                                             "parameters without .detach(), .item() or torch.no_grad()")
+
+
 class Hooks:
     """Calls hook implementations one by one, in pluggy's order, timing each.
 
@@ -212,7 +250,7 @@ class Hooks:
         results = []
         for impl in self.impls[hook_name]:
             start = time.perf_counter()
-            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            result = _call(impl, hook_name, kwargs)
             self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
             if result is not None:
                 results.append((impl.plugin_name, result))
@@ -221,7 +259,7 @@ class Hooks:
     def first(self, hook_name: str, **kwargs):
         for impl in self.impls[hook_name]:
             start = time.perf_counter()
-            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            result = _call(impl, hook_name, kwargs)
             self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
             if result is not None:
                 return result
@@ -456,10 +494,17 @@ def _scheduler(optimizer, train):
 
 
 def _numbers(results: list[tuple[str, Any]]) -> dict[str, float]:
+    """The ``metrics`` hook's results, flattened to ``plugin.name``: numbers only."""
     flat = {}
     for plugin, values in results:
+        if not isinstance(values, dict):
+            raise PluginError(plugin, "metrics", f"must return a dict of numbers, got {_describe(values)}")
         for key, value in values.items():
-            flat[f"{plugin}.{key}"] = float(value.item() if isinstance(value, torch.Tensor) else value)
+            number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+            if not isinstance(number, (int, float)) or not isinstance(key, str):
+                raise PluginError(plugin, "metrics", f"value {key!r} must be a number or a one-element tensor, "
+                                                     f"got {_describe(value)}")
+            flat[f"{plugin}.{key}"] = float(number)
     return flat
 
 
@@ -595,7 +640,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         hooks.each("reparametrize", model=model, run=run)
         optimizer = hooks.first("configure_optimizer", model=model, run=run)
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer")
+            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer "
+                            f"(plugins: {', '.join(method.names)})")
         def compute_loss(outputs, targets, run):
             return hooks.first("loss", outputs=outputs, targets=targets, run=run)
 
@@ -672,6 +718,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
                     task_loss_sum += loss.detach()
                     if has_penalty:
                         for plugin, term in hooks.each("penalty", model=model, run=run):
+                            check_penalty(plugin, term)
                             loss = loss + term
                             detached = term.detach()
                             penalty_sums[plugin] = penalty_sums.get(plugin, 0) + detached
@@ -761,8 +808,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         best_row = next(r for r in record["curves"] if r["epoch"] == best_epoch)
         for impl in hooks.impls["finalize"]:
             start = time.perf_counter()
-            kwargs = {"model": model, "run": run}
-            returned = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            returned = _call(impl, "finalize", {"model": model, "run": run})
             hooks._account(impl.plugin_name, "finalize", time.perf_counter() - start)
             if returned is not None:
                 model = returned
