@@ -168,6 +168,8 @@ def execute_and_store(spec: RunSpec, store: Store, device: str, options: Executi
     rank, world = distributed()
     if world > 1 and rank != 0:
         return RAN, _execute(spec, store, device, options, available, on_epoch)
+    if world > 1:
+        wait = True  # every rank trains this run now: rank 0 must not skip it
     with store.claim(spec.run_id, wait=wait) as held:
         if not held:
             return BUSY, None
