@@ -93,8 +93,18 @@ def test_rwd_never_opposes_and_wd_does_under_strong_decay():
     assert all("log.lpwd.r_op" in row for row in wd["curves"])
 
 
-def test_optimizer_weight_decay_is_refused():
+def test_the_host_zeroes_the_tasks_weight_decay_for_lpwd():
     record = run_task("lpwd", tiny_task_spec(weight_decay=1e-4)).record
+    assert record["status"] == "finished" and record["task_spec"]["train"]["weight_decay"] == 0.0
+
+
+def test_optimizer_weight_decay_is_refused_when_not_zeroed():
+    from benchsuite import engine
+    from benchsuite.testing import method_of
+
+    spec = engine.make_run_spec(tiny_task_spec(), method_of("lpwd"), 0)
+    spec = engine.RunSpec(tiny_task_spec(weight_decay=1e-4), spec.method, 0, spec.plugin_versions)
+    record = engine.execute(spec)
     assert record["status"] == "failed" and "decay is not applied twice" in record["error"]
 
 
