@@ -1,7 +1,9 @@
 """The ``benchsuite`` command line.
 
-Exit codes: 0 when every requested run has a record (failed and diverged runs are
-results, recorded with their status); 2 for bad input, reported before anything runs.
+Exit codes: 0 when every requested run finished; 1 when some run is lost (failed,
+diverged, or, for ``collect``, ended without a record), unless ``--allow-failures``;
+2 for bad input (reported before anything trains) and for files that cannot be read or
+written (an OS error, reported as one line).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ DEFAULT_RESULTS = "results"
 
 
 def _results_dir(args) -> Path:
+    if args.results is not None and not args.results.strip():
+        raise UsageError("--results: empty folder name")
     return Path(args.results or os.environ.get("BENCHSUITE_RESULTS") or DEFAULT_RESULTS)
+
+
+def _check_task_dirs(folders) -> None:
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--tasks-dir {folder!r}: no such folder")
 
 
 def _positive_int(text: str) -> int:
@@ -74,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="after the runs, run each tuned method's configuration chosen on validation, and the "
                           "baseline's, on N fresh seeds; the report tests those alone (default: the matrix "
                           "file's `confirm`, else 0)")
+    run.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
+                          "(part of the runs' identity; repeatable)")
     run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -95,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                      help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
+    run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="torch intra-op threads per run (default: the cores divided by --jobs)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="deterministic kernels and a fixed thread count: a rerun on the same machine kind "
+                          "with the same --threads/--jobs is bitwise identical (see README, Reproducibility)")
     run.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
                      help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
                           "local/debug: submitit's subprocess/in-process modes")
@@ -111,9 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="list the runs, whether each is done and its estimated cost; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    run.add_argument("--allow-failures", action="store_true",
+                     help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
 
     collect = sub.add_parser("collect", help="report on runs submitted with --executor")
     collect.add_argument("--results", default=None)
+    collect.add_argument("--allow-failures", action="store_true",
+                         help="exit 0 even when submitted runs failed, diverged or were lost")
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -197,13 +219,14 @@ def _probability(text: str) -> float:
     return value
 
 
-def _tasks_from(names: list[str], extra_dirs, epochs, subset):
+def _tasks_from(names: list[str], extra_dirs, epochs, subset, train=None):
     from benchsuite.tasks import get_task
 
     flat = [n.strip() for arg in names for n in arg.split(",") if n.strip()]
     if not flat:
         raise UsageError("no task selected: give at least one --task (see `benchsuite tasks`)")
-    return [get_task(n, extra_dirs).with_overrides(epochs=epochs, subset=subset) for n in dict.fromkeys(flat)]
+    return [get_task(n, extra_dirs).with_overrides(epochs=epochs, subset=subset, **(train or {}))
+            for n in dict.fromkeys(flat)]
 
 
 def cmd_run(args) -> int:
@@ -221,8 +244,9 @@ def cmd_run(args) -> int:
         resolve_device(args.device)
     except (RuntimeError, ValueError) as exc:
         raise UsageError(f"--device {args.device!r}: {exc}") from None
-    if args.checkpoint_interval < 0 or (args.workers is not None and args.workers < 0):
+    if not args.checkpoint_interval >= 0 or (args.workers is not None and args.workers < 0):
         raise UsageError("--checkpoint-interval and --workers must be >= 0")
+    _check_task_dirs(args.tasks_dir)
     if args.data_dir:
         os.environ["BENCHSUITE_DATA"] = args.data_dir
     if args.download:
@@ -230,8 +254,10 @@ def cmd_run(args) -> int:
     if args.workers is not None:
         os.environ["BENCHSUITE_WORKERS"] = str(args.workers)
     options = ExecutionOptions(checkpoint_interval=args.checkpoint_interval, channels_last=args.channels_last,
-                               compile=args.compile)
+                               compile=args.compile, deterministic=args.deterministic,
+                               threads=args.threads or (_default_threads(args.jobs) if args.deterministic else None))
     available = discover()
+    _plugin_problems(available)
     if args.matrix:
         given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
                                         ("--grid", args.grid), ("--seed", args.seed)) if value]
@@ -239,12 +265,13 @@ def cmd_run(args) -> int:
             raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
         if args.replicate:
             raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
-        specs = matrix.load_matrix(args.matrix, available, args.tasks_dir, args.epochs, args.subset, args.seeds)
+        specs = matrix.load_matrix(args.matrix, available, args.tasks_dir, args.epochs, args.subset, args.seeds,
+                                   train_overrides=matrix.parse_train(args.train))
         if args.confirm is None:
             args.confirm = matrix.matrix_confirm(args.matrix)
     else:
         methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
-        tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset)
+        tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset, matrix.parse_train(args.train))
         seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
         if args.replicate:
             specs = matrix.with_replicate(tasks, methods, seeds, available, args.replicate)
@@ -258,6 +285,7 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(replicas=replicas)) for s in specs]
     store = Store(_results_dir(args))
     if not args.dry_run:
+        store.check_writable()
         _require_data(specs, store, args.download)
 
     if args.dry_run:
@@ -304,7 +332,32 @@ def cmd_run(args) -> int:
     table = runs_table([r for r in records if r is not None])
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
     print("\n".join(summary_lines(summary(table))))
-    return 0
+    return _exit_code(specs, records, args.allow_failures)
+
+
+def _exit_code(specs, records, allow_failures: bool) -> int:
+    """0 when every run finished; else 1 (with what was lost on stderr) unless allowed."""
+    lost = {}
+    for spec, record in zip(specs, records):
+        status = record["status"] if record is not None else "not stored"
+        if status != "finished":
+            lost.setdefault(status, []).append(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
+    if not lost:
+        return 0
+    for status, names in sorted(lost.items()):
+        shown = "; ".join(names[:5]) + (f"; ... ({len(names) - 5} more)" if len(names) > 5 else "")
+        print(f"{len(names)} run(s) {status}: {shown}", file=sys.stderr)
+    if allow_failures:
+        return 0
+    print("exit code 1: some runs were lost (see `benchsuite results`); pass --allow-failures to exit 0",
+          file=sys.stderr)
+    return 1
+
+
+def _default_threads(jobs: int) -> int:
+    from benchsuite.executors import threads_per_worker
+
+    return threads_per_worker(jobs)
 
 
 def _start_distributed(device: str, args) -> str:
@@ -342,6 +395,8 @@ def _submit(args, specs, store, options) -> int:
     print(f"{len(outcome['submitted'])} runs submitted ({args.executor}, job {', '.join(jobs) or '-'}); "
           f"{outcome['skipped_done']} already done, {outcome['skipped_in_flight']} still queued or running; "
           f"results in {store.root}; see `benchsuite collect --results {store.root}`")
+    if args.wait or args.executor == "debug":
+        return _exit_code(specs, [store.get(spec.run_id) for spec in specs], args.allow_failures)
     return 0
 
 
@@ -349,7 +404,13 @@ def cmd_collect(args) -> int:
     from benchsuite import cluster
     from benchsuite.store import Store
 
-    print("\n".join(cluster.collect(Store(_results_dir(args)))))
+    counts: dict[str, int] = {}
+    print("\n".join(cluster.collect(Store(_results_dir(args)), counts)))
+    lost = cluster.lost_count(counts)
+    if lost and not args.allow_failures:
+        print(f"exit code 1: {lost} submitted run(s) failed, diverged or were lost; pass --allow-failures "
+              "to exit 0", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -379,10 +440,21 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _plugin_problems(available) -> None:
+    """Broken or conflicting plugins (skipped) and hooks lacking @hookimpl, on stderr."""
+    for broken in getattr(available, "broken", {}).values():
+        print(f"benchsuite: warning: {broken.message()}; skipped", file=sys.stderr)
+    for info in available.values():
+        for warning in info.describe()["warnings"]:
+            print(f"benchsuite: warning: {warning}", file=sys.stderr)
+
+
 def cmd_plugins(args) -> int:
     from benchsuite.plugins import discover
 
-    described = [info.describe() for info in sorted(discover().values(), key=lambda i: i.name)]
+    available = discover()
+    _plugin_problems(available)
+    described = [info.describe() for info in sorted(available.values(), key=lambda i: i.name)]
     if args.json:
         print(json.dumps(described, indent=2))
         return 0
@@ -414,6 +486,7 @@ def cmd_tasks(args) -> int:
     from benchsuite.tasks import all_tasks, registry
     from benchsuite.tasks import catalog_data as real_data
 
+    _check_task_dirs(args.tasks_dir)
     paths = registry(args.tasks_dir)
     specs = all_tasks(args.tasks_dir)
     root = real_data.data_dir(args.data_dir)
@@ -610,4 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"benchsuite {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder that cannot be read or written
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"benchsuite {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

@@ -66,7 +66,8 @@ def _job_class():
             store = Store(root)
             if store.is_done(spec.run_id):
                 return {"run_id": spec.run_id, "status": store.get(spec.run_id)["status"]}
-            return _run_in_worker(spec, root, device, options)
+            _, summary = _run_in_worker(spec, root, device, options, wait=True)
+            return summary
 
     return RunJob
 
@@ -195,13 +196,20 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
             "skipped_in_flight": len(busy & {s.run_id for s in specs})}
 
 
-def collect(store: Store) -> list[str]:
+def lost_count(counts: dict[str, int]) -> int:
+    """Submitted runs that ended without a finished record (failed, diverged, lost, ...)."""
+    return sum(n for state, n in counts.items() if state != "finished" and state.upper() not in ACTIVE_STATES)
+
+
+def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
     """One line per submitted run: its record's status, or its job's state and, for a job
-    that ended without a record, the end of its error output."""
+    that ended without a record, the end of its error output. ``counts`` (if given) receives
+    the number of runs per state."""
     latest = {}
     for entry in submitted(store):
         latest[entry["run_id"]] = entry
-    lines, counts = [], {}
+    lines = []
+    counts = counts if counts is not None else {}
     for run_id, entry in latest.items():
         record = store.get(run_id)
         if record is not None and record.get("status") in ("finished", "diverged", "failed"):

@@ -13,10 +13,14 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import os
 import platform
+import re
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -56,6 +60,10 @@ class ExecutionOptions:
     checkpoint_interval: float = 30.0
     channels_last: bool = False
     compile: bool = False
+    # deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic) and
+    # ``threads`` intra-op threads: a rerun on the same machine kind is bitwise identical
+    deterministic: bool = False
+    threads: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +148,8 @@ def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None, rep
     infos = plugin_registry.resolve(method.names, available)
     versions = {info.name: info.version for info in infos}
     versions["benchsuite"] = benchsuite.__version__  # the defaults and the engine itself
+    if task.train.weight_decay and any(getattr(i.factory, "replaces_weight_decay", False) for i in infos):
+        task = task.with_overrides(weight_decay=0.0)  # the method is the decay: never applied twice
     return RunSpec(task, method, seed, tuple(sorted(versions.items())), check_replicate(replicate))
 
 
@@ -163,7 +173,9 @@ class Run:
     ``log(name, value)`` records a scalar; the mean per epoch lands in the curves.
     ``evaluate(model, split="val")`` returns the task loss and metric of any model on the
     ``train``, ``val`` or ``test`` split (eval mode, no grad), e.g. for a diagnostic that
-    scores modified copies of the model.
+    scores modified copies of the model. ``train_batches()`` yields one epoch of training
+    batches ``(inputs, targets)`` in a fresh order (the task's batch size and augmentation),
+    for a plugin that trains a changed model further in ``finalize``.
     """
 
     def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
@@ -180,6 +192,7 @@ class Run:
         self.rng = torch.Generator(device=device).manual_seed(plugin_seed)
         self._logged: dict[str, list[float]] = {}
         self.evaluate: Callable = _no_data
+        self.train_batches: Callable = _no_data
 
     def log(self, name: str, value) -> None:
         self._logged.setdefault(name, []).append(float(value))
@@ -190,8 +203,44 @@ class Run:
         return means
 
 
-def _no_data(model, split="val"):
-    raise RuntimeError("run.evaluate is available once the run's data is loaded")
+def _no_data(*args, **kwargs):
+    raise RuntimeError("run.evaluate and run.train_batches are available once the run's data is loaded")
+
+
+class PluginError(Exception):
+    """A plugin broke the hook contract or raised in a hook: names the plugin and the hook."""
+
+    def __init__(self, plugin: str, hook: str, message: str):
+        super().__init__(f"plugin {plugin!r}, hook {hook}: {message}")
+        self.plugin, self.hook = plugin, hook
+
+
+def _call(impl, hook_name: str, kwargs: dict):
+    try:
+        return impl.function(*[kwargs[arg] for arg in impl.argnames])
+    except (PluginError, Diverged):
+        raise
+    except Exception as exc:
+        if distributed()[1] > 1 and _lost_a_peer(exc):
+            raise
+        raise PluginError(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def check_penalty(plugin: str, term) -> None:
+    """The penalty contract: a 0-dim floating tensor that is part of the autograd graph
+    (a detached term would silently do nothing; a detached zero is allowed)."""
+    if not isinstance(term, torch.Tensor) or term.dim() != 0 or not term.is_floating_point():
+        raise PluginError(plugin, "penalty", f"must return a 0-dim floating tensor or None, got {_describe(term)}")
+    if not term.requires_grad and torch.is_grad_enabled() and term.item() != 0:
+        raise PluginError(plugin, "penalty", "returned a tensor detached from the autograd graph (no grad): "
+                                             "it would not regularize anything; compute it from the model's "
+                                             "parameters without .detach(), .item() or torch.no_grad()")
 
 
 class Hooks:
@@ -218,7 +267,7 @@ class Hooks:
         results = []
         for impl in self.impls[hook_name]:
             start = time.perf_counter()
-            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            result = _call(impl, hook_name, kwargs)
             self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
             if result is not None:
                 results.append((impl.plugin_name, result))
@@ -227,7 +276,7 @@ class Hooks:
     def first(self, hook_name: str, **kwargs):
         for impl in self.impls[hook_name]:
             start = time.perf_counter()
-            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            result = _call(impl, hook_name, kwargs)
             self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
             if result is not None:
                 return result
@@ -273,18 +322,117 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity, e.g. a SLURM or container limit)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _static_environment() -> dict[str, Any]:
+    """What does not change while a process runs: CPU model, libraries and their builds."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    parallel = torch.__config__.parallel_info()
+
+    def found(pattern, text):
+        match = re.search(pattern, text)
+        return match.group(1).strip() if match else ""
+
+    return {
+        "cpu": cpu,
+        "blas": found(r"BLAS_INFO=([^,\n]*)", config) or "unknown",
+        "lapack": found(r"LAPACK_INFO=([^,\n]*)", config) or "unknown",
+        "parallel_backend": found(r"ATen parallel backend: (.*)", parallel),
+        "openmp": found(r"(OpenMP \d+[^\n]*)", parallel),
+        "mkl": found(r"(Intel\(R\)[^\n]*Math Kernel Library[^\n]*)", parallel),
+        "cuda": torch.version.cuda or "",
+        "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
+    }
+
+
 def environment(device: torch.device) -> dict[str, Any]:
+    """The numeric environment of a run: what can make the same run id give other numbers
+    (CPU and GPU model, BLAS/OpenMP builds, thread counts, deterministic settings,
+    versions), and how busy the machine was when it started."""
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "benchsuite": benchsuite.__version__,
         "platform": platform.platform(),
         "device": str(device),
+        **_static_environment(),
         "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cores": available_cores(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
+        env["gpu"] = env["device_name"]
     return env
+
+
+def environment_label(env: dict | None) -> str:
+    """One line naming a record's numeric environment (what results.csv and reports show)."""
+    env = env or {}
+    parts = [env.get("cpu") or env.get("platform", "unknown machine"), f"torch {env.get('torch', '?')}"]
+    if env.get("blas"):
+        parts.append(f"BLAS {env['blas']}")
+    parts.append(f"{env.get('threads', '?')} threads")
+    if env.get("gpu") or env.get("device_name"):
+        parts.append(f"GPU {env.get('gpu') or env.get('device_name')} (CUDA {env.get('cuda', '?')}, "
+                     f"cuDNN {env.get('cudnn', '?')})")
+    if env.get("deterministic"):
+        parts.append("deterministic")
+    return ", ".join(parts)
+
+
+_WARNED_OVERSUBSCRIBED = False
+
+
+def oversubscription(env: dict) -> str | None:
+    """Why the run's threads may not get their cores (a warning), or None: more threads
+    than cores, or the machine already busier than its cores (the 1-minute load)."""
+    cores, threads, load = env["cores"], env["threads"], env.get("load")
+    if threads > cores:
+        return f"{threads} torch threads on {cores} cores"
+    if load is not None and load > cores + 0.5:
+        return f"the machine's load ({load:g}) exceeds its {cores} cores: other processes compete for them"
+    return None
+
+
+def _warn_oversubscribed(env: dict) -> None:
+    global _WARNED_OVERSUBSCRIBED
+    why = oversubscription(env)
+    env["oversubscribed"] = why
+    if why and not _WARNED_OVERSUBSCRIBED:
+        _WARNED_OVERSUBSCRIBED = True
+        print(f"benchsuite: warning: {why}; step times (and the speed of every run) will suffer. Use fewer "
+              "--jobs or --threads, or a machine of your own", file=sys.stderr, flush=True)
+
+
+def set_deterministic(threads: int | None) -> None:
+    """Deterministic kernels, cuDNN without autotuning, a fixed intra-op thread count."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def is_parametrized(model: nn.Module) -> bool:
@@ -368,10 +516,17 @@ def _scheduler(optimizer, train):
 
 
 def _numbers(results: list[tuple[str, Any]]) -> dict[str, float]:
+    """The ``metrics`` hook's results, flattened to ``plugin.name``: numbers only."""
     flat = {}
     for plugin, values in results:
+        if not isinstance(values, dict):
+            raise PluginError(plugin, "metrics", f"must return a dict of numbers, got {_describe(values)}")
         for key, value in values.items():
-            flat[f"{plugin}.{key}"] = float(value.item() if isinstance(value, torch.Tensor) else value)
+            number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+            if not isinstance(number, (int, float)) or not isinstance(key, str):
+                raise PluginError(plugin, "metrics", f"value {key!r} must be a number or a one-element tensor, "
+                                                     f"got {_describe(value)}")
+            flat[f"{plugin}.{key}"] = float(number)
     return flat
 
 
@@ -437,6 +592,10 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
     options = options or ExecutionOptions()
     task, method, seed = spec.task, spec.method, spec.seed
     dev = resolve_device(device)
+    if options.deterministic:
+        set_deterministic(options.threads)
+    elif options.threads:
+        torch.set_num_threads(options.threads)
     record: dict[str, Any] = {
         "run_id": spec.run_id,
         "task": task.name,
@@ -455,6 +614,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         "curves": [],
         "timings": {},
     }
+    _warn_oversubscribed(record["environment"])
     metric = task.eval.metric
     started = time.perf_counter()
     train_seconds = eval_seconds = 0.0
@@ -503,7 +663,8 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         hooks.each("reparametrize", model=model, run=run)
         optimizer = hooks.first("configure_optimizer", model=model, run=run)
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer")
+            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer "
+                            f"(plugins: {', '.join(method.names)})")
         def compute_loss(outputs, targets, run):
             return hooks.first("loss", outputs=outputs, targets=targets, run=run)
 
@@ -525,6 +686,12 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         augment_rng = torch.Generator(device="cpu").manual_seed(streams["augment"])
         best_value, best_epoch, best_state = None, 0, None
         n_train = len(train)
+
+        def train_batches():  # the data streams are free once the training loop is over
+            order = torch.randperm(n_train, generator=data_order)
+            return train.batches(order, task.train.batch_size, dev, task.data.augment, augment_rng)
+
+        run.train_batches = train_batches
         first_epoch = 1
 
         # resume: every state a later epoch depends on, as it was when the checkpoint was saved
@@ -580,6 +747,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
                     task_loss_sum += loss.detach()
                     if has_penalty:
                         for plugin, term in hooks.each("penalty", model=model, run=run):
+                            check_penalty(plugin, term)
                             loss = loss + term
                             detached = term.detach()
                             penalty_sums[plugin] = penalty_sums.get(plugin, 0) + detached
@@ -669,8 +837,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         best_row = next(r for r in record["curves"] if r["epoch"] == best_epoch)
         for impl in hooks.impls["finalize"]:
             start = time.perf_counter()
-            kwargs = {"model": model, "run": run}
-            returned = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            returned = _call(impl, "finalize", {"model": model, "run": run})
             hooks._account(impl.plugin_name, "finalize", time.perf_counter() - start)
             if returned is not None:
                 model = returned

@@ -5,6 +5,11 @@
 Finished runs found in the store are skipped, failed ones retried; each record is stored
 the moment its run ends (by the process that ran it), and a run in progress checkpoints, so
 an interrupted matrix loses nothing that finished and resumes what was running.
+
+A run is computed only under its claim in the store (``Store.claim``): a run another
+process is computing is skipped at first and waited for at the end, then run here only if
+that process died without storing it. So several ``benchsuite run`` on one results folder
+share the work and never compute a run twice.
 """
 
 from __future__ import annotations
@@ -13,20 +18,22 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
 
-from benchsuite.engine import ExecutionOptions, RunSpec, distributed, execute
+from benchsuite.engine import DONE_STATUSES, ExecutionOptions, RunSpec, available_cores, distributed, execute
 from benchsuite.store import Store
 
 
 @dataclasses.dataclass
 class Outcome:
-    executed: list[dict]
-    skipped: list[str]
+    executed: list[dict]  # records (or their summaries) of the runs this process computed
+    skipped: list[str]  # run ids already done, including those another process stored meanwhile
 
 
 def run_all(
@@ -56,27 +63,40 @@ def run_all(
     bar = tqdm(total=len(specs), initial=len(skipped), unit="run", disable=not live,
                file=sys.stderr, dynamic_ncols=True)
     try:
-        for spec in pending:
-            name = f"{spec.task.name} {spec.method.label} seed={spec.seed}"
-            bar.set_description(name)
+        # first pass: runs no other process claims; second pass: wait for those claimed
+        busy: list[RunSpec] = []
+        for wait, todo in ((False, pending), (True, busy)):
+            for spec in list(todo):
+                name = f"{spec.task.name} {spec.method.label} seed={spec.seed}"
+                bar.set_description(name)
 
-            def on_epoch(row, spec=spec):
-                key = f"val_{spec.task.eval.metric}"
-                value = row.get(key, float("nan"))
-                bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
+                def on_epoch(row, spec=spec):
+                    key = f"val_{spec.task.eval.metric}"
+                    value = row.get(key, float("nan"))
+                    bar.set_postfix_str(f"epoch {row['epoch']}/{spec.task.train.epochs} {key}={value:.4g}")
 
-            record = execute_and_store(spec, store, device, options, available, on_epoch if live else None)
-            if distributed()[1] > 1:
-                torch.distributed.barrier()
-            executed.append(record)
-            bar.update(1)
-            if progress:
-                line = f"[{len(skipped) + len(executed)}/{len(specs)}] {name}: {_outcome(record)}"
-                if live:
-                    if record["status"] != "finished":
-                        bar.write(line)
-                else:
-                    print(line, file=sys.stderr, flush=True)
+                state, record = execute_and_store(spec, store, device, options, available,
+                                                  on_epoch if live else None, wait=wait)
+                if state == BUSY:
+                    busy.append(spec)
+                    continue
+                if distributed()[1] > 1:
+                    torch.distributed.barrier()
+                bar.update(1)
+                if state == DONE:
+                    skipped.append(spec.run_id)
+                    continue
+                executed.append(record)
+                if progress:
+                    line = f"[{len(skipped) + len(executed)}/{len(specs)}] {name}: {_outcome(record)}"
+                    if live:
+                        if record["status"] != "finished":
+                            bar.write(line)
+                    else:
+                        print(line, file=sys.stderr, flush=True)
+            if not wait and busy and progress:
+                print(f"{len(busy)} run(s) are being computed by another process on {store.root}; "
+                      "waiting for them", file=sys.stderr, flush=True)
     finally:
         bar.close()
     return Outcome(executed, skipped)
@@ -100,53 +120,116 @@ def estimate_seconds(specs: Sequence[RunSpec], store: Store) -> dict[str, float 
 
 
 def threads_per_worker(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+    """Threads per worker so that ``jobs`` workers together never use more than the cores."""
+    return max(1, available_cores() // jobs)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    _die_with(parent)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
+
+
+def _die_with(parent: int) -> None:
+    """Linux: have the kernel kill this worker when its parent dies (even by kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    """Everywhere: exit as soon as the parent is gone (this worker is then re-parented)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+RAN, DONE, BUSY = "ran", "done", "busy"
 
 
 def execute_and_store(spec: RunSpec, store: Store, device: str, options: ExecutionOptions, available=None,
-                      on_epoch=None) -> dict:
-    """Execute one run with its checkpoint file, store the record, drop the checkpoint
-    (under torchrun every rank trains and rank 0 stores)."""
-    checkpoint = store.checkpoint_path(spec.run_id)
-    record = execute(spec, device=device, available=available, on_epoch=on_epoch,
-                     options=dataclasses.replace(options, checkpoint=checkpoint))
-    if distributed()[0] == 0:
+                      on_epoch=None, wait: bool = True) -> tuple[str, dict | None]:
+    """Claim the run, execute it with its checkpoint file, store the record, drop the
+    checkpoint. Returns ``(RAN, record)``; ``(DONE, record)`` when another process stored it
+    first; ``(BUSY, None)`` when another process holds its claim and ``wait`` is False.
+    Under torchrun every rank trains and rank 0 stores (holding the claim)."""
+    rank, world = distributed()
+    if world > 1 and rank != 0:
+        return RAN, _execute(spec, store, device, options, available, on_epoch)
+    if world > 1:
+        wait = True  # every rank trains this run now: rank 0 must not skip it
+    with store.claim(spec.run_id, wait=wait) as held:
+        if not held:
+            return BUSY, None
+        store.clean_run(spec.run_id)
+        existing = store.get(spec.run_id)
+        if world == 1 and existing is not None and existing["status"] in DONE_STATUSES:
+            return DONE, existing
+        store.set_aside(spec.run_id)
+        record = _execute(spec, store, device, options, available, on_epoch)
         store.put(record)
-        checkpoint.unlink(missing_ok=True)
-    return record
+        store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
+    return RAN, record
 
 
-def _run_in_worker(spec: RunSpec, root: str, device: str, options: ExecutionOptions) -> dict:
-    """One run in a pool worker or a cluster job. Returns the record's summary (the record
-    itself is in the store)."""
-    record = execute_and_store(spec, Store(root), device, options)
+def _execute(spec, store, device, options, available, on_epoch) -> dict:
+    return execute(spec, device=device, available=available, on_epoch=on_epoch,
+                   options=dataclasses.replace(options, checkpoint=store.checkpoint_path(spec.run_id)))
+
+
+def _summary(record: dict) -> dict:
     return {k: record.get(k) for k in ("run_id", "status", "metrics", "timings", "task_spec", "error", "diverged")}
+
+
+def _run_in_worker(spec: RunSpec, root: str, device: str, options: ExecutionOptions,
+                   wait: bool = True) -> tuple[str, dict | None]:
+    """One run in a pool worker or a cluster job. Returns its state and the record's
+    summary (the record itself is in the store)."""
+    state, record = execute_and_store(spec, Store(root), device, options, wait=wait)
+    return state, _summary(record) if record is not None else None
 
 
 def _run_pool(pending, skipped, total, store, device, options, jobs, progress) -> Outcome:
     """Pending runs over ``jobs`` worker processes (spawned: a clean interpreter each, no
-    inherited thread pools)."""
+    inherited thread pools; each dies with this process)."""
     executed: list[dict] = []
     context = multiprocessing.get_context("spawn")
-    threads = threads_per_worker(jobs)
+    threads = options.threads or threads_per_worker(jobs)
+    if threads * jobs > available_cores():
+        print(f"benchsuite: warning: {jobs} workers x {threads} threads exceed the {available_cores()} cores: "
+              "runs will compete for them (slower, with inflated step times)", file=sys.stderr, flush=True)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                                initargs=(threads,)) as pool:
-        futures = {pool.submit(_run_in_worker, spec, str(store.root), device, options): spec for spec in pending}
-        for future in concurrent.futures.as_completed(futures):
-            spec = futures[future]
-            summary = future.result()
-            executed.append(summary)
-            if progress:
-                name = f"{spec.task.name} {spec.method.label} seed={spec.seed}"
-                print(f"[{len(skipped) + len(executed)}/{total}] {name}: {_outcome(summary)}", file=sys.stderr,
-                      flush=True)
+                                                initargs=(threads, os.getpid())) as pool:
+        busy: list[RunSpec] = []
+        for wait, todo in ((False, pending), (True, busy)):
+            futures = {pool.submit(_run_in_worker, spec, str(store.root), device, options, wait): spec
+                       for spec in list(todo)}
+            for future in concurrent.futures.as_completed(futures):
+                spec = futures[future]
+                state, summary = future.result()
+                if state == BUSY:
+                    busy.append(spec)
+                    continue
+                if state == DONE:
+                    skipped.append(spec.run_id)
+                    continue
+                executed.append(summary)
+                if progress:
+                    name = f"{spec.task.name} {spec.method.label} seed={spec.seed}"
+                    print(f"[{len(skipped) + len(executed)}/{total}] {name}: {_outcome(summary)}",
+                          file=sys.stderr, flush=True)
     return Outcome(executed, skipped)
 
 

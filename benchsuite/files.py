@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 
+def temporary_name(path: Path) -> Path:
+    """``.<name>.<pid>.<random>.tmp`` beside ``path``: readers ignore it, and the name says
+    which file (so which run) it belongs to."""
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> Path:
     """Write through ``write(file)`` to a temporary file in the same folder, flush it to
     disk, then rename it over ``path`` (``os.replace`` is atomic): a killed process leaves
-    the old file or the new one, and at most a stray ``.*.tmp`` that readers ignore."""
+    the old file or the new one, and at most a stray ``.*.tmp`` that readers ignore.
+
+    The file is created with mode 0666 minus the umask (as ``open`` would), so a group
+    sharing a results folder can read it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)
@@ -22,6 +32,6 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

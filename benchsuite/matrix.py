@@ -12,6 +12,7 @@ hyperparameters, values of the wrong type or out of range.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -101,26 +102,47 @@ def parse_methods(
     return methods
 
 
-def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate: str) -> list[RunSpec]:
-    """The runs of ``methods`` under the replicate salt, interleaved with the unsalted
-    baseline they are compared with (when ``methods`` holds the baseline): ``--plugin none
-    --replicate aa`` gives `none` and `none@aa` on every task and seed, an A/A check."""
-    salted = expand(tasks, methods, seeds, available, replicate)
-    if not any(m.name == BASELINE for m in methods):
-        return salted
-    plain = expand(tasks, [m for m in methods if m.name == BASELINE], seeds, available)
-    return plain + salted
+def parse_train(items: Sequence[str]) -> dict[str, Any]:
+    """``--train KEY=VALUE`` overrides of the tasks' ``[train]`` values; VALUE is read as a
+    TOML value (``0``, ``1e-4``, ``true``, ``[30, 60]``), else as a string (``sgd``)."""
+    import tomllib
+
+    from benchsuite.tasks.spec import TrainSpec
+
+    fields = [f.name for f in dataclasses.fields(TrainSpec)]
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--train {item!r}: expected KEY=VALUE, e.g. weight_decay=0")
+        if key not in fields:
+            raise UsageError(f"--train {key}: unknown [train] key; valid: {', '.join(fields)}")
+        try:
+            values[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key] = text.strip()
+    return values
 
 
-def parse_seeds(count: int | None, explicit: Iterable[int] | None) -> list[int]:
+def parse_seeds(count: int | None, explicit: Iterable[int] | None, where: str = "--seeds") -> list[int]:
     if explicit:
         seeds = list(dict.fromkeys(explicit))
         if any(s < 0 for s in seeds):
             raise UsageError("--seed values must be >= 0")
         return seeds
-    if count is None or count < 1:
-        raise UsageError(f"--seeds must be >= 1, got {count}")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SEEDS:
+        raise UsageError(f"{where} must be an integer from 1 to {MAX_SEEDS}, got {count!r}")
     return list(range(count))
+
+
+def _strings(value, where: str, key: str) -> list[str]:
+    """A list of strings (a lone string is refused: "l2" is not ["l", "2"])."""
+    if isinstance(value, str):
+        raise UsageError(f"{where}: {key} must be a list of strings, e.g. {key} = [{value!r}]".replace("'", '"'))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where}: {key} must be a list of strings, got {value!r}")
+    return value
 
 
 def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence[int], available,
@@ -139,6 +161,18 @@ def expand(tasks: Sequence[TaskSpec], methods: Sequence[Method], seeds: Sequence
         raise UsageError(str(exc)) from None
 
 
+def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate: str) -> list[RunSpec]:
+    """The runs of ``methods`` under the replicate salt, interleaved with the unsalted
+    baseline they are compared with (when ``methods`` holds the baseline): ``--plugin none
+    --replicate aa`` gives `none` and `none@aa` on every task and seed, an A/A check."""
+    salted = expand(tasks, methods, seeds, available, replicate)
+    if not any(m.name == BASELINE for m in methods):
+        return salted
+    plain = expand(tasks, [m for m in methods if m.name == BASELINE], seeds, available)
+    return plain + salted
+
+
+MAX_SEEDS = 10_000
 MATRIX_KEYS = {"description", "paper", "seeds", "runs", "confirm"}
 GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate"}
 
@@ -154,7 +188,8 @@ def matrix_confirm(path: str) -> int:
     return value
 
 
-def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None) -> list[RunSpec]:
+def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None,
+                train_overrides=None) -> list[RunSpec]:
     """The runs a matrix file stands for, in file order.
 
     A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
@@ -173,18 +208,47 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     from benchsuite.tasks import get_task, registry
 
     file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"--matrix {path}: a folder; give a matrix file (e.g. tasks/matrices/offline.toml)")
     try:
         raw = tomllib.loads(file.read_text())
     except FileNotFoundError:
         raise UsageError(f"--matrix {path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(raw) - MATRIX_KEYS
     if unknown:
         raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(MATRIX_KEYS))}")
+    for key in ("description", "paper"):
+        if not isinstance(raw.get(key, ""), str):
+            raise UsageError(f"{path}: {key} must be a string")
     groups = raw.get("runs") or []
+    if isinstance(groups, dict):
+        raise UsageError(f"{path}: write each group as [[runs]] (an array of tables), not [runs]")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise UsageError(f"{path}: runs must be [[runs]] tables, got {groups!r}")
     if not groups:
         raise UsageError(f"{path}: no [[runs]] groups")
+    if "seeds" in raw and seeds is None:
+        parse_seeds(raw["seeds"], None, f"{path}: seeds")
+    for index, group in enumerate(groups, 1):
+        where = f"{path} [[runs]] #{index}"
+        bad = set(group) - GROUP_KEYS
+        if bad:
+            raise UsageError(f"{where}: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(GROUP_KEYS))}")
+        if not group.get("tasks") or not group.get("plugins"):
+            raise UsageError(f"{where}: needs 'tasks' and 'plugins'")
+        for key in ("tasks", "plugins", "set", "grid"):
+            if key in group:
+                _strings(group[key], where, key)
+        if not isinstance(group.get("baseline", True), bool):
+            raise UsageError(f"{where}: baseline must be true or false, got {group['baseline']!r}")
+        if not isinstance(group.get("note", ""), str):
+            raise UsageError(f"{where}: note must be a string")
+        if not isinstance(group.get("replicate", ""), str):
+            raise UsageError(f"{where}: replicate must be a name (a string)")
+        if "seeds" in group and seeds is None:
+            parse_seeds(group["seeds"], None, f"{where}: seeds")
     known = registry(extra_dirs)
     missing = sorted({t for g in groups for t in g.get("tasks", ()) if t not in known})
     if missing:
@@ -196,11 +260,6 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     seen: set[str] = set()
     for index, group in enumerate(groups, 1):
         where = f"{path} [[runs]] #{index}"
-        bad = set(group) - GROUP_KEYS
-        if bad:
-            raise UsageError(f"{where}: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(GROUP_KEYS))}")
-        if not group.get("tasks") or not group.get("plugins"):
-            raise UsageError(f"{where}: needs 'tasks' and 'plugins'")
         methods = parse_methods(
             group["plugins"], available, group.get("set", ()), group.get("grid", ()),
             baseline=group.get("baseline", True),
@@ -211,17 +270,16 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             raise UsageError(f"{where}: 'train' must be a table of [train] overrides")
         axes = {k: v if isinstance(v, list) else [v] for k, v in train.items()}
         tasks = [
-            get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset, **dict(zip(axes, values)))
+            get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset,
+                                                   **{**dict(zip(axes, values)), **(train_overrides or {})})
             for t in group["tasks"]
             for values in itertools.product(*axes.values())
         ]
-        replicate = group.get("replicate", "")
-        if not isinstance(replicate, str):
-            raise UsageError(f"{where}: 'replicate' must be a name (text)")
-        if replicate:
-            group_specs = with_replicate(tasks, methods, parse_seeds(count, None), available, replicate)
+        group_seeds = parse_seeds(count, None, f"{where}: seeds")
+        if group.get("replicate"):
+            group_specs = with_replicate(tasks, methods, group_seeds, available, group["replicate"])
         else:
-            group_specs = expand(tasks, methods, parse_seeds(count, None), available)
+            group_specs = expand(tasks, methods, group_seeds, available)
         for spec in group_specs:
             if spec.run_id not in seen:
                 seen.add(spec.run_id)

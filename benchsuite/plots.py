@@ -4,6 +4,7 @@ and the critical-difference diagram. Each function returns the figure's file nam
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -17,8 +18,13 @@ PERCENTILE_KEY = re.compile(r"^(?P<layer>.+)\.p(?P<q>\d+)$")
 
 
 def slug(*parts: str) -> str:
+    """A file name for a figure; when characters had to be replaced or the name shortened,
+    a hash of the full text keeps two figures from sharing a name."""
     text = "-".join(parts)
-    return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")[:120] or "plot"
+    name = re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")[:120] or "plot"
+    if name != text:
+        name += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return name
 
 
 def _save(fig, folder: Path, name: str) -> str:

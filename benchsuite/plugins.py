@@ -125,6 +125,10 @@ class Plugin:
     # metric; a name ending in ``*`` (``rate_l*``) stands for the indexed values ``rate_l0``,
     # ``rate_l1``, ... shown as one list
     report_metrics: Sequence[str] = ()
+    # True for a method that is itself the run's weight decay (decoupled or per-layer decay):
+    # the host sets the task's train.weight_decay to 0 for its runs (part of their identity),
+    # so decay is never applied twice
+    replaces_weight_decay: bool = False
 
     def __init__(self, **values: Any):
         declared = {h.name: h for h in self.hyperparameters}
@@ -175,6 +179,7 @@ class PluginInfo:
             "hooks": self.hooks,
             "hyperparameters": [h.describe() for h in self.hyperparameters.values()],
             "citation": getattr(self.factory, "citation", ""),
+            "warnings": plugin_warnings(self),
         }
 
     def make(self, values: dict[str, Any]):
@@ -209,32 +214,88 @@ def implemented_hooks(factory: type) -> list[str]:
     ]
 
 
-def discover() -> dict[str, PluginInfo]:
-    """Every plugin installed under the entry-point group, by name."""
+def unmarked_hooks(factory: type) -> list[str]:
+    """Methods named like a hook but lacking ``@hookimpl``: pluggy never calls them."""
+    return [
+        name
+        for name in hook_names()
+        if callable(getattr(factory, name, None))
+        and not hasattr(getattr(factory, name), f"{hookspecs.PROJECT}_impl")
+    ]
+
+
+def plugin_warnings(info: PluginInfo) -> list[str]:
+    unmarked = unmarked_hooks(info.factory)
+    if not unmarked:
+        return []
+    return [f"plugin {info.name!r} ({info.distribution or 'not installed'}): method(s) {', '.join(unmarked)} "
+            "named like hooks lack @hookimpl and are never called"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokenPlugin:
+    """An installed plugin that cannot be used, and why."""
+
+    name: str
+    distribution: str
+    reason: str
+
+    def message(self) -> str:
+        return f"plugin {self.name!r} ({self.distribution or 'unknown distribution'}) is broken: {self.reason}"
+
+
+class Discovered(dict):
+    """The usable plugins by name; ``broken`` holds those that failed to load or conflict."""
+
+    def __init__(self, *args, broken: dict[str, BrokenPlugin] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.broken: dict[str, BrokenPlugin] = dict(broken or {})
+
+
+def discover() -> Discovered:
+    """Every plugin installed under the entry-point group, by name. A plugin that fails to
+    load (missing module, invalid declaration, not a class) or shares its name with another
+    installed plugin is left out and listed in ``.broken``: only runs selecting it fail."""
     found: dict[str, PluginInfo] = {}
+    broken: dict[str, BrokenPlugin] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        factory = ep.load()
-        if not inspect.isclass(factory):
-            raise TypeError(f"entry point {ep.name!r} must name a plugin class, got {factory!r}")
         dist = ep.dist
+        distribution = dist.metadata["Name"] if dist is not None else ""
+        try:
+            factory = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a third-party package
+            broken[ep.name] = BrokenPlugin(ep.name, distribution,
+                                           f"loading {ep.value} failed: {type(exc).__name__}: {exc}")
+            continue
+        if not inspect.isclass(factory):
+            broken[ep.name] = BrokenPlugin(ep.name, distribution,
+                                           f"entry point {ep.value} must name a plugin class, got {factory!r}")
+            continue
         info = PluginInfo(
             name=ep.name,
             factory=factory,
             version=dist.version if dist is not None else "0",
-            distribution=dist.metadata["Name"] if dist is not None else "",
+            distribution=distribution,
         )
+        if ep.name in broken and broken[ep.name].reason.startswith("two installed plugins"):
+            continue
         if ep.name in found and found[ep.name].factory is not factory:
-            raise RuntimeError(
-                f"two installed plugins are named {ep.name!r}: "
-                f"{found[ep.name].distribution} and {info.distribution}"
-            )
+            first = found.pop(ep.name)
+            broken[ep.name] = BrokenPlugin(
+                ep.name, f"{first.distribution}, {info.distribution}",
+                f"two installed plugins are named {ep.name!r} ({first.distribution} and {info.distribution}); "
+                "uninstall one")
+            continue
         found[ep.name] = info
-    return found
+    return Discovered(found, broken=broken)
 
 
 def resolve(names: Iterable[str], available: dict[str, PluginInfo]) -> list[PluginInfo]:
     infos = []
+    broken = getattr(available, "broken", {})
     for name in names:
+        if name in broken and name not in available:
+            raise UsageError(broken[name].message())
         if name not in available:
             raise UsageError(
                 f"unknown plugin {name!r}; installed plugins: {', '.join(sorted(available))}"

@@ -468,6 +468,22 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
     return placed
 
 
+def environment_blocks(table: pl.DataFrame) -> list[Block]:
+    """Which numeric environments produced the runs, and a warning for each task whose
+    runs come from more than one (their differences may be the machines', not the methods')."""
+    if table.is_empty() or "environment" not in table.columns:
+        return []
+    counts = table.group_by("environment").len().sort("len", descending=True)
+    listed = "; ".join(f"{env} ({n} runs)" for env, n in counts.iter_rows())
+    blocks = [Block("p", f"Environments: {listed}.")]
+    mixed = table.group_by("task").agg(pl.col("environment").n_unique().alias("n")).filter(pl.col("n") > 1)
+    if mixed.height:
+        blocks.append(Block("p", "Warning: runs of " + ", ".join(sorted(mixed["task"].to_list())) + " come from "
+                                 "several environments; the same run gives other numbers on another machine or "
+                                 "thread count, so these comparisons mix machine and method differences."))
+    return blocks
+
+
 def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
                  plots: bool = True, **options) -> Path:
     """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json and
@@ -487,6 +503,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     placed = make_plots(analysis, table, records, figure_dir) if plots else {}
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
+    blocks[2:2] = environment_blocks(table)
     (folder / "index.md").write_text(to_markdown(blocks))
     (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
     (folder / "stats.json").write_text(json.dumps(_clean(analysis), indent=1, allow_nan=False))

@@ -1,30 +1,96 @@
 """Results store: one JSON record per run under ``<results>/runs/<run_id>.json``.
 
-Records are written to a temporary file in the same folder, flushed to disk, then
-renamed over the final name (``os.replace`` is atomic), so a killed process leaves
-either the complete old record, the complete new one, or a stray ``*.tmp`` that is
-ignored and cleaned. A run counts as done only when its record says ``finished`` or
-``diverged``; ``failed`` runs are retried by the next ``benchsuite run``.
+Guarantees (see the README's "Results store" section):
+
+* Records are written to a temporary file in the same folder, flushed to disk, then
+  renamed over the final name (``os.replace`` is atomic): a killed process leaves the
+  complete old record, the complete new one, or a stray ``.*.tmp`` that readers ignore.
+* A run is computed by the process holding its claim: an exclusive lock on
+  ``<results>/locks/<run_id>.lock`` (``flock``; the kernel releases it when the holder dies,
+  even by kill -9). Two ``benchsuite run`` on one folder never compute the same run twice:
+  the second skips a claimed run, and waits for it at the end (running it only if the
+  first died without storing it).
+* Temporary files and checkpoints are removed only by the holder of their run's claim, so
+  a live writer's files are never deleted by another process.
+* A record counts only if it is a JSON object with the fields of a record whose ``run_id``
+  matches its file name. Anything else in ``runs/`` (torn or foreign JSON, a copy under
+  another name, a folder named ``*.json``) is reported on stderr and ignored; reading never
+  modifies the store, so read-only commands work on a read-only folder. When a run whose
+  file is invalid is run again, the file is first set aside as
+  ``<run_id>.json.<n>.corrupt`` (never overwriting an earlier one).
+* A run counts as done when its record says ``finished`` or ``diverged``; ``failed`` runs
+  are retried by the next ``benchsuite run``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 
-from benchsuite.engine import DONE_STATUSES
+from benchsuite.engine import DONE_STATUSES, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED, environment_label
+from benchsuite.errors import UsageError
 from benchsuite.files import atomic_write
+
+STATUSES = (STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED)
+_TMP = re.compile(r"^\.(?P<target>.+?\.(?:json|pt))\.\d+\.[0-9a-f]+\.tmp$|^\.(?P<legacy>.+?\.(?:json|pt))\..+\.tmp$")
+
+
+def record_problem(record, run_id: str | None = None) -> str | None:
+    """Why ``record`` is not a usable record (of run ``run_id``), or None."""
+    if not isinstance(record, dict):
+        return f"not a record (a JSON {type(record).__name__})"
+    required = {"run_id": str, "status": str, "task": str, "task_spec": dict, "method": str,
+                "method_label": str, "seed": int}
+    for key, kind in required.items():
+        if key not in record:
+            return f"not a record (no {key!r})"
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            return f"not a record ({key!r} is {type(record[key]).__name__}, expected {kind.__name__})"
+    if run_id is not None and record["run_id"] != run_id:
+        return f"holds the record of run {record['run_id']!r}, not of {run_id!r} (copied or renamed?)"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    try:
+        metric = record["task_spec"]["eval"]["metric"]
+    except (KeyError, TypeError):
+        return "not a record (task_spec has no eval.metric)"
+    metrics = record.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        return "not a record ('metrics' is not an object)"
+    if record["status"] == STATUS_FINISHED:
+        value = (metrics or {}).get(f"test_{metric}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"a finished record without its test_{metric}"
+    try:
+        _row(record)
+    except Exception as exc:  # noqa: BLE001 - any malformed field
+        return f"not a record ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _stderr(message: str) -> None:
+    print(f"benchsuite: warning: {message}", file=sys.stderr, flush=True)
 
 
 class Store:
-    def __init__(self, root: str | os.PathLike):
+    """``report(message)`` receives each problem found while reading (default: stderr, once
+    per file)."""
+
+    def __init__(self, root: str | os.PathLike, report: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.runs = self.root / "runs"
+        self.locks = self.root / "locks"
+        self.problems: dict[str, str] = {}
+        self._report = report or _stderr
 
     def path(self, run_id: str) -> Path:
         return self.runs / f"{run_id}.json"
@@ -33,34 +99,42 @@ class Store:
         """Where a run in progress saves its state (removed when its record is stored)."""
         return self.root / "checkpoints" / f"{run_id}.pt"
 
-    def get(self, run_id: str) -> dict | None:
+    # --- reading (never modifies the store) ------------------------------------------------
+
+    def _problem(self, path: Path, why: str) -> None:
+        key = str(path)
+        if self.problems.get(key) != why:
+            self.problems[key] = why
+            self._report(f"{path}: {why}; ignored (the run counts as not done)")
+
+    def read(self, run_id: str) -> tuple[dict | None, str | None]:
+        """(record, None) for a valid record, (None, why) for an invalid file, (None, None)
+        when there is none."""
         path = self.path(run_id)
         try:
-            return json.loads(path.read_text())
+            text = path.read_bytes()
         except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # Only a file written by something else can be torn (our writes are atomic):
-            # keep it aside for inspection and treat the run as not done.
-            path.replace(path.with_suffix(".corrupt"))
-            return None
+            return None, None
+        except IsADirectoryError:
+            return None, "a folder, not a record"
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror or exc})"
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return None, f"not valid JSON ({exc})"
+        why = record_problem(record, run_id)
+        return (None, why) if why else (record, None)
+
+    def get(self, run_id: str) -> dict | None:
+        record, why = self.read(run_id)
+        if why:
+            self._problem(self.path(run_id), why)
+        return record
 
     def is_done(self, run_id: str) -> bool:
         record = self.get(run_id)
         return record is not None and record.get("status") in DONE_STATUSES
-
-    def put(self, record: dict) -> Path:
-        return atomic_write(self.path(record["run_id"]),
-                            lambda fh: json.dump(record, fh, indent=1, allow_nan=True, default=str))
-
-    def clean_partial(self) -> int:
-        """Remove temporary files left by a killed writer; returns how many."""
-        stray = list(self.runs.glob(".*.tmp")) if self.runs.is_dir() else []
-        if (self.root / "checkpoints").is_dir():
-            stray += list((self.root / "checkpoints").glob(".*.tmp"))
-        for path in stray:
-            path.unlink(missing_ok=True)
-        return len(stray)
 
     def records(self) -> Iterator[dict]:
         if not self.runs.is_dir():
@@ -73,6 +147,107 @@ class Store:
     def table(self) -> pl.DataFrame:
         """One row per run: identity, status, headline metrics, size and time."""
         return runs_table(self.records())
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise UsageError (before anything trains) when records, checkpoints or claims
+        cannot be written."""
+        for folder in (self.runs, self.root / "checkpoints", self.locks):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write(folder / ".write-test", lambda fh: fh.write("")).unlink()
+            except OSError as exc:
+                raise UsageError(f"results folder {self.root}: cannot write to {folder} "
+                                 f"({exc.strerror or exc}); choose another --results") from None
+
+    def put(self, record: dict) -> Path:
+        return atomic_write(self.path(record["run_id"]),
+                            lambda fh: json.dump(record, fh, indent=1, allow_nan=True, default=str))
+
+    @contextlib.contextmanager
+    def claim(self, run_id: str, wait: bool = True):
+        """Hold run ``run_id``'s exclusive claim; yields True, or False (at once) when
+        ``wait`` is False and another process holds it. Released when the block ends or
+        the process dies."""
+        self.locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.locks / f"{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    yield False
+                    return
+                raise
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def set_aside(self, run_id: str) -> Path | None:
+        """Move an invalid file at the run's record path to ``<run_id>.json.<n>.corrupt``
+        (the first free n: an earlier one is never overwritten). Call while holding the
+        run's claim. Returns the new path, or None when there was nothing to move."""
+        path = self.path(run_id)
+        record, why = self.read(run_id)
+        if record is not None or why is None:
+            return None
+        for n in range(1, 10_000):
+            target = path.with_name(f"{path.name}.{n}.corrupt")
+            try:
+                if path.is_dir():
+                    if target.exists():
+                        continue
+                    path.rename(target)
+                else:
+                    os.link(path, target)  # fails if target exists: never overwrites
+                    path.unlink()
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                return None
+            self._report(f"{path}: {why}; moved to {target.name} and the run is run again")
+            return target
+        return None
+
+    def clean_run(self, run_id: str) -> int:
+        """Remove temporary files of run ``run_id`` (and its checkpoint when its record is
+        done). Call while holding the run's claim: only its holder writes them, so any left
+        are a killed writer's."""
+        removed = 0
+        for folder, name in ((self.runs, f"{run_id}.json"), (self.root / "checkpoints", f"{run_id}.pt")):
+            if folder.is_dir():
+                for path in folder.glob(f".{name}.*.tmp"):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        if self.is_done(run_id):
+            checkpoint = self.checkpoint_path(run_id)
+            if checkpoint.exists():
+                checkpoint.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def clean_partial(self) -> int:
+        """Remove what killed writers left: temporary files, and checkpoints of runs whose
+        record is stored. Only files of runs whose claim is free (no live process is
+        writing them) are touched. Returns how many files were removed."""
+        run_ids = set()
+        for folder in (self.runs, self.root / "checkpoints"):
+            if not folder.is_dir():
+                continue
+            for path in folder.glob(".*.tmp"):
+                match = _TMP.match(path.name)
+                target = match and (match["target"] or match["legacy"])
+                if target:
+                    run_ids.add(target.rsplit(".", 1)[0])
+        if (self.root / "checkpoints").is_dir():
+            run_ids.update(p.stem for p in (self.root / "checkpoints").glob("*.pt") if self.is_done(p.stem))
+        removed = 0
+        for run_id in sorted(run_ids):
+            with self.claim(run_id, wait=False) as held:
+                if held:
+                    removed += self.clean_run(run_id)
+        return removed
 
 
 def _row(record: dict) -> dict:
@@ -108,6 +283,7 @@ def _row(record: dict) -> dict:
         "train_seconds": timings.get("train_seconds"),
         "report": json.dumps(_report_values(record.get("report_metrics", ()), metrics)),
         "error": record.get("error"),
+        "environment": environment_label(record.get("environment")),
     }
 
 
@@ -146,7 +322,7 @@ RUNS_SCHEMA = {
     "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
     "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
     "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,
-    "error": pl.Utf8,
+    "error": pl.Utf8, "environment": pl.Utf8,
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from typing import Any
 
 import pytest
@@ -75,7 +76,8 @@ class StepsResult:
 def available_with(*factories: type, available=None) -> dict[str, plugin_registry.PluginInfo]:
     """The installed plugins plus ``factories`` (plugin classes not packaged yet), for
     passing as ``available=`` to the engine: test a plugin before it is installable."""
-    found = dict(available if available is not None else plugin_registry.discover())
+    available = available if available is not None else plugin_registry.discover()
+    found = plugin_registry.Discovered(available, broken=getattr(available, "broken", {}))
     for factory in factories:
         found[factory.name] = plugin_registry.PluginInfo(factory.name, factory, "0", "unpackaged")
     return found
@@ -165,7 +167,8 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
     if plugin not in available:
         raise ConformanceError(f"{plugin!r} is not installed under the entry-point group 'benchsuite'")
     info = available[plugin]
-    info.describe()
+    for warning in info.describe()["warnings"]:
+        warnings.warn(warning, stacklevel=2)
     for h in info.hyperparameters.values():
         h.validate(h.default, plugin)
 

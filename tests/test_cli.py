@@ -79,7 +79,7 @@ def test_failing_plugin_in_a_matrix_is_recorded_and_the_matrix_goes_on(tmp_path,
 
     with_raises = available_with(Raises)
     monkeypatch.setattr(plugin_registry, "discover", lambda: with_raises)
-    assert run_cli("run", "-p", "raises", "-p", "l2", "--seeds", "1", *FAST, results=tmp_path) == 0
+    assert run_cli("run", "-p", "raises", "-p", "l2", "--seeds", "1", *FAST, results=tmp_path) == 1  # a run lost
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*.json")]
     by_method = {r["method"]: r for r in records}
     assert by_method["raises"]["status"] == "failed"

@@ -310,7 +310,8 @@ def test_weight_percentile_and_sensitivity_figures(tmp_path):
                                  curves=curves(lam)) for s in range(3) for lam in (0.5, 1.0)]
     folder = write_report(_store(tmp_path, records), tmp_path / "reports", "r", resamples=10)
     pngs = {p.name for p in (folder / "plots").glob("*.png")}
-    assert [name for name in pngs if name.startswith("weights-")] == ["weights-t-wc_a=1.png"]  # the chosen a
+    weights = [name for name in pngs if name.startswith("weights-")]
+    assert len(weights) == 1 and weights[0].startswith("weights-t-wc_a=1-")  # the chosen a (+ a hash of the label)
     assert "sensitivity-t-wc-wc.a.png" in pngs
     text = (folder / "index.md").read_text()
     assert "![sensitivity-t-wc-wc.a.png](plots/sensitivity-t-wc-wc.a.png)" in text

@@ -1,9 +1,13 @@
 """The results store: atomic records, resumability, tables."""
 
 import json
+import os
+import stat
 
 import polars as pl
+import pytest
 
+from benchsuite.errors import UsageError
 from benchsuite.store import Store
 from benchsuite.testing import run_task, tiny_task_spec
 
@@ -37,18 +41,110 @@ def test_writes_leave_no_temporary_files(tmp_path):
 def test_stray_temporary_files_are_ignored_and_cleaned(tmp_path):
     store = Store(tmp_path)
     store.put(_record())
-    (tmp_path / "runs" / ".xyz.123.tmp").write_text('{"run_id": "xyz", "sta')
+    (tmp_path / "runs" / ".xyz.json.123.ab12cd34.tmp").write_text('{"run_id": "xyz", "sta')
     assert [r["run_id"] for r in store.records()] == ["abc"]
     assert store.clean_partial() == 1
     assert not list((tmp_path / "runs").glob("*.tmp"))
 
 
-def test_a_torn_record_is_set_aside_and_the_run_counts_as_not_done(tmp_path):
+def test_temporary_files_of_a_claimed_run_are_left_alone(tmp_path):
+    """Another process writing run xyz holds its claim: its temporary file is not stale."""
     store = Store(tmp_path)
+    (tmp_path / "runs").mkdir()
+    tmp = tmp_path / "runs" / ".xyz.json.123.ab12cd34.tmp"
+    tmp.write_text("{")
+    other = Store(tmp_path)
+    with other.claim("xyz") as held:
+        assert held
+        assert store.clean_partial() == 0 and tmp.exists()
+        with store.claim("xyz", wait=False) as second:
+            assert second is False
+    assert store.clean_partial() == 1 and not tmp.exists()
+
+
+def test_checkpoints_of_stored_runs_are_removed(tmp_path):
+    store = Store(tmp_path)
+    store.put(_record("abc"))
+    store.checkpoint_path("abc").parent.mkdir(parents=True)
+    store.checkpoint_path("abc").write_bytes(b"state")
+    store.checkpoint_path("live").write_bytes(b"state")  # a run not stored yet keeps its checkpoint
+    assert store.clean_partial() == 1
+    assert not store.checkpoint_path("abc").exists() and store.checkpoint_path("live").exists()
+
+
+def test_files_honor_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = Store(tmp_path).put(_record())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_torn_record_is_reported_not_done_and_set_aside_when_rerun(tmp_path):
+    messages = []
+    store = Store(tmp_path, report=messages.append)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "torn.json").write_text('{"run_id": "torn", "sta')
     assert not store.is_done("torn")
-    assert (tmp_path / "runs" / "torn.corrupt").exists()
+    assert len(messages) == 1 and "torn.json: not valid JSON" in messages[0]
+    assert (tmp_path / "runs" / "torn.json").exists()  # reading never modifies the store
+    assert store.set_aside("torn") == tmp_path / "runs" / "torn.json.1.corrupt"
+    # a second corrupt record for the same run does not overwrite the first
+    (tmp_path / "runs" / "torn.json").write_text("[1, 2")
+    assert store.set_aside("torn") == tmp_path / "runs" / "torn.json.2.corrupt"
+    assert (tmp_path / "runs" / "torn.json.1.corrupt").read_text() == '{"run_id": "torn", "sta'
+    assert "moved to torn.json.2.corrupt" in messages[-1]
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[1, 2, 3]", "a JSON list"),
+    ('{"status": "finished"}', "no 'run_id'"),
+    ('{"title": "my notes"}', "no 'run_id'"),
+    ("42", "a JSON int"),
+])
+def test_valid_json_that_is_not_a_record_is_ignored(tmp_path, content, why):
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    store.put(_record("good"))
+    (tmp_path / "runs" / "notes.json").write_text(content)
+    assert [r["run_id"] for r in store.records()] == ["good"]
+    assert store.table().height == 1
+    assert not store.is_done("notes")
+    assert any("notes.json" in m and why in m for m in messages)
+
+
+def test_a_record_under_another_runs_name_is_not_trusted(tmp_path):
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    store.put(_record("real"))
+    (tmp_path / "runs" / "copy.json").write_bytes((tmp_path / "runs" / "real.json").read_bytes())
+    assert not store.is_done("copy")
+    assert [r["run_id"] for r in store.records()] == ["real"]  # the seed is not counted twice
+    assert any("holds the record of run 'real'" in m for m in messages)
+
+
+def test_a_folder_named_like_a_record_is_ignored(tmp_path):
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    store.put(_record("good"))
+    (tmp_path / "runs" / "x.json").mkdir()
+    assert [r["run_id"] for r in store.records()] == ["good"]
+    assert any("x.json: a folder" in m for m in messages)
+
+
+def test_a_finished_record_without_its_metric_is_not_done(tmp_path):
+    store = Store(tmp_path, report=lambda m: None)
+    store.put(_record("abc") | {"metrics": {}})
+    assert not store.is_done("abc")
+
+
+def test_an_unwritable_results_folder_is_refused_before_training(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(UsageError, match="cannot write"):
+        Store(tmp_path / "afile" / "results").check_writable()
+    Store(tmp_path / "ok").check_writable()
+    assert not [p for p in (tmp_path / "ok").rglob("*") if p.is_file()]  # the probe files are gone
 
 
 def test_table_has_one_row_per_run_with_headline_metrics(tmp_path):

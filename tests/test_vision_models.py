@@ -20,6 +20,9 @@ MODELS = [
     ("wrn28-10", {"dropout": 0.3}, 32, 36_479_194),  # WRN-28-10: 36.5M (Zagoruyko and Komodakis)
     ("senet18", {}, 32, 11_260_354),
     ("cnn2", {"in_channels": 1}, 28, 1_199_882),
+    # CIFAR-100 (DIPR Table 1): conv 3*32*9+32, conv 32*64*9+64, fc 9216*128+128, out 128*100+100
+    ("cnn2", {"num_classes": 100}, 32, 896 + 18_496 + 1_179_776 + 12_900),
+    ("senet18", {"num_classes": 100}, 32, 11_260_354 + 90 * 513),  # 90 more outputs of the 512-unit head
     ("convnext-tiny", {}, 32, 27_827_818),
     ("swin-tiny", {}, 32, 27_505_108),
 ]

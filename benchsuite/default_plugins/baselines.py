@@ -71,6 +71,7 @@ class WeightDecay(Plugin):
     """
 
     name = "wd"
+    replaces_weight_decay = True
     citation = "I. Loshchilov, F. Hutter. Decoupled weight decay regularization. ICLR 2019."
     hyperparameters = (
         Hyperparameter("lam", float, 1e-2, low=0.0, help="decay rate; scaled by the current lr"),

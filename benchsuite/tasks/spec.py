@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,19 @@ LATER_FIELDS = {
 }
 METRICS = {"accuracy": "max", "mse": "min"}
 HEADLINES = ("selected", "best10")
+ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
+INITS = ("default", "kaiming")
+# the model builders' names (benchsuite.tasks.models and .vision; a test keeps them in sync),
+# known here so that a task file is checked without importing torchvision
+ARCHS = ("mlp", "alexnet-cifar", "cnn2", "convnext-tiny", "resnet18-cifar", "resnet34-cifar", "resnet50",
+         "resnet50-cifar", "senet18", "swin-tiny", "vgg11", "vgg16", "vgg19", "wrn28-10")
+# what each built-in data source yields: (input features as a vector, image channels or
+# None, outputs: classes, or 1 for regression targets); sources not listed are not checked
+SOURCE_SHAPES = {
+    "toy-regression": (1, None, 1), "boston": (13, None, 1), "digits": (64, None, 10), "mnist5k": (784, None, 10),
+    "sdd": (48, None, 11), "mnist": (784, 1, 10), "fashionmnist": (784, 1, 10), "cifar10": (3072, 3, 10),
+    "cifar100": (3072, 3, 100), "svhn": (3072, 3, 10), "tinyimagenet": (None, 3, 200), "imagenet": (None, 3, 1000),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +249,87 @@ def _check(spec: TaskSpec, source: str) -> None:
         bad("train.step_size must be >= 1")
     if spec.eval.headline not in HEADLINES:
         bad(f"eval.headline {spec.eval.headline!r} unknown; valid: {', '.join(HEADLINES)}")
+    _check_values(spec, bad)
+
+
+def _check_values(spec: TaskSpec, bad) -> None:
+    """Ranges, choices and shapes of every other field (types are checked by ``_build``)."""
+    data, model, train = spec.data, spec.model, spec.train
+    if not isinstance(spec.name, str) or not spec.name or not isinstance(spec.description, str):
+        bad("name must be a non-empty string and description a string")
+    for table, values in (("train", dataclasses.asdict(train)), ("data", dataclasses.asdict(data)),
+                          ("model", dataclasses.asdict(model))):
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f"{table}.{key} must be a finite number, got {value}")
+    if train.momentum < 0 or train.weight_decay < 0:
+        bad(f"train.momentum and train.weight_decay must be >= 0, got {train.momentum} and {train.weight_decay}")
+    if train.nesterov and (train.optimizer != "sgd" or train.momentum <= 0):
+        bad("train.nesterov needs optimizer = \"sgd\" and momentum > 0")
+    if train.gamma <= 0:
+        bad(f"train.gamma must be > 0, got {train.gamma}")
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in train.milestones):
+        bad(f"train.milestones must be positive integers (epochs), got {list(train.milestones)}")
+    if list(train.milestones) != sorted(set(train.milestones)):
+        bad(f"train.milestones must be increasing, got {list(train.milestones)}")
+    if train.schedule == "multistep" and not train.milestones:
+        bad("train.schedule = \"multistep\" needs train.milestones")
+    if train.replicas < 1:
+        bad("train.replicas must be >= 1")
+    if data.split_seed < 0 or data.image_size < 0:
+        bad("data.split_seed and data.image_size must be >= 0")
+    if model.arch not in ARCHS:
+        bad(f"model.arch {model.arch!r} unknown; valid: {', '.join(ARCHS)}")
+    if model.activation not in ACTIVATIONS:
+        bad(f"model.activation {model.activation!r} unknown; valid: {', '.join(ACTIVATIONS)}")
+    if model.init not in INITS:
+        bad(f"model.init {model.init!r} unknown; valid: {', '.join(INITS)}")
+    if not 0 <= model.dropout < 1:
+        bad(f"model.dropout must be in [0, 1), got {model.dropout}")
+    if model.num_classes < 1 or model.in_channels < 1:
+        bad("model.num_classes and model.in_channels must be >= 1")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in model.sizes):
+        bad(f"model.sizes must be positive integers, got {list(model.sizes)}")
+    if model.arch == "mlp" and len(model.sizes) < 2:
+        bad(f"model.sizes: an mlp needs at least two sizes (input, output), got {list(model.sizes)}")
+    if (train.loss == "mse") != (spec.eval.metric == "mse"):
+        bad(f"train.loss {train.loss!r} does not go with eval.metric {spec.eval.metric!r}: use loss = \"mse\" "
+            "with metric = \"mse\" (regression), loss = \"cross_entropy\" with metric = \"accuracy\"")
+    _check_source(spec, bad)
+
+
+def _check_source(spec: TaskSpec, bad) -> None:
+    from benchsuite.tasks import datasets
+
+    data, model = spec.data, spec.model
+    if data.source not in datasets.SOURCES:
+        bad(f"data.source {data.source!r} unknown; valid: {', '.join(sorted(datasets.SOURCES))}")
+    if data.source not in SOURCE_SHAPES:
+        return
+    features, channels, outputs = SOURCE_SHAPES[data.source]
+    regression = outputs == 1
+    if regression != (spec.eval.metric == "mse"):
+        kind = "a regression" if regression else "a classification"
+        bad(f"data.source {data.source!r} is {kind} data set; use eval.metric = "
+            f"{'mse' if regression else 'accuracy'!r} and the matching loss")
+    if model.arch == "mlp":
+        if channels is not None and not data.flatten:
+            bad(f"data.source {data.source!r} gives images: an mlp needs data.flatten = true")
+        if features is None:
+            bad(f"data.source {data.source!r} has images of varying size: use a convolutional model.arch")
+        if model.sizes[0] != features:
+            bad(f"model.sizes[0] = {model.sizes[0]} but data.source {data.source!r} gives {features} input features")
+        if model.sizes[-1] != outputs:
+            bad(f"model.sizes[-1] = {model.sizes[-1]} but data.source {data.source!r} needs {outputs} output(s)")
+    else:
+        if channels is None:
+            bad(f"data.source {data.source!r} gives feature vectors: use model.arch = \"mlp\"")
+        if data.flatten:
+            bad(f"data.flatten = true gives vectors: model.arch {model.arch!r} needs images")
+        if model.in_channels != channels:
+            bad(f"model.in_channels = {model.in_channels} but data.source {data.source!r} has {channels} channel(s)")
+        if model.num_classes != outputs:
+            bad(f"model.num_classes = {model.num_classes} but data.source {data.source!r} has {outputs} classes")
 
 
 def load_task_file(path: Path) -> TaskSpec:

@@ -73,7 +73,10 @@ class DynamicInformativePrior(Plugin):
 
     def __init__(self, **values):
         super().__init__(**values)
+        # eq. 5's w_{t-1}: the weights the previous step's penalty was computed at, and the
+        # weights of this step's penalty, which become w_{t-1} once the step is taken
         self.old: list[torch.Tensor] | None = None
+        self.current: list[torch.Tensor] | None = None
 
     @hookimpl
     def configure(self, run):
@@ -93,12 +96,17 @@ class DynamicInformativePrior(Plugin):
             probs = prior(flat, old, self.hp["alpha"], run.rng)
             masks = projection_masks(probs, self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))
+        if self.hp["alpha"] < 1.0:
+            self.current = [w.detach().clone() for w in weights]
         return self.hp["lam"] * torch.stack(terms).sum()
 
     @hookimpl
     def post_step(self, model, optimizer, run):
-        if self.hp["lam"] and self.hp["alpha"] < 1.0:
-            self.old = [w.detach().clone() for w in regularized_weights(model)]
+        """The weights this step's penalty saw are the next step's w_{t-1} (eq. 5). Not the
+        weights after optimizer.step(): those are the next step's w_t, and mixing P(w_t)
+        with itself would make the momentum a no-op."""
+        if self.current is not None:
+            self.old, self.current = self.current, None
 
     @hookimpl
     def loss(self, outputs, targets, run):

@@ -108,3 +108,131 @@ class GradientCoherentRegularization(Plugin):
         if self.pi_count:
             out["pi"] = self.pi_sum / self.pi_count
         return out
+
+
+# --------------------------------------------------------------------------- Table 3
+
+
+def compression_table(runs, *, on: str = "test", baseline_mode: str = "always", ours_mode: str = "schedule",
+                      norm: str = "l1"):
+    """Table 3 of the paper from the stored runs of a sweep: per task, the best L1 baseline
+    (``mode=always``, the lambda with the highest mean accuracy) and the sparsest GCSR model
+    (``mode=schedule``) whose mean accuracy is at least the baseline's; compression rate =
+    (1 - sparsity of the baseline) / (1 - sparsity of ours), the ratio of non-zero weights.
+
+    ``runs`` is the runs table (``benchsuite.store.Store(path).table()``). A *group* is one
+    configuration (every gcsr hyperparameter) on one task; its accuracy and sparsity are means
+    over its finished seeds. ``on`` is the column the accuracies are compared on: ``test``,
+    as the paper does, or ``val`` (selection on validation; the table still shows test).
+    Metrics where lower is better (mse) are compared the other way round.
+
+    Returns a polars DataFrame, one row per task that has both kinds of group; ``selected_*``
+    and ``compression_rate`` are null when no GCSR group reaches the baseline's accuracy.
+    """
+    import json
+
+    import polars as pl
+
+    from benchsuite.tasks.spec import METRICS
+
+    if on not in ("test", "val"):
+        raise ValueError(f"on must be 'test' or 'val', not {on!r}")
+    done = runs.filter((pl.col("status") == "finished") & (pl.col("method") == "gcsr"))
+    groups: dict[tuple[str, str], dict] = {}
+    for row in done.iter_rows(named=True):
+        hp = json.loads(row["hyperparameters"]).get("gcsr", {})
+        if hp.get("norm") != norm or hp.get("mode") not in (baseline_mode, ours_mode):
+            continue
+        sparsity = json.loads(row["report"] or "{}").get("gcsr.sparsity")
+        if sparsity is None or row[on] is None or row["test"] is None:
+            continue
+        key = (row["task"], json.dumps(hp, sort_keys=True))
+        group = groups.setdefault(key, {"task": row["task"], "hp": hp, "metric": row["metric"],
+                                        "on": [], "test": [], "sparsity": []})
+        group["on"].append(row[on])
+        group["test"].append(row["test"])
+        group["sparsity"].append(sparsity)
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    out = []
+    for task in sorted({g["task"] for g in groups.values()}):
+        mine = [g for g in groups.values() if g["task"] == task]
+        higher = METRICS.get(mine[0]["metric"], "max") != "min"
+        sign = 1.0 if higher else -1.0
+        base = [g for g in mine if g["hp"]["mode"] == baseline_mode]
+        ours = [g for g in mine if g["hp"]["mode"] == ours_mode]
+        if not base or not ours:
+            continue
+        best = max(base, key=lambda g: (sign * mean(g["on"]), mean(g["sparsity"])))
+        reach = [g for g in ours if sign * mean(g["on"]) >= sign * mean(best["on"])]
+        chosen = max(reach, key=lambda g: (mean(g["sparsity"]), sign * mean(g["on"]))) if reach else None
+        s_base = mean(best["sparsity"])
+        row = {
+            "task": task, "metric": best["metric"], "compared_on": on,
+            "baseline_lam": best["hp"].get("lam"), "baseline_seeds": len(best["test"]),
+            "baseline_test": mean(best["test"]), "baseline_sparsity": s_base,
+            "selected_lam": None, "selected_seeds": None, "selected_test": None, "selected_sparsity": None,
+            "compression_rate": None,
+        }
+        if chosen is not None:
+            s_ours = mean(chosen["sparsity"])
+            row.update({
+                "selected_lam": chosen["hp"].get("lam"), "selected_seeds": len(chosen["test"]),
+                "selected_test": mean(chosen["test"]), "selected_sparsity": s_ours,
+                "compression_rate": (1 - s_base) / (1 - s_ours) if s_ours < 1 else float("inf"),
+            })
+        out.append(row)
+    schema = {"task": pl.Utf8, "metric": pl.Utf8, "compared_on": pl.Utf8, "baseline_lam": pl.Float64,
+              "baseline_seeds": pl.Int64, "baseline_test": pl.Float64, "baseline_sparsity": pl.Float64,
+              "selected_lam": pl.Float64, "selected_seeds": pl.Int64, "selected_test": pl.Float64,
+              "selected_sparsity": pl.Float64, "compression_rate": pl.Float64}
+    return pl.DataFrame(out, schema=schema, orient="row")
+
+
+def compression_markdown(table) -> str:
+    """The table of :func:`compression_table` as Markdown, for a report or a terminal."""
+    def num(value, fmt):
+        return "–" if value is None else format(value, fmt)
+
+    lines = [
+        "| task | L1 baseline λ | accuracy | sparsity | GCSR λ | accuracy | sparsity | compression rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.iter_rows(named=True):
+        rate = "none reaches the baseline" if r["compression_rate"] is None else f"{r['compression_rate']:.2f}×"
+        lines.append(
+            f"| {r['task']} | {num(r['baseline_lam'], 'g')} | {num(r['baseline_test'], '.4g')} "
+            f"| {num(r['baseline_sparsity'], '.3f')} | {num(r['selected_lam'], 'g')} "
+            f"| {num(r['selected_test'], '.4g')} | {num(r['selected_sparsity'], '.3f')} | {rate} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """``python -m benchsuite_gcsr RESULTS_DIR [--on val]``: Table 3 from a results folder."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from benchsuite.store import Store
+
+    parser = argparse.ArgumentParser(prog="python -m benchsuite_gcsr",
+                                     description="GCSR Table 3 (compression rate) from stored runs")
+    parser.add_argument("results", help="results folder of a gcsr-table3 sweep")
+    parser.add_argument("--on", choices=("test", "val"), default="test",
+                        help="compare accuracies on test (the paper) or validation")
+    args = parser.parse_args(argv)
+    if not Path(args.results).is_dir():
+        parser.error(f"no results folder {args.results}")
+    table = compression_table(Store(args.results).table(), on=args.on)
+    if table.is_empty():
+        print(f"{args.results}: no task with finished gcsr L1 runs of both modes (always, schedule)", file=sys.stderr)
+        return 1
+    print(compression_markdown(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

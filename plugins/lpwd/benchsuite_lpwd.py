@@ -36,6 +36,7 @@ class LayerwisePreWeightDecay(Plugin):
     """Layer-wise pre-weight decay and the WD / RWD / PWD variants it builds on."""
 
     name = "lpwd"
+    replaces_weight_decay = True
     citation = "Layer-wise pre-weight decay (anonymous authors, under double-blind review)."
     report_metrics = ("rate_l*", "r_op", "zero_shot_s*")
     hyperparameters = (

@@ -54,7 +54,9 @@ class PartialRegularization(Plugin):
 
     name = "partialreg"
     citation = "E Zhenqian, Gao Weiguo. An improving framework of regularization for network compression."
-    report_metrics = ("neurons_l*", "sparsity_l*", "sparsity")
+    # Tables 2-6: neurons, sparsity, and the final model's training loss and metric
+    report_metrics = ("neurons_l*", "sparsity_l*", "sparsity", "final_train_loss", "final_train_accuracy",
+                      "final_train_mse")
     hyperparameters = (
         Hyperparameter("variant", str, "igl", choices=VARIANTS,
                        help="gl, sgl (eqs. 2-3) or partial igl, isgl (eqs. 6-7)"),
@@ -64,12 +66,26 @@ class PartialRegularization(Plugin):
         Hyperparameter("ratio_of_zeros", float, 0.125, low=0.0, high=1.0,
                        help="partial variants: fraction of each layer's neurons with beta_n = 0 (exempt)"),
         Hyperparameter("threshold", float, 1e-3, low=0.0, help="|w| below this is zero for sparsity and pruning"),
-        Hyperparameter("prune", bool, True, help="prune dead neurons in finalize"),
+        Hyperparameter("prune", bool, True, help="prune dead neurons in finalize (sequential MLPs only)"),
+        Hyperparameter("layer_factors", str, "",
+                       help="eqs. 4-5: lambda_l = lam * factor_l per weight layer in forward order, "
+                            "comma-separated, the last factor repeated for deeper layers (empty: all 1)"),
+        Hyperparameter("retrain_epochs", int, 0, low=0,
+                       help="sec. 5.2: epochs of further training of the pruned slim network "
+                            "(task loss and optimizer, no penalty)"),
     )
 
     def __init__(self, **values):
         super().__init__(**values)
         self.betas: list[torch.Tensor | None] = []
+        self.factors: list[float] = []
+        self.final: dict[str, float] = {}
+
+    @hookimpl
+    def configure(self, run):
+        parse_factors(self.hp["layer_factors"])  # rejects a malformed list before anything is built
+        if self.hp["retrain_epochs"] and not self.hp["prune"]:
+            raise ValueError("partialreg: retrain_epochs retrains the pruned network; it needs prune=true")
 
     @property
     def partial(self) -> bool:
@@ -83,8 +99,18 @@ class PartialRegularization(Plugin):
     def reparametrize(self, model, run):
         """Draw beta (from the run's plugin stream): in every layer a ratio_of_zeros share
         of the neurons, chosen at random, is exempt from the penalty."""
+        if self.hp["prune"]:
+            problem = prune_problem(model)
+            if problem is not None:
+                raise ValueError(
+                    f"partialreg: pruning works only on sequential MLPs (Linear -> [BatchNorm1d] -> activation "
+                    f"[-> Dropout] blocks, the host's mlp models); this model {problem}. "
+                    "Set partialreg.prune=false to train it with the penalty and report sparsity without pruning."
+                )
+        modules = [m for _, m in weight_modules(model)]
+        self.factors = layer_factors(self.hp["layer_factors"], len(modules))
         self.betas = []
-        for _, module in weight_modules(model):
+        for module in modules:
             n = module.weight.shape[1]
             if not self.partial:
                 self.betas.append(None)
@@ -98,7 +124,10 @@ class PartialRegularization(Plugin):
     @hookimpl
     def penalty(self, model, run):
         modules = [m for _, m in weight_modules(model)]
-        terms = [group_penalty(m.weight, self.alpha, beta) for m, beta in zip(modules, self.betas)]
+        terms = [f * group_penalty(m.weight, self.alpha, beta) for m, beta, f in zip(modules, self.betas, self.factors)
+                 if f]
+        if not terms:
+            return None
         return self.hp["lam"] * torch.stack(terms).sum()
 
     @hookimpl
@@ -114,13 +143,72 @@ class PartialRegularization(Plugin):
             out[f"sparsity_l{i}"] = s / w.numel()
         out["sparsity"] = sum(small) / sum(w.numel() for w in weights)
         out["n_weights"] = sum(w.numel() for w in weights)
+        out.update(self.final)  # after finalize: the final model's training loss and metric
         return out
 
     @hookimpl
     def finalize(self, model, run):
+        """Prune (sec. 4), optionally retrain the slim network (sec. 5.2), then score the
+        final model on the training set (Tables 2-6 list its training loss/accuracy)."""
+        final = model
         if self.hp["prune"]:
-            return prune_dead_neurons(model, self.hp["threshold"])
-        return None
+            final = prune_dead_neurons(model, self.hp["threshold"])
+            if final is None:  # reparametrize checked the structure; this is a bug, not a user error
+                raise RuntimeError("partialreg: the model could not be pruned")
+            if self.hp["retrain_epochs"]:
+                metric = run.task.eval.metric
+                for split in ("val", "test"):
+                    self.final[f"pruned_{split}_{metric}"] = run.evaluate(final, split)[metric]
+                self.final["retrain_loss"] = retrain(final, run, self.hp["retrain_epochs"])
+        scores = run.evaluate(final, "train")
+        self.final.update({f"final_train_{k}": v for k, v in scores.items()})
+        return final if final is not model else None
+
+
+def parse_factors(text: str) -> list[float]:
+    """``"0.5, 0.5, 2"`` -> [0.5, 0.5, 2.0]; empty -> []. Factors must be finite and >= 0."""
+    if not text.strip():
+        return []
+    try:
+        factors = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"partialreg.layer_factors: {text!r} is not a comma-separated list of numbers") from None
+    if any(not math.isfinite(f) or f < 0 for f in factors):
+        raise ValueError(f"partialreg.layer_factors: {text!r} must hold finite numbers >= 0")
+    return factors
+
+
+def layer_factors(text: str, layers: int) -> list[float]:
+    """lambda_l / lam for each of ``layers`` weight layers: the given factors, the last one
+    repeated for deeper layers (so ``"0.1, 1"`` is the paper's "a relatively small one for the
+    first few layers, and a larger weight for the remaining ones"); more factors than layers is
+    an error."""
+    factors = parse_factors(text) or [1.0]
+    if len(factors) > layers:
+        raise ValueError(f"partialreg.layer_factors gives {len(factors)} factors for {layers} weight layers")
+    return factors + [factors[-1]] * (layers - len(factors))
+
+
+def retrain(model: nn.Module, run, epochs: int) -> float:
+    """Train ``model`` further for ``epochs`` epochs on the run's training batches with the
+    task's optimizer (fresh state, the task's initial learning rate) and loss, no penalty.
+    Returns the mean training loss of the last epoch."""
+    from benchsuite.default_plugins.defaults import build_optimizer, task_loss
+
+    optimizer = build_optimizer(model.parameters(), run.task.train)
+    was_training = model.training
+    model.train()
+    total = count = 0
+    for _ in range(epochs):
+        total = count = 0
+        for inputs, targets in run.train_batches():
+            loss = task_loss(run.task.train.loss, model(inputs), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item(), count + 1
+    model.train(was_training)
+    return total / max(count, 1)
 
 
 def neuron_counts(model: nn.Module) -> list[int]:
@@ -145,6 +233,24 @@ def _blocks(model: nn.Sequential):
     return blocks
 
 
+PRUNABLE_TAILS = (nn.BatchNorm1d, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.Dropout, nn.Identity)
+
+
+def prune_problem(model: nn.Module) -> str | None:
+    """Why :func:`prune_dead_neurons` cannot prune ``model``, or None when it can."""
+    if not isinstance(model, nn.Sequential):
+        return f"is a {type(model).__name__}, not an nn.Sequential"
+    if any(isinstance(m, nn.Sequential) for m in model):
+        return "nests sequential blocks"
+    blocks = _blocks(model)
+    if not blocks:
+        return "has no linear layer first" if any(isinstance(m, nn.Linear) for m in model) else "has no linear layer"
+    odd = sorted({type(m).__name__ for _, tail in blocks for m in tail if not isinstance(m, PRUNABLE_TAILS)})
+    if odd:
+        return f"has {', '.join(odd)} between its linear layers"
+    return None
+
+
 @torch.no_grad()
 def prune_dead_neurons(model: nn.Module, threshold: float) -> nn.Module | None:
     """A smaller sequential MLP without dead neurons, or None when the model is not a
@@ -156,12 +262,9 @@ def prune_dead_neurons(model: nn.Module, threshold: float) -> nn.Module | None:
     layer's bias before it is removed. Input features whose outgoing weights are all below
     the threshold are dropped through a feature-selection module at the front.
     """
-    if not isinstance(model, nn.Sequential) or any(isinstance(m, nn.Sequential) for m in model):
+    if prune_problem(model) is not None:
         return None
     blocks = _blocks(model)
-    if not blocks or any(not isinstance(m, (nn.BatchNorm1d, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.Dropout,
-                                             nn.Identity)) for _, tail in blocks for m in tail):
-        return None
     was_training = model.training
     model.eval()
     linears = [linear for linear, _ in blocks]

@@ -95,3 +95,42 @@ def test_metrics_density_and_magnitude():
     record = run_task("dipr", tiny_task_spec(epochs=1)).record
     m = record["metrics"]
     assert 0 < m["dipr.density"] <= 1 and m["dipr.mean_abs_w"] > 0
+
+
+def test_momentum_uses_the_previous_steps_weights_in_the_engines_order(monkeypatch):
+    """Eq. 5 mixes P(w_t) with P(w_{t-1}). Run the engine and record what the prior is
+    given: from the second step on, the old weights must be the current weights of the
+    step before (the weights that step's penalty saw), not the current weights again."""
+    import benchsuite_dipr
+
+    calls = []
+    real_prior = benchsuite_dipr.prior
+
+    def spy(values, old, alpha, gen, magnitude=True):
+        if magnitude:  # the penalty's prior (not the projected cross-entropy's)
+            calls.append((values[0].clone(), None if old is None else old[0].clone()))
+        return real_prior(values, old, alpha, gen, magnitude)
+
+    monkeypatch.setattr(benchsuite_dipr, "prior", spy)
+    record = run_task("dipr", tiny_task_spec(epochs=1), hp={"dipr": {"lam": 1e-2, "alpha": 0.5}}).record
+    assert record["status"] == "finished"
+    layers = 3  # the tiny MLP's weight matrices
+    steps = [calls[i:i + layers] for i in range(0, len(calls), layers)]
+    assert len(steps) == record["timings"]["steps"] == 4
+    assert all(old is None for _, old in steps[0])
+    for previous, current in zip(steps, steps[1:]):
+        for (w_prev, _), (w_now, old) in zip(previous, current):
+            assert torch.equal(old, w_prev)
+            assert not torch.equal(old, w_now)  # the step moved the weights
+
+
+def test_momentum_changes_the_training():
+    """alpha = 1 ignores the previous weights; alpha = 0 uses only them. Same seed, same
+    data order and plugin draws: the records and the trained weights must differ."""
+    def train(alpha):
+        return run_task("dipr", tiny_task_spec(epochs=2), hp={"dipr": {"lam": 1.0, "s_p": 0.3, "alpha": alpha}}).record
+
+    r0, r9, r1 = train(0.0), train(0.9), train(1.0)
+    loss = [[row["train_loss"] for row in r["curves"]] for r in (r0, r9, r1)]
+    assert loss[0] != loss[1] and loss[1] != loss[2] and loss[0] != loss[2]
+    assert r0["metrics"]["dipr.mean_abs_w"] != r9["metrics"]["dipr.mean_abs_w"]

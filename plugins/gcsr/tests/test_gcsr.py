@@ -87,3 +87,74 @@ def test_schedule_run_logs_pi_applied_and_sparsity():
 @pytest.mark.parametrize("hp", [{"norm": "l1"}, {"norm": "l2", "mode": "orig"}, {"mode": "always"}])
 def test_conformance(hp):
     check_conformance("gcsr", {"gcsr": hp})
+
+
+def _sweep_records():
+    """A Table 3 sweep with chosen numbers: per lambda, 3 seeds of the L1 baseline (always)
+    and of GCSR (schedule); sparsity stored as the plugin reports it."""
+    from benchsuite.testing import synthetic_record
+
+    records = []
+    grid = {  # (mode, lam): (test accuracy, val accuracy, sparsity)
+        ("always", 1e-4): (0.80, 0.81, 0.10),
+        ("always", 1e-3): (0.82, 0.80, 0.50),   # the best baseline on test
+        ("always", 1e-2): (0.30, 0.30, 0.99),
+        ("schedule", 1e-4): (0.83, 0.83, 0.40),
+        ("schedule", 1e-3): (0.82, 0.79, 0.80),  # the sparsest reaching 0.82 on test
+        ("schedule", 1e-2): (0.81, 0.85, 0.95),  # sparser, but below the baseline on test
+    }
+    for (mode, lam), (test, val, sparsity) in grid.items():
+        for seed in range(3):
+            wiggle = (seed - 1) * 0.001  # the seeds differ; their means are the values above
+            record = synthetic_record("t", "gcsr", seed, test + wiggle, val=val + wiggle,
+                                      hyperparameters={"gcsr": {"norm": "l1", "mode": mode, "lam": lam}})
+            record["report_metrics"] = ["gcsr.sparsity"]
+            record["metrics"]["gcsr.sparsity"] = sparsity + wiggle
+            records.append(record)
+    # ignored: another norm, a failed run, another method
+    records.append(synthetic_record("t", "gcsr", 0, 0.99, hyperparameters={"gcsr": {"norm": "l2", "mode": "schedule",
+                                                                                     "lam": 1.0}}))
+    records.append(synthetic_record("t", "gcsr", 5, None, status="failed",
+                                    hyperparameters={"gcsr": {"norm": "l1", "mode": "schedule", "lam": 1.0}}))
+    records.append(synthetic_record("t", "none", 0, 0.99))
+    return records
+
+
+def test_table3_selection_rule_and_compression_rate_from_stored_runs(tmp_path):
+    from benchsuite_gcsr import compression_markdown, compression_table, main
+
+    from benchsuite.store import Store
+
+    store = Store(tmp_path)
+    for record in _sweep_records():
+        store.put(record)
+    table = compression_table(store.table())
+    (row,) = table.to_dicts()
+    assert row["baseline_lam"] == 1e-3 and row["baseline_seeds"] == 3
+    assert row["baseline_test"] == pytest.approx(0.82) and row["baseline_sparsity"] == pytest.approx(0.50)
+    assert row["selected_lam"] == 1e-3 and row["selected_sparsity"] == pytest.approx(0.80)
+    assert row["compression_rate"] == pytest.approx((1 - 0.5) / (1 - 0.8))
+    # selection on validation: the best baseline is 1e-4 (0.81), and 1e-2 is then the sparsest reaching it
+    (on_val,) = compression_table(store.table(), on="val").to_dicts()
+    assert on_val["baseline_lam"] == 1e-4 and on_val["selected_lam"] == 1e-2
+    assert on_val["compression_rate"] == pytest.approx((1 - 0.10) / (1 - 0.95))
+    assert "2.50×" in compression_markdown(table)
+    assert main([str(tmp_path)]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty)]) == 1
+
+
+def test_table3_says_when_no_gcsr_model_reaches_the_baseline():
+    from benchsuite_gcsr import compression_markdown, compression_table
+
+    from benchsuite.store import runs_table
+
+    records = [r for r in _sweep_records()
+               if r["hyperparameters"].get("gcsr", {}).get("mode") != "schedule"
+               or r["hyperparameters"]["gcsr"]["lam"] == 1e-2]
+    (row,) = compression_table(runs_table(records)).to_dicts()
+    assert row["selected_lam"] is None and row["compression_rate"] is None
+    assert "none reaches the baseline" in compression_markdown(compression_table(runs_table(records)))
+    with pytest.raises(ValueError):
+        compression_table(runs_table(records), on="train")

@@ -93,8 +93,18 @@ def test_rwd_never_opposes_and_wd_does_under_strong_decay():
     assert all("log.lpwd.r_op" in row for row in wd["curves"])
 
 
-def test_optimizer_weight_decay_is_refused():
+def test_the_host_zeroes_the_tasks_weight_decay_for_lpwd():
     record = run_task("lpwd", tiny_task_spec(weight_decay=1e-4)).record
+    assert record["status"] == "finished" and record["task_spec"]["train"]["weight_decay"] == 0.0
+
+
+def test_optimizer_weight_decay_is_refused_when_not_zeroed():
+    from benchsuite import engine
+    from benchsuite.testing import method_of
+
+    spec = engine.make_run_spec(tiny_task_spec(), method_of("lpwd"), 0)
+    spec = engine.RunSpec(tiny_task_spec(weight_decay=1e-4), spec.method, 0, spec.plugin_versions)
+    record = engine.execute(spec)
     assert record["status"] == "failed" and "decay is not applied twice" in record["error"]
 
 
@@ -124,3 +134,19 @@ def test_lam_zero_is_the_baseline(run_steps):
     zero = run_steps("lpwd", hp={"lpwd": {"lam": 0.0, "rop_every": 0}}, epochs=2).record
     assert math.isclose(plain["metrics"]["test_accuracy"], zero["metrics"]["test_accuracy"])
     assert plain["curves"][-1]["train_loss"] == zero["curves"][-1]["train_loss"]
+
+
+def test_rates_on_mnist5k_mlp_match_the_readme():
+    """The README's numbers: mnist5k-mlp has n = 4 weight layers, rates 2*lam*i/(n+1) =
+    0.4, 0.8, 1.2, 1.6 lam, mean lam, the deepest 2*lam*n/(n+1) = 1.6 lam (not 2 lam)."""
+    from benchsuite_lpwd import layer_rates
+
+    from benchsuite.tasks import get_task
+    from benchsuite.tasks.models import build_model
+    from benchsuite.weights import weight_modules
+
+    n = len(list(weight_modules(build_model(get_task("mnist5k-mlp").model))))
+    rates = layer_rates(n, 0.5, layerwise=True)
+    assert n == 4 and rates == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert sum(rates) / n == pytest.approx(0.5) and rates[-1] == pytest.approx(2 * 0.5 * n / (n + 1))
+    assert layer_rates(n, 0.5, layerwise=False) == [0.5] * 4

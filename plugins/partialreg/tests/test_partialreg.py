@@ -137,16 +137,88 @@ def test_finalize_returns_a_smaller_network_the_host_evaluates():
         assert 0 <= metrics[f"partialreg.sparsity_l{i}"] <= 1
 
 
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
 def test_non_sequential_models_are_left_unpruned():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.fc(x)
-
     assert prune_dead_neurons(Net(), 1e-3) is None
+    assert prune_dead_neurons(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3), nn.Linear(3, 1)), 1e-3) is None
+
+
+def test_pruning_a_non_sequential_model_is_a_clear_error():
+    _, _, run, _ = build_for("partialreg")
+    with pytest.raises(ValueError, match="only on sequential MLPs.*Net, not an nn.Sequential.*prune=false"):
+        PartialRegularization().reparametrize(model=Net(), run=run)
+    with pytest.raises(ValueError, match="LayerNorm between its linear layers"):
+        PartialRegularization().reparametrize(model=nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3), nn.Linear(3, 1)),
+                                              run=run)
+    # without pruning the penalty still applies to any model
+    plugin = PartialRegularization(prune=False)
+    plugin.reparametrize(model=Net(), run=run)
+    assert plugin.penalty(model=Net(), run=run).item() > 0
+
+
+def test_layer_weighted_lambda_eqs_4_5():
+    """lambda_l = lam * factor_l; the last factor repeats for the deeper layers."""
+    hp = {"variant": "sgl", "lam": 0.5, "layer_factors": "0.1, 2"}
+    model, _, run, hooks = build_for("partialreg", {"partialreg": hp})
+    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    a, b, c = (group_penalty(m.weight, 0.1, None) for m in model if isinstance(m, nn.Linear))
+    assert term.item() == pytest.approx((0.5 * (0.1 * a + 2 * b + 2 * c)).item(), rel=1e-6)
+    # only the first layer penalized; its gradient reaches no other layer
+    model, _, run, hooks = build_for("partialreg", {"partialreg": {"layer_factors": "1, 0"}})
+    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    term.backward()
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    assert linears[0].weight.grad.abs().sum() > 0
+    assert all(m.weight.grad is None for m in linears[1:])
+
+
+@pytest.mark.parametrize("factors", ["1,2,3,4", "a,b", "-1", "nan"])
+def test_layer_factors_are_validated(factors):
+    with pytest.raises(ValueError, match="layer_factors"):
+        build_for("partialreg", {"partialreg": {"layer_factors": factors}})
+
+
+def test_final_model_scored_on_the_training_set():
+    """Tables 2-6 list the final model's training loss/accuracy: finalize scores the model it
+    returns with run.evaluate on the train split, and the final metrics carry it."""
+    model, _, run, hooks = build_for("partialreg", {"partialreg": {"prune": True}})
+    seen = []
+
+    def evaluate(net, split="val"):
+        seen.append((net, split))
+        return {"loss": 0.25, "accuracy": 0.75}
+
+    run.evaluate = evaluate
+    (returned,) = [m for m in (impl.function(model=model, run=run) for impl in hooks.impls["finalize"]
+                               if impl.plugin_name == "partialreg") if m is not None]
+    assert seen == [(returned, "train")] and returned is not model
+    (values,) = [v for name, v in hooks.each("metrics", model=returned, run=run) if name == "partialreg"]
+    assert values["final_train_loss"] == 0.25 and values["final_train_accuracy"] == 0.75
+
+
+def test_retraining_the_pruned_slim_network():
+    """Sec. 5.2: the pruned network trained further, without the penalty, from its current
+    weights. Same seed, same training and pruning: the architecture is the same and the
+    retrained model fits the training set better than the one pruned and left as it was."""
+    task = tiny_task_spec(epochs=20)
+    hp = {"variant": "gl", "lam": 0.05, "threshold": 1e-2}
+    plain = run_task("partialreg", task, hp={"partialreg": hp}).record["metrics"]
+    again = run_task("partialreg", task, hp={"partialreg": {**hp, "retrain_epochs": 5}}).record["metrics"]
+    assert again["n_params"] == plain["n_params"] < 8 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4 + 2 * (16 + 16)
+    assert again["partialreg.pruned_test_accuracy"] == plain["test_accuracy"]
+    assert math.isfinite(again["partialreg.retrain_loss"])
+    assert again["partialreg.final_train_loss"] < plain["partialreg.final_train_loss"]
+    assert "partialreg.retrain_loss" not in plain and "partialreg.final_train_accuracy" in plain
+    with pytest.raises(ValueError, match="needs prune=true"):
+        build_for("partialreg", {"partialreg": {"prune": False, "retrain_epochs": 1}})
 
 
 @pytest.mark.parametrize("variant", ["gl", "sgl", "igl", "isgl"])
@@ -174,5 +246,7 @@ def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
     header = next(line for line in text.splitlines() if line.startswith("| method |"))
     assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity per layer" in header
     assert "| partialreg.sparsity |" in header
+    assert "partialreg.final_train_loss" in header and "partialreg.final_train_accuracy" in header
+    assert "final_train_mse" not in header  # a classification task has no training mse
     row = next(line for line in text.splitlines() if line.startswith("| `partialreg(variant=gl)`"))
     assert "[8, " in row  # neurons per layer, input layer first

@@ -41,3 +41,30 @@ def test_conformance_and_a_run():
     check_conformance("pp")
     record = run_task("pp", tiny_task_spec(epochs=2, optimizer="sgd", lr=0.05)).record
     assert record["status"] == "finished" and record["metrics"]["plain_model"]
+
+
+def test_adam_task_weight_decay_on_v_enters_the_modified_step_in_w_space():
+    """What the README documents: with Adam, the modified step and the task's weight decay,
+    Adam's coupled decay adds wd * v to dL/dPsi (a w-space gradient), Adam normalizes the
+    sum, and the step is then scaled by dPsi/dv. First Adam step (bias-corrected):
+    v1 = v0 + dPsi/dv(v0) * (-lr * g / (|g| + eps)), g = dL/dPsi + wd * v0."""
+    lr, wd, eps = 1e-2, 0.5, 1e-8
+    model, opt, run, hooks = build_for("pp", task=tiny_task_spec(optimizer="adam", lr=lr, weight_decay=wd))
+    layers = [m for m in model if hasattr(m, "parametrizations")]
+    vs = [m.parametrizations.weight.original for m in layers]
+    before = [v.detach().clone() for v in vs]
+    run.step, run.epoch = 1, 1
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 4).backward()
+    loss_grads = [v.grad.clone() for v in vs]  # dL/dv = dL/dPsi * dPsi/dv
+    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    opt.step()
+    with torch.no_grad():
+        hooks.each("post_step", model=model, optimizer=opt, run=run)
+    for m, v, v0, g_v in zip(layers, vs, before, loss_grads):
+        d = m.parametrizations.weight[0].derivative(v0)
+        g = g_v / d + wd * v0
+        assert torch.allclose(v, v0 + d * (-lr * g / (g.abs() + eps)), rtol=1e-4, atol=1e-7)
+        # not L2 on v taken through the chain rule (dL/dv + wd * v, then divided by dPsi/dv)
+        g_chain = (g_v + wd * v0) / d
+        assert not torch.allclose(v, v0 + d * (-lr * g_chain / (g_chain.abs() + eps)), rtol=1e-4, atol=1e-7)

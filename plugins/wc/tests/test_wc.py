@@ -222,3 +222,38 @@ def test_convolution_weights_are_reparameterized_and_folded():
     plugin.finalize(model=model, run=run)
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     assert torch.allclose(model(x), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("granularity", ["fixed", "fine"])
+def test_adam_task_weight_decay_in_the_modified_step(granularity):
+    """What the README documents: with Adam, the modified step and the task's weight decay,
+    the decay enters dL/dPsi before Adam normalizes it. Fixed a, b: the penalty
+    wd/2 ||Psi(v)||^2 contributes wd * w there, as Adam's coupled decay does for a plain
+    weight. Learnable a, b: Adam's coupled decay on v contributes wd * v. First Adam step:
+    v1 = v0 + dPsi/dv(v0) * (-lr * g / (|g| + eps)), g = dL/dPsi + decay term."""
+    from benchsuite.testing import build_for, tiny_task_spec
+
+    lr, wd, eps = 1e-2, 0.5, 1e-8
+    task = tiny_task_spec(optimizer="adam", lr=lr, weight_decay=wd)
+    model, opt, run, hooks = build_for("wc", {"wc": {"granularity": granularity}}, task=task)
+    layers = [m for m in model if hasattr(m, "parametrizations")]
+    vs = [m.parametrizations.weight.original for m in layers]
+    with torch.no_grad():
+        before = [(v.clone(), m.weight.clone(), m.parametrizations.weight[0].derivative(v).clone())
+                  for v, m in zip(vs, layers)]
+    run.step, run.epoch = 1, 1
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    task_loss = nn.functional.cross_entropy(model(x), torch.arange(16) % 4)
+    grads = torch.autograd.grad(task_loss, [m.parametrizations.weight.original for m in layers], retain_graph=True)
+    loss = task_loss
+    for _, term in hooks.each("penalty", model=model, run=run):
+        loss = loss + term
+    opt.zero_grad()
+    loss.backward()
+    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    opt.step()
+    with torch.no_grad():
+        hooks.each("post_step", model=model, optimizer=opt, run=run)
+    for v, g_v, (v0, w0, d) in zip(vs, grads, before):
+        g = g_v / d + wd * (w0 if granularity == "fixed" else v0)
+        assert torch.allclose(v, v0 + d * (-lr * g / (g.abs() + eps)), rtol=1e-4, atol=1e-7)

@@ -1,0 +1,77 @@
+"""tests/perf/gpu.py: refuses without a GPU; its logic, on the CPU with a tiny model."""
+
+import importlib.util
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchsuite import Plugin, hookimpl
+from benchsuite.testing import available_with
+
+SCRIPT = Path(__file__).parent / "perf" / "gpu.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("perf_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Boom(Plugin):
+    """A method that fails at setup, as a configuration broken on the GPU would."""
+
+    name = "boom"
+
+    @hookimpl
+    def configure(self, run):
+        raise RuntimeError("this method does not run here")
+
+
+def test_refuses_without_a_gpu():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "needs a CUDA GPU" in done.stderr and "Nothing was run" in done.stderr
+    assert "images/s" not in done.stdout
+
+
+def test_dry_run_tables_with_a_failing_method(monkeypatch):
+    gpu = load_script()
+    out = io.StringIO()
+    argv = ["--cpu-dry-run", "--steps", "2", "--configs", "fp32,bf16-cl", "--methods", "none,l2,partialreg,lpwd,boom"]
+    code = gpu.main(argv, available=available_with(Boom), out=out)
+    text = out.getvalue()
+    assert code == 1  # a cell failed
+    for task in ("cifar10-resnet18", "cifar100-resnet50"):
+        for config in ("fp32", "bf16-cl"):
+            assert f"### {task}, {config}" in text
+    tables = text.split("# all tables")[1]
+    rows = [line.split(" | ") for line in tables.splitlines() if line.startswith("| ") and "---" not in line]
+    by_method: dict[str, list] = {}
+    for row in rows:
+        by_method.setdefault(row[0].strip("| "), []).append(row)
+    assert len(by_method["boom"]) == 4 and all("failed: RuntimeError" in r[1] for r in by_method["boom"])
+    for name in ("none", "l2", "partialreg", "lpwd", "hand-written loop"):
+        assert len(by_method[name]) == 4 and all(r[1] == "ok" and float(r[2]) > 0 for r in by_method[name]), name
+    assert all(r[3] == "1.00" for r in by_method["none"])
+    assert tables.count("host overhead ratio (hand-written loop / none):") == 4
+
+
+def test_time_budget_skips_the_cells_not_started():
+    gpu = load_script()
+    out = io.StringIO()
+    code = gpu.main(["--cpu-dry-run", "--steps", "1", "--configs", "fp32", "--tasks", "cifar10-resnet18",
+                     "--methods", "none,l2", "--budget", "0"], out=out)
+    assert code == 0
+    assert out.getvalue().split("# all tables")[1].count("skipped (time budget)") == 3
+
+
+def test_rejects_unknown_configurations():
+    gpu = load_script()
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--configs", "fp64"])
