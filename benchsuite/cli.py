@@ -285,8 +285,8 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(replicas=replicas)) for s in specs]
     store = Store(_results_dir(args))
     if not args.dry_run:
+        _require_data(specs, store, args.download)  # bad input first: nothing written yet
         store.check_writable()
-        _require_data(specs, store, args.download)
 
     if args.dry_run:
         from benchsuite.executors import estimate_seconds

@@ -212,7 +212,26 @@ class PluginError(Exception):
 
     def __init__(self, plugin: str, hook: str, message: str):
         super().__init__(f"plugin {plugin!r}, hook {hook}: {message}")
-        self.plugin, self.hook = plugin, hook
+        self.plugin, self.hook, self.message = plugin, hook, message
+
+    def __reduce__(self):  # the combined classes below are not importable: pickle as PluginError
+        return PluginError, (self.plugin, self.hook, self.message)
+
+
+_ERROR_CLASSES: dict[type, type] = {}
+
+
+def _plugin_error_like(exc: Exception) -> type:
+    """PluginError that is also an instance of the plugin's own exception class, so code
+    (and plugin tests) catching ``ValueError`` from a hook still do, and the message names
+    the plugin and the hook. Classes that cannot be combined fall back to PluginError."""
+    kind = type(exc)
+    if kind not in _ERROR_CLASSES:
+        try:
+            _ERROR_CLASSES[kind] = type(f"PluginError[{kind.__name__}]", (PluginError, kind), {})
+        except TypeError:
+            _ERROR_CLASSES[kind] = PluginError
+    return _ERROR_CLASSES[kind]
 
 
 def _call(impl, hook_name: str, kwargs: dict):
@@ -223,7 +242,12 @@ def _call(impl, hook_name: str, kwargs: dict):
     except Exception as exc:
         if distributed()[1] > 1 and _lost_a_peer(exc):
             raise
-        raise PluginError(impl.plugin_name, hook_name, f"{type(exc).__name__}: {exc}") from exc
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            error = _plugin_error_like(exc)(impl.plugin_name, hook_name, message)
+        except TypeError:  # an exception class whose constructor wants other arguments
+            error = PluginError(impl.plugin_name, hook_name, message)
+        raise error from exc
 
 
 def _describe(value) -> str:

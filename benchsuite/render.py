@@ -148,7 +148,10 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
                          "diverged/failed", "step time"],
         rows=rows, align="rlrrrrrrrrr"))
     fr = overall.get("friedman") or {}
-    if "chi2" in fr:
+    if "chi2" in fr and "p_perm" not in fr:  # a stats.json written before permutation p-values
+        blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
+                                 f"χ² = {fr['chi2']:.3f}, p = {fmt_p(fr['p'])}."))
+    elif "chi2" in fr:
         blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
                                  f"χ² = {fr['chi2']:.3f}, permutation p = {fmt_p(fr['p_perm'])} ({fr['perm']}; "
                                  f"the χ² approximation gives {fmt_p(fr['p'])}, Iman-Davenport "

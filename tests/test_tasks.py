@@ -129,5 +129,5 @@ def test_kaiming_init_option():
     assert len(linears) == 9 and not any(isinstance(m, nn.BatchNorm1d) for m in model)
     assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in linears)
     assert linears[1].weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.05)
-    with pytest.raises(UsageError, match="unknown init 'xavier'"):
+    with pytest.raises(UsageError, match="init 'xavier' unknown"):
         build_model(parse_task(TASK.replace('sizes = [64, 10]', 'sizes = [64, 10]\ninit = "xavier"'), "t").model)

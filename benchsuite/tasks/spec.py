@@ -278,7 +278,7 @@ def _check_values(spec: TaskSpec, bad) -> None:
         bad("train.replicas must be >= 1")
     if data.split_seed < 0 or data.image_size < 0:
         bad("data.split_seed and data.image_size must be >= 0")
-    if model.arch not in ARCHS:
+    if model.arch not in ARCHS and model.arch not in _registered_archs():
         bad(f"model.arch {model.arch!r} unknown; valid: {', '.join(ARCHS)}")
     if model.activation not in ACTIVATIONS:
         bad(f"model.activation {model.activation!r} unknown; valid: {', '.join(ACTIVATIONS)}")
@@ -337,3 +337,12 @@ def load_task_file(path: Path) -> TaskSpec:
     if spec.name != path.stem:
         raise UsageError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
     return spec
+
+
+def _registered_archs() -> set[str]:
+    """Architectures registered at run time in ``benchsuite.tasks.models.ARCHITECTURES`` (a
+    script's or a plugin's own model), without importing torch for the shipped ones."""
+    import sys
+
+    models = sys.modules.get("benchsuite.tasks.models")
+    return set(getattr(models, "ARCHITECTURES", {})) if models else set()

@@ -224,6 +224,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None, available=None, out=None) -> int:
+    try:
+        return _main(argv, available, out)
+    finally:
+        models.ARCHITECTURES.pop(TINY_ARCH, None)  # the dry run's stand-in model is no shipped architecture
+
+
+def _main(argv=None, available=None, out=None) -> int:
     out = out or sys.stdout
     args = parse_args(argv)
     if not args.cpu_dry_run and not torch.cuda.is_available():
