@@ -36,7 +36,7 @@ def confirmation_specs(specs: list, store, n: int, baseline: str = BASELINE) -> 
     analysis = analyze(table, baseline=baseline, resamples=100)
     start = max(s.seed for s in specs) + 1
     fresh = range(start, start + n)
-    wanted = []
+    wanted, seen = [], set()
     for task in analysis["tasks"]:
         groups: dict[str, int] = {}
         for c in task["configs"]:
@@ -52,6 +52,7 @@ def confirmation_specs(specs: list, store, n: int, baseline: str = BASELINE) -> 
                 continue
             for seed in fresh:
                 spec = dataclasses.replace(template, seed=seed)
-                if spec.run_id not in {w.run_id for w in wanted}:
+                if spec.run_id not in seen:
+                    seen.add(spec.run_id)
                     wanted.append(spec)
     return sorted(wanted, key=lambda s: (s.task.name, s.seed))
