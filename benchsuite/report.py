@@ -477,6 +477,14 @@ def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]
     return curves
 
 
+def _unselected_values(task: str, config: dict, seeds: _Seeds) -> dict[int, float]:
+    """A configuration's test values by seed, without the seeds it was chosen on when it
+    has at least 2 confirmation seeds."""
+    values = seeds.test.get((task, config["config"]), {})
+    confirm = [s for s in config.get("confirm_seeds") or [] if s in values]
+    return {s: values[s] for s in confirm} if len(confirm) >= 2 else dict(values)
+
+
 def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
     """Across tasks, for the method configurations selected per task.
 
@@ -503,8 +511,11 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         sign = 1.0 if higher else -1.0
         chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
+        # each method's values are those its verdict rests on: a configuration confirmed on
+        # fresh seeds is ranked on those alone, never on the seeds it was chosen on
+        tested = {comp["method"]: comp["values_method"] for comp in t["comparisons"]}
         for m, c in chosen.items():
-            values = seeds.test.get((t["task"], c["config"]), {})
+            values = tested.get(m) or _unselected_values(t["task"], c, seeds)
             if values:
                 scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher)
                 raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))

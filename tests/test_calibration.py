@@ -38,6 +38,14 @@ def test_uncorrected_selection_would_fail_the_same_check():
     assert result["fwer"] > 0.08 and meets_targets(result)
 
 
+def test_friedman_ranks_confirmed_methods_on_their_fresh_seeds():
+    """Methods chosen among 12 configurations and confirmed on fresh seeds: ranked on the
+    seeds they were chosen on, they would beat the baseline in most tasks, and Friedman's
+    test would reject far above alpha."""
+    result = simulate(Design(seeds=3, methods=2, tasks=6, configurations=12, confirm=3), 60, seed=11)
+    assert result["friedman_tests"] == 60 and meets_targets(result) == [], result
+
+
 def test_power_at_a_real_effect():
     result = simulate(Design(seeds=10, methods=1, tasks=1, shift=0.01), 60, seed=3)
     assert result["power"] > 0.85

@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-power", action="store_true", help="skip the power rows")
+    parser.add_argument("--no-recheck", dest="recheck", action="store_false",
+                        help="do not rerun the designs that missed a target (fresh seed, 4x experiments)")
     args = parser.parse_args(argv)
     designs = grid()
     jobs = [(d, experiments_for(d, args.budget, args.most), args.seed + i) for i, d in enumerate(designs)]
@@ -71,25 +73,45 @@ def main(argv=None) -> int:
           f"python tests/perf/calibration.py --budget {args.budget} --most {args.most} --seed {args.seed} "
           f"on {platform.machine()} with {args.jobs} processes")
     print()
-    print("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | Friedman | power | targets |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|", flush=True)
-    misses = 0
-    results = []
+    header = ("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | Friedman | power "
+              "| targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(header, flush=True)
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for r in pool.imap(_one, jobs, chunksize=1):
-            results.append(r)
-            missed = meets_targets(r)
-            misses += bool(missed)
-            aa = not r["design"]["shift"]
-            print(f"| {r['label']} | {r['experiments']} | {_cell(r['fwer'] if aa else None)} | "
-                  f"{_cell(r['coverage'])} | {_cell(r['pooled_coverage'])} | "
-                  f"{_cell(r['pooled_fwer'] if aa else None)} | {_cell(r['friedman_fpr'])} | "
-                  f"{_cell(r['power'])} | {'; '.join(missed) or 'met'} |", flush=True)
+        results = _table(pool, jobs)
+        missed = [job for job, r in zip(jobs, results) if meets_targets(r)]
+        print()
+        print(f"{len(results) - len(missed)} of {len(results)} designs meet every target")
+        rechecked = []
+        if missed and args.recheck:
+            # Each cell checks several rates at 2 SE, so an exactly calibrated procedure misses
+            # about 2% of checks by chance: a miss is rerun once on fresh random numbers with 4x
+            # the experiments; a real miscalibration misses again, a chance miss does not.
+            print()
+            print(f"Recheck of the {len(missed)} design(s) that missed: fresh seed, 4x the experiments")
+            print()
+            print(header, flush=True)
+            again = [(d, 4 * n, seed + 100_000) for d, n, seed in missed]
+            rechecked = _table(pool, again)
+            print()
+            print(f"{sum(not meets_targets(r) for r in rechecked)} of {len(rechecked)} rechecked designs meet every "
+                  "target")
     print()
     print(f"{time.perf_counter() - started:.0f} s")
-    print()
-    print(f"{len(results) - misses} of {len(results)} designs meet every target")
-    return 1 if misses else 0
+    still = [r for r in rechecked if meets_targets(r)] if args.recheck else missed
+    return 1 if still else 0
+
+
+def _table(pool, jobs) -> list[dict]:
+    results = []
+    for r in pool.imap(_one, jobs, chunksize=1):
+        results.append(r)
+        missed = meets_targets(r)
+        aa = not r["design"]["shift"]
+        print(f"| {r['label']} | {r['experiments']} | {_cell(r['fwer'] if aa else None)} | "
+              f"{_cell(r['coverage'])} | {_cell(r['pooled_coverage'])} | "
+              f"{_cell(r['pooled_fwer'] if aa else None)} | {_cell(r['friedman_fpr'])} | "
+              f"{_cell(r['power'])} | {'; '.join(missed) or 'met'} |", flush=True)
+    return results
 
 
 if __name__ == "__main__":
