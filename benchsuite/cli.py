@@ -283,6 +283,7 @@ def cmd_run(args) -> int:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(precision=args.precision)) for s in specs]
     if replicas > 1:
         specs = [dataclasses.replace(s, task=s.task.with_overrides(replicas=replicas)) for s in specs]
+    _preflight(specs, args.device, available)
     store = Store(_results_dir(args))
     if not args.dry_run:
         _require_data(specs, store, args.download)  # bad input first: nothing written yet
@@ -333,6 +334,16 @@ def cmd_run(args) -> int:
     print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
     print("\n".join(summary_lines(summary(table))))
     return _exit_code(specs, records, args.allow_failures)
+
+
+def _preflight(specs, device: str, available) -> None:
+    """Exit 2 before anything trains when a plugin's ``configure`` rejects a task."""
+    from benchsuite.engine import preflight
+
+    problems = preflight(specs, device, available)
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise UsageError("these runs would fail before training, nothing was run:\n  " + "\n  ".join(shown))
 
 
 def _exit_code(specs, records, allow_failures: bool) -> int:

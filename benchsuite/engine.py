@@ -318,6 +318,31 @@ class Hooks:
         ]
 
 
+def preflight(specs, device: str = "cpu", available=None) -> list[str]:
+    """Problems that would fail runs before training, found without loading data or
+    building a model: each distinct task and method of ``specs`` goes through its plugins'
+    ``configure`` hooks (and their construction) once, on a fresh plugin instance.
+
+    Returns one line per rejected task and method (method, task, plugin, hook, reason);
+    ``benchsuite run`` prints them and exits 2 before anything trains."""
+    available = available if available is not None else plugin_registry.discover()
+    dev = resolve_device(device)
+    problems, seen = [], set()
+    for spec in specs:
+        key = (json.dumps(spec.task.to_dict(), sort_keys=True, default=str), spec.method.plugins)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            infos = plugin_registry.resolve(spec.method.names, available)
+            pm = plugin_registry.make_plugin_manager(
+                [(info, spec.method.hyperparameters[info.name]) for info in infos])
+            Hooks(pm).each("configure", run=Run(spec.task, spec.seed, spec.method, dev, 0))
+        except Exception as exc:  # noqa: BLE001 - every reason is reported, none is fatal here
+            problems.append(f"{spec.method.label} on {spec.task.name}: {exc}")
+    return problems
+
+
 class Diverged(Exception):
     def __init__(self, where: str, epoch: int, step: int):
         super().__init__(f"non-finite {where} at epoch {epoch}, step {step}")

@@ -54,6 +54,12 @@ def configure(run):
     seed, hyperparameters, device, ...). Raise an exception to reject the run: the run
     is recorded as ``failed`` with the traceback and the matrix goes on.
 
+    ``benchsuite run`` also calls it once per distinct task and method *before any run
+    trains* (no data loaded, no model built, on a fresh plugin instance): a rejection
+    there stops the command with exit 2 and the exception's message, so check here what
+    the task and hyperparameters alone decide, and say in the message how to fix it
+    (e.g. "set dipr.projected_ce=false or choose a classification task").
+
     Returns nothing; every implementation is called.
     """
 

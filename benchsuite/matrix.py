@@ -217,6 +217,10 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(raw) - MATRIX_KEYS
+    if file.name.endswith(".paper.toml") and "rows" in raw:
+        twin = file.with_name(file.name.removesuffix(".paper.toml") + ".toml")
+        raise UsageError(f"{path}: a paper's reference numbers (read by `benchsuite report`), not a matrix"
+                         + (f"; run its matrix: --matrix {twin}" if twin.exists() else ""))
     if unknown:
         raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(MATRIX_KEYS))}")
     for key in ("description", "paper"):

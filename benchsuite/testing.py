@@ -108,6 +108,14 @@ def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0, available=None) ->
     return StepsResult(engine.execute(spec, available=available), method)
 
 
+def preflight_problems(plugins, task: TaskSpec, hp=None, available=None) -> list[str]:
+    """What ``benchsuite run`` would reject before training (exit 2) for ``plugins`` on
+    ``task``: the lines :func:`benchsuite.engine.preflight` reports, empty when accepted."""
+    available = available if available is not None else plugin_registry.discover()
+    spec = engine.make_run_spec(task, method_of(plugins, hp, available), 0, available)
+    return engine.preflight([spec], "cpu", available)
+
+
 def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None):
     """Model after ``reparametrize``, optimizer, run context and hooks: the objects a
     plugin sees, for unit tests of single hooks. Returns (model, optimizer, run, hooks)."""

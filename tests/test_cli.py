@@ -87,6 +87,50 @@ def test_failing_plugin_in_a_matrix_is_recorded_and_the_matrix_goes_on(tmp_path,
     assert by_method["l2"]["status"] == by_method["none"]["status"] == "finished"
 
 
+class NeedsRegression(Plugin):
+    """Rejects classification tasks in configure, the way a real plugin rejects a task."""
+
+    name = "needs-regression"
+
+    @hookimpl
+    def configure(self, run):
+        if run.task.train.loss != "mse":
+            raise ValueError(f"needs a regression task, {run.task.name!r} is not; choose one with loss = \"mse\"")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_plugin_rejecting_a_task_exits_2_before_anything_trains(tmp_path, capsys, monkeypatch, dry_run):
+    with_plugin = available_with(NeedsRegression)
+    monkeypatch.setattr(plugin_registry, "discover", lambda: with_plugin)
+    args = ["run", "-p", "needs-regression", "-p", "l2", "-t", "digits-mlp,toy-regression", "--seeds", "2",
+            "--epochs", "1", "--quiet"] + (["--dry-run"] if dry_run else [])
+    assert run_cli(*args, results=tmp_path) == 2
+    err = capsys.readouterr().err
+    # one line per rejected task and method, naming the plugin, the hook and the fix
+    assert err.count("needs-regression on digits-mlp: plugin 'needs-regression', hook configure:") == 1
+    assert "toy-regression:" not in err and 'choose one with loss = "mse"' in err
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts(monkeypatch):
+    from benchsuite.engine import make_run_spec, preflight
+    from benchsuite.testing import method_of, tiny_task_spec
+
+    calls = []
+
+    class Counts(NeedsRegression):
+        name = "counts"
+
+        @hookimpl
+        def configure(self, run):
+            calls.append((run.task.name, run.seed))
+
+    available = available_with(Counts)
+    task = tiny_task_spec()
+    specs = [make_run_spec(task, method_of("counts", available=available), seed, available) for seed in range(3)]
+    assert preflight(specs, "cpu", available) == [] and len(calls) == 1
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -109,6 +109,20 @@ def test_matrices_expand_or_say_which_tasks_are_not_available(path):
         assert load_matrix(str(path), AVAILABLE, epochs=1)
 
 
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
+def test_committed_matrices_pass_the_plugins_configure_checks(path):
+    from benchsuite.engine import preflight
+
+    specs = load_matrix(str(path), AVAILABLE, epochs=1)
+    assert preflight(specs, "cpu", AVAILABLE) == []
+
+
+def test_a_paper_reference_file_given_as_a_matrix_names_its_matrix():
+    path = MATRICES[0].parent / "wc-table2.paper.toml"
+    with pytest.raises(UsageError, match=r"reference numbers .* --matrix .*wc-table2\.toml$"):
+        load_matrix(str(path), AVAILABLE)
+
+
 def test_paper_scale_matrices_exist_for_the_tables():
     names = {p.stem for p in MATRICES}
     assert {f"wc-table{i}" for i in range(2, 8)} <= names

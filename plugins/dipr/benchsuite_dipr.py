@@ -81,7 +81,9 @@ class DynamicInformativePrior(Plugin):
     @hookimpl
     def configure(self, run):
         if self.hp["projected_ce"] and run.task.train.loss != "cross_entropy":
-            raise ValueError("dipr: the projected cross-entropy needs a classification task")
+            raise ValueError(f"dipr: the projected cross-entropy needs a classification task; task "
+                             f"{run.task.name!r} has loss {run.task.train.loss!r}. Set dipr.projected_ce=false "
+                             "or choose a task with loss = \"cross_entropy\".")
 
     @hookimpl
     def penalty(self, model, run):

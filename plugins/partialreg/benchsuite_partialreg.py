@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite.tasks.spec import ARCHS
 from benchsuite.weights import weight_modules
 
 VARIANTS = ("gl", "sgl", "igl", "isgl")
+HOST_CNN_ARCHS = frozenset(ARCHS) - {"mlp"}  # the host's convolutional models: never prunable
 
 
 def outgoing_groups(weight: torch.Tensor) -> torch.Tensor:
@@ -85,7 +87,14 @@ class PartialRegularization(Plugin):
     def configure(self, run):
         parse_factors(self.hp["layer_factors"])  # rejects a malformed list before anything is built
         if self.hp["retrain_epochs"] and not self.hp["prune"]:
-            raise ValueError("partialreg: retrain_epochs retrains the pruned network; it needs prune=true")
+            raise ValueError("partialreg: retrain_epochs retrains the pruned network; it needs prune=true "
+                             "(set partialreg.prune=true, or partialreg.retrain_epochs=0)")
+        if self.hp["prune"] and run.task.model.arch in HOST_CNN_ARCHS:
+            raise ValueError(
+                f"partialreg: pruning works only on sequential MLPs; task {run.task.name!r} has "
+                f"model.arch {run.task.model.arch!r}. Set partialreg.prune=false to train it with the penalty "
+                "and report sparsity without pruning."
+            )
 
     @property
     def partial(self) -> bool:

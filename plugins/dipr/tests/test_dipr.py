@@ -13,7 +13,7 @@ from benchsuite_dipr import (
     uniform_masks,
 )
 
-from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+from benchsuite.testing import build_for, check_conformance, preflight_problems, run_task, tiny_task_spec
 
 
 def gen(seed=0):
@@ -134,3 +134,13 @@ def test_momentum_changes_the_training():
     loss = [[row["train_loss"] for row in r["curves"]] for r in (r0, r9, r1)]
     assert loss[0] != loss[1] and loss[1] != loss[2] and loss[0] != loss[2]
     assert r0["metrics"]["dipr.mean_abs_w"] != r9["metrics"]["dipr.mean_abs_w"]
+
+
+def test_projected_cross_entropy_on_a_regression_task_is_rejected_before_training_with_the_fix():
+    from benchsuite.tasks import get_task
+
+    regression = get_task("toy-regression")
+    [problem] = preflight_problems("dipr", regression, {"dipr": {"projected_ce": True}})
+    assert "plugin 'dipr', hook configure" in problem and "set dipr.projected_ce=false" in problem.lower()
+    assert preflight_problems("dipr", regression, {"dipr": {"projected_ce": False}}) == []
+    assert preflight_problems("dipr", tiny_task_spec(), {"dipr": {"projected_ce": True}}) == []

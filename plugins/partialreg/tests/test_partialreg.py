@@ -13,7 +13,7 @@ from benchsuite_partialreg import (
 )
 from torch import nn
 
-from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
+from benchsuite.testing import build_for, check_conformance, preflight_problems, run_task, tiny_task_spec
 
 W = torch.tensor([[1.0, -2.0, 0.0], [2.0, 1.0, 0.0]])  # 2 outputs x 3 input neurons
 
@@ -250,3 +250,15 @@ def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
     assert "final_train_mse" not in header  # a classification task has no training mse
     row = next(line for line in text.splitlines() if line.startswith("| `partialreg(variant=gl)`"))
     assert "[8, " in row  # neurons per layer, input layer first
+
+
+def test_task_conflicts_are_rejected_before_training_with_the_fix():
+    from benchsuite.tasks import get_task
+
+    [cnn] = preflight_problems("partialreg", get_task("cifar10-cnn2"), {"partialreg": {"prune": True}})
+    assert "hook configure" in cnn and "Set partialreg.prune=false" in cnn
+    assert preflight_problems("partialreg", get_task("cifar10-cnn2"), {"partialreg": {"prune": False}}) == []
+    no_prune = {"partialreg": {"prune": False, "retrain_epochs": 1}}
+    [retrain] = preflight_problems("partialreg", tiny_task_spec(), no_prune)
+    assert "partialreg.retrain_epochs=0" in retrain
+    assert preflight_problems("partialreg", tiny_task_spec(), {"partialreg": {"prune": True}}) == []
