@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 import benchsuite
 from benchsuite import plugins as plugin_registry
 from benchsuite.default_plugins.defaults import task_loss
-from benchsuite.files import atomic_write
+from benchsuite.files import atomic_write, set_aside
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
@@ -628,8 +628,10 @@ def load_checkpoint(path: Path, run_id: str) -> dict | None:
     try:
         with torch.serialization.safe_globals([collections.Counter]):
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        path.replace(path.with_suffix(".corrupt"))
+    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: start the run afresh
+        target = set_aside(path)
+        print(f"benchsuite: {path}: unreadable checkpoint ({type(exc).__name__}); moved to "
+              f"{target.name if target else '-'} and the run starts from its beginning", file=sys.stderr)
         return None
     return state if state.get("run_id") == run_id else None
 

@@ -15,6 +15,7 @@ share the work and never compute a run twice.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -50,8 +51,10 @@ def run_all(
     is removed once the run's record is stored."""
     options = options or ExecutionOptions()
     store.clean_partial()
-    pending = [spec for spec in specs if not store.is_done(spec.run_id)]
-    pending_ids = {spec.run_id for spec in pending}
+    pending_ids = {spec.run_id for spec in specs if not store.is_done(spec.run_id)}
+    if distributed()[1] > 1:  # every rank walks the same list: the one rank 0 read
+        pending_ids = from_rank_zero(pending_ids, device)
+    pending = [spec for spec in specs if spec.run_id in pending_ids]
     skipped = [spec.run_id for spec in specs if spec.run_id not in pending_ids]
     if jobs > 1 and len(pending) > 1:
         return _run_pool(pending, skipped, len(specs), store, device, options, jobs, progress)
@@ -165,23 +168,49 @@ def execute_and_store(spec: RunSpec, store: Store, device: str, options: Executi
     checkpoint. Returns ``(RAN, record)``; ``(DONE, record)`` when another process stored it
     first; ``(BUSY, None)`` when another process holds its claim and ``wait`` is False.
     Under torchrun every rank trains and rank 0 stores (holding the claim)."""
-    rank, world = distributed()
-    if world > 1 and rank != 0:
-        return RAN, _execute(spec, store, device, options, available, on_epoch)
-    if world > 1:
-        wait = True  # every rank trains this run now: rank 0 must not skip it
+    if distributed()[1] > 1:
+        return _execute_and_store_distributed(spec, store, device, options, available, on_epoch)
     with store.claim(spec.run_id, wait=wait) as held:
         if not held:
             return BUSY, None
         store.clean_run(spec.run_id)
         existing = store.get(spec.run_id)
-        if world == 1 and existing is not None and existing["status"] in DONE_STATUSES:
+        if existing is not None and existing["status"] in DONE_STATUSES:
             return DONE, existing
         store.set_aside(spec.run_id)
         record = _execute(spec, store, device, options, available, on_epoch)
         store.put(record)
         store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
     return RAN, record
+
+
+def _execute_and_store_distributed(spec, store, device, options, available, on_epoch) -> tuple[str, dict | None]:
+    """Under torchrun: rank 0 waits for the run's claim and reads the store, then tells
+    every rank whether to train, so a run another process stored meanwhile is trained by
+    no rank (every rank must train a run together, or none may). Rank 0 stores."""
+    rank = distributed()[0]
+    with store.claim(spec.run_id, wait=True) if rank == 0 else contextlib.nullcontext(True):
+        existing = None
+        if rank == 0:
+            store.clean_run(spec.run_id)
+            existing = store.get(spec.run_id)
+        if from_rank_zero(existing is not None and existing["status"] in DONE_STATUSES, device):
+            return DONE, existing if rank == 0 else store.get(spec.run_id)
+        if rank == 0:
+            store.set_aside(spec.run_id)
+        record = _execute(spec, store, device, options, available, on_epoch)
+        if rank == 0:
+            store.put(record)
+            store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
+    return RAN, record
+
+
+def from_rank_zero(value, device: str):
+    """``value`` as rank 0 has it, on every rank of a torchrun job (a broadcast)."""
+    box = [value]
+    on = torch.device(device) if torch.distributed.get_backend() == "nccl" else None
+    torch.distributed.broadcast_object_list(box, src=0, device=on)
+    return box[0]
 
 
 def _execute(spec, store, device, options, available, on_epoch) -> dict:

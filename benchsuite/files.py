@@ -35,3 +35,25 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def set_aside(path: Path) -> Path | None:
+    """Move ``path`` (a file or folder) to ``<name>.<n>.corrupt`` beside it, n the first
+    free number: an earlier file set aside is never overwritten, also when two processes
+    set aside at once. Returns the new path, or None when ``path`` is gone."""
+    for n in range(1, 10_000):
+        target = path.with_name(f"{path.name}.{n}.corrupt")
+        try:
+            if path.is_dir():
+                if target.exists():
+                    continue
+                path.rename(target)
+            else:
+                os.link(path, target)  # fails if target exists: never overwrites
+                path.unlink()
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        return target
+    raise OSError(f"{path}: 9999 files already set aside beside it")

@@ -38,7 +38,7 @@ import polars as pl
 
 from benchsuite.engine import DONE_STATUSES, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED, environment_label
 from benchsuite.errors import UsageError
-from benchsuite.files import atomic_write
+from benchsuite.files import atomic_write, set_aside
 
 STATUSES = (STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED)
 _TMP = re.compile(r"^\.(?P<target>.+?\.(?:json|pt))\.\d+\.[0-9a-f]+\.tmp$|^\.(?P<legacy>.+?\.(?:json|pt))\..+\.tmp$")
@@ -192,23 +192,11 @@ class Store:
         record, why = self.read(run_id)
         if record is not None or why is None:
             return None
-        for n in range(1, 10_000):
-            target = path.with_name(f"{path.name}.{n}.corrupt")
-            try:
-                if path.is_dir():
-                    if target.exists():
-                        continue
-                    path.rename(target)
-                else:
-                    os.link(path, target)  # fails if target exists: never overwrites
-                    path.unlink()
-            except FileExistsError:
-                continue
-            except FileNotFoundError:
-                return None
-            self._report(f"{path}: {why}; moved to {target.name} and the run is run again")
-            return target
-        return None
+        target = set_aside(path)
+        if target is None:
+            return None
+        self._report(f"{path}: {why}; moved to {target.name} and the run is run again")
+        return target
 
     def clean_run(self, run_id: str) -> int:
         """Remove temporary files of run ``run_id`` (and its checkpoint when its record is

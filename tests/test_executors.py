@@ -75,3 +75,24 @@ def test_killing_the_pool_mid_run_loses_nothing(tmp_path):
         assert (runs / name).stat().st_mtime_ns == mtime and (runs / name).read_bytes() == content
     assert comparable_store(Store(results)) == comparable_store(Store(reference))
     assert not list(checkpoints.glob("*")) and not list(runs.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_a_run_stored_meanwhile_is_trained_by_no_rank(tmp_path, monkeypatch, rank):
+    """Rank 0 decides from the store under the run's claim and every rank follows it: a
+    run another process stored after the ranks listed their pending runs is skipped by all
+    of them, so its record is never trained again or overwritten."""
+    from benchsuite import engine
+    from benchsuite.testing import method_of, tiny_task_spec
+
+    spec = engine.make_run_spec(tiny_task_spec(epochs=1), method_of("none"), seed=0)
+    store = Store(tmp_path)
+    stored = engine.execute(spec)
+    store.put(stored)
+    told = []
+    monkeypatch.setattr(executors, "distributed", lambda: (rank, 2))
+    monkeypatch.setattr(executors, "from_rank_zero", lambda value, device: told.append(value) or value or rank == 1)
+    monkeypatch.setattr(executors, "execute", lambda *a, **k: pytest.fail("a done run was trained again"))
+    state, record = executors.execute_and_store(spec, store, "cpu", engine.ExecutionOptions())
+    assert state == executors.DONE and record == stored == store.get(spec.run_id)
+    assert told == [rank == 0]  # rank 0 tells what it read; rank 1 (told True here) skips too

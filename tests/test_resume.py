@@ -67,12 +67,17 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path):
     assert _comparable(record) == _comparable(engine.execute(other))
 
 
-def test_a_torn_checkpoint_is_set_aside(tmp_path):
+def test_a_torn_checkpoint_is_set_aside_without_overwriting_an_earlier_one(tmp_path, capsys):
     spec = engine.make_run_spec(tiny_task_spec(epochs=2), method_of("none"), seed=0)
     checkpoint = tmp_path / "run.pt"
-    checkpoint.write_bytes(b"not a checkpoint")
-    record = engine.execute(spec, options=engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0))
-    assert record["status"] == "finished" and (tmp_path / "run.corrupt").exists()
+    for attempt in (b"first torn checkpoint", b"second torn checkpoint"):
+        checkpoint.write_bytes(attempt)
+        record = engine.execute(spec, options=engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0))
+        assert record["status"] == "finished"
+        checkpoint.unlink(missing_ok=True)
+    assert (tmp_path / "run.pt.1.corrupt").read_bytes() == b"first torn checkpoint"
+    assert (tmp_path / "run.pt.2.corrupt").read_bytes() == b"second torn checkpoint"
+    assert capsys.readouterr().err.count("unreadable checkpoint") == 2
 
 
 @pytest.mark.slow
