@@ -303,11 +303,11 @@ def cmd_run(args) -> int:
         pending = [s for s in specs if not store.is_done(s.run_id)]
         known = [estimates[s.run_id] for s in pending if estimates[s.run_id] is not None]
         line = f"{len(specs)} runs: {done} done, {len(pending)} pending"
-        if pending:
+        if known:
             line += (f"; estimated {_duration(sum(known))} of compute for {len(known)} of them"
-                     + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else "")
-                     + (f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
-                        if len(known) < len(pending) else ""))
+                     + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else ""))
+        if len(known) < len(pending):
+            line += f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
         print(line)
         if args.confirm:
             print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
