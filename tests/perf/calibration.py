@@ -1,8 +1,8 @@
 """Calibration of the report's verdicts and intervals: A/A and power simulations through
 the real analysis path (benchsuite.report.analyze on synthetic records).
 
-    python tests/perf/calibration.py                 # the whole table (hours on 2 cores)
-    python tests/perf/calibration.py --budget 60000 --most 200   # the committed table
+    python tests/perf/calibration.py                 # more experiments per design (hours on 2 cores)
+    python tests/perf/calibration.py --budget 40000 --most 150   # the committed table (25 min)
 
 Designs: n = 3, 5, 10 seeds; m = 1, 5 methods; 1, 4, 10 tasks; normal and heavy-tailed
 (Student-t, 3 df) noise; K = 1, 4, 12 configurations tuned on validation (rho = 0.9 between a
@@ -15,7 +15,8 @@ fresh seeds. Columns (A/A: every method equals the baseline):
   target >= 0.95 - 2 SE.
 - pooled coverage / pooled FWER: the leaderboard's pooled score interval and verdict (Holm
   over methods); a method tuned on the test seeds gets none ("-").
-- Friedman: share of experiments where the permutation Friedman test rejects at 0.05.
+- Friedman: share of experiments where the permutation Friedman test rejects at 0.05;
+  target <= 0.05 + 2 SE.
 - power: the same designs with a true +0.01 shift of one method (noise: seed sd 0.01 shared,
   run sd 0.005): share of its per-task verdicts that say better.
 
