@@ -420,8 +420,11 @@ def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, al
     exact_min = [c.exact_min_p * len(comparisons) for _, c, *_ in comparisons]
     if exact_min and min(exact_min) >= alpha:
         needed = stats.seeds_needed(len(comparisons), alpha)
+        sizes = sorted({f"{c.n_pairs} paired" if c.paired else f"{c.n_method}/{c.n_baseline} unpaired"
+                        for _, c, *_ in comparisons})
+        seeds = ", ".join(sizes) + " seeds"
         notes.append(
-            f"{base['n']} seeds: the exact test cannot reach p < {alpha:g}"
+            f"{seeds}: the exact test cannot reach p < {alpha:g}"
             + (f" after Holm over {len(comparisons)} methods" if len(comparisons) > 1 else "")
             + f" (smallest possible p {min(1.0, min(exact_min)):.3g}); it needs at least {needed} paired seeds, "
             "so the verdicts rest on the t-test"

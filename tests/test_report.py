@@ -63,7 +63,7 @@ def test_report_writes_every_output(tmp_path):
     assert configs["wd"]["diverged"] == 1 and configs["l2"]["failed"] == 1
     text = (folder / "index.md").read_text()
     assert "## Leaderboard" in text and "better ▲" in text and "Friedman test" in text
-    assert "6 seeds: the exact test cannot reach p < 0.05 after Holm over 2 methods" in text
+    assert "6 paired seeds: the exact test cannot reach p < 0.05 after Holm over 2 methods" in text
     toy = next(t for t in stats_json["tasks"] if t["task"] == "toy")
     assert next(c for c in toy["comparisons"] if c["method"] == "l2")["verdict"] == "better"  # lower mse
     board = stats_json["overall"]["methods"]
