@@ -168,38 +168,26 @@ def execute_and_store(spec: RunSpec, store: Store, device: str, options: Executi
     checkpoint. Returns ``(RAN, record)``; ``(DONE, record)`` when another process stored it
     first; ``(BUSY, None)`` when another process holds its claim and ``wait`` is False.
     Under torchrun every rank trains and rank 0 stores (holding the claim)."""
-    if distributed()[1] > 1:
-        return _execute_and_store_distributed(spec, store, device, options, available, on_epoch)
-    with store.claim(spec.run_id, wait=wait) as held:
+    rank, world = distributed()
+    leader = rank == 0
+    # under torchrun every rank trains a run together or none does: rank 0 holds the claim,
+    # reads the store and tells the others, so a run stored meanwhile is trained by no rank
+    with store.claim(spec.run_id, wait=wait or world > 1) if leader else contextlib.nullcontext(True) as held:
         if not held:
             return BUSY, None
-        store.clean_run(spec.run_id)
-        existing = store.get(spec.run_id)
-        if existing is not None and existing["status"] in DONE_STATUSES:
-            return DONE, existing
-        store.set_aside(spec.run_id)
-        record = _execute(spec, store, device, options, available, on_epoch)
-        store.put(record)
-        store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
-    return RAN, record
-
-
-def _execute_and_store_distributed(spec, store, device, options, available, on_epoch) -> tuple[str, dict | None]:
-    """Under torchrun: rank 0 waits for the run's claim and reads the store, then tells
-    every rank whether to train, so a run another process stored meanwhile is trained by
-    no rank (every rank must train a run together, or none may). Rank 0 stores."""
-    rank = distributed()[0]
-    with store.claim(spec.run_id, wait=True) if rank == 0 else contextlib.nullcontext(True):
         existing = None
-        if rank == 0:
+        if leader:
             store.clean_run(spec.run_id)
             existing = store.get(spec.run_id)
-        if from_rank_zero(existing is not None and existing["status"] in DONE_STATUSES, device):
-            return DONE, existing if rank == 0 else store.get(spec.run_id)
-        if rank == 0:
+        done = existing is not None and existing["status"] in DONE_STATUSES
+        if world > 1:
+            done = from_rank_zero(done, device)
+        if done:
+            return DONE, existing if leader else store.get(spec.run_id)
+        if leader:
             store.set_aside(spec.run_id)
         record = _execute(spec, store, device, options, available, on_epoch)
-        if rank == 0:
+        if leader:
             store.put(record)
             store.checkpoint_path(spec.run_id).unlink(missing_ok=True)
     return RAN, record

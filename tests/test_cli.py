@@ -112,13 +112,13 @@ def test_a_plugin_rejecting_a_task_exits_2_before_anything_trains(tmp_path, caps
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
 
-def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts(monkeypatch):
+def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts():
     from benchsuite.engine import make_run_spec, preflight
     from benchsuite.testing import method_of, tiny_task_spec
 
     calls = []
 
-    class Counts(NeedsRegression):
+    class Counts(Plugin):
         name = "counts"
 
         @hookimpl
