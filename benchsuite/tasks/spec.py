@@ -5,7 +5,7 @@ A task file has four tables (every key has a default except the ones marked requ
     name = "mnist5k-mlp"                  # required, must match the file name
     description = "..."
     [data]   source (required), split = [train, val, test] fractions, split_seed,
-             standardize
+             standardize, label_noise
     [model]  arch (required), sizes, batch_norm, activation, dropout, init
     [train]  epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, loss,
              schedule = "constant" | "multistep" | "cosine", milestones, gamma
@@ -32,7 +32,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # Fields added after results were first stored: a run's identity (and its record's task
 # spec) leaves them out while they hold their default, so earlier results stay valid.
 LATER_FIELDS = {
-    "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False},
+    "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False, "label_noise": 0.0},
     "model": {"num_classes": 10, "in_channels": 3, "pretrained": ""},
     "train": {"step_size": 30, "precision": "fp32", "replicas": 1},
 }
@@ -48,7 +48,8 @@ ARCHS = ("mlp", "alexnet-cifar", "cnn2", "convnext-tiny", "resnet18-cifar", "res
 # None, outputs: classes, or 1 for regression targets); sources not listed are not checked
 SOURCE_SHAPES = {
     "toy-regression": (1, None, 1), "boston": (13, None, 1), "digits": (64, None, 10), "mnist5k": (784, None, 10),
-    "sdd": (48, None, 11), "mnist": (784, 1, 10), "fashionmnist": (784, 1, 10), "cifar10": (3072, 3, 10),
+    "teacher-student": (30, None, 1), "mnist1d": (40, None, 10), "sdd": (48, None, 11), "mnist": (784, 1, 10),
+    "fashionmnist": (784, 1, 10), "cifar10": (3072, 3, 10),
     "cifar100": (3072, 3, 100), "svhn": (3072, 3, 10), "tinyimagenet": (None, 3, 200), "imagenet": (None, 3, 1000),
 }
 
@@ -65,6 +66,9 @@ class DataSpec:
     augment: str = "none"  # none | flip | crop-flip | random-resized-crop
     image_size: int = 0  # folder data sets (TinyImageNet, ImageNet): training crop size
     flatten: bool = False  # images as vectors (MLPs on MNIST)
+    # share of training labels replaced by another class drawn uniformly (classification;
+    # validation and test labels stay clean)
+    label_noise: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +280,10 @@ def _check_values(spec: TaskSpec, bad) -> None:
         bad("train.schedule = \"multistep\" needs train.milestones")
     if train.replicas < 1:
         bad("train.replicas must be >= 1")
+    if not 0 <= data.label_noise < 1:
+        bad(f"data.label_noise must be in [0, 1), got {data.label_noise}")
+    if data.label_noise > 0 and spec.eval.metric != "accuracy":
+        bad("data.label_noise flips class labels: it needs a classification task (eval.metric = \"accuracy\")")
     if data.split_seed < 0 or data.image_size < 0:
         bad("data.split_seed and data.image_size must be >= 0")
     if model.arch not in ARCHS and model.arch not in _registered_archs():
