@@ -176,6 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--task", default=None, help="only this task")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
 
+    claims = sub.add_parser("claims", help="test the plugins' paper claims: run what is missing, print verdicts")
+    claims.add_argument("--list", action="store_true", help="list the claims (no runs, no verdicts)")
+    claims.add_argument("--json", action="store_true", help="machine-readable output")
+    claims.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
+                        help="only this plugin's claims (repeatable)")
+    claims.add_argument("--claim", action="append", default=[], metavar="ID", help="only this claim (repeatable)")
+    claims.add_argument("--tier", choices=("offline", "paper", "all"), default=None,
+                        help="offline: data installed packages ship or generate; paper: the papers' real data "
+                             "(default: list and judge every claim, run the offline ones and those named by "
+                             "--claim)")
+    claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
+    claims.add_argument("--results", default=None,
+                        help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    claims.add_argument("--out", default=None, metavar="DIR",
+                        help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
+    claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
+    claims.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="runs at a time")
+    claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    claims.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
+    claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    claims.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
     excerpt = sub.add_parser("excerpt", help="rewrite the report excerpts between markers in Markdown files")
     excerpt.add_argument("files", nargs="+", metavar="FILE", help="Markdown files with benchsuite:verdicts or "
                                                                   "benchsuite:leaderboard blocks")
@@ -667,6 +690,87 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    from benchsuite import claims as claim_mod
+    from benchsuite.plugins import discover
+
+    _check_task_dirs(args.tasks_dir)
+    if args.data_dir:
+        os.environ["BENCHSUITE_DATA"] = args.data_dir
+    available = discover()
+    _plugin_problems(available)
+    found, problems = claim_mod.load_claims(available, args.plugin or None)
+    for problem in problems:
+        print(f"benchsuite claims: warning: {problem}; its claims are left out", file=sys.stderr)
+    selected = claim_mod.select(found, args.claim or None, args.tier or "all")
+    if args.list:
+        listed = []
+        for claim in selected:
+            entry = claim.to_dict()
+            entry["runs"] = sum(len(v) for v in claim_mod.run_specs(claim, available, args.tasks_dir).values())
+            entry["command"] = claim_mod.command(claim)
+            listed.append(entry)
+        if args.json:
+            print(json.dumps(listed, indent=1))
+        else:
+            for entry in listed:
+                versus = entry["versus"]["plugin"] + (f" ({', '.join(entry['versus']['set'])})" if entry["versus"]
+                                                      and entry["versus"]["set"] else "") if entry["versus"] else None
+                compared = f"vs {versus}" if versus else f"bound {entry['bound']:g}"
+                print(f"{entry['id']}  [{entry['tier']}]  {', '.join(entry['tasks'])}  {entry['runs']} runs\n"
+                      f"  {entry['statement']} ({entry['source']})\n"
+                      f"  {claim_mod.Arm(**entry['method']).describe()} {compared}, {entry['metric']} "
+                      f"{entry['direction']}")
+        return 0
+    from benchsuite.store import Store
+
+    store = Store(_results_dir(args))
+    if not args.no_run:
+        _run_claims(args, selected, available, store)
+    rows = claim_mod.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
+    if args.out:
+        claim_mod.write(rows, Path(args.out))
+        print(f"wrote {args.out}/index.md, index.html, claims.json", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=1, allow_nan=False))
+    else:
+        from benchsuite.render import to_markdown
+
+        print(to_markdown(claim_mod.blocks(rows)))
+    return 0
+
+
+def _run_claims(args, selected, available, store) -> None:
+    """Run the missing runs of the offline claims (and of paper claims asked for by
+    --claim or --tier paper whose data is present), like ``benchsuite run``."""
+    from benchsuite import claims as claim_mod
+    from benchsuite.engine import ExecutionOptions, resolve_device
+    from benchsuite.executors import run_all
+
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {args.device!r}: {exc}") from None
+    specs = {}
+    for claim in selected:
+        if claim.tier == "paper" and not (args.claim or args.tier == "paper"):
+            continue
+        needs = claim_mod.data_problems(claim, args.tasks_dir)
+        if needs:
+            print(f"benchsuite claims: {claim.id} not run: needs {'; '.join(needs)}", file=sys.stderr)
+            continue
+        for group in claim_mod.run_specs(claim, available, args.tasks_dir).values():
+            specs.update({spec.run_id: spec for spec in group})
+    pending = [s for s in specs.values() if not store.is_done(s.run_id)]
+    if not pending:
+        return
+    _preflight(pending, args.device, available)
+    store.check_writable()
+    print(f"claims: {len(pending)} of {len(specs)} runs to do; results in {store.root}", file=sys.stderr)
+    run_all(pending, store, device=args.device, available=available, progress=not args.quiet,
+            options=ExecutionOptions(), jobs=args.jobs)
+
+
 def cmd_excerpt(args) -> int:
     from benchsuite.excerpts import update_files
 
@@ -683,7 +787,7 @@ def cmd_excerpt(args) -> int:
     return 1 if stale and args.check else 0
 
 
-COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt,
+COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims,
             "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
             "leaderboard": cmd_leaderboard, "collect": cmd_collect}
 

@@ -13,6 +13,10 @@ methods cannot drift from the tests behind it::
     (generated: the report's leaderboard table and its Friedman line)
     <!-- /benchsuite:leaderboard -->
 
+    <!-- benchsuite:claims report=claims plugin=wc -->
+    (generated: the verdict table of wc's paper claims, from claims.json)
+    <!-- /benchsuite:claims -->
+
 ``methods`` is optional (every method); a method matches its variants too
 (``partialreg`` matches ``partialreg(variant=igl)``).
 """
@@ -26,7 +30,7 @@ from pathlib import Path
 from benchsuite.render import fmt, fmt_p, leaderboard_blocks, to_markdown
 
 BLOCK = re.compile(
-    r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard)(?P<args>[^>]*?)-->\n)"
+    r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard|claims)(?P<args>[^>]*?)-->\n)"
     r"(?P<body>.*?)(<!-- /benchsuite:(?P=kind) -->)",
     re.S,
 )
@@ -70,10 +74,34 @@ def leaderboard_markdown(analysis: dict) -> str:
     return to_markdown([b for b in blocks if b.kind in ("table", "p", "list")]).rstrip() + "\n"
 
 
+VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not run")
+
+
+def claims_markdown(path: Path, plugin: str | None = None) -> str:
+    """The verdict table of the claims in a committed ``claims.json`` (one plugin's, or all)."""
+    from benchsuite.claims import verdict_table
+
+    if not path.is_file():
+        raise ValueError(f"benchsuite:claims block: {path} not found (write it with `benchsuite claims --out "
+                         f"{path.parent}`)")
+    rows = [r for r in json.loads(path.read_text()) if plugin is None or r["plugin"] == plugin]
+    if not rows:
+        return f"No claim of {plugin or 'any plugin'} in `{path}`.\n"
+    by_verdict: dict[str, list[str]] = {}
+    for row in rows:
+        by_verdict.setdefault(row["verdict"], []).append(f"`{row['claim']}`")
+    plainly = " ".join(f"{verdict.capitalize()}: {', '.join(dict.fromkeys(ids))}." for verdict, ids in
+                       sorted(by_verdict.items(), key=lambda item: VERDICT_ORDER.index(item[0])))
+    return (verdict_table(rows) + f"\n{plainly}\n\nGenerated from `{path.as_posix()}` (Holm over all the claims "
+            "tested there; a claim not run is listed with its command in that folder's index.md).\n")
+
+
 def render_block(kind: str, args: dict[str, str], reports: Path) -> str:
     name = args.get("report")
     if not name:
         raise ValueError(f"benchsuite:{kind} block without report=NAME")
+    if kind == "claims":
+        return claims_markdown(reports / name / "claims.json", args.get("plugin"))
     path = reports / name / "stats.json"
     if not path.is_file():
         raise ValueError(f"benchsuite:{kind} block: {path} not found (write it with `benchsuite report --name {name}`)")

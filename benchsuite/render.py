@@ -507,11 +507,25 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
     blocks[2:2] = environment_blocks(table)
+    claim_rows = _claim_rows(store, analysis["alpha"])
+    if claim_rows:
+        from benchsuite.claims import blocks as claim_blocks
+
+        blocks += claim_blocks(claim_rows)
+        analysis["claims"] = claim_rows
     (folder / "index.md").write_text(to_markdown(blocks))
     (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
     (folder / "stats.json").write_text(json.dumps(_clean(analysis), indent=1, allow_nan=False))
     table.write_csv(folder / "results.csv")
     return folder
+
+
+def _claim_rows(store, alpha) -> list[dict]:
+    """The installed plugins' paper claims with runs in this results folder."""
+    from benchsuite.claims import stored_rows
+    from benchsuite.plugins import discover
+
+    return stored_rows(store, discover(), alpha=alpha)
 
 
 def leaderboard(analysis: dict, fmt_name: str, title: str = "benchsuite leaderboard") -> str:

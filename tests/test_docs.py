@@ -39,3 +39,13 @@ def test_hook_order_in_guide_matches_the_specs():
     guide_order = _section(GUIDE.read_text(), "Step order")
     numbered = lambda text: re.findall(r"^\s*(\d+)\. (\w+)", text, re.M)  # noqa: E731
     assert numbered(spec_order) == numbered(guide_order)
+
+
+def test_the_guides_claims_example_parses():
+    from benchsuite.claims import parse_claims
+
+    (block,) = re.findall(r"```toml\n(.*?)```", _section(GUIDE.read_text(), "Claims: what your paper says, as tests"),
+                          re.S)
+    claims = parse_claims(block, "docs/hooks.md", "maxnorm")
+    assert [c.direction for c in claims] == ["below", "higher"]
+    assert claims[1].train == (("lr", 0.1), ("optimizer", "sgd"))

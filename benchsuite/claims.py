@@ -1,0 +1,479 @@
+"""Executable paper claims: what a plugin's paper says, as data, tested like any comparison.
+
+A plugin ships its claims in a TOML file beside its module: ``benchsuite_wc.py`` has
+``benchsuite_wc.claims.toml`` (a package ``pkg/__init__.py`` has ``pkg/claims.toml``).
+Each ``[[claim]]`` names where in the paper it comes from, what it says, the task(s), two
+configurations (``method`` and ``versus``) or one configuration and a ``bound``, the metric
+and the direction::
+
+    [[claim]]
+    id = "wc-keeps-accuracy-where-l2-degrades"    # unique; starts with the plugin's name
+    paper = "Cakaj, Mehnert, Yang: Weight Compander"
+    source = "Sec. IV-A, Table II"
+    statement = "At a strong setting, WC keeps accuracy where L2 of comparable strength degrades"
+    tier = "offline"            # offline: data that installed packages ship or generate; paper: real data
+    tasks = ["mnist1d-mlp"]
+    seeds = 10                  # seeds 0..N-1 of both configurations, paired by seed
+    train = { optimizer = "adam" }   # optional: [train] values of the paper's recipe
+    metric = "test"             # the task's test metric, "val", or a plugin diagnostic ("wc.max_abs_w")
+    method = { plugin = "wc", set = ["wc.a=0.1"] }
+    versus = { plugin = "l2", set = ["l2.lam=0.03"] }
+    direction = "higher"        # method's metric higher than versus' ("lower" for losses, |w|, ...)
+    size = 0.01                 # optional: the paper's effect, in the metric's units (shown, not tested)
+
+A bound claim replaces ``versus`` by ``bound = 0.785`` and uses ``direction = "below"`` or
+``"above"``: every run must satisfy it (checked on every run, so it has no p-value).
+
+Verdicts use the report's own statistics (:func:`benchsuite.stats.compare`): per claim and
+task, the paired t-test on the seeds both configurations finished, Holm over every
+comparison tested together. ``supported`` when the Holm-adjusted p < alpha and the effect
+has the claimed sign; ``contradicted`` when it is significant with the other sign (or a
+bound is broken); ``inconclusive`` otherwise; ``not run`` / ``incomplete`` when runs are
+missing (with the command that runs them and, at paper scale, the data it needs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from benchsuite import stats
+from benchsuite.errors import UsageError
+
+TIERS = ("offline", "paper")
+COMPARE_DIRECTIONS = ("higher", "lower")
+BOUND_DIRECTIONS = ("below", "above")
+CLAIM_KEYS = {"id", "paper", "source", "statement", "tier", "tasks", "seeds", "metric", "method", "versus",
+              "bound", "direction", "size", "note", "train"}
+REQUIRED = ("id", "paper", "source", "statement", "tier", "tasks", "metric", "method", "direction")
+DEFAULT_SEEDS = 10
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, INCOMPLETE = (
+    "supported", "contradicted", "inconclusive", "not run", "incomplete")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One configuration: a plugin (or ``a+b``) with fixed hyperparameters."""
+
+    plugin: str
+    set: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return self.plugin + (f" ({', '.join(self.set)})" if self.set else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    id: str
+    plugin: str  # the plugin whose claims file holds it
+    paper: str
+    source: str
+    statement: str
+    tier: str
+    tasks: tuple[str, ...]
+    metric: str
+    method: Arm
+    direction: str
+    versus: Arm | None = None
+    bound: float | None = None
+    seeds: int = DEFAULT_SEEDS
+    size: float | None = None
+    note: str = ""
+    train: tuple[tuple[str, Any], ...] = ()  # [train] overrides of every task (the paper's recipe)
+    file: str = ""
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["method"] = dataclasses.asdict(self.method)
+        out["versus"] = dataclasses.asdict(self.versus) if self.versus else None
+        out["train"] = dict(self.train)
+        return out
+
+
+def claims_file(factory: type) -> Path | None:
+    """Where a plugin class's claims live: ``<module>.claims.toml`` beside a module,
+    ``claims.toml`` inside a package."""
+    try:
+        module_file = Path(inspect.getfile(factory))
+    except (TypeError, OSError):
+        return None
+    if module_file.name == "__init__.py":
+        return module_file.with_name("claims.toml")
+    return module_file.with_name(f"{module_file.stem}.claims.toml")
+
+
+def _arm(value: Any, where: str) -> Arm:
+    if not isinstance(value, dict) or not isinstance(value.get("plugin"), str) or not value["plugin"]:
+        raise UsageError(f"{where}: expected a table like {{ plugin = \"wc\", set = [\"wc.a=0.1\"] }}")
+    unknown = set(value) - {"plugin", "set"}
+    if unknown:
+        raise UsageError(f"{where}: unknown key {sorted(unknown)[0]!r}; valid keys: plugin, set")
+    sets = value.get("set", [])
+    if not isinstance(sets, list) or not all(isinstance(s, str) for s in sets):
+        raise UsageError(f"{where}.set: expected a list of \"PLUGIN.NAME=VALUE\" strings")
+    return Arm(value["plugin"], tuple(sets))
+
+
+def parse_claims(text: str, source: str, plugin: str) -> list[Claim]:
+    """The claims of one file, validated (types, required keys, directions); raises
+    :class:`UsageError` naming the file and the claim."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{source}: not valid TOML: {exc}") from None
+    if set(raw) - {"claim"}:
+        raise UsageError(f"{source}: unknown top-level key {sorted(set(raw) - {'claim'})[0]!r}; "
+                         "claims are [[claim]] tables")
+    claims = []
+    for index, table in enumerate(raw.get("claim", [])):
+        where = f"{source} claim {table.get('id', index + 1)!r}"
+        unknown = set(table) - CLAIM_KEYS
+        if unknown:
+            raise UsageError(f"{where}: unknown key {sorted(unknown)[0]!r}; "
+                             f"valid keys: {', '.join(sorted(CLAIM_KEYS))}")
+        missing = [key for key in REQUIRED if key not in table]
+        if missing:
+            raise UsageError(f"{where}: missing required key {missing[0]!r}")
+        for key in ("id", "paper", "source", "statement", "tier", "metric", "direction", "note"):
+            if key in table and (not isinstance(table[key], str) or (key != "note" and not table[key])):
+                raise UsageError(f"{where}.{key}: expected a non-empty string")
+        if not table["id"].startswith(plugin):
+            raise UsageError(f"{where}: a claim id starts with its plugin's name ({plugin!r})")
+        if table["tier"] not in TIERS:
+            raise UsageError(f"{where}.tier: {table['tier']!r} unknown; valid: {', '.join(TIERS)}")
+        tasks = table["tasks"]
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t for t in tasks):
+            raise UsageError(f"{where}.tasks: expected a non-empty list of task names")
+        seeds = table.get("seeds", DEFAULT_SEEDS)
+        if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 2:
+            raise UsageError(f"{where}.seeds: expected an integer >= 2, got {seeds!r}")
+        has_versus, has_bound = "versus" in table, "bound" in table
+        if has_versus == has_bound:
+            raise UsageError(f"{where}: give exactly one of `versus` (a second configuration) and `bound`")
+        valid = COMPARE_DIRECTIONS if has_versus else BOUND_DIRECTIONS
+        if table["direction"] not in valid:
+            raise UsageError(f"{where}.direction: {table['direction']!r}; with "
+                             f"{'versus' if has_versus else 'a bound'} use one of {', '.join(valid)}")
+        for key in ("bound", "size"):
+            value = table.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise UsageError(f"{where}.{key}: expected a finite number, got {value!r}")
+        train = table.get("train", {})
+        if not isinstance(train, dict):
+            raise UsageError(f"{where}.train: expected a table of [train] values, e.g. {{ optimizer = \"adam\" }}")
+        claims.append(Claim(
+            id=table["id"], plugin=plugin, paper=table["paper"], source=table["source"],
+            statement=table["statement"], tier=table["tier"], tasks=tuple(tasks), metric=table["metric"],
+            method=_arm(table["method"], f"{where}.method"), direction=table["direction"],
+            versus=_arm(table["versus"], f"{where}.versus") if has_versus else None,
+            bound=float(table["bound"]) if has_bound else None, seeds=seeds,
+            size=float(table["size"]) if table.get("size") is not None else None,
+            note=table.get("note", ""), train=tuple(sorted(train.items())), file=source,
+        ))
+    return claims
+
+
+def load_claims(available, plugins: list[str] | None = None) -> tuple[list[Claim], list[str]]:
+    """Every installed plugin's claims (or those of ``plugins``), and the problems of the
+    files that could not be read (each names the file; those claims are left out)."""
+    if plugins:
+        unknown = [p for p in plugins if p not in available]
+        if unknown:
+            raise UsageError(f"--plugin {unknown[0]!r}: no such installed plugin; installed: "
+                             f"{', '.join(sorted(available))}")
+    claims: list[Claim] = []
+    problems: list[str] = []
+    for name in sorted(plugins or available):
+        path = claims_file(available[name].factory)
+        if path is None or not path.is_file():
+            continue
+        try:
+            claims += parse_claims(path.read_text(), str(path), name)
+        except (UsageError, OSError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+    seen: dict[str, str] = {}
+    for claim in claims:
+        if claim.id in seen:
+            problems.append(f"{claim.file}: claim id {claim.id!r} also in {seen[claim.id]}; ids must be unique")
+        seen[claim.id] = claim.file
+    return claims, problems
+
+
+def select(claims: list[Claim], ids: list[str] | None = None, tier: str = "all") -> list[Claim]:
+    if ids:
+        known = {c.id for c in claims}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise UsageError(f"--claim {unknown[0]!r}: no such claim; see `benchsuite claims --list`")
+        claims = [c for c in claims if c.id in ids]
+    return [c for c in claims if tier == "all" or c.tier == tier]
+
+
+# --- runs --------------------------------------------------------------------------------
+
+def _method(arm: Arm, available, where: str):
+    from benchsuite.matrix import parse_methods
+
+    try:
+        (method,) = parse_methods([arm.plugin], available, arm.set, baseline=False)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    except ValueError:
+        raise UsageError(f"{where}: {arm.describe()} must be one configuration") from None
+    return method
+
+
+def run_specs(claim: Claim, available, task_dirs=()) -> dict[tuple[str, str], list]:
+    """The runs a claim rests on, keyed by (task, "method" | "versus"), seeds 0..N-1."""
+    from benchsuite.engine import make_run_spec
+    from benchsuite.tasks import get_task
+
+    arms = {"method": claim.method, **({"versus": claim.versus} if claim.versus else {})}
+    specs = {}
+    for task_name in claim.tasks:
+        try:
+            task = get_task(task_name, task_dirs)
+            if claim.train:
+                task = task.with_overrides(**dict(claim.train))
+        except UsageError as exc:
+            raise UsageError(f"claim {claim.id!r} ({claim.file}): {exc}") from None
+        for role, arm in arms.items():
+            method = _method(arm, available, f"claim {claim.id!r} {role}")
+            specs[(task_name, role)] = [make_run_spec(task, method, seed, available) for seed in range(claim.seeds)]
+    return specs
+
+
+def data_problems(claim: Claim, task_dirs=()) -> list[str]:
+    """What real data the claim's tasks need and do not find (nothing for offline data)."""
+    from benchsuite.tasks import catalog_data, get_task
+
+    problems = []
+    root = catalog_data.data_dir()
+    for name in claim.tasks:
+        source = get_task(name, task_dirs).data.source
+        if source in catalog_data.DATASETS and catalog_data.check(source, root):
+            problems.append(f"{source} under {root} (see `benchsuite tasks` for the files and how to get them)")
+    return sorted(set(problems))
+
+
+def command(claim: Claim) -> str:
+    data = " --data-dir DIR --device cuda" if claim.tier == "paper" else ""
+    return f"benchsuite claims --claim {claim.id}{data}"
+
+
+# --- verdicts ----------------------------------------------------------------------------
+
+def _value(record: dict, metric: str) -> float | None:
+    from benchsuite.store import _row
+
+    if metric in ("test", "val"):
+        return _row(record)[metric]
+    value = (record.get("metrics") or {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int], list[str]]:
+    """Finished runs' values by seed, counts of the other outcomes, and problems."""
+    values, counts, problems = {}, {"missing": 0, "diverged": 0, "failed": 0}, []
+    for spec in specs:
+        record = store.get(spec.run_id)
+        if record is None:
+            counts["missing"] += 1
+            continue
+        if record["status"] != "finished":
+            counts["diverged" if record["status"] == "diverged" else "failed"] += 1
+            continue
+        value = _value(record, metric)
+        if value is None or not math.isfinite(value):
+            known = ", ".join(sorted(k for k in (record.get("metrics") or {}) if "." in k)) or "none"
+            problems.append(f"run {spec.run_id} has no finite {metric!r} (plugin diagnostics it has: {known})")
+            continue
+        values[spec.seed] = value
+    return values, counts, problems
+
+
+def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float = stats.ALPHA) -> list[dict]:
+    """One row per claim and task: verdict, n, effect, interval, p (Holm over every
+    comparison here), exact p and the minimum attainable p."""
+    rows = []
+    for claim in claims:
+        specs = run_specs(claim, available, task_dirs)
+        for task in claim.tasks:
+            row = {"claim": claim.id, "plugin": claim.plugin, "task": task, "tier": claim.tier,
+                   "statement": claim.statement, "paper": claim.paper, "source": claim.source,
+                   "metric": claim.metric, "direction": claim.direction, "size": claim.size,
+                   "method": claim.method.describe(), "versus": claim.versus.describe() if claim.versus else None,
+                   "bound": claim.bound, "seeds": claim.seeds, "command": command(claim), "notes": []}
+            mine, counts, problems = _values(specs[(task, "method")], store, claim.metric)
+            row["notes"] += problems
+            if claim.versus is None:
+                _bound_verdict(row, claim, mine, counts)
+            else:
+                theirs, their_counts, problems = _values(specs[(task, "versus")], store, claim.metric)
+                row["notes"] += problems
+                for key in counts:
+                    counts[key] += their_counts[key]
+                _comparison(row, claim, mine, theirs, counts)
+            if row["verdict"] in (NOT_RUN, INCOMPLETE) and claim.tier == "paper":
+                needs = data_problems(claim, task_dirs)
+                if needs:
+                    row["notes"].append("needs data: " + "; ".join(needs))
+            rows.append(row)
+    tested = [r for r in rows if r.get("p") is not None]
+    for row, adjusted in zip(tested, stats.holm([r["p"] for r in tested])):
+        row["p_holm"] = adjusted
+        if adjusted < alpha:
+            row["verdict"] = SUPPORTED if row["effect"] > 0 else CONTRADICTED
+        else:
+            row["verdict"] = INCONCLUSIVE
+    for row in rows:
+        row["alpha"] = alpha
+        if row.get("p_holm") is not None and row["size"] is not None and row.get("ci_high") is not None:
+            if row["ci_high"] < row["size"]:
+                row["notes"].append(f"the paper's effect {row['size']:g} lies above the interval")
+            elif row["ci_low"] > row["size"]:
+                row["notes"].append(f"the paper's effect {row['size']:g} lies below the interval")
+    return rows
+
+
+def _missing(row: dict, claim: Claim, counts: dict, expected: int) -> bool:
+    lost = counts["missing"]
+    if lost == expected:
+        row["verdict"] = NOT_RUN
+        row["notes"].append(f"no runs stored: `{command(claim)}` runs them")
+        return True
+    if lost:
+        row["notes"].append(f"{lost} of {expected} runs not stored yet: `{command(claim)}` runs them")
+    for outcome in ("diverged", "failed"):
+        if counts[outcome]:
+            row["notes"].append(f"{counts[outcome]} run(s) {outcome}, left out")
+    return False
+
+
+def _bound_verdict(row: dict, claim: Claim, values: dict[int, float], counts: dict) -> None:
+    row.update(n=len(values), p=None, p_holm=None, exact_p=None, exact_min_p=None, ci_low=None, ci_high=None)
+    if _missing(row, claim, counts, claim.seeds):
+        row["effect"] = None
+        return
+    if not values:
+        row.update(verdict=INCOMPLETE, effect=None)
+        return
+    extreme = max(values.values()) if claim.direction == "below" else min(values.values())
+    broken = [s for s, v in values.items() if (v >= claim.bound if claim.direction == "below" else v <= claim.bound)]
+    row["effect"] = extreme
+    row["notes"].append(f"{'largest' if claim.direction == 'below' else 'smallest'} value over {len(values)} "
+                        f"runs: {extreme:.6g} (bound {claim.bound:.6g}); checked on every run, no test")
+    if broken:
+        row["verdict"] = CONTRADICTED
+        row["notes"].append(f"broken by seed(s) {', '.join(map(str, sorted(broken)))}")
+    else:
+        row["verdict"] = SUPPORTED if counts["missing"] == 0 else INCOMPLETE
+
+
+def _comparison(row: dict, claim: Claim, mine: dict, theirs: dict, counts: dict) -> None:
+    row.update(n=len(set(mine) & set(theirs)), p=None, p_holm=None, exact_p=None, exact_min_p=None,
+               effect=None, ci_low=None, ci_high=None)
+    if _missing(row, claim, counts, 2 * claim.seeds):
+        return
+    comparison = stats.compare(mine, theirs, higher_is_better=claim.direction == "higher", margin=0.0)
+    if comparison is None or not comparison.paired:
+        row["verdict"] = INCOMPLETE
+        row["notes"].append("fewer than 2 seeds finished on both sides: no paired test")
+        return
+    sign = 1.0 if claim.direction == "higher" else -1.0
+    low, high = (comparison.ci_low, comparison.ci_high)
+    if low is not None and math.isfinite(low):
+        low, high = sorted((sign * low, sign * high))
+    else:
+        low = high = None
+    row.update(effect=comparison.improvement, ci_low=low, ci_high=high, p=comparison.p,
+               exact_p=comparison.exact_p, exact_min_p=comparison.exact_min_p,
+               mean_method=sum(mine.values()) / len(mine), mean_versus=sum(theirs.values()) / len(theirs))
+    row["notes"] += comparison.notes
+    row["verdict"] = INCONCLUSIVE  # until Holm over every comparison
+
+
+def summary(rows: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    return counts
+
+
+# --- output ------------------------------------------------------------------------------
+
+def blocks(rows: list[dict], level: str = "h2"):
+    """Report blocks: the verdict table, then one paragraph of notes per claim."""
+    from benchsuite.render import Block, Code, fmt, fmt_p
+
+    if not rows:
+        return [Block(level, "Claims"), Block("p", "No claim of an installed plugin has runs here.")]
+    alpha = rows[0]["alpha"]
+    counts = summary(rows)
+    out = [
+        Block(level, "Claims"),
+        Block("p", f"Each plugin's paper claims ({', '.join(f'{n} {v}' for v, n in sorted(counts.items()))}), "
+                   f"tested with the report's statistics: paired by seed, effect = the claimed direction's "
+                   f"improvement (positive = as claimed) with its 95% t-interval, paired t-test, Holm over the "
+                   f"{sum(1 for r in rows if r.get('p') is not None)} comparisons tested together, α = {alpha:g}. "
+                   f"Supported: Holm p < α with the claimed sign; contradicted: significant with the other sign, "
+                   f"or a bound broken by a run; else inconclusive. The exact sign-flip p cannot go below its "
+                   f"minimum (2/2^n)."),
+    ]
+    header = ["claim", "task", "verdict", "n", "effect [95% CI]", "p (Holm)", "exact p (min)", "statement"]
+    table = []
+    for r in rows:
+        ci = f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r.get("ci_low") is not None else ""
+        exact = f"{fmt_p(r['exact_p'])} ({fmt_p(r['exact_min_p'])})" if r.get("exact_p") is not None else "-"
+        table.append([Code(r["claim"]), r["task"], r["verdict"], str(r.get("n", 0)), f"{fmt(r.get('effect'))}{ci}",
+                      fmt_p(r.get("p_holm")), exact, f"{r['statement']} ({r['source']})"])
+    out.append(Block("table", header=header, rows=table, align="lllrrrrl"))
+    notes = []
+    for r in rows:
+        compared = f"{r['method']} vs {r['versus']}" if r["versus"] else f"{r['method']}, bound {r['bound']:g}"
+        text = f"{r['claim']} on {r['task']}: {compared}, metric {r['metric']} ({r['direction']})"
+        if r.get("mean_method") is not None:
+            text += f", means {fmt(r['mean_method'])} vs {fmt(r['mean_versus'])}"
+        notes.append(text + (". " + "; ".join(r["notes"]) if r["notes"] else "") + ".")
+    out.append(Block("list", notes))
+    return out
+
+
+def verdict_table(rows: list[dict]) -> str:
+    """The verdict table alone, as Markdown (README excerpts)."""
+    from benchsuite.render import to_markdown
+
+    return to_markdown([b for b in blocks(rows) if b.kind == "table"])
+
+
+def stored_rows(store, available, task_dirs=(), alpha: float = stats.ALPHA) -> list[dict]:
+    """Verdicts of every installed plugin's claims that have at least one run in ``store``
+    (what ``benchsuite report`` shows), Holm over those."""
+    found, _ = load_claims(available)
+    with_runs = []
+    for claim in found:
+        try:
+            specs = run_specs(claim, available, task_dirs)
+        except UsageError:
+            continue  # a claim on a task or plugin this installation lacks: `benchsuite claims` names it
+        if any(store.is_done(spec.run_id) for group in specs.values() for spec in group):
+            with_runs.append(claim)
+    return evaluate(with_runs, store, available, task_dirs, alpha) if with_runs else []
+
+
+def write(rows: list[dict], folder: Path, title: str = "benchsuite claims") -> Path:
+    """``folder``/index.md, index.html and claims.json."""
+    from benchsuite.render import Block, to_html, to_markdown
+
+    folder.mkdir(parents=True, exist_ok=True)
+    content = [Block("h1", title)] + blocks(rows)
+    (folder / "index.md").write_text(to_markdown(content))
+    (folder / "index.html").write_text(to_html(content, title))
+    (folder / "claims.json").write_text(json.dumps(rows, indent=1, allow_nan=False))
+    return folder
