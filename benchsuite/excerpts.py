@@ -77,8 +77,9 @@ def leaderboard_markdown(analysis: dict) -> str:
 VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not run")
 
 
-def claims_markdown(path: Path, plugin: str | None = None) -> str:
-    """The verdict table of the claims in a committed ``claims.json`` (one plugin's, or all)."""
+def claims_markdown(path: Path, plugin: str | None = None, shown: str | None = None) -> str:
+    """The verdict table of the claims in a committed ``claims.json`` (one plugin's, or all);
+    ``shown`` is the path the text names (relative to the repository)."""
     from benchsuite.claims import verdict_table
 
     if not path.is_file():
@@ -86,14 +87,15 @@ def claims_markdown(path: Path, plugin: str | None = None) -> str:
                          f"{path.parent}`)")
     rows = [r for r in json.loads(path.read_text()) if plugin is None or r["plugin"] == plugin]
     if not rows:
-        return f"No claim of {plugin or 'any plugin'} in `{path}`.\n"
+        return f"No claim of {plugin or 'any plugin'} in `{shown or path}`.\n"
     by_verdict: dict[str, list[str]] = {}
     for row in rows:
         by_verdict.setdefault(row["verdict"], []).append(f"`{row['claim']}`")
     plainly = " ".join(f"{verdict.capitalize()}: {', '.join(dict.fromkeys(ids))}." for verdict, ids in
                        sorted(by_verdict.items(), key=lambda item: VERDICT_ORDER.index(item[0])))
-    return (verdict_table(rows) + f"\n{plainly}\n\nGenerated from `{path.as_posix()}` (Holm over all the claims "
-            "tested there; a claim not run is listed with its command in that folder's index.md).\n")
+    source = shown or path.as_posix()
+    return (verdict_table(rows) + f"\n{plainly}\n\nGenerated from `{source}` (Holm over all the claims tested there; a "
+            "claim not run is listed with its command in that folder's index.md).\n")
 
 
 def render_block(kind: str, args: dict[str, str], reports: Path) -> str:
@@ -101,7 +103,7 @@ def render_block(kind: str, args: dict[str, str], reports: Path) -> str:
     if not name:
         raise ValueError(f"benchsuite:{kind} block without report=NAME")
     if kind == "claims":
-        return claims_markdown(reports / name / "claims.json", args.get("plugin"))
+        return claims_markdown(reports / name / "claims.json", args.get("plugin"), f"reports/{name}/claims.json")
     path = reports / name / "stats.json"
     if not path.is_file():
         raise ValueError(f"benchsuite:{kind} block: {path} not found (write it with `benchsuite report --name {name}`)")
