@@ -29,7 +29,9 @@ task, the paired t-test on the seeds both configurations finished, Holm over eve
 comparison tested together. ``supported`` when the Holm-adjusted p < alpha and the effect
 has the claimed sign; ``contradicted`` when it is significant with the other sign (or a
 bound is broken); ``inconclusive`` otherwise; ``not run`` / ``incomplete`` when runs are
-missing (with the command that runs them and, at paper scale, the data it needs).
+missing (with the command that runs them and, at paper scale, the data it needs); ``invalid``
+when the claim names a task, plugin or value this installation does not accept (the row says
+which; the other claims go on).
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ CLAIM_KEYS = {"id", "paper", "source", "statement", "tier", "tasks", "seeds", "m
               "bound", "direction", "size", "note", "train"}
 REQUIRED = ("id", "paper", "source", "statement", "tier", "tasks", "metric", "method", "direction")
 DEFAULT_SEEDS = 10
-SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, INCOMPLETE = (
-    "supported", "contradicted", "inconclusive", "not run", "incomplete")
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_RUN, INCOMPLETE, INVALID = (
+    "supported", "contradicted", "inconclusive", "not run", "incomplete", "invalid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,13 +305,22 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
     comparison here), exact p and the minimum attainable p."""
     rows = []
     for claim in claims:
-        specs = run_specs(claim, available, task_dirs)
+        try:
+            specs = run_specs(claim, available, task_dirs)
+        except UsageError as exc:  # a task or plugin this installation lacks, a bad value: named, not fatal
+            specs, problem = None, str(exc)
         for task in claim.tasks:
             row = {"claim": claim.id, "plugin": claim.plugin, "task": task, "tier": claim.tier,
                    "statement": claim.statement, "paper": claim.paper, "source": claim.source,
                    "metric": claim.metric, "direction": claim.direction, "size": claim.size,
                    "method": claim.method.describe(), "versus": claim.versus.describe() if claim.versus else None,
                    "bound": claim.bound, "seeds": claim.seeds, "command": command(claim), "notes": []}
+            if specs is None:
+                row.update(verdict=INVALID, n=0, effect=None, p=None, p_holm=None, exact_p=None, exact_min_p=None,
+                           ci_low=None, ci_high=None, alpha=alpha)
+                row["notes"].append(problem)
+                rows.append(row)
+                continue
             mine, counts, problems = _values(specs[(task, "method")], store, claim.metric)
             row["notes"] += problems
             if claim.versus is None:

@@ -707,7 +707,10 @@ def cmd_claims(args) -> int:
         listed = []
         for claim in selected:
             entry = claim.to_dict()
-            entry["runs"] = sum(len(v) for v in claim_mod.run_specs(claim, available, args.tasks_dir).values())
+            try:
+                entry["runs"] = sum(len(v) for v in claim_mod.run_specs(claim, available, args.tasks_dir).values())
+            except UsageError as exc:
+                entry["runs"], entry["problem"] = 0, str(exc)
             entry["command"] = claim_mod.command(claim)
             listed.append(entry)
         if args.json:
@@ -720,7 +723,7 @@ def cmd_claims(args) -> int:
                 print(f"{entry['id']}  [{entry['tier']}]  {', '.join(entry['tasks'])}  {entry['runs']} runs\n"
                       f"  {entry['statement']} ({entry['source']})\n"
                       f"  {claim_mod.Arm(**entry['method']).describe()} {compared}, {entry['metric']} "
-                      f"{entry['direction']}")
+                      f"{entry['direction']}" + (f"\n  invalid: {entry['problem']}" if "problem" in entry else ""))
         return 0
     from benchsuite.store import Store
 
@@ -755,11 +758,16 @@ def _run_claims(args, selected, available, store) -> None:
     for claim in selected:
         if claim.tier == "paper" and not (args.claim or args.tier == "paper"):
             continue
-        needs = claim_mod.data_problems(claim, args.tasks_dir)
+        try:
+            needs = claim_mod.data_problems(claim, args.tasks_dir)
+            groups = claim_mod.run_specs(claim, available, args.tasks_dir).values()
+        except UsageError as exc:
+            print(f"benchsuite claims: {claim.id} not run: {exc}", file=sys.stderr)
+            continue
         if needs:
             print(f"benchsuite claims: {claim.id} not run: needs {'; '.join(needs)}", file=sys.stderr)
             continue
-        for group in claim_mod.run_specs(claim, available, args.tasks_dir).values():
+        for group in groups:
             specs.update({spec.run_id: spec for spec in group})
     pending = [s for s in specs.values() if not store.is_done(s.run_id)]
     if not pending:

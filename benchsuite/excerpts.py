@@ -74,7 +74,7 @@ def leaderboard_markdown(analysis: dict) -> str:
     return to_markdown([b for b in blocks if b.kind in ("table", "p", "list")]).rstrip() + "\n"
 
 
-VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not run")
+VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not run", "invalid")
 
 
 def claims_markdown(path: Path, plugin: str | None = None, shown: str | None = None) -> str:

@@ -267,3 +267,18 @@ def test_claims_excerpt_renders_one_plugins_verdicts(tmp_path):
     new = update(text, tmp_path)
     assert "`wc-x`" in new and "gcsr-y" not in new and "supported" in new and "0.0040" in new
     assert not math.isnan(row["effect"])
+
+
+def test_a_claim_on_a_task_this_installation_lacks_is_invalid_and_the_others_go_on(tiny_tasks, tmp_path, monkeypatch,
+                                                                                  capsys):
+    good, bad = claim_of(), claim_of(id='"l2-elsewhere"', tasks='["no-such-task"]')
+    monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([good, bad], []))
+    assert main(["claims", "--results", str(tmp_path / "r"), "--json", "-q"]) == 0
+    captured = capsys.readouterr()
+    rows = {r["claim"]: r for r in json.loads(captured.out)}
+    invalid = rows["l2-elsewhere"]
+    assert invalid["verdict"] == "invalid" and "unknown task 'no-such-task'" in invalid["notes"][0]
+    assert rows["l2-test"]["n"] == 4
+    assert "l2-elsewhere not run: unknown task" in captured.err
+    assert main(["claims", "--list"]) == 0
+    assert "invalid: " in capsys.readouterr().out
