@@ -257,8 +257,8 @@ def cmd_run(args) -> int:
     from benchsuite.engine import ExecutionOptions, resolve_device
     from benchsuite.executors import run_all
     from benchsuite.plugins import discover
-    from benchsuite.report import summary, summary_lines
     from benchsuite.store import Store, runs_table
+    from benchsuite.summary import summary, summary_lines
 
     replicas = int(os.environ.get("WORLD_SIZE", "1"))
     if replicas > 1:
@@ -562,7 +562,7 @@ def _filtered_table(args):
 def cmd_results(args) -> int:
     import polars as pl
 
-    from benchsuite.report import summary, summary_lines
+    from benchsuite.summary import summary, summary_lines
 
     table = _filtered_table(args)
     if args.export:

@@ -36,12 +36,11 @@ import benchsuite
 from benchsuite import plugins as plugin_registry
 from benchsuite.default_plugins.defaults import task_loss
 from benchsuite.files import atomic_write, set_aside
+from benchsuite.status import STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
 
-STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED = "finished", "diverged", "failed"
-DONE_STATUSES = (STATUS_FINISHED, STATUS_DIVERGED)  # never rerun; a failed run is retried
 EVAL_BATCH = 2048
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -433,21 +432,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         env["device_name"] = torch.cuda.get_device_name(device)
         env["gpu"] = env["device_name"]
     return env
-
-
-def environment_label(env: dict | None) -> str:
-    """One line naming a record's numeric environment (what results.csv and reports show)."""
-    env = env or {}
-    parts = [env.get("cpu") or env.get("platform", "unknown machine"), f"torch {env.get('torch', '?')}"]
-    if env.get("blas"):
-        parts.append(f"BLAS {env['blas']}")
-    parts.append(f"{env.get('threads', '?')} threads")
-    if env.get("gpu") or env.get("device_name"):
-        parts.append(f"GPU {env.get('gpu') or env.get('device_name')} (CUDA {env.get('cuda', '?')}, "
-                     f"cuDNN {env.get('cudnn', '?')})")
-    if env.get("deterministic"):
-        parts.append("deterministic")
-    return ", ".join(parts)
 
 
 _WARNED_OVERSUBSCRIBED = False

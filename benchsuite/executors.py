@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from benchsuite.engine import DONE_STATUSES, ExecutionOptions, RunSpec, available_cores, distributed, execute
+from benchsuite.engine import ExecutionOptions, RunSpec, available_cores, distributed, execute
+from benchsuite.status import DONE_STATUSES
 from benchsuite.store import Store
 
 

@@ -36,11 +36,10 @@ from pathlib import Path
 
 import polars as pl
 
-from benchsuite.engine import DONE_STATUSES, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED, environment_label
 from benchsuite.errors import UsageError
 from benchsuite.files import atomic_write, set_aside
+from benchsuite.status import DONE_STATUSES, STATUS_FINISHED, STATUSES
 
-STATUSES = (STATUS_FINISHED, STATUS_DIVERGED, STATUS_FAILED)
 _TMP = re.compile(r"^\.(?P<target>.+?\.(?:json|pt))\.\d+\.[0-9a-f]+\.tmp$|^\.(?P<legacy>.+?\.(?:json|pt))\..+\.tmp$")
 
 
@@ -236,6 +235,21 @@ class Store:
                 if held:
                     removed += self.clean_run(run_id)
         return removed
+
+
+def environment_label(env: dict | None) -> str:
+    """One line naming a record's numeric environment (what results.csv and reports show)."""
+    env = env or {}
+    parts = [env.get("cpu") or env.get("platform", "unknown machine"), f"torch {env.get('torch', '?')}"]
+    if env.get("blas"):
+        parts.append(f"BLAS {env['blas']}")
+    parts.append(f"{env.get('threads', '?')} threads")
+    if env.get("gpu") or env.get("device_name"):
+        parts.append(f"GPU {env.get('gpu') or env.get('device_name')} (CUDA {env.get('cuda', '?')}, "
+                     f"cuDNN {env.get('cudnn', '?')})")
+    if env.get("deterministic"):
+        parts.append("deterministic")
+    return ", ".join(parts)
 
 
 def _row(record: dict) -> dict:

@@ -162,3 +162,31 @@ def test_table_has_one_row_per_run_with_headline_metrics(tmp_path):
     assert table["test_last"][0] == record["curves"][-1]["test_accuracy"]
     assert table["test_last"][1] is None  # failed runs have no last-epoch score
     assert table.schema["seed"] == pl.Int64
+
+
+def test_results_reads_a_thousand_runs_without_torch_scipy_or_the_engine(tmp_path):
+    """The read-only `results` command imports the store and the summary only: on 1000
+    runs it answers in well under a second of its own time (the interpreter aside)."""
+    import subprocess
+    import sys
+
+    from benchsuite.testing import synthetic_record
+
+    store = Store(tmp_path / "r")
+    for i in range(1000):
+        store.put(synthetic_record(f"t{i % 10}", ("none", "l2", "wd")[i % 3], i // 30, 0.5 + i * 1e-4))
+    probe = (
+        "import sys, time, io, contextlib\n"
+        "from benchsuite.cli import main\n"
+        "start = time.perf_counter()\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    assert main(['results', '--results', {str(tmp_path / 'r')!r}, '--summary']) == 0\n"
+        "heavy = sorted(m for m in ('torch', 'scipy', 'benchsuite.engine') if m in sys.modules)\n"
+        "print(time.perf_counter() - start, heavy)\n"
+        "print(out.getvalue().count('test accuracy'))\n"
+    )
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    seconds, loaded = lines[0].split(" ", 1)
+    assert loaded == "[]"
+    assert int(lines[1]) == 30  # 10 tasks x 3 methods
+    assert float(seconds) < 3.0  # about 0.5 s on a 2-core machine; generous for loaded CI workers

@@ -1,0 +1,199 @@
+"""Per task and configuration: what the stored runs say before any statistics.
+
+:func:`summary` condenses runs (seeds finished, diverged, failed; mean and std of the
+headline metric; validation mean; timing) and :func:`summary_lines` prints it. No scipy and
+no torch here: ``benchsuite results`` and ``run``'s closing table import only this.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from benchsuite.tasks.spec import METRICS
+
+BASELINE = "none"
+# Training values a matrix may sweep as hyperparameters: configurations of one task, chosen
+# among on validation, rather than separate tasks.
+TUNABLE_TRAIN = ("train.lr", "train.weight_decay", "train.momentum")
+
+
+# --- per task and configuration -------------------------------------------------------------
+
+def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per task and configuration (baseline first): seeds finished, diverged, failed; mean
+    and std of the headline test metric over finished runs; validation mean; timing.
+    ``configured``: ``with_config_columns(table)`` when the caller has it already."""
+    if table.is_empty():
+        return pl.DataFrame()
+    table = configured if configured is not None else with_config_columns(table)
+    # a "finished" run whose headline value is NaN/inf is a divergence the engine did not
+    # see (e.g. at test time): counted with the diverged runs, never averaged
+    finite = pl.col("test").is_not_null() & pl.col("test").is_finite()
+    finished = (pl.col("status") == "finished") & finite
+    val_finite = finished & pl.col("val").is_not_null() & pl.col("val").is_finite()
+    summ = (
+        table.group_by("task", "metric", "config", maintain_order=True)
+        .agg(
+            pl.col("task_name").first(),
+            pl.col("task_spec").first(),
+            pl.col("method").first(),
+            pl.col("method_label").first(),
+            pl.col("config_hp").first().alias("hp_json"),
+            pl.col("config_full").first().alias("hyperparameters"),
+            pl.col("seed").filter(finished).n_unique().alias("n"),
+            ((pl.col("status") == "diverged") | ((pl.col("status") == "finished") & ~finite.fill_null(False)))
+            .sum().alias("diverged"),
+            (pl.col("status") == "failed").sum().alias("failed"),
+            pl.col("test").filter(finished).mean().alias("mean"),
+            pl.col("test").filter(finished).std().alias("std"),
+            pl.col("val").filter(val_finite).mean().alias("val_mean"),
+            pl.col("test_last").filter(finished & pl.col("test_last").is_finite()).mean().alias("last_mean"),
+            pl.col("step_ms").filter(finished).mean().alias("step_ms"),
+            pl.col("train_seconds").filter(finished).mean().alias("train_seconds"),
+            pl.col("report").filter(finished).alias("reports"),
+        )
+        .with_columns(
+            pl.col("reports").map_elements(_mean_report, return_dtype=pl.Utf8).alias("plugin_metrics")
+        )
+        .drop("reports")
+    )
+    summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
+    order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True)))
+    return summ[order]
+
+
+def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
+    """Add ``task_name`` (the file's name), ``task`` (the name qualified by the recipe
+    values that differ, e.g. ``digits-mlp [train.epochs=2]``), ``config`` (a key per
+    configuration), ``config_hp`` (hyperparameters as JSON, swept training values under
+    ``"train"``) and ``config_full`` (every value, for the Methods table)."""
+    specs: dict[str, dict[str, dict]] = {}
+    for name, spec in table.select("task", "task_spec").unique().iter_rows():
+        specs.setdefault(name, {})[spec] = _flatten(json.loads(spec))
+    recipes: dict[tuple[str, str], tuple[str, dict]] = {}
+    for name, variants in specs.items():
+        for spec, mine in variants.items():
+            differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
+            recipe = [k for k in differing if k not in TUNABLE_TRAIN]
+            swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in TUNABLE_TRAIN}
+            label = f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name
+            recipes[(name, spec)] = (label, swept)
+    columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run
+    tasks, configs, hps, fulls = [], [], [], []
+    for key in table.select("task", "task_spec", "method_label", "method_full_label", "hyperparameters").iter_rows():
+        if key not in columns:
+            name, spec, label, full, hp_json = key
+            task_label, swept = recipes[(name, spec)]
+            hp = json.loads(hp_json)
+            if swept:
+                hp["train"] = swept
+            suffix = ", ".join(f"train.{k}={_fmt_value(v)}" for k, v in swept.items())
+            columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
+                            f"{full} [{suffix}]" if suffix else full)
+        task_label, config, hp_text, full_text = columns[key]
+        tasks.append(task_label)
+        configs.append(config)
+        hps.append(hp_text)
+        fulls.append(full_text)
+    return table.rename({"task": "task_name"}).with_columns(
+        pl.Series("task", tasks, dtype=pl.Utf8), pl.Series("config", configs, dtype=pl.Utf8),
+        pl.Series("config_hp", hps, dtype=pl.Utf8), pl.Series("config_full", fulls, dtype=pl.Utf8),
+    )
+
+
+def _flatten(spec: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _sort_value(value) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+def _row_order(row: dict) -> tuple:
+    """Task, baseline first, then by method and its hyperparameter values, numbers in
+    numeric order (so a lambda sweep reads from small to large)."""
+    values = []
+    for plugin, hps in sorted(json.loads(row["hp_json"]).items()):
+        for key, value in sorted(hps.items()):
+            values.append((plugin, key, _sort_value(value)))
+    return (row["task"], row["method"] != BASELINE, row["method"], values)
+
+
+def _display_labels(summ: pl.DataFrame) -> list[str]:
+    """Per task, each method's name with the hyperparameters that vary among the rows of
+    the same plugin combination (a grid shows its axis; a single method shows its name)."""
+    rows = list(summ.select("task", "method", "hp_json").iter_rows())
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for task, method, hp_json in rows:
+        groups.setdefault((task, method), []).append(json.loads(hp_json))
+    varying: dict[tuple[str, str, str], list[str]] = {}
+    labels = []
+    for task, method, hp_json in rows:
+        siblings = groups[(task, method)]
+        mine = json.loads(hp_json)
+
+        def keys(group, task=task, method=method, mine=mine, siblings=siblings):
+            if (task, method, group) not in varying:  # the same for every sibling: computed once
+                varying[(task, method, group)] = _varying(group, mine, siblings)
+            return [k for k in varying[(task, method, group)] if k in mine.get(group, {})]
+
+        parts = []
+        plugins, at, salt = method.partition("@")  # a replicate keeps its plugins' labels
+        for plugin in plugins.split("+"):
+            inner = ",".join(f"{k}={_fmt_value(mine[plugin][k])}" for k in keys(plugin))
+            parts.append(f"{plugin}({inner})" if inner else plugin)
+        label = "+".join(parts) + at + salt
+        swept = ", ".join(f"{k}={_fmt_value(mine['train'][k])}" for k in keys("train"))
+        labels.append(f"{label} [{swept}]" if swept else label)
+    return labels
+
+
+def _varying(group: str, mine: dict, siblings: list[dict]) -> list[str]:
+    """The keys of ``group`` whose value differs among the siblings (any sibling's keys)."""
+    names = dict.fromkeys(k for sib in siblings for k in sib.get(group, {}))
+    return [k for k in names if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
+
+
+def _fmt_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _mean_report(reports) -> str:
+    """Mean over seeds of each plugin metric (elementwise for per-layer lists)."""
+    if all(r == "{}" for r in reports):
+        return "{}"
+    parsed = [json.loads(r) for r in reports]
+    means = {}
+    for name in dict.fromkeys(k for p in parsed for k in p):
+        values = [p[name] for p in parsed if name in p]
+        if values and isinstance(values[0], list):
+            means[name] = [sum(v[i] for v in values) / len(values) for i in range(min(map(len, values)))]
+        else:
+            means[name] = sum(values) / len(values)
+    return json.dumps(means)
+
+
+def summary_lines(summ: pl.DataFrame) -> list[str]:
+    """Plain-text table: one line per task and configuration."""
+    from benchsuite.render import fmt
+
+    if summ.is_empty():
+        return ["no runs"]
+    rows = [("task", "method", "metric", "n", "mean ± std", "diverged", "failed", "ms/step")]
+    for r in summ.iter_rows(named=True):
+        arrow = "↑" if METRICS.get(r["metric"]) == "max" else "↓"
+        rows.append((
+            r["task"], r["display"], f"test {r['metric']} {arrow}", str(r["n"]),
+            f"{fmt(r['mean'])} ± {fmt(r['std'])}", str(r["diverged"]), str(r["failed"]),
+            fmt(r["step_ms"], 3),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
