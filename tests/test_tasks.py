@@ -186,3 +186,21 @@ def test_kaiming_init_option():
     assert linears[1].weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.05)
     with pytest.raises(UsageError, match="init 'xavier' unknown"):
         build_model(parse_task(TASK.replace('sizes = [64, 10]', 'sizes = [64, 10]\ninit = "xavier"'), "t").model)
+
+
+def test_shipped_tasks_come_from_the_wheel_or_a_source_checkout_never_from_site_packages(tmp_path, monkeypatch):
+    from benchsuite import tasks as task_registry
+
+    site = tmp_path / "site-packages"
+    (site / "benchsuite").mkdir(parents=True)
+    (site / "tasks").mkdir()  # another distribution's top-level folder
+    monkeypatch.setattr(task_registry, "_PACKAGE", site / "benchsuite")
+    assert task_registry.builtin_task_dirs() == []
+    (site / "benchsuite" / "task_files").mkdir()
+    assert task_registry.builtin_task_dirs() == [site / "benchsuite" / "task_files"]
+    checkout = tmp_path / "checkout"
+    (checkout / "benchsuite").mkdir(parents=True)
+    (checkout / "tasks").mkdir()
+    (checkout / "pyproject.toml").write_text("")
+    monkeypatch.setattr(task_registry, "_PACKAGE", checkout / "benchsuite")
+    assert task_registry.builtin_task_dirs() == [checkout / "tasks"]

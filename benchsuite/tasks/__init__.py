@@ -19,8 +19,15 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def builtin_task_dirs() -> list[Path]:
-    """The shipped ``tasks/`` folder: inside the wheel, or the source tree's top level."""
-    return [p for p in (_PACKAGE / "task_files", _PACKAGE.parent / "tasks") if p.is_dir()]
+    """The shipped ``tasks/`` folder: inside the wheel, or, in a source checkout (a
+    ``pyproject.toml`` beside the package), the tree's top-level ``tasks/``. Never a
+    ``tasks/`` folder that merely sits beside an installed package in site-packages."""
+    if (_PACKAGE / "task_files").is_dir():
+        return [_PACKAGE / "task_files"]
+    source_tree = _PACKAGE.parent
+    if (source_tree / "pyproject.toml").is_file() and (source_tree / "tasks").is_dir():
+        return [source_tree / "tasks"]
+    return []
 
 
 def task_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
