@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     claims.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
+    new_plugin = sub.add_parser("new-plugin", help="write a complete plugin package to start from")
+    new_plugin.add_argument("name", help="the plugin's name: --plugin NAME, hyperparameters NAME.x")
+    new_plugin.add_argument("--dir", default=".", help="folder to create NAME/ in (default: the current folder)")
+
     excerpt = sub.add_parser("excerpt", help="rewrite the report excerpts between markers in Markdown files")
     excerpt.add_argument("files", nargs="+", metavar="FILE", help="Markdown files with benchsuite:verdicts or "
                                                                   "benchsuite:leaderboard blocks")
@@ -779,6 +783,15 @@ def _run_claims(args, selected, available, store) -> None:
             options=ExecutionOptions(), jobs=args.jobs)
 
 
+def cmd_new_plugin(args) -> int:
+    from benchsuite.scaffold import create
+
+    folder = create(args.name, Path(args.dir))
+    print(f"wrote {folder}/: pyproject.toml, benchsuite_{args.name}.py, README.md, tests/test_{args.name}.py\n"
+          f"next: pip install -e {folder} && pytest {folder}/tests  (then `benchsuite plugins` lists it)")
+    return 0
+
+
 def cmd_excerpt(args) -> int:
     from benchsuite.excerpts import update_files
 
@@ -795,7 +808,7 @@ def cmd_excerpt(args) -> int:
     return 1 if stale and args.check else 0
 
 
-COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims,
+COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims, "new-plugin": cmd_new_plugin,
             "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
             "leaderboard": cmd_leaderboard, "collect": cmd_collect}
 
