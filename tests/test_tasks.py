@@ -204,3 +204,18 @@ def test_shipped_tasks_come_from_the_wheel_or_a_source_checkout_never_from_site_
     (checkout / "pyproject.toml").write_text("")
     monkeypatch.setattr(task_registry, "_PACKAGE", checkout / "benchsuite")
     assert task_registry.builtin_task_dirs() == [checkout / "tasks"]
+
+
+def test_the_task_file_reference_names_every_field_of_every_table():
+    import re
+
+    from benchsuite.tasks import spec
+
+    doc = spec.__doc__
+    tables = {"data": spec.DataSpec, "model": spec.ModelSpec, "train": spec.TrainSpec, "eval": spec.EvalSpec}
+    for table, cls in tables.items():
+        section = re.search(rf"\[{table}\](.*?)(?=\n    \[|\Z)", doc, re.S).group(1)
+        for field in dataclasses.fields(cls):
+            assert re.search(rf"\b{field.name}\b", section), f"[{table}] {field.name} missing from the reference"
+    resources = re.search(r"\[resources\](.*)", doc).group(1)
+    assert all(key in resources for key in spec.RESOURCE_KEYS)

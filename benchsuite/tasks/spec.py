@@ -1,16 +1,21 @@
 """Task files: small declarative TOML files, parsed into a validated :class:`TaskSpec`.
 
-A task file has four tables (every key has a default except the ones marked required)::
+A task file has five tables (every key has a default except the ones marked required; the
+dataclasses below give each default, and a test keeps this list complete)::
 
     name = "mnist5k-mlp"                  # required, must match the file name
     description = "..."
     [data]   source (required), split = [train, val, test] fractions, split_seed,
-             standardize, label_noise
-    [model]  arch (required), sizes, batch_norm, activation, dropout, init
+             standardize, val_fraction, augment = "none" | "flip" | "crop-flip" |
+             "random-resized-crop", image_size, flatten, label_noise
+    [model]  arch (required), sizes, batch_norm, activation, dropout, init, num_classes,
+             in_channels, pretrained
     [train]  epochs, batch_size, optimizer, lr, momentum, nesterov, weight_decay, loss,
-             schedule = "constant" | "multistep" | "cosine", milestones, gamma
+             schedule = "constant" | "multistep" | "cosine" | "step", milestones, gamma,
+             step_size, precision = "fp32" | "bf16" | "fp16", replicas
     [eval]   metric = "accuracy" | "mse", every (epochs between evaluations),
              headline = "selected" | "best10"
+    [resources]  gpus, cpus, time_min, mem_gb (cluster hints, not part of a run's identity)
 """
 
 from __future__ import annotations
