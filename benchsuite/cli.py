@@ -19,6 +19,7 @@ from benchsuite import __version__
 from benchsuite.errors import UsageError
 
 DEFAULT_RESULTS = "results"
+RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
 
 
 def _results_dir(args) -> Path:
@@ -103,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
                      help="save a run's state at the end of an epoch when this long passed since the last "
                           "save (0: every epoch; default 30); a killed run resumes from it")
-    run.add_argument("--results", default=None,
-                     help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    run.add_argument("--results", default=None, help=RESULTS_HELP)
     run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
                      help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
 
     collect = sub.add_parser("collect", help="report on runs submitted with --executor")
-    collect.add_argument("--results", default=None)
+    collect.add_argument("--results", default=None, help=RESULTS_HELP)
     collect.add_argument("--allow-failures", action="store_true",
                          help="exit 0 even when submitted runs failed, diverged or were lost")
 
@@ -147,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of the real data sets to check (default $BENCHSUITE_DATA, else ./data)")
 
     results = sub.add_parser("results", help="show stored runs as a table")
-    results.add_argument("--results", default=None)
+    results.add_argument("--results", default=None, help=RESULTS_HELP)
     results.add_argument("--task", default=None, help="only this task")
     results.add_argument("--method", default=None, help="only this method (e.g. l2)")
     results.add_argument("--export", default=None, metavar="FILE", help="write the table to FILE (.csv or .parquet)")
     results.add_argument("--summary", action="store_true", help="mean ± std per task and method instead of runs")
 
     report = sub.add_parser("report", help="write the statistics report (Markdown, HTML, CSV, JSON, plots)")
-    report.add_argument("--results", default=None)
+    report.add_argument("--results", default=None, help=RESULTS_HELP)
     report.add_argument("--out", default="reports", help="reports folder (default ./reports)")
     report.add_argument("--name", default="latest", help="report name: written to <out>/<name>/")
     report.add_argument("--no-plots", action="store_true", help="skip the figures")
@@ -187,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: list and judge every claim, run the offline ones and those named by "
                              "--claim)")
     claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
-    claims.add_argument("--results", default=None,
-                        help=f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)")
+    claims.add_argument("--results", default=None, help=RESULTS_HELP)
     claims.add_argument("--out", default=None, metavar="DIR",
                         help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
     claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
@@ -210,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     excerpt.add_argument("--check", action="store_true", help="change nothing; exit 1 when an excerpt is stale")
 
     board = sub.add_parser("leaderboard", help="print the cross-task leaderboard (for CI)")
-    board.add_argument("--results", default=None)
-    board.add_argument("--format", choices=("md", "html", "json"), default="md")
+    board.add_argument("--results", default=None, help=RESULTS_HELP)
+    board.add_argument("--format", choices=("md", "html", "json"), default="md", help="output format (default md)")
     board.add_argument("--output", "-o", default=None, metavar="FILE", help="write to FILE instead of stdout")
     board.add_argument("--reference", default=None, metavar="PATH",
                        help="stored reference runs (a results folder or a report's results.csv) to check against")

@@ -241,3 +241,16 @@ def test_runs_of_different_task_recipes_are_never_averaged_together(tmp_path, ca
     assert main(["results", "--results", str(results), "--summary"]) == 0
     out = capsys.readouterr().out
     assert "digits-mlp [train.epochs=1]" in out and "digits-mlp [train.epochs=2]" in out
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from benchsuite.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"benchsuite {name} {action.option_strings[0]} has no help"
