@@ -20,9 +20,8 @@ from typing import Any
 from benchsuite.engine import Method, RunSpec, make_run_spec
 from benchsuite.errors import UsageError
 from benchsuite.plugins import PluginInfo, resolve
+from benchsuite.summary import BASELINE
 from benchsuite.tasks.spec import TaskSpec
-
-BASELINE = "none"
 
 
 def _split_assignment(text: str, option: str) -> tuple[str, str, str]:

@@ -68,7 +68,7 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     if table.is_empty():
         return out
     runs = with_config_columns(table)
-    summ = summary(table, runs)
+    summ = summary(table, runs, baseline)
     seeds = _Seeds()
     for row in runs.select("task", "config", "seed", "status", "test", "val", "run_id").iter_rows():
         seeds.add(*row)

@@ -13,7 +13,7 @@ import polars as pl
 
 from benchsuite.tasks.spec import METRICS
 
-BASELINE = "none"
+BASELINE = "none"  # the method every other is compared with unless --baseline says otherwise
 # Training values a matrix may sweep as hyperparameters: configurations of one task, chosen
 # among on validation, rather than separate tasks.
 TUNABLE_TRAIN = ("train.lr", "train.weight_decay", "train.momentum")
@@ -21,9 +21,9 @@ TUNABLE_TRAIN = ("train.lr", "train.weight_decay", "train.momentum")
 
 # --- per task and configuration -------------------------------------------------------------
 
-def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per task and configuration (baseline first): seeds finished, diverged, failed; mean
-    and std of the headline test metric over finished runs; validation mean; timing.
+def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baseline: str = BASELINE) -> pl.DataFrame:
+    """Per task and configuration (``baseline`` first): seeds finished, diverged, failed;
+    mean and std of the headline test metric over finished runs; validation mean; timing.
     ``configured``: ``with_config_columns(table)`` when the caller has it already."""
     if table.is_empty():
         return pl.DataFrame()
@@ -60,7 +60,7 @@ def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None) -> pl.D
         .drop("reports")
     )
     summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
-    order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True)))
+    order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True), baseline))
     return summ[order]
 
 
@@ -117,14 +117,14 @@ def _sort_value(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
-def _row_order(row: dict) -> tuple:
+def _row_order(row: dict, baseline: str = BASELINE) -> tuple:
     """Task, baseline first, then by method and its hyperparameter values, numbers in
     numeric order (so a lambda sweep reads from small to large)."""
     values = []
     for plugin, hps in sorted(json.loads(row["hp_json"]).items()):
         for key, value in sorted(hps.items()):
             values.append((plugin, key, _sort_value(value)))
-    return (row["task"], row["method"] != BASELINE, row["method"], values)
+    return (row["task"], row["method"] != baseline, row["method"], values)
 
 
 def _display_labels(summ: pl.DataFrame) -> list[str]:

@@ -315,3 +315,13 @@ def test_weight_percentile_and_sensitivity_figures(tmp_path):
     assert "sensitivity-t-wc-wc.a.png" in pngs
     text = (folder / "index.md").read_text()
     assert "![sensitivity-t-wc-wc.a.png](plots/sensitivity-t-wc-wc.a.png)" in text
+
+
+def test_the_summary_lists_the_chosen_baseline_first():
+    from benchsuite.store import runs_table
+    from benchsuite.summary import summary
+
+    records = [synthetic_record("t", method, seed, 0.5) for method in ("none", "l2", "wd") for seed in range(2)]
+    table = runs_table(records)
+    assert summary(table)["method"].to_list()[0] == "none"
+    assert summary(table, baseline="wd")["method"].to_list()[0] == "wd"
