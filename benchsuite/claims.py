@@ -46,6 +46,7 @@ from typing import Any
 
 from benchsuite import stats
 from benchsuite.errors import UsageError
+from benchsuite.status import STATUS_DIVERGED, STATUS_FINISHED
 
 TIERS = ("offline", "paper")
 COMPARE_DIRECTIONS = ("higher", "lower")
@@ -288,8 +289,8 @@ def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int]
         if record is None:
             counts["missing"] += 1
             continue
-        if record["status"] != "finished":
-            counts["diverged" if record["status"] == "diverged" else "failed"] += 1
+        if record["status"] != STATUS_FINISHED:
+            counts["diverged" if record["status"] == STATUS_DIVERGED else "failed"] += 1
             continue
         value = _value(record, metric)
         if value is None or not math.isfinite(value):

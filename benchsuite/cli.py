@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchsuite import __version__
 from benchsuite.errors import UsageError
+from benchsuite.status import STATUS_FINISHED
 
 DEFAULT_RESULTS = "results"
 RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
@@ -377,7 +378,7 @@ def _exit_code(specs, records, allow_failures: bool) -> int:
     lost = {}
     for spec, record in zip(specs, records):
         status = record["status"] if record is not None else "not stored"
-        if status != "finished":
+        if status != STATUS_FINISHED:
             lost.setdefault(status, []).append(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
     if not lost:
         return 0

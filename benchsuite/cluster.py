@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchsuite.engine import ExecutionOptions, RunSpec
 from benchsuite.errors import UsageError
+from benchsuite.status import DONE_STATUSES, STATUS_FINISHED, STATUSES
 from benchsuite.store import Store
 
 MODES = ("slurm", "local", "debug")
@@ -198,7 +199,7 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
 
 def lost_count(counts: dict[str, int]) -> int:
     """Submitted runs that ended without a finished record (failed, diverged, lost, ...)."""
-    return sum(n for state, n in counts.items() if state != "finished" and state.upper() not in ACTIVE_STATES)
+    return sum(n for state, n in counts.items() if state != STATUS_FINISHED and state.upper() not in ACTIVE_STATES)
 
 
 def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
@@ -212,7 +213,7 @@ def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
     counts = counts if counts is not None else {}
     for run_id, entry in latest.items():
         record = store.get(run_id)
-        if record is not None and record.get("status") in ("finished", "diverged", "failed"):
+        if record is not None and record.get("status") in STATUSES:
             state = record["status"]
         else:
             state = job_state(entry)
@@ -220,7 +221,7 @@ def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
                 state = "lost" if state in ("DONE", "COMPLETED") else state.lower()
         counts[state] = counts.get(state, 0) + 1
         line = f"{run_id}  {state:<10} {entry['task']}  {entry['method']}  seed={entry['seed']}  job {entry['job_id']}"
-        if state not in ("finished", "diverged") and state.upper() not in ACTIVE_STATES:
+        if state not in DONE_STATUSES and state.upper() not in ACTIVE_STATES:
             job = _job(entry)
             error = ""
             if job is not None:

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from benchsuite.engine import ExecutionOptions, RunSpec, available_cores, distributed, execute
-from benchsuite.status import DONE_STATUSES
+from benchsuite.status import DONE_STATUSES, STATUS_DIVERGED, STATUS_FINISHED
 from benchsuite.store import Store
 
 
@@ -94,7 +94,7 @@ def run_all(
                 if progress:
                     line = f"[{len(skipped) + len(executed)}/{len(specs)}] {name}: {_outcome(record)}"
                     if live:
-                        if record["status"] != "finished":
+                        if record["status"] != STATUS_FINISHED:
                             bar.write(line)
                     else:
                         print(line, file=sys.stderr, flush=True)
@@ -112,7 +112,7 @@ def estimate_seconds(specs: Sequence[RunSpec], store: Store) -> dict[str, float 
     per_epoch: dict[tuple[str, str], list[float]] = {}
     for record in store.records():
         timings, epochs = record.get("timings") or {}, len(record.get("curves") or ())
-        if record.get("status") == "finished" and epochs and timings.get("total_seconds"):
+        if record.get("status") == STATUS_FINISHED and epochs and timings.get("total_seconds"):
             value = timings["total_seconds"] / epochs
             per_epoch.setdefault((record["task"], record["method"]), []).append(value)
             per_epoch.setdefault((record["task"], "*"), []).append(value)
@@ -253,10 +253,10 @@ def _run_pool(pending, skipped, total, store, device, options, jobs, progress) -
 
 def _outcome(record: dict) -> str:
     status = record["status"]
-    if status == "finished":
+    if status == STATUS_FINISHED:
         metric = record["task_spec"]["eval"]["metric"]
         return f"test_{metric}={record['metrics'][f'test_{metric}']:.4g} ({record['timings']['total_seconds']:.1f}s)"
-    if status == "diverged":
+    if status == STATUS_DIVERGED:
         where = record["diverged"]
         return f"diverged ({where['where']} at epoch {where['epoch']}, step {where['step']})"
     return f"failed ({record.get('error')})"

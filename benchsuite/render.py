@@ -16,6 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
+from benchsuite.status import STATUS_FINISHED
+
 VERDICT_MARK = {"better": "better ▲", "worse": "worse ▼", "equivalent": "equivalent =",
                 "inconclusive": "inconclusive ?"}
 
@@ -448,7 +450,7 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
             placed["overall"].append(name)
     if table.is_empty():
         return placed
-    runs = with_config_columns(table).filter(pl.col("status") == "finished")
+    runs = with_config_columns(table).filter(pl.col("status") == STATUS_FINISHED)
     curves: dict[tuple, list[list[dict]]] = {}
     for task, config, run_id in runs.sort("seed").select("task", "config", "run_id").iter_rows():
         record = records.get(run_id)

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from benchsuite import stats
+from benchsuite.status import STATUS_FINISHED, STATUSES
 from benchsuite.summary import (  # noqa: F401 - summary, summary_lines: this module's API too
     BASELINE,
     _fmt_value,
@@ -61,7 +62,7 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
         "baseline": baseline, "alpha": alpha,
         "margins": {k: str(v) for k, v in margins.items()},
         "permutation": {"resamples": resamples, "seed": seed},
-        "runs": {s: int((table["status"] == s).sum()) for s in ("finished", "diverged", "failed")}
+        "runs": {s: int((table["status"] == s).sum()) for s in STATUSES}
         if not table.is_empty() else {},
         "tasks": [], "overall": None,
     }
@@ -92,7 +93,7 @@ class _Seeds:
     def add(self, task, config, seed, status, value, val, run_id) -> None:
         key = (task, config)
         self.attempted.setdefault(key, set()).add(seed)
-        if status != "finished":
+        if status != STATUS_FINISHED:
             return
         if value is None or not math.isfinite(value):
             self.nonfinite.setdefault(key, []).append(f"run {run_id} (seed {seed}) finished with test = {value}")
@@ -489,7 +490,7 @@ def regressions(current: pl.DataFrame, reference: pl.DataFrame, *, margins: dict
     def seeds(table):
         out: dict[tuple, dict[int, float]] = {}
         meta = {}
-        for row in table.filter(pl.col("status") == "finished").iter_rows(named=True):
+        for row in table.filter(pl.col("status") == STATUS_FINISHED).iter_rows(named=True):
             if row["test"] is None or not math.isfinite(row["test"]):
                 continue
             key = (row["task"], row["task_spec"], row["method_full_label"])
