@@ -1,18 +1,28 @@
-"""Test helpers for plugin authors: pytest fixtures and the conformance check.
+"""Test helpers for plugin authors: the tiny task, runs, preflight and the conformance check.
 
-Installed as a pytest plugin (entry point ``pytest11``), so in any test suite::
+Imports without pytest. The fixtures ``tiny_task`` and ``run_steps`` live in
+:mod:`benchsuite.fixtures`, which installing benchsuite registers as a pytest plugin
+(entry point ``pytest11``), so in any test suite::
 
     def test_my_penalty(run_steps):
-        result = run_steps("myplugin", hp={"myplugin": {"lam": 0.1}}, steps=5)
+        result = run_steps("myplugin", hp={"myplugin": {"lam": 0.1}}, epochs=1)
         assert result.status == "finished"
 
     def test_conforms():
         from benchsuite.testing import check_conformance
         check_conformance("myplugin")
 
-``tiny_task`` is a small classification task on generated data (no files, a few
-milliseconds per step); ``run_steps`` trains any combination of installed plugins on
-it and returns the model, optimizer, the plugins' first-step penalties and the record.
+``run_steps`` returns a :class:`StepsResult`: ``.status``, ``.metrics`` (the record's final
+metrics), ``.record`` (the whole run record) and ``.method``. Without pytest:
+:func:`run_task` (one run of plugins on a task, nothing stored), :func:`tiny_task_spec`,
+:func:`available_with` (the installed plugins plus classes not installed, for testing a
+plugin before packaging it), :func:`method_of`, :func:`build_for` (model, optimizer, run
+and ``hooks``: ``hooks.each(name, **kwargs)`` calls every implementation and returns
+``(plugin, result)`` pairs, ``hooks.first(...)`` the first non-None result),
+:func:`preflight_problems` and :func:`check_conformance`. A plugin's description comes from
+its class docstring's first line (or a ``description`` attribute). A run's identity
+includes the plugin's version: bump it after changing the plugin's code, or results stored
+under the old version count as done.
 """
 
 from __future__ import annotations
@@ -23,7 +33,6 @@ import json
 import warnings
 from typing import Any
 
-import pytest
 import torch
 
 from benchsuite import engine
@@ -136,24 +145,6 @@ def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, ava
     hooks.each("reparametrize", model=model, run=run)
     optimizer = hooks.first("configure_optimizer", model=model, run=run)
     return model, optimizer, run, hooks
-
-
-@pytest.fixture
-def tiny_task() -> TaskSpec:
-    """A tiny generated classification task (see :func:`tiny_task_spec`)."""
-    return tiny_task_spec()
-
-
-@pytest.fixture
-def run_steps(tiny_task):
-    """``run_steps(plugins, hp=None, epochs=1, seed=0, task=None)`` trains the given
-    plugins (name, ``"a+b"``, or a list) on the tiny task and returns a StepsResult."""
-
-    def _run(plugins, hp=None, epochs: int = 1, seed: int = 0, task: TaskSpec | None = None, available=None):
-        spec = (task or tiny_task).with_overrides(epochs=epochs)
-        return run_task(plugins, spec, hp=hp, seed=seed, available=available)
-
-    return _run
 
 
 class ConformanceError(AssertionError):

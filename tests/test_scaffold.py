@@ -51,3 +51,17 @@ def test_an_existing_folder_is_never_overwritten(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     assert main(["new-plugin", "mine", "--dir", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_fixtures_plugin_costs_a_test_session_no_torch_import(tmp_path):
+    """Every pytest run in an environment with benchsuite loads its pytest11 plugin: it
+    must not import torch (seconds) until a test asks for a fixture."""
+    (tmp_path / "test_probe.py").write_text(
+        "import sys\n\n"
+        "def test_probe(request):\n"
+        "    assert request.config.pluginmanager.has_plugin('benchsuite')\n"
+        "    assert 'torch' not in sys.modules and 'benchsuite.testing' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
