@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--method", default=None, help="only this method (e.g. l2)")
     results.add_argument("--export", default=None, metavar="FILE", help="write the table to FILE (.csv or .parquet)")
     results.add_argument("--summary", action="store_true", help="mean ± std per task and method instead of runs")
+    results.add_argument("--json", action="store_true", help="every column of every run as JSON rows")
+    results.add_argument("--wide", action="store_true",
+                         help="every column (task spec, hyperparameters, timings, ...), not the terminal-wide view")
 
     report = sub.add_parser("report", help="write the statistics report (Markdown, HTML, CSV, JSON, plots)")
     report.add_argument("--results", default=None, help=RESULTS_HELP)
@@ -566,7 +570,7 @@ def _filtered_table(args):
 def cmd_results(args) -> int:
     import polars as pl
 
-    from benchsuite.summary import summary, summary_lines
+    from benchsuite.summary import run_lines, summary, summary_lines
 
     table = _filtered_table(args)
     if args.export:
@@ -582,8 +586,14 @@ def cmd_results(args) -> int:
     if args.summary:
         print("\n".join(summary_lines(summary(table))))
         return 0
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
-        print(table.drop("run_id", "method", "error") if not table.is_empty() else "no runs")
+    if args.json:
+        print(json.dumps(table.to_dicts(), indent=1))
+        return 0
+    if args.wide:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+            print(table.drop("run_id", "method", "error") if not table.is_empty() else "no runs")
+        return 0
+    print("\n".join(run_lines(table, shutil.get_terminal_size((80, 24)).columns)))
     return 0
 
 
@@ -820,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"benchsuite {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `benchsuite results | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a file or folder that cannot be read or written
         where = f": {exc.filename}" if exc.filename else ""
         print(f"benchsuite {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)

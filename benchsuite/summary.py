@@ -181,6 +181,36 @@ def _mean_report(reports) -> str:
     return json.dumps(means)
 
 
+RUN_COLUMNS = ("task", "method_label", "seed", "status", "test", "val", "seconds")
+
+
+def run_lines(table: pl.DataFrame, width: int = 80) -> list[str]:
+    """Plain-text table of runs, one line each, no wider than ``width``: the method label
+    (the only long column) is shortened with "…" when the line would not fit."""
+    from benchsuite.render import fmt
+
+    if table.is_empty():
+        return ["no runs"]
+    header = ("task", "method", "seed", "status", "test", "val", "s")
+    rows = [header] + [
+        (r["task"], r["method_label"], str(r["seed"]), r["status"], fmt(r["test"]), fmt(r["val"]),
+         f"{r['seconds']:.0f}" if r["seconds"] is not None else "-")
+        for r in table.select(RUN_COLUMNS).iter_rows(named=True)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    spare = width - (sum(widths) + 2 * (len(widths) - 1))
+    if spare < 0:  # shorten the method column, then (a task name longer than its share) the task column
+        widths[1] = max(len("method"), widths[1] + spare)
+        spare = width - (sum(widths) + 2 * (len(widths) - 1))
+        if spare < 0:
+            widths[0] = max(len("task"), widths[0] + spare)
+
+    def cut(text: str, w: int) -> str:
+        return text if len(text) <= w else text[: w - 1] + "…"
+
+    return ["  ".join(cut(cell, w).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 def summary_lines(summ: pl.DataFrame) -> list[str]:
     """Plain-text table: one line per task and configuration."""
     from benchsuite.render import fmt

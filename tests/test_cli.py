@@ -254,3 +254,23 @@ def test_every_option_of_every_command_has_help():
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"benchsuite {name} {action.option_strings[0]} has no help"
+
+
+def test_results_fit_an_80_column_terminal_and_json_and_wide_keep_every_column(tmp_path, capsys, monkeypatch):
+    from benchsuite.store import Store
+    from benchsuite.testing import synthetic_record
+
+    store = Store(tmp_path)
+    hp = {"partialreg": {"variant": "igl", "lam": 0.0001, "ratio_of_zeros": 0.125, "threshold": 0.001}}
+    for seed in range(3):
+        store.put(synthetic_record("mnist5k-noisy-mlp", "partialreg", seed, 0.71, hyperparameters=hp))
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["results", "--results", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].split()[:4] == ["task", "method", "seed", "status"]
+    assert max(len(line) for line in lines) <= 80 and "…" in lines[1]
+    assert main(["results", "--results", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and json.loads(rows[0]["hyperparameters"]) == hp and rows[0]["test"] == 0.71
+    assert main(["results", "--results", str(tmp_path), "--wide"]) == 0
+    assert "shape: (3, 21)" in capsys.readouterr().out  # every column but run_id, method and error
