@@ -49,3 +49,11 @@ def test_the_guides_claims_example_parses():
     claims = parse_claims(block, "docs/hooks.md", "maxnorm")
     assert [c.direction for c in claims] == ["below", "higher"]
     assert claims[1].train == (("lr", 0.1), ("optimizer", "sgd"))
+
+
+def test_tox_installs_every_plugin_folder():
+    """The shared tox environment lists each plugins/<name>/ package (so both README
+    commands install it and the conformance suite checks it)."""
+    listed = set(re.findall(r"-e \{toxinidir\}/plugins/(\w+)", (ROOT / "tox.ini").read_text()))
+    packages = {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
+    assert listed == packages
