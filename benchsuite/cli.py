@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="list the runs, whether each is done and its estimated cost; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    run.add_argument("--json", action="store_true",
+                     help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
     run.add_argument("--allow-failures", action="store_true",
                      help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
 
@@ -266,7 +268,7 @@ def cmd_run(args) -> int:
     from benchsuite.executors import run_all
     from benchsuite.plugins import discover
     from benchsuite.store import Store, runs_table
-    from benchsuite.summary import summary, summary_lines
+    from benchsuite.summary import RUN_COLUMNS, summary, summary_lines
 
     replicas = int(os.environ.get("WORLD_SIZE", "1"))
     if replicas > 1:
@@ -321,29 +323,7 @@ def cmd_run(args) -> int:
         store.check_writable()
 
     if args.dry_run:
-        from benchsuite.executors import estimate_seconds
-
-        estimates = estimate_seconds(specs, store)
-        done = 0
-        for spec in specs:
-            is_done = store.is_done(spec.run_id)
-            done += is_done
-            state = "done   " if is_done else "pending"
-            cost = "" if is_done else f"  ~{_duration(estimates[spec.run_id])}"
-            print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}")
-        pending = [s for s in specs if not store.is_done(s.run_id)]
-        known = [estimates[s.run_id] for s in pending if estimates[s.run_id] is not None]
-        line = f"{len(specs)} runs: {done} done, {len(pending)} pending"
-        if known:
-            line += (f"; estimated {_duration(sum(known))} of compute for {len(known)} of them"
-                     + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else ""))
-        if len(known) < len(pending):
-            line += f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
-        print(line)
-        if args.confirm:
-            print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
-                  "baseline's (chosen on validation once these runs are done)")
-        return 0
+        return _dry_run(args, specs, store)
 
     if args.executor != "inline":
         return _submit(args, specs, store, options)
@@ -354,7 +334,7 @@ def cmd_run(args) -> int:
 
         extra = confirmation_specs(specs, store, args.confirm)
         print(f"confirmation: {len(extra)} runs on {args.confirm} fresh seed(s) for the tuned methods' chosen "
-              "configurations and the baseline")
+              "configurations and the baseline", file=sys.stderr)
         confirmed = run_all(extra, store, device=args.device, available=available, progress=not args.quiet,
                             options=options, jobs=args.jobs)
         outcome.executed += confirmed.executed
@@ -362,9 +342,47 @@ def cmd_run(args) -> int:
         specs = specs + extra
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
-    print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
-    print("\n".join(summary_lines(summary(table))))
+    if args.json:
+        print(json.dumps({"executed": len(outcome.executed), "skipped": len(outcome.skipped),
+                          "results": str(store.root), "runs": table.select(RUN_COLUMNS).to_dicts()}, indent=1))
+    else:
+        print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
+        print("\n".join(summary_lines(summary(table))))
     return _exit_code(specs, records, args.allow_failures)
+
+
+def _dry_run(args, specs, store) -> int:
+    """List the runs, which are done, and each pending run's estimated time; train nothing."""
+    from benchsuite.executors import estimate_seconds
+
+    estimates = estimate_seconds(specs, store)
+    done = {spec.run_id: store.is_done(spec.run_id) for spec in specs}
+    pending = [s for s in specs if not done[s.run_id]]
+    known = [estimates[s.run_id] for s in pending if estimates[s.run_id] is not None]
+    if args.json:
+        print(json.dumps({
+            "runs": [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": s.method.label,
+                      "seed": s.seed, "estimated_seconds": None if done[s.run_id] else estimates[s.run_id]}
+                     for s in specs],
+            "done": len(specs) - len(pending), "pending": len(pending), "estimated_seconds": sum(known),
+            "without_estimate": len(pending) - len(known), "jobs": args.jobs, "confirm": args.confirm or 0,
+        }, indent=1))
+        return 0
+    for spec in specs:
+        state = "done   " if done[spec.run_id] else "pending"
+        cost = "" if done[spec.run_id] else f"  ~{_duration(estimates[spec.run_id])}"
+        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}")
+    line = f"{len(specs)} runs: {len(specs) - len(pending)} done, {len(pending)} pending"
+    if known:
+        line += (f"; estimated {_duration(sum(known))} of compute for {len(known)} of them"
+                 + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else ""))
+    if len(known) < len(pending):
+        line += f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
+    print(line)
+    if args.confirm:
+        print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
+              "baseline's (chosen on validation once these runs are done)")
+    return 0
 
 
 def _preflight(specs, device: str, available) -> None:

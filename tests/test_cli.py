@@ -274,3 +274,17 @@ def test_results_fit_an_80_column_terminal_and_json_and_wide_keep_every_column(t
     assert len(rows) == 3 and json.loads(rows[0]["hyperparameters"]) == hp and rows[0]["test"] == 0.71
     assert main(["results", "--results", str(tmp_path), "--wide"]) == 0
     assert "shape: (3, 21)" in capsys.readouterr().out  # every column but run_id, method and error
+
+
+def test_run_and_its_dry_run_speak_json(tmp_path, capsys):
+    args = ["run", "--plugin", "l2", "--task", "toy-regression", "--epochs", "2", "--seeds", "2",
+            "--results", str(tmp_path), "-q", "--json"]
+    assert main(args + ["--dry-run"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert (planned["pending"], planned["done"], len(planned["runs"])) == (4, 0, 4)
+    assert {r["method"] for r in planned["runs"]} == {"none", "l2"} and not any(r["done"] for r in planned["runs"])
+    assert main(args) == 0
+    ran = json.loads(capsys.readouterr().out)
+    assert ran["executed"] == 4 and {r["status"] for r in ran["runs"]} == {"finished"}
+    assert main(args + ["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["done"] == 4

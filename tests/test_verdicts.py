@@ -146,7 +146,7 @@ def test_confirm_runs_the_chosen_configuration_on_fresh_seeds(tmp_path, capsys):
     argv = ["run", "-p", "l2", "--grid", "l2.lam=1e-5,1e-2", "--seeds", "2", "--confirm", "2", *FAST,
             "--results", str(results)]
     assert main(argv) == 0
-    assert "confirmation: 4 runs on 2 fresh seed(s)" in capsys.readouterr().out
+    assert "confirmation: 4 runs on 2 fresh seed(s)" in capsys.readouterr().err
     table = Store(results).table()
     fresh = table.filter(table["seed"] >= 2)
     assert fresh.height == 4 and sorted(set(fresh["method"])) == ["l2", "none"]
