@@ -56,6 +56,109 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _add_run(sub) -> None:
+    run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
+    what = run.add_argument_group("what to run")
+    how = run.add_argument_group("how to run it")
+    cluster = run.add_argument_group("cluster (--executor slurm|local|debug)")
+    output = run.add_argument_group("output and exit code")
+    what.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
+                      help="method to benchmark; repeat for several methods, join with + to combine "
+                           "plugins in one method (e.g. wc+lpwd)")
+    what.add_argument("--task", "-t", action="append", default=[], metavar="NAME",
+                      help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
+    what.add_argument("--matrix", "-m", default=None, metavar="FILE",
+                      help="run the matrix file (tasks/matrices/*.toml) instead of --plugin/--task")
+    what.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                      help="run seeds 0..N-1 (default 5, or the matrix file's)")
+    what.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
+                      help="explicit seeds instead of --seeds")
+    what.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
+    what.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
+                      help="sweep a hyperparameter: one method per value")
+    what.add_argument("--no-baseline", action="store_true", help="do not add the `none` baseline")
+    what.add_argument("--replicate", default="", metavar="NAME",
+                      help="salt every random stream of the selected methods with NAME: `--plugin none --replicate "
+                           "aa` runs `none@aa` beside `none`, an A/A check (part of the runs' identity)")
+    what.add_argument("--confirm", type=int, default=None, metavar="N",
+                      help="after the runs, run each tuned method's configuration chosen on validation, and the "
+                           "baseline's, on N fresh seeds; the report tests those alone (default: the matrix "
+                           "file's `confirm`, else 0)")
+    what.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
+                           "(part of the runs' identity; repeatable)")
+    what.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
+    what.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
+    how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    how.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                     help="override the tasks' training precision (autocast; part of the runs' identity)")
+    how.add_argument("--channels-last", action="store_true", help="channels-last memory format for 4-d inputs")
+    how.add_argument("--compile", action="store_true", help="compile the forward pass with torch.compile")
+    how.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
+    how.add_argument("--download", action="store_true",
+                     help="let the data sets' own loaders download what is missing (needs network)")
+    how.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="DataLoader workers for image-folder data sets (default min(8, cores))")
+    how.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
+                     help="save a run's state at the end of an epoch when this long passed since the last "
+                          "save (0: every epoch; default 30); a killed run resumes from it")
+    how.add_argument("--results", default=None, help=RESULTS_HELP)
+    how.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    how.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
+                     help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
+    how.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="torch intra-op threads per run (default: the cores divided by --jobs)")
+    how.add_argument("--deterministic", action="store_true",
+                     help="deterministic kernels and a fixed thread count: a rerun on the same machine kind "
+                          "with the same --threads/--jobs is bitwise identical (see README, Reproducibility)")
+    cluster.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
+                         help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
+                              "local/debug: submitit's subprocess/in-process modes")
+    cluster.add_argument("--partition", default=None, help="SLURM partition")
+    cluster.add_argument("--time", type=_positive_int, default=None, metavar="MINUTES",
+                         help="time limit per job (default: the task's [resources] time_min, else 60)")
+    cluster.add_argument("--gpus", type=int, default=None, help="GPUs per job (default: the task's hint, else 0)")
+    cluster.add_argument("--cpus", type=_positive_int, default=None,
+                         help="CPUs per job (default: the task's hint, else 1)")
+    cluster.add_argument("--mem", type=_positive_int, default=None, metavar="GB", help="memory per job")
+    cluster.add_argument("--array-parallelism", type=_positive_int, default=256, help="array tasks running at once")
+    cluster.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                         help="extra sbatch option, e.g. account=myproject or qos=long (repeatable)")
+    cluster.add_argument("--wait", action="store_true", help="with --executor: wait for the jobs to end")
+    output.add_argument("--dry-run", action="store_true",
+                        help="list the runs, whether each is done and its estimated cost; train nothing")
+    output.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    output.add_argument("--json", action="store_true",
+                        help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
+    output.add_argument("--allow-failures", action="store_true",
+                        help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
+
+
+def _add_claims(sub) -> None:
+    claims = sub.add_parser("claims", help="test the plugins' paper claims: run what is missing, print verdicts")
+    claims.add_argument("--list", action="store_true", help="list the claims (no runs, no verdicts)")
+    claims.add_argument("--json", action="store_true", help="machine-readable output")
+    claims.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
+                        help="only this plugin's claims (repeatable)")
+    claims.add_argument("--claim", action="append", default=[], metavar="ID", help="only this claim (repeatable)")
+    claims.add_argument("--tier", choices=("offline", "paper", "all"), default=None,
+                        help="offline: data installed packages ship or generate; paper: the papers' real data "
+                             "(default: list and judge every claim, run the offline ones and those named by "
+                             "--claim)")
+    claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
+    claims.add_argument("--results", default=None, help=RESULTS_HELP)
+    claims.add_argument("--out", default=None, metavar="DIR",
+                        help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
+    claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
+    claims.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="runs at a time")
+    claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    claims.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
+    claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    claims.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchsuite",
@@ -64,77 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"benchsuite {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
-    run.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
-                     help="method to benchmark; repeat for several methods, join with + to combine "
-                          "plugins in one method (e.g. wc+lpwd)")
-    run.add_argument("--task", "-t", action="append", default=[], metavar="NAME",
-                     help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
-    run.add_argument("--matrix", "-m", default=None, metavar="FILE",
-                     help="run the matrix file (tasks/matrices/*.toml) instead of --plugin/--task")
-    run.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
-                     help="run seeds 0..N-1 (default 5, or the matrix file's)")
-    run.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
-                     help="explicit seeds instead of --seeds")
-    run.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
-    run.add_argument("--grid", action="append", default=[], metavar="PLUGIN.NAME=V1,V2,...",
-                     help="sweep a hyperparameter: one method per value")
-    run.add_argument("--no-baseline", action="store_true", help="do not add the `none` baseline")
-    run.add_argument("--replicate", default="", metavar="NAME",
-                     help="salt every random stream of the selected methods with NAME: `--plugin none --replicate "
-                          "aa` runs `none@aa` beside `none`, an A/A check (part of the runs' identity)")
-    run.add_argument("--confirm", type=int, default=None, metavar="N",
-                     help="after the runs, run each tuned method's configuration chosen on validation, and the "
-                          "baseline's, on N fresh seeds; the report tests those alone (default: the matrix "
-                          "file's `confirm`, else 0)")
-    run.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
-                          "(part of the runs' identity; repeatable)")
-    run.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
-    run.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
-    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    run.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                     help="override the tasks' training precision (autocast; part of the runs' identity)")
-    run.add_argument("--channels-last", action="store_true", help="channels-last memory format for 4-d inputs")
-    run.add_argument("--compile", action="store_true", help="compile the forward pass with torch.compile")
-    run.add_argument("--data-dir", default=None, metavar="DIR",
-                     help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
-    run.add_argument("--download", action="store_true",
-                     help="let the data sets' own loaders download what is missing (needs network)")
-    run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="DataLoader workers for image-folder data sets (default min(8, cores))")
-    run.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
-                     help="save a run's state at the end of an epoch when this long passed since the last "
-                          "save (0: every epoch; default 30); a killed run resumes from it")
-    run.add_argument("--results", default=None, help=RESULTS_HELP)
-    run.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
-    run.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N",
-                     help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
-    run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                     help="torch intra-op threads per run (default: the cores divided by --jobs)")
-    run.add_argument("--deterministic", action="store_true",
-                     help="deterministic kernels and a fixed thread count: a rerun on the same machine kind "
-                          "with the same --threads/--jobs is bitwise identical (see README, Reproducibility)")
-    run.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
-                     help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
-                          "local/debug: submitit's subprocess/in-process modes")
-    run.add_argument("--partition", default=None, help="SLURM partition")
-    run.add_argument("--time", type=_positive_int, default=None, metavar="MINUTES",
-                     help="time limit per job (default: the task's [resources] time_min, else 60)")
-    run.add_argument("--gpus", type=int, default=None, help="GPUs per job (default: the task's hint, else 0)")
-    run.add_argument("--cpus", type=_positive_int, default=None, help="CPUs per job (default: the task's hint, else 1)")
-    run.add_argument("--mem", type=_positive_int, default=None, metavar="GB", help="memory per job")
-    run.add_argument("--array-parallelism", type=_positive_int, default=256, help="array tasks running at once")
-    run.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
-                     help="extra sbatch option, e.g. account=myproject or qos=long (repeatable)")
-    run.add_argument("--wait", action="store_true", help="with --executor: wait for the jobs to end")
-    run.add_argument("--dry-run", action="store_true",
-                     help="list the runs, whether each is done and its estimated cost; train nothing")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    run.add_argument("--json", action="store_true",
-                     help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
-    run.add_argument("--allow-failures", action="store_true",
-                     help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
+    _add_run(sub)
 
     collect = sub.add_parser("collect", help="report on runs submitted with --executor")
     collect.add_argument("--results", default=None, help=RESULTS_HELP)
@@ -183,27 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--task", default=None, help="only this task")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
 
-    claims = sub.add_parser("claims", help="test the plugins' paper claims: run what is missing, print verdicts")
-    claims.add_argument("--list", action="store_true", help="list the claims (no runs, no verdicts)")
-    claims.add_argument("--json", action="store_true", help="machine-readable output")
-    claims.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
-                        help="only this plugin's claims (repeatable)")
-    claims.add_argument("--claim", action="append", default=[], metavar="ID", help="only this claim (repeatable)")
-    claims.add_argument("--tier", choices=("offline", "paper", "all"), default=None,
-                        help="offline: data installed packages ship or generate; paper: the papers' real data "
-                             "(default: list and judge every claim, run the offline ones and those named by "
-                             "--claim)")
-    claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
-    claims.add_argument("--results", default=None, help=RESULTS_HELP)
-    claims.add_argument("--out", default=None, metavar="DIR",
-                        help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
-    claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
-    claims.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="runs at a time")
-    claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    claims.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
-    claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
-    claims.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    _add_claims(sub)
 
     new_plugin = sub.add_parser("new-plugin", help="write a complete plugin package to start from")
     new_plugin.add_argument("name", help="the plugin's name: --plugin NAME, hyperparameters NAME.x")
