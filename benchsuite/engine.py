@@ -305,6 +305,18 @@ class Hooks:
                 return result
         return None
 
+    def chain(self, hook_name: str, passed: str, **kwargs):
+        """Call every implementation in order, each receiving as ``passed`` what the one
+        before returned (``None``: unchanged); returns the last value (``finalize``)."""
+        value = kwargs[passed]
+        for impl in self.impls[hook_name]:
+            start = time.perf_counter()
+            returned = _call(impl, hook_name, {**kwargs, passed: value})
+            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            if returned is not None:
+                value = returned
+        return value
+
     def _account(self, plugin: str, hook: str, seconds: float) -> None:
         key = (plugin, hook)
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
@@ -870,12 +882,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         # 13. model selected on validation, finalized, then evaluated on test
         model.load_state_dict(best_state)
         best_row = next(r for r in record["curves"] if r["epoch"] == best_epoch)
-        for impl in hooks.impls["finalize"]:
-            start = time.perf_counter()
-            returned = _call(impl, "finalize", {"model": model, "run": run})
-            hooks._account(impl.plugin_name, "finalize", time.perf_counter() - start)
-            if returned is not None:
-                model = returned
+        model = hooks.chain("finalize", "model", model=model, run=run)
         final_parametrized = is_parametrized(model)
         final_val = evaluate(model, val, task, final_parametrized, options)
         final_test = evaluate(model, test, task, final_parametrized, options)
