@@ -72,3 +72,12 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCHSUITE_DATA", str(tmp_path))
     assert catalog_data.data_dir() == tmp_path
     assert str(catalog_data.data_dir("elsewhere")) == "elsewhere"
+
+
+def test_the_lazy_registry_answers_get_keys_and_items_before_any_lookup():
+    from benchsuite.tasks.catalog_data import _LazyRegistry
+
+    fresh = _LazyRegistry()  # nothing looked up yet
+    assert fresh.get("cifar10") is not None and fresh.get("nosuch") is None
+    assert {"mnist", "cifar100", "imagenet"} <= set(_LazyRegistry().keys())
+    assert dict(_LazyRegistry().items())["svhn"].name == "svhn"

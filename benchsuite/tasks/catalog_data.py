@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -87,31 +88,29 @@ def _registry() -> dict[str, DatasetInfo]:
     }
 
 
-class _LazyRegistry(dict):
-    """The registry, built on first use (it reads torchvision's checksum tables)."""
+class _LazyRegistry(Mapping):
+    """The registry, built on first use (it reads torchvision's checksum tables). A read-only
+    Mapping, so ``get``, ``keys``, ``items`` and ``in`` all see the built registry."""
 
-    def _fill(self):
-        if not super().__len__():
-            self.update(_registry())
+    def __init__(self):
+        self._built: dict[str, DatasetInfo] | None = None
+
+    def _data(self) -> dict[str, DatasetInfo]:
+        if self._built is None:
+            self._built = _registry()
+        return self._built
 
     def __getitem__(self, key):
-        self._fill()
-        return super().__getitem__(key)
-
-    def __contains__(self, key):
-        self._fill()
-        return super().__contains__(key)
+        return self._data()[key]
 
     def __iter__(self):
-        self._fill()
-        return super().__iter__()
+        return iter(self._data())
 
     def __len__(self):
-        self._fill()
-        return super().__len__()
+        return len(self._data())
 
 
-DATASETS: dict[str, DatasetInfo] = _LazyRegistry()
+DATASETS: Mapping[str, DatasetInfo] = _LazyRegistry()
 
 
 class DataMissing(UsageError):
