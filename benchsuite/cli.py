@@ -761,14 +761,12 @@ def cmd_claims(args) -> int:
         if args.json:
             print(json.dumps(listed, indent=1))
         else:
-            for entry in listed:
-                versus = entry["versus"]["plugin"] + (f" ({', '.join(entry['versus']['set'])})" if entry["versus"]
-                                                      and entry["versus"]["set"] else "") if entry["versus"] else None
-                compared = f"vs {versus}" if versus else f"bound {entry['bound']:g}"
-                print(f"{entry['id']}  [{entry['tier']}]  {', '.join(entry['tasks'])}  {entry['runs']} runs\n"
-                      f"  {entry['statement']} ({entry['source']})\n"
-                      f"  {claim_mod.Arm(**entry['method']).describe()} {compared}, {entry['metric']} "
-                      f"{entry['direction']}" + (f"\n  invalid: {entry['problem']}" if "problem" in entry else ""))
+            for claim, entry in zip(selected, listed):
+                compared = f"vs {claim.versus.describe()}" if claim.versus else f"bound {claim.bound:g}"
+                print(f"{claim.id}  [{claim.tier}]  {', '.join(claim.tasks)}  {entry['runs']} runs\n"
+                      f"  {claim.statement} ({claim.source})\n"
+                      f"  {claim.method.describe()} {compared}, {claim.metric} {claim.direction}"
+                      + (f"\n  invalid: {entry['problem']}" if "problem" in entry else ""))
         return 0
     from benchsuite.store import Store
 
