@@ -277,7 +277,8 @@ def _tasks_from(names: list[str], extra_dirs, epochs, subset, train=None):
 
 def cmd_run(args) -> int:
     from benchsuite import matrix
-    from benchsuite.engine import ExecutionOptions, resolve_device
+    from benchsuite.engine import ExecutionOptions
+    from benchsuite.environment import resolve_device
     from benchsuite.executors import run_all
     from benchsuite.plugins import discover
     from benchsuite.store import Store, runs_table
@@ -790,7 +791,8 @@ def _run_claims(args, selected, available, store) -> None:
     """Run the missing runs of the offline claims (and of paper claims asked for by
     --claim or --tier paper whose data is present), like ``benchsuite run``."""
     from benchsuite import claims as claim_mod
-    from benchsuite.engine import ExecutionOptions, resolve_device
+    from benchsuite.engine import ExecutionOptions
+    from benchsuite.environment import resolve_device
     from benchsuite.executors import run_all
 
     try:

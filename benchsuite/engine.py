@@ -1,8 +1,11 @@
 """The training engine: one run = (task, method with hyperparameters, seed).
 
-Read it top to bottom: setup (phases 1-4 of the hook contract in
-``benchsuite.hookspecs``), the epoch/step loop (phases 5-12), then model selection,
-``finalize`` and the final evaluation (phase 13). Outcomes are data, not exceptions:
+Read it top to bottom, from :func:`execute` down the phases of the hook contract (the
+numbered step order in ``benchsuite.hookspecs``): :func:`setup` (phases 1-3),
+:func:`train_step` (4-11, one batch), :func:`end_epoch` (12-13: evaluation, model
+selection, schedule) and :func:`finish` (14: ``finalize`` and the final evaluation).
+:class:`TrainState` is everything a later epoch depends on; a checkpoint is its
+``state_dict()``. Outcomes are data, not exceptions:
 a run ends ``finished``, ``diverged`` (non-finite loss or evaluation) or ``failed``
 (any exception, with its traceback).
 """
@@ -13,13 +16,9 @@ import collections
 import contextlib
 import copy
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import os
-import platform
-import re
 import sys
 import time
 import traceback
@@ -34,12 +33,23 @@ from torch.nn.utils import parametrize
 
 import benchsuite
 from benchsuite import plugins as plugin_registry
-from benchsuite.default_plugins.defaults import task_loss
+from benchsuite.default_plugins import DefaultLoss, DefaultOptimizer
+from benchsuite.environment import (
+    distributed,
+    environment,
+    lost_a_peer,
+    resolve_device,
+    set_deterministic,
+    warn_oversubscribed,
+)
+from benchsuite.errors import Diverged
 from benchsuite.files import atomic_write, set_aside
+from benchsuite.hooks import Hooks, check_penalty, metric_values
 from benchsuite.status import STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
+from benchsuite.training import build_scheduler, task_loss
 
 EVAL_BATCH = 2048
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -164,7 +174,7 @@ def check_replicate(name: str) -> str:
 class Run:
     """What every hook receives as ``run``: the run's configuration and its progress.
 
-    Attributes: ``task`` (TaskSpec), ``seed``, ``method`` (label), ``hp`` (this run's
+    Attributes: ``task`` (TaskSpec), ``seed``, ``method_label`` (e.g. ``l2(lam=0.001)``), ``hp`` (this run's
     hyperparameters by plugin), ``device``, ``epoch`` (1-based, 0 during setup),
     ``step`` (global, 1-based inside the loop), ``steps_per_epoch``, ``total_steps``,
     ``lr`` (current learning rate of the first param group), ``rng`` (a
@@ -180,7 +190,7 @@ class Run:
     def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
         self.task = task
         self.seed = seed
-        self.method = method.label
+        self.method_label = method.label
         self.hp = method.hyperparameters
         self.device = device
         self.epoch = 0
@@ -206,129 +216,6 @@ def _no_data(*args, **kwargs):
     raise RuntimeError("run.evaluate and run.train_batches are available once the run's data is loaded")
 
 
-class PluginError(Exception):
-    """A plugin broke the hook contract or raised in a hook: names the plugin and the hook."""
-
-    def __init__(self, plugin: str, hook: str, message: str):
-        super().__init__(f"plugin {plugin!r}, hook {hook}: {message}")
-        self.plugin, self.hook, self.message = plugin, hook, message
-
-    def __reduce__(self):  # the combined classes below are not importable: pickle as PluginError
-        return PluginError, (self.plugin, self.hook, self.message)
-
-
-_ERROR_CLASSES: dict[type, type] = {}
-
-
-def _plugin_error_like(exc: Exception) -> type:
-    """PluginError that is also an instance of the plugin's own exception class, so code
-    (and plugin tests) catching ``ValueError`` from a hook still do, and the message names
-    the plugin and the hook. Classes that cannot be combined fall back to PluginError."""
-    kind = type(exc)
-    if kind not in _ERROR_CLASSES:
-        try:
-            _ERROR_CLASSES[kind] = type(f"PluginError[{kind.__name__}]", (PluginError, kind), {})
-        except TypeError:
-            _ERROR_CLASSES[kind] = PluginError
-    return _ERROR_CLASSES[kind]
-
-
-def _call(impl, hook_name: str, kwargs: dict):
-    try:
-        return impl.function(*[kwargs[arg] for arg in impl.argnames])
-    except (PluginError, Diverged):
-        raise
-    except Exception as exc:
-        if distributed()[1] > 1 and _lost_a_peer(exc):
-            raise
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            error = _plugin_error_like(exc)(impl.plugin_name, hook_name, message)
-        except TypeError:  # an exception class whose constructor wants other arguments
-            error = PluginError(impl.plugin_name, hook_name, message)
-        raise error from exc
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} ({value.dtype})"
-    return f"{type(value).__name__} {value!r}"[:200]
-
-
-def check_penalty(plugin: str, term) -> None:
-    """The penalty contract: a 0-dim floating tensor that is part of the autograd graph
-    (a detached term would silently do nothing; a detached zero is allowed)."""
-    if not isinstance(term, torch.Tensor) or term.dim() != 0 or not term.is_floating_point():
-        raise PluginError(plugin, "penalty", f"must return a 0-dim floating tensor or None, got {_describe(term)}")
-    if not term.requires_grad and torch.is_grad_enabled() and term.item() != 0:
-        raise PluginError(plugin, "penalty", "returned a tensor detached from the autograd graph (no grad): "
-                                             "it would not regularize anything; compute it from the model's "
-                                             "parameters without .detach(), .item() or torch.no_grad()")
-
-
-class Hooks:
-    """Calls hook implementations one by one, in pluggy's order, timing each.
-
-    The implementation list of each hook is fixed once the run's plugins are
-    registered, so it is resolved once; each call yields ``(plugin name, result)`` pairs,
-    which lets the engine log every penalty term and time every plugin separately.
-    """
-
-    def __init__(self, pm):
-        self.names = {id(plugin): name for name, plugin in pm.list_name_plugin()}
-        self.impls: dict[str, list] = {}
-        for hook_name in plugin_registry.hook_names():
-            impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
-            for impl in impls:
-                if impl.hookwrapper or impl.wrapper:
-                    raise TypeError(f"{impl.plugin_name}: hook wrappers are not supported ({hook_name})")
-            self.impls[hook_name] = impls
-        self.seconds: dict[tuple[str, str], float] = {}
-        self.calls: dict[tuple[str, str], int] = {}
-
-    def each(self, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
-        results = []
-        for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            result = _call(impl, hook_name, kwargs)
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
-            if result is not None:
-                results.append((impl.plugin_name, result))
-        return results
-
-    def first(self, hook_name: str, **kwargs):
-        for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            result = _call(impl, hook_name, kwargs)
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
-            if result is not None:
-                return result
-        return None
-
-    def chain(self, hook_name: str, passed: str, **kwargs):
-        """Call every implementation in order, each receiving as ``passed`` what the one
-        before returned (``None``: unchanged); returns the last value (``finalize``)."""
-        value = kwargs[passed]
-        for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            returned = _call(impl, hook_name, {**kwargs, passed: value})
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
-            if returned is not None:
-                value = returned
-        return value
-
-    def _account(self, plugin: str, hook: str, seconds: float) -> None:
-        key = (plugin, hook)
-        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-        self.calls[key] = self.calls.get(key, 0) + 1
-
-    def timings(self) -> list[dict[str, Any]]:
-        return [
-            {"plugin": plugin, "hook": hook, "calls": self.calls[(plugin, hook)], "seconds": seconds}
-            for (plugin, hook), seconds in sorted(self.seconds.items())
-        ]
-
-
 def preflight(specs, device: str = "cpu", available=None) -> list[str]:
     """Problems that would fail runs before training, found without loading data or
     building a model: each distinct task and method of ``specs`` goes through its plugins'
@@ -345,19 +232,11 @@ def preflight(specs, device: str = "cpu", available=None) -> list[str]:
             continue
         seen.add(key)
         try:
-            infos = plugin_registry.resolve(spec.method.names, available)
-            pm = plugin_registry.make_plugin_manager(
-                [(info, spec.method.hyperparameters[info.name]) for info in infos])
+            pm, _ = plugin_manager(spec.method, available)
             Hooks(pm).each("configure", run=Run(spec.task, spec.seed, spec.method, dev, 0))
         except Exception as exc:  # noqa: BLE001 - every reason is reported, none is fatal here
             problems.append(f"{spec.method.label} on {spec.task.name}: {exc}")
     return problems
-
-
-class Diverged(Exception):
-    def __init__(self, where: str, epoch: int, step: int):
-        super().__init__(f"non-finite {where} at epoch {epoch}, step {step}")
-        self.where, self.epoch, self.step = where, epoch, step
 
 
 def seed_streams(seed: int, replicate: str = "") -> dict[str, int]:
@@ -371,113 +250,6 @@ def seed_streams(seed: int, replicate: str = "") -> dict[str, int]:
     children = np.random.SeedSequence(entropy).spawn(5)
     names = ("init", "data", "plugin", "forward", "augment")
     return {name: int(child.generate_state(1, dtype=np.uint64)[0] >> 1) for name, child in zip(names, children)}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda requested but CUDA is not available")
-    return device
-
-
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity, e.g. a SLURM or container limit)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-@functools.cache
-def _static_environment() -> dict[str, Any]:
-    """What does not change while a process runs: CPU model, libraries and their builds."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    config = torch.__config__.show()
-    parallel = torch.__config__.parallel_info()
-
-    def found(pattern, text):
-        match = re.search(pattern, text)
-        return match.group(1).strip() if match else ""
-
-    return {
-        "cpu": cpu,
-        "blas": found(r"BLAS_INFO=([^,\n]*)", config) or "unknown",
-        "lapack": found(r"LAPACK_INFO=([^,\n]*)", config) or "unknown",
-        "parallel_backend": found(r"ATen parallel backend: (.*)", parallel),
-        "openmp": found(r"(OpenMP \d+[^\n]*)", parallel),
-        "mkl": found(r"(Intel\(R\)[^\n]*Math Kernel Library[^\n]*)", parallel),
-        "cuda": torch.version.cuda or "",
-        "cudnn": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
-    }
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """The numeric environment of a run: what can make the same run id give other numbers
-    (CPU and GPU model, BLAS/OpenMP builds, thread counts, deterministic settings,
-    versions), and how busy the machine was when it started."""
-    env = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "benchsuite": benchsuite.__version__,
-        "platform": platform.platform(),
-        "device": str(device),
-        **_static_environment(),
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "cores": available_cores(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
-        "deterministic": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-        env["gpu"] = env["device_name"]
-    return env
-
-
-_WARNED_OVERSUBSCRIBED = False
-
-
-def oversubscription(env: dict) -> str | None:
-    """Why the run's threads may not get their cores (a warning), or None: more threads
-    than cores, or the machine already busier than its cores (the 1-minute load)."""
-    cores, threads, load = env["cores"], env["threads"], env.get("load")
-    if threads > cores:
-        return f"{threads} torch threads on {cores} cores"
-    if load is not None and load > cores + 0.5:
-        return f"the machine's load ({load:g}) exceeds its {cores} cores: other processes compete for them"
-    return None
-
-
-def _warn_oversubscribed(env: dict) -> None:
-    global _WARNED_OVERSUBSCRIBED
-    why = oversubscription(env)
-    env["oversubscribed"] = why
-    if why and not _WARNED_OVERSUBSCRIBED:
-        _WARNED_OVERSUBSCRIBED = True
-        print(f"benchsuite: warning: {why}; step times (and the speed of every run) will suffer. Use fewer "
-              "--jobs or --threads, or a machine of your own", file=sys.stderr, flush=True)
-
-
-def set_deterministic(threads: int | None) -> None:
-    """Deterministic kernels, cuDNN without autotuning, a fixed intra-op thread count."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def is_parametrized(model: nn.Module) -> bool:
@@ -496,24 +268,6 @@ def plain_model_problems(model: nn.Module) -> list[str]:
 def _autocast(device: torch.device, precision: str):
     dtype = AMP_DTYPES.get(precision)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun with an initialized process group, else (0, 1)."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _lost_a_peer(exc: Exception) -> bool:
-    """A collective failed because another rank died (its process was killed or crashed)."""
-    if distributed()[1] == 1:
-        return False
-    if isinstance(exc, torch.distributed.DistError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(k in text for k in ("gloo", "NCCL", "Connection reset"))
 
 
 def evaluate(model: nn.Module, split, task: TaskSpec, parametrized: bool,
@@ -548,31 +302,6 @@ def evaluate(model: nn.Module, split, task: TaskSpec, parametrized: bool,
         torch.distributed.all_reduce(sums)
         total_loss, total_metric, n = sums.tolist()
     return {"loss": total_loss / n, task.eval.metric: total_metric / n}
-
-
-def _scheduler(optimizer, train):
-    if train.schedule == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(train.milestones), train.gamma)
-    if train.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, train.step_size, train.gamma)
-    if train.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, train.epochs)
-    return None
-
-
-def _numbers(results: list[tuple[str, Any]]) -> dict[str, float]:
-    """The ``metrics`` hook's results, flattened to ``plugin.name``: numbers only."""
-    flat = {}
-    for plugin, values in results:
-        if not isinstance(values, dict):
-            raise PluginError(plugin, "metrics", f"must return a dict of numbers, got {_describe(values)}")
-        for key, value in values.items():
-            number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-            if not isinstance(number, (int, float)) or not isinstance(key, str):
-                raise PluginError(plugin, "metrics", f"value {key!r} must be a number or a one-element tensor, "
-                                                     f"got {_describe(value)}")
-            flat[f"{plugin}.{key}"] = float(number)
-    return flat
 
 
 def _improved(value: float, best: float | None, direction: str) -> bool:
@@ -632,297 +361,422 @@ def load_checkpoint(path: Path, run_id: str) -> dict | None:
     return state if state.get("run_id") == run_id else None
 
 
-def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callable | None = None,
-            options: ExecutionOptions | None = None) -> dict:
-    """Train and evaluate one run; always returns its record (never raises for the run's
-    own failures). With ``options.checkpoint`` it resumes from, and saves to, that file."""
+@dataclasses.dataclass
+class TrainState:
+    """Everything a later epoch depends on, and the one place that lists a checkpoint's
+    keys: ``state_dict`` saves it, ``load_state_dict`` restores it, and a resumed run goes on
+    exactly as if it had never stopped (same parameters, optimizer and plugin state, random
+    streams, model selection, curves and clocks)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    plugins: dict[str, Any]
+    run: Run
+    data_order: torch.Generator
+    augment_rng: torch.Generator
+    epoch: int = 0
+    best_value: float | None = None
+    best_epoch: int = 0
+    best_state: dict | None = None
+    curves: list[dict] = dataclasses.field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    def state_dict(self, run_id: str) -> dict:
+        cuda = self.run.device if self.run.device.type == "cuda" else None
+        return {
+            "run_id": run_id, "epoch": self.epoch, "step": self.run.step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "plugins": {name: plugin_state(plugin) for name, plugin in self.plugins.items()},
+            "rng": {"data": self.data_order.get_state(), "augment": self.augment_rng.get_state(),
+                    "plugin": self.run.rng.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(cuda) if cuda is not None else None},
+            "best_value": self.best_value, "best_epoch": self.best_epoch, "best_state": self.best_state,
+            "curves": self.curves, "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        for name, plugin_saved in state["plugins"].items():
+            restore_plugin_state(self.plugins[name], plugin_saved)
+        rng = state["rng"]
+        self.data_order.set_state(rng["data"])
+        self.augment_rng.set_state(rng["augment"])
+        self.run.rng.set_state(rng["plugin"])
+        torch.set_rng_state(rng["torch"])
+        if self.run.device.type == "cuda" and rng["cuda"] is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.run.device)
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        self.best_state = state["best_state"]
+        self.curves[:] = state["curves"]
+        self.train_seconds, self.eval_seconds = state["train_seconds"], state["eval_seconds"]
+        self.epoch, self.run.step = state["epoch"], state["step"]
+        self.run.lr = self.optimizer.param_groups[0]["lr"]
+
+
+@dataclasses.dataclass
+class Training:
+    """A run after setup (phases 1-3): what every step and epoch uses, and its state."""
+
+    spec: RunSpec
+    options: ExecutionOptions
+    hooks: Hooks
+    infos: list
+    splits: dict[str, Any]  # train, val, test: on the run's device
+    state: TrainState
+    forward: Callable  # the model, through torch.compile and DDP when they are on
+    parametrized: bool
+    batch_size: int  # per process: the task's batch size / world size
+    check_every: int  # steps between finiteness checks of the training loss
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.spec.task
+
+    @property
+    def run(self) -> Run:
+        return self.state.run
+
+    @property
+    def model(self) -> nn.Module:
+        return self.state.model
+
+    def cached(self):
+        """One parametrization cache for a forward pass and its penalties."""
+        return parametrize.cached() if self.parametrized else contextlib.nullcontext()
+
+    def epoch_batches(self):
+        """This process's training batches of one epoch, in the next order of the data stream."""
+        train, task, state = self.splits["train"], self.task, self.state
+        order = torch.randperm(len(train), generator=state.data_order)
+        rank, world = distributed()
+        if world > 1:  # each rank takes every world-th example; together the ranks make one batch
+            order = order[:len(train) - len(train) % world][rank::world]
+        return train.batches(order, self.batch_size, self.run.device, task.data.augment, state.augment_rng)
+
+
+@dataclasses.dataclass
+class EpochSums:
+    """The epoch's training loss, task loss and each plugin's penalty, summed on the device
+    (read once, at the end of the epoch, not at every step)."""
+
+    loss: torch.Tensor
+    task_loss: torch.Tensor
+    penalties: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device))
+
+
+def plugin_manager(method: Method, available):
+    """The run's pluggy manager: the host's default plugins, then ``method``'s plugins in order."""
+    infos = plugin_registry.resolve(method.names, available)
+    methods = [(info, method.hyperparameters[info.name]) for info in infos]
+    return plugin_registry.make_plugin_manager(methods, defaults=[DefaultOptimizer(), DefaultLoss()]), infos
+
+
+def setup(spec: RunSpec, device: torch.device, available=None, options: ExecutionOptions | None = None) -> Training:
+    """Load the data, build the model and go through phases 1-3 of the hook contract."""
     options = options or ExecutionOptions()
-    task, method, seed = spec.task, spec.method, spec.seed
-    dev = resolve_device(device)
-    if options.deterministic:
-        set_deterministic(options.threads)
-    elif options.threads:
-        torch.set_num_threads(options.threads)
-    record: dict[str, Any] = {
+    task, method = spec.task, spec.method
+    available = available if available is not None else plugin_registry.discover()
+    pm, infos = plugin_manager(method, available)
+    hooks = Hooks(pm)
+    streams = seed_streams(spec.seed, spec.replicate)
+
+    # data: in memory on the run's device where it fits; --subset keeps the first N
+    data = datasets.load(task.data)
+    train = data.train.head(task.subset) if task.subset is not None else data.train
+    splits = {"train": train.to(device), "val": data.val.to(device), "test": data.test.to(device)}
+
+    # model: initialized from the init stream only
+    torch.manual_seed(streams["init"])
+    model = build_model(task.model).to(device)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    run = Run(task, spec.seed, method, device, streams["plugin"])
+    run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net), options)
+    # under DDP (torchrun) each rank takes every world-th example of the epoch's order, in
+    # batches of batch_size / world, so the ranks' batches together make the task's batch
+    world = distributed()[1]
+    if task.train.replicas != world:
+        raise ValueError(f"the run asks for {task.train.replicas} replicas but runs in {world} process(es)")
+    if task.train.batch_size % world:
+        raise ValueError(f"train.batch_size {task.train.batch_size} is not divisible by {world} processes")
+    batch_size = task.train.batch_size // world
+    usable = len(train) - len(train) % world
+    run.steps_per_epoch = math.ceil(usable // world / batch_size)
+    run.total_steps = run.steps_per_epoch * task.train.epochs
+
+    # 1-3. validate, reparametrize, optimizer
+    hooks.each("configure", run=run)
+    hooks.each("reparametrize", model=model, run=run)
+    optimizer = hooks.first("configure_optimizer", model=model, run=run)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer "
+                        f"(plugins: {', '.join(method.names)})")
+
+    forward = torch.compile(model) if options.compile else model
+    if world > 1:  # gradients averaged across ranks during backward; hooks see the local model
+        forward = torch.nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
+    # dropout and other forward-pass randomness: its own stream
+    torch.manual_seed(streams["forward"])
+    state = TrainState(
+        model=model, optimizer=optimizer, scheduler=build_scheduler(optimizer, task.train),
+        # fp16 needs loss scaling; bf16 has fp32's range and does not
+        scaler=torch.amp.GradScaler(device.type) if task.train.precision == "fp16" else None,
+        plugins={name: plugin for name, plugin in pm.list_name_plugin() if name in method.names},
+        run=run,
+        data_order=torch.Generator(device="cpu").manual_seed(streams["data"]),
+        augment_rng=torch.Generator(device="cpu").manual_seed(streams["augment"]),
+    )
+    training = Training(spec=spec, options=options, hooks=hooks, infos=infos, splits=splits, state=state,
+                        forward=forward, parametrized=is_parametrized(model), batch_size=batch_size,
+                        check_every=1 if device.type == "cpu" else 50)  # a finiteness check syncs the GPU
+
+    def train_batches():  # the data streams are free once the training loop is over
+        order = torch.randperm(len(splits["train"]), generator=state.data_order)
+        return splits["train"].batches(order, task.train.batch_size, device, task.data.augment, state.augment_rng)
+
+    run.train_batches = train_batches
+    return training
+
+
+def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, sums: EpochSums) -> None:
+    """One training step: phases 4-11 of the hook contract, on one batch."""
+    hooks, run, state, model = training.hooks, training.run, training.state, training.model
+    optimizer = state.optimizer
+    if training.options.channels_last and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    run.step += 1
+    run.lr = optimizer.param_groups[0]["lr"]
+
+    # 4. pre_step: before the forward pass
+    hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
+
+    # 5-7. forward and loss (autocast when the task asks for bf16/fp16), penalties in fp32;
+    # one parametrization cache for all three
+    with training.cached():
+        with _autocast(run.device, training.task.train.precision):
+            outputs = training.forward(inputs)
+            loss = hooks.first("loss", outputs=outputs, targets=targets, run=run)
+        loss = loss.float()
+        sums.task_loss += loss.detach()
+        for plugin, term in hooks.each("penalty", model=model, run=run):
+            check_penalty(plugin, term)
+            loss = loss + term
+            sums.penalties[plugin] = sums.penalties.get(plugin, 0) + term.detach()
+    sums.loss += loss.detach()
+    if run.step % training.check_every == 0 and not torch.isfinite(sums.loss):
+        raise Diverged("training loss", run.epoch, run.step)
+
+    # 8. backward (fp16: scaled, then unscaled so that hooks see true gradients)
+    optimizer.zero_grad(set_to_none=True)
+    if state.scaler is not None:
+        state.scaler.scale(loss).backward()
+        state.scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+
+    # 9. modify_grad: between backward and the optimizer step
+    hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
+
+    # 10. optimizer step (fp16: skipped by the scaler when a gradient overflowed)
+    if state.scaler is not None:
+        state.scaler.step(optimizer)
+        state.scaler.update()
+    else:
+        optimizer.step()
+
+    # 11. post_step: after the step, no grad
+    with torch.no_grad():
+        hooks.each("post_step", model=model, optimizer=optimizer, run=run)
+
+
+def end_epoch(training: Training, sums: EpochSums, epoch_start: float) -> dict[str, Any]:
+    """Phases 12-13 after an epoch's steps: ``on_epoch_end``, the evaluation with the
+    ``metrics`` hook, model selection on validation and the learning-rate schedule.
+    Returns the epoch's row of the curves."""
+    hooks, run, state, task = training.hooks, training.run, training.state, training.task
+    if not torch.isfinite(sums.loss):
+        raise Diverged("training loss", state.epoch, run.step)
+
+    # 12. on_epoch_end
+    hooks.each("on_epoch_end", model=state.model, run=run)
+    state.train_seconds += time.perf_counter() - epoch_start
+    row: dict[str, Any] = {
+        "epoch": state.epoch,
+        "lr": run.lr,
+        "train_loss": sums.loss.item() / run.steps_per_epoch,
+        "train_task_loss": sums.task_loss.item() / run.steps_per_epoch,
+        **{f"penalty.{p}": float(v) / run.steps_per_epoch for p, v in sums.penalties.items()},
+        **{f"log.{k}": v for k, v in run.drain_logs().items()},
+    }
+
+    # 13. evaluation (every eval.every epochs and the last) with the metrics hook
+    if state.epoch % task.eval.every == 0 or state.epoch == task.train.epochs:
+        eval_start = time.perf_counter()
+        scores = {split: evaluate(state.model, training.splits[split], task, training.parametrized,
+                                  training.options) for split in ("val", "test")}
+        row.update(_diagnostics(hooks, state.model, run))
+        for split, split_scores in scores.items():
+            row.update({f"{split}_{k}": v for k, v in split_scores.items()})
+        state.eval_seconds += time.perf_counter() - eval_start
+        if not math.isfinite(row["val_loss"]):
+            state.curves.append(row)
+            raise Diverged("validation loss", state.epoch, run.step)
+        # model selection on validation
+        if _improved(row[f"val_{task.eval.metric}"], state.best_value, task.eval.direction):
+            state.best_value, state.best_epoch = row[f"val_{task.eval.metric}"], state.epoch
+            state.best_state = copy.deepcopy(state.model.state_dict())
+    row["seconds"] = time.perf_counter() - epoch_start
+    state.curves.append(row)
+    if state.scheduler is not None:
+        state.scheduler.step()
+    return row
+
+
+def _diagnostics(hooks: Hooks, model: nn.Module, run: Run) -> dict[str, float]:
+    """The ``metrics`` hook's numbers, in eval mode and without grad."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        values = metric_values(hooks.each("metrics", model=model, run=run))
+    model.train(was_training)
+    return values
+
+
+def finish(training: Training) -> dict[str, Any]:
+    """Phase 14 and the final scores: the model selected on validation goes through the
+    ``finalize`` chain, then is evaluated on validation and test. Returns the final metrics."""
+    hooks, run, state, task = training.hooks, training.run, training.state, training.task
+    metric = task.eval.metric
+    state.model.load_state_dict(state.best_state)
+    best_row = next(r for r in state.curves if r["epoch"] == state.best_epoch)
+
+    # 14. finalize, then the final evaluation and the metrics hook on the model it returns
+    model = hooks.chain("finalize", "model", model=state.model, run=run)
+    parametrized = is_parametrized(model)
+    final_val = evaluate(model, training.splits["val"], task, parametrized, training.options)
+    final_test = evaluate(model, training.splits["test"], task, parametrized, training.options)
+    if not (math.isfinite(final_val["loss"]) and math.isfinite(final_test["loss"])):
+        raise Diverged("final evaluation", state.best_epoch, run.step)
+    model.eval()
+    final_diagnostics = _diagnostics(hooks, model, run)
+    evaluated = [r[f"test_{metric}"] for r in state.curves if f"test_{metric}" in r]
+    best10 = sorted(evaluated, reverse=task.eval.direction == "max")[:10]
+    return {
+        "best_epoch": state.best_epoch,
+        f"test_{metric}_best10_mean": sum(best10) / len(best10),
+        f"val_{metric}": final_val[metric],
+        f"test_{metric}": final_test[metric],
+        "val_loss": final_val["loss"],
+        "test_loss": final_test["loss"],
+        f"test_{metric}_before_finalize": best_row[f"test_{metric}"],
+        "n_params": count_parameters(model),
+        "plain_model": not plain_model_problems(model),
+        **final_diagnostics,
+    }
+
+
+def new_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
+    """A run's record before it trains: its identity, configuration and environment."""
+    method = spec.method
+    return {
         "run_id": spec.run_id,
-        "task": task.name,
-        "task_spec": task.to_dict(),
+        "task": spec.task.name,
+        "task_spec": spec.task.to_dict(),
         "method": method.name,
         "method_label": method.label,
         "method_full_label": method.full_label,
         "plugins": method.names,
         "hyperparameters": method.hyperparameters,
-        "seed": seed,
+        "seed": spec.seed,
         "replicate": spec.replicate,
         "plugin_versions": dict(spec.plugin_versions),
-        "environment": environment(dev),
+        "environment": environment(device),
         "status": None,
         "metrics": {},
         "curves": [],
         "timings": {},
     }
-    _warn_oversubscribed(record["environment"])
-    metric = task.eval.metric
+
+
+def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callable | None = None,
+            options: ExecutionOptions | None = None) -> dict:
+    """Train and evaluate one run; always returns its record (never raises for the run's
+    own failures). With ``options.checkpoint`` it resumes from, and saves to, that file."""
+    options = options or ExecutionOptions()
+    dev = resolve_device(device)
+    if options.deterministic:
+        set_deterministic(options.threads)
+    elif options.threads:
+        torch.set_num_threads(options.threads)
+    record = new_record(spec, dev)
+    warn_oversubscribed(record["environment"])
     started = time.perf_counter()
-    train_seconds = eval_seconds = 0.0
-    hooks = run = None
+    training = None
     try:
-        available = available if available is not None else plugin_registry.discover()
-        infos = plugin_registry.resolve(method.names, available)
-        pm = plugin_registry.make_plugin_manager(
-            [(info, method.hyperparameters[info.name]) for info in infos]
-        )
-        hooks = Hooks(pm)
-        method_plugins = {name: plugin for name, plugin in pm.list_name_plugin() if name in method.names}
-        streams = seed_streams(seed, spec.replicate)
         resumed = load_checkpoint(options.checkpoint, spec.run_id)
-
-        # data: in memory on the run's device where it fits; --subset keeps the first N
-        data = datasets.load(task.data)
-        train, val, test = data.train, data.val, data.test
-        if task.subset is not None:
-            train = train.head(task.subset)
-        train, val, test = train.to(dev), val.to(dev), test.to(dev)
-
-        # model: initialized from the init stream only
-        torch.manual_seed(streams["init"])
-        model = build_model(task.model).to(dev)
-        if options.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-
-        run = Run(task, seed, method, dev, streams["plugin"])
-        splits = {"train": train, "val": val, "test": test}
-        run.evaluate = lambda net, split="val": evaluate(net, splits[split], task, is_parametrized(net), options)
-        # under DDP (torchrun): each rank takes every world-th example of the epoch's order, in
-        # batches of batch_size / world, so the ranks' batches together make the task's batch
-        rank, world = distributed()
-        if task.train.replicas != world:
-            raise ValueError(f"the run asks for {task.train.replicas} replicas but runs in {world} process(es)")
-        if task.train.batch_size % world:
-            raise ValueError(f"train.batch_size {task.train.batch_size} is not divisible by {world} processes")
-        batch_size = task.train.batch_size // world
-        usable = len(train) - len(train) % world
-        run.steps_per_epoch = math.ceil(usable // world / batch_size)
-        run.total_steps = run.steps_per_epoch * task.train.epochs
-
-        # 1-4. setup: validate, reparametrize, optimizer, loss
-        hooks.each("configure", run=run)
-        hooks.each("reparametrize", model=model, run=run)
-        optimizer = hooks.first("configure_optimizer", model=model, run=run)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer "
-                            f"(plugins: {', '.join(method.names)})")
-        def compute_loss(outputs, targets, run):
-            return hooks.first("loss", outputs=outputs, targets=targets, run=run)
-
-        scheduler = _scheduler(optimizer, task.train)
-        # fp16 needs loss scaling; bf16 has fp32's range and does not
-        scaler = torch.amp.GradScaler(dev.type) if task.train.precision == "fp16" else None
-        parametrized = is_parametrized(model)
-        cached = parametrize.cached if parametrized else contextlib.nullcontext
-        forward = torch.compile(model) if options.compile else model
-        if world > 1:  # gradients averaged across ranks during backward; hooks see the local model
-            forward = torch.nn.parallel.DistributedDataParallel(
-                forward, device_ids=[dev.index] if dev.type == "cuda" else None)
-        has_penalty = bool(hooks.impls["penalty"])
-        check_every = 1 if dev.type == "cpu" else 50  # a finiteness check syncs the GPU
-
-        # dropout and other forward-pass randomness: its own stream
-        torch.manual_seed(streams["forward"])
-        data_order = torch.Generator(device="cpu").manual_seed(streams["data"])
-        augment_rng = torch.Generator(device="cpu").manual_seed(streams["augment"])
-        best_value, best_epoch, best_state = None, 0, None
-        n_train = len(train)
-
-        def train_batches():  # the data streams are free once the training loop is over
-            order = torch.randperm(n_train, generator=data_order)
-            return train.batches(order, task.train.batch_size, dev, task.data.augment, augment_rng)
-
-        run.train_batches = train_batches
-        first_epoch = 1
+        training = setup(spec, dev, available, options)
+        state = training.state
+        record["curves"] = state.curves
 
         # resume: every state a later epoch depends on, as it was when the checkpoint was saved
         if resumed is not None:
-            model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            if scheduler is not None:
-                scheduler.load_state_dict(resumed["scheduler"])
-            if scaler is not None:
-                scaler.load_state_dict(resumed["scaler"])
-            for name, state in resumed["plugins"].items():
-                restore_plugin_state(method_plugins[name], state)
-            data_order.set_state(resumed["rng"]["data"])
-            augment_rng.set_state(resumed["rng"]["augment"])
-            run.rng.set_state(resumed["rng"]["plugin"])
-            torch.set_rng_state(resumed["rng"]["torch"])
-            if dev.type == "cuda" and resumed["rng"]["cuda"] is not None:
-                torch.cuda.set_rng_state(resumed["rng"]["cuda"], dev)
-            best_value, best_epoch, best_state = resumed["best_value"], resumed["best_epoch"], resumed["best_state"]
-            record["curves"] = resumed["curves"]
-            train_seconds, eval_seconds = resumed["train_seconds"], resumed["eval_seconds"]
-            run.step, first_epoch = resumed["step"], resumed["epoch"] + 1
-            run.lr = optimizer.param_groups[0]["lr"]
+            state.load_state_dict(resumed)
             record["resumed_from_epoch"] = resumed["epoch"]
         last_saved = time.perf_counter()
 
-        for epoch in range(first_epoch, task.train.epochs + 1):
-            run.epoch = epoch
-            model.train()
+        for epoch in range(state.epoch + 1, spec.task.train.epochs + 1):
+            state.epoch = training.run.epoch = epoch
+            state.model.train()
             epoch_start = time.perf_counter()
-            order = torch.randperm(n_train, generator=data_order)
-            if world > 1:
-                order = order[:usable][rank::world]
-            loss_sum = torch.zeros((), device=dev)
-            task_loss_sum = torch.zeros((), device=dev)
-            penalty_sums: dict[str, torch.Tensor] = {}
-            for inputs, targets in train.batches(order, batch_size, dev, task.data.augment, augment_rng):
-                if options.channels_last and inputs.dim() == 4:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                run.step += 1
-                run.lr = optimizer.param_groups[0]["lr"]
+            sums = EpochSums.zeros(dev)
+            for inputs, targets in training.epoch_batches():
+                train_step(training, inputs, targets, sums)
+            row = end_epoch(training, sums, epoch_start)
 
-                # 5. pre_step: before the forward pass
-                hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
-
-                # 6-7. forward and task loss (autocast when the task asks for bf16/fp16),
-                # penalties in fp32; one parametrization cache for both
-                with cached():
-                    with _autocast(dev, task.train.precision):
-                        outputs = forward(inputs)
-                        loss = compute_loss(outputs=outputs, targets=targets, run=run)
-                    loss = loss.float()
-                    task_loss_sum += loss.detach()
-                    if has_penalty:
-                        for plugin, term in hooks.each("penalty", model=model, run=run):
-                            check_penalty(plugin, term)
-                            loss = loss + term
-                            detached = term.detach()
-                            penalty_sums[plugin] = penalty_sums.get(plugin, 0) + detached
-                loss_sum += loss.detach()
-                if run.step % check_every == 0 and not torch.isfinite(loss_sum):
-                    raise Diverged("training loss", epoch, run.step)
-
-                # 8. backward (fp16: scaled, then unscaled so that hooks see true gradients)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-
-                # 9. modify_grad: between backward and the optimizer step
-                hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
-
-                # 10. optimizer step (fp16: skipped by the scaler when a gradient overflowed)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-
-                # 11. post_step: after the step, no grad
-                with torch.no_grad():
-                    hooks.each("post_step", model=model, optimizer=optimizer, run=run)
-
-            if not torch.isfinite(loss_sum):
-                raise Diverged("training loss", epoch, run.step)
-
-            # 12. end of epoch: plugins, evaluation, model selection, lr schedule
-            hooks.each("on_epoch_end", model=model, run=run)
-            train_seconds += time.perf_counter() - epoch_start
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                "lr": run.lr,
-                "train_loss": loss_sum.item() / run.steps_per_epoch,
-                "train_task_loss": task_loss_sum.item() / run.steps_per_epoch,
-                **{f"penalty.{p}": float(v) / run.steps_per_epoch for p, v in penalty_sums.items()},
-                **{f"log.{k}": v for k, v in run.drain_logs().items()},
-            }
-            if epoch % task.eval.every == 0 or epoch == task.train.epochs:
-                eval_start = time.perf_counter()
-                val_scores = evaluate(model, val, task, parametrized, options)
-                test_scores = evaluate(model, test, task, parametrized, options)
-                model.eval()
-                with torch.no_grad():
-                    row.update(_numbers(hooks.each("metrics", model=model, run=run)))
-                model.train()
-                eval_seconds += time.perf_counter() - eval_start
-                row.update({f"val_{k}": v for k, v in val_scores.items()})
-                row.update({f"test_{k}": v for k, v in test_scores.items()})
-                if not math.isfinite(val_scores["loss"]):
-                    record["curves"].append(row)
-                    raise Diverged("validation loss", epoch, run.step)
-                if _improved(val_scores[metric], best_value, task.eval.direction):
-                    best_value, best_epoch = val_scores[metric], epoch
-                    best_state = copy.deepcopy(model.state_dict())
-            row["seconds"] = time.perf_counter() - epoch_start
-            record["curves"].append(row)
-            if scheduler is not None:
-                scheduler.step()
-
-            # checkpoint: everything the next epoch depends on (atomic write)
+            # checkpoint: everything the next epoch depends on (atomic write, rank 0)
             due = time.perf_counter() - last_saved >= options.checkpoint_interval
-            if options.checkpoint is not None and epoch < task.train.epochs and due and rank == 0:
-                save_checkpoint(options.checkpoint, {
-                    "run_id": spec.run_id, "epoch": epoch, "step": run.step,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "plugins": {name: plugin_state(p) for name, p in method_plugins.items()},
-                    "rng": {"data": data_order.get_state(), "augment": augment_rng.get_state(),
-                            "plugin": run.rng.get_state(), "torch": torch.get_rng_state(),
-                            "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None},
-                    "best_value": best_value, "best_epoch": best_epoch, "best_state": best_state,
-                    "curves": record["curves"], "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                })
+            last_epoch = epoch == spec.task.train.epochs
+            if options.checkpoint is not None and due and not last_epoch and distributed()[0] == 0:
+                save_checkpoint(options.checkpoint, state.state_dict(spec.run_id))
                 last_saved = time.perf_counter()
             if on_epoch is not None:
                 on_epoch(row)
 
-        # 13. model selected on validation, finalized, then evaluated on test
-        model.load_state_dict(best_state)
-        best_row = next(r for r in record["curves"] if r["epoch"] == best_epoch)
-        model = hooks.chain("finalize", "model", model=model, run=run)
-        final_parametrized = is_parametrized(model)
-        final_val = evaluate(model, val, task, final_parametrized, options)
-        final_test = evaluate(model, test, task, final_parametrized, options)
-        if not (math.isfinite(final_val["loss"]) and math.isfinite(final_test["loss"])):
-            raise Diverged("final evaluation", best_epoch, run.step)
-        model.eval()
-        with torch.no_grad():
-            final_diagnostics = _numbers(hooks.each("metrics", model=model, run=run))
-        evaluated = [r[f"test_{metric}"] for r in record["curves"] if f"test_{metric}" in r]
-        best10 = sorted(evaluated, reverse=task.eval.direction == "max")[:10]
-        record["metrics"] = {
-            "best_epoch": best_epoch,
-            f"test_{metric}_best10_mean": sum(best10) / len(best10),
-            f"val_{metric}": final_val[metric],
-            f"test_{metric}": final_test[metric],
-            "val_loss": final_val["loss"],
-            "test_loss": final_test["loss"],
-            f"test_{metric}_before_finalize": best_row[f"test_{metric}"],
-            "n_params": count_parameters(model),
-            "plain_model": not plain_model_problems(model),
-            **final_diagnostics,
-        }
-        record["report_metrics"] = [
-            f"{info.name}.{key}" for info in infos for key in getattr(info.factory, "report_metrics", ())
-        ]
+        record["metrics"] = finish(training)
+        record["report_metrics"] = [f"{info.name}.{key}" for info in training.infos
+                                    for key in getattr(info.factory, "report_metrics", ())]
         record["status"] = STATUS_FINISHED
     except Diverged as exc:
         record["status"] = STATUS_DIVERGED
         record["diverged"] = {"where": exc.where, "epoch": exc.epoch, "step": exc.step}
     except Exception as exc:  # a plugin (or anything in the run) failed: record, go on
-        if _lost_a_peer(exc):
+        if lost_a_peer(exc):
             raise  # not the run's failure: torchrun restarts the ranks and they resume from the checkpoint
         record["status"] = STATUS_FAILED
         record["error"] = f"{type(exc).__name__}: {exc}"
         record["traceback"] = traceback.format_exc()
+    state = training.state if training is not None else None
     record["timings"] = {
         "total_seconds": time.perf_counter() - started,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "steps": run.step if run is not None else 0,
-        "hooks": hooks.timings() if hooks is not None else [],
+        "train_seconds": state.train_seconds if state is not None else 0.0,
+        "eval_seconds": state.eval_seconds if state is not None else 0.0,
+        "steps": state.run.step if state is not None else 0,
+        "hooks": training.hooks.timings() if training is not None else [],
     }
     return record

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from benchsuite.engine import ExecutionOptions, RunSpec, available_cores, distributed, execute
+from benchsuite.engine import ExecutionOptions, RunSpec, execute
+from benchsuite.environment import available_cores, distributed
 from benchsuite.status import DONE_STATUSES, STATUS_DIVERGED, STATUS_FINISHED
 from benchsuite.store import Store
 

@@ -10,23 +10,25 @@ exactly this order::
       1. configure(run)                         every plugin; may raise to reject the run
       2. reparametrize(model, run)              every plugin; before the optimizer exists
       3. configure_optimizer(model, run)        first result wins (default: the task's optimizer)
-      4. loss(outputs, targets, run)            first result wins (default: the task's loss);
-                                                called every step
     each training step
-      5. pre_step(model, optimizer, run)        before the forward pass
-      6. forward + loss (inside parametrize.cached() when the model is parametrized)
+      4. pre_step(model, optimizer, run)        before the forward pass
+      5. forward (autocast under bf16/fp16; inside parametrize.cached() when parametrized)
+      6. loss(outputs, targets, run)            first result wins (default: the task's loss)
       7. penalty(model, run)                    every plugin; the sum of the returned 0-dim
-                                                tensors is added to the loss (same cache)
+                                                tensors is added to the loss (same cache, fp32)
       8. backward (with AMP: gradients unscaled before the next phase)
       9. modify_grad(model, optimizer, run)     between backward and optimizer.step()
      10. optimizer.step()
      11. post_step(model, optimizer, run)       under torch.no_grad(), after the step
     after every epoch
-     12. on_epoch_end(model, run)               then the learning-rate schedule steps
-         metrics(model, run)                    at every evaluation (each epoch and at the end)
+     12. on_epoch_end(model, run)
+     13. metrics(model, run)                    at every evaluation (every eval.every epochs and
+                                                the last), eval mode, no grad; then the model
+                                                selection on validation and the lr schedule step
     teardown
-     13. finalize(model, run)                   on the model selected on validation, before
-                                                the final evaluation on the test set
+     14. finalize(model, run)                   on the model selected on validation; then the
+                                                final evaluation and metrics (13) once more, on
+                                                the model the finalize chain returns
 
 Selected methods are registered in the order given on the command line, after the host's
 default plugins; pluggy calls the most recently registered implementation first, and the

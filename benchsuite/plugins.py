@@ -25,7 +25,7 @@ from typing import Any
 
 import pluggy
 
-from benchsuite import hookspecs
+import benchsuite.hookspecs as hookspecs
 from benchsuite.errors import UsageError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -304,18 +304,13 @@ def resolve(names: Iterable[str], available: dict[str, PluginInfo]) -> list[Plug
     return infos
 
 
-def default_plugins() -> list[object]:
-    """The host's built-in behaviour every run has: default optimizer and loss."""
-    from benchsuite.default_plugins import DefaultLoss, DefaultOptimizer
-
-    return [DefaultOptimizer(), DefaultLoss()]
-
-
-def make_plugin_manager(methods: Sequence[tuple[PluginInfo, dict[str, Any]]]) -> pluggy.PluginManager:
-    """A fresh manager with the default plugins and the selected methods, in order."""
+def make_plugin_manager(methods: Sequence[tuple[PluginInfo, dict[str, Any]]],
+                        defaults: Sequence[object] = ()) -> pluggy.PluginManager:
+    """A fresh manager with ``defaults`` (the host's built-in plugin instances, registered
+    first) and one instance of each selected method, in order."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for plugin in default_plugins():
+    for plugin in defaults:
         pm.register(plugin, name=f"default:{type(plugin).__name__}")
     for info, values in methods:
         pm.register(info.make(values), name=info.name)

@@ -19,6 +19,8 @@ metrics), ``.record`` (the whole run record) and ``.method``. Without pytest:
 plugin before packaging it), :func:`method_of`, :func:`build_for` (model, optimizer, run
 and ``hooks``: ``hooks.each(name, **kwargs)`` calls every implementation and returns
 ``(plugin, result)`` pairs, ``hooks.first(...)`` the first non-None result),
+:func:`build_training` (the run set up as the engine sets it up, for driving
+:func:`benchsuite.engine.train_step` one batch at a time),
 :func:`preflight_problems` and :func:`check_conformance`. A plugin's description comes from
 its class docstring's first line (or a ``description`` attribute). A run's identity
 includes the plugin's version: bump it after changing the plugin's code, or results stored
@@ -125,26 +127,23 @@ def preflight_problems(plugins, task: TaskSpec, hp=None, available=None) -> list
     return engine.preflight([spec], "cpu", available)
 
 
+def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None) -> engine.Training:
+    """A run of ``plugins`` set up exactly as the engine sets it up (data loaded, model
+    built, phases 1-3 done), ready for :func:`benchsuite.engine.train_step`: ``.model``,
+    ``.run``, ``.hooks``, ``.state.optimizer``, ``.epoch_batches()``."""
+    task = task or tiny_task_spec()
+    available = available if available is not None else plugin_registry.discover()
+    # the task as given: make_run_spec would drop a weight decay that a method replaces,
+    # and a plugin's tests may want to see its configure reject that task
+    spec = engine.RunSpec(task, method_of(plugins, hp, available), seed, plugin_versions=())
+    return engine.setup(spec, torch.device("cpu"), available)
+
+
 def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None):
     """Model after ``reparametrize``, optimizer, run context and hooks: the objects a
     plugin sees, for unit tests of single hooks. Returns (model, optimizer, run, hooks)."""
-    task = task or tiny_task_spec()
-    available = available if available is not None else plugin_registry.discover()
-    method = method_of(plugins, hp, available)
-    infos = plugin_registry.resolve(method.names, available)
-    pm = plugin_registry.make_plugin_manager([(i, method.hyperparameters[i.name]) for i in infos])
-    hooks = engine.Hooks(pm)
-    torch.manual_seed(seed)
-    from benchsuite.tasks.models import build_model
-
-    model = build_model(task.model)
-    run = engine.Run(task, seed, method, torch.device("cpu"), engine.seed_streams(seed)["plugin"])
-    run.steps_per_epoch = 4
-    run.total_steps = 4 * task.train.epochs
-    hooks.each("configure", run=run)
-    hooks.each("reparametrize", model=model, run=run)
-    optimizer = hooks.first("configure_optimizer", model=model, run=run)
-    return model, optimizer, run, hooks
+    training = build_training(plugins, hp, task, seed, available)
+    return training.model, training.state.optimizer, training.run, training.hooks
 
 
 class ConformanceError(AssertionError):
@@ -172,7 +171,6 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
         h.validate(h.default, plugin)
 
     model, optimizer, run, hooks = build_for(plugin, hp, available=available)
-    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     for name, term in hooks.each("penalty", model=model, run=run):
         if not isinstance(term, torch.Tensor) or term.dim() != 0:
             raise ConformanceError(f"{name}.penalty must return a 0-dim tensor or None, got {term!r}")
@@ -193,20 +191,13 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
     if any(not torch.isfinite(torch.tensor(row["train_loss"])) for row in curves):
         raise ConformanceError(f"{plugin}: non-finite training loss")
 
-    # parameters change: one step with the plugin's hooks in the contract's order
-    model, optimizer, run, hooks = build_for(plugin, hp, available=available)
-    snapshot = {name: p.detach().clone() for name, p in model.named_parameters()}
-    run.step, run.epoch = 1, 1
-    hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
-    loss = hooks.first("loss", outputs=model(x), targets=torch.arange(16) % 4, run=run)
-    for _, term in hooks.each("penalty", model=model, run=run):
-        loss = loss + term
-    optimizer.zero_grad()
-    loss.backward()
-    hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
-    optimizer.step()
-    with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=optimizer, run=run)
+    # parameters change: one step of the engine's own training step, on the run's first batch
+    training = build_training(plugin, hp, available=available)
+    snapshot = {name: p.detach().clone() for name, p in training.model.named_parameters()}
+    training.state.epoch = training.run.epoch = 1
+    inputs, targets = next(iter(training.epoch_batches()))
+    engine.train_step(training, inputs, targets, engine.EpochSums.zeros(training.run.device))
+    model = training.model
     changed = any(not torch.equal(snapshot[name], p) for name, p in model.named_parameters() if name in snapshot)
     if not changed:
         raise ConformanceError(f"{plugin}: a training step left every parameter unchanged")

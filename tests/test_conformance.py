@@ -65,3 +65,22 @@ def test_conformance_catches_a_plugin_that_freezes_training():
 
     with pytest.raises(ConformanceError, match="left every parameter unchanged"):
         check_conformance("frozen", available=available_with(Frozen))
+
+
+def test_conformance_steps_through_the_engines_own_training_step(monkeypatch):
+    """The parameter-change check runs ``engine.train_step`` (with its parametrization
+    cache, autocast and penalty contract), not a copy of the step that could drift."""
+    from benchsuite import engine
+    from benchsuite.testing import check_conformance
+
+    calls = []
+    real_step = engine.train_step
+
+    def counting_step(training, inputs, targets, sums):
+        calls.append((training.run.epoch, training.run.step))
+        return real_step(training, inputs, targets, sums)
+
+    monkeypatch.setattr(engine, "train_step", counting_step)
+    check_conformance("l2")
+    assert calls, "check_conformance never called engine.train_step"
+    assert calls[-1] == (1, 0)  # its own one-step check: epoch 1, the run's first step

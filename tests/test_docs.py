@@ -25,6 +25,28 @@ def test_complete_example_in_the_guide_runs(capsys):
     assert capsys.readouterr().out.startswith("finished ")
 
 
+def test_the_guides_max_norm_bounds_every_conv_filter():
+    """The example's constraint is per output unit for conv weights too (4-d: one norm per
+    filter over in_channels x kh x kw), not per slice of one dimension."""
+    import torch
+    from torch import nn
+
+    namespace = {"__name__": "hooks_example"}
+    (block,) = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
+    exec(compile(block, str(GUIDE), "exec"), namespace)
+    plugin = namespace["MaxNorm"](max_norm=1.0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(10)
+        plugin.post_step(model=model, optimizer=None, run=None)
+    conv, linear = model[0].weight, model[2].weight
+    assert conv.flatten(1).norm(dim=1).max() <= 1.0 + 1e-5
+    assert linear.norm(dim=1).max() <= 1.0 + 1e-5
+    assert conv.flatten(1).norm(dim=1).min() > 0.99  # scaled to the bound, not below it
+
+
 @pytest.mark.parametrize("hook", hook_names())
 def test_every_hook_has_docs_and_a_test(hook):
     doc = getattr(hookspecs, hook).__doc__ or ""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchsuite import Hyperparameter, Plugin, engine, hookimpl
+from benchsuite import Hyperparameter, Plugin, engine, environment, hookimpl
 from benchsuite.executors import run_all
 from benchsuite.store import Store
 from benchsuite.tasks import get_task
@@ -221,7 +221,7 @@ def test_cuda_request_without_cuda_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        engine.resolve_device("cuda")
+        environment.resolve_device("cuda")
 
 
 def test_best10_test_mean_and_the_headline_choice():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite import Plugin, engine, hookimpl
+from benchsuite import Plugin, engine, environment, hookimpl
 from benchsuite import plugins as plugin_registry
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
@@ -239,9 +239,9 @@ def test_deterministic_rerun_is_bitwise_identical():
 
 
 def test_oversubscription_is_detected():
-    assert engine.oversubscription({"cores": 2, "threads": 4, "load": 0.0}) == "4 torch threads on 2 cores"
-    assert "exceeds its 2 cores" in engine.oversubscription({"cores": 2, "threads": 1, "load": 6.0})
-    assert engine.oversubscription({"cores": 2, "threads": 2, "load": 1.0}) is None
+    assert environment.oversubscription({"cores": 2, "threads": 4, "load": 0.0}) == "4 torch threads on 2 cores"
+    assert "exceeds its 2 cores" in environment.oversubscription({"cores": 2, "threads": 1, "load": 6.0})
+    assert environment.oversubscription({"cores": 2, "threads": 2, "load": 1.0}) is None
 
 
 def test_figure_names_never_collide():

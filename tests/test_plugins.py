@@ -2,9 +2,9 @@
 
 import pytest
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, Plugin, engine, hookimpl
 from benchsuite.errors import UsageError
-from benchsuite.plugins import discover, hook_names, make_plugin_manager, resolve
+from benchsuite.plugins import discover, hook_names, resolve
 from benchsuite.testing import available_with
 
 
@@ -41,7 +41,7 @@ def test_plugin_manager_holds_only_selected_methods_in_order():
         name = "b"
 
     available = available_with(A, B)
-    pm = make_plugin_manager([(available["b"], {}), (available["a"], {})])
+    pm, _ = engine.plugin_manager(engine.Method.of(("b", {}), ("a", {})), available)
     names = [name for name, _ in pm.list_name_plugin()]
     assert names == ["default:DefaultOptimizer", "default:DefaultLoss", "b", "a"]
     # pluggy calls the last registered first

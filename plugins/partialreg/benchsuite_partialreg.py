@@ -202,7 +202,7 @@ def retrain(model: nn.Module, run, epochs: int) -> float:
     """Train ``model`` further for ``epochs`` epochs on the run's training batches with the
     task's optimizer (fresh state, the task's initial learning rate) and loss, no penalty.
     Returns the mean training loss of the last epoch."""
-    from benchsuite.default_plugins.defaults import build_optimizer, task_loss
+    from benchsuite.training import build_optimizer, task_loss
 
     optimizer = build_optimizer(model.parameters(), run.task.train)
     was_training = model.training

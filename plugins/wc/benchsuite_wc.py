@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
-from benchsuite.default_plugins.defaults import build_optimizer
 from benchsuite.reparam import (
     Elementwise,
     ModifiedAdaptiveHooks,
@@ -22,6 +21,7 @@ from benchsuite.reparam import (
     register,
     weight_percentiles,
 )
+from benchsuite.training import build_optimizer
 from benchsuite.weights import regularized_weights
 
 # Table I of the paper (arctan, fixed a and b, found by grid search on one seed), plus the

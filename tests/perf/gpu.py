@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchsuite import engine
-from benchsuite.default_plugins.defaults import build_optimizer
 from benchsuite.plugins import discover
 from benchsuite.tasks import datasets, get_task, models
 from benchsuite.tasks.spec import DataSpec, ModelSpec, TaskSpec
 from benchsuite.testing import method_of
+from benchsuite.training import build_optimizer
 
 CONFIGS = {
     "fp32": {"precision": "fp32", "channels_last": False, "compile": False},

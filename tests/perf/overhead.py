@@ -19,9 +19,9 @@ import time
 import torch
 
 from benchsuite import engine
-from benchsuite.default_plugins.defaults import build_optimizer, task_loss
 from benchsuite.tasks import datasets, get_task
 from benchsuite.tasks.models import build_model
+from benchsuite.training import build_optimizer, task_loss
 
 
 def hand_loop(task, seed: int) -> tuple[float, float]:
