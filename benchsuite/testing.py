@@ -39,6 +39,7 @@ import torch
 
 from benchsuite import engine
 from benchsuite import plugins as plugin_registry
+from benchsuite.status import STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
 
@@ -181,7 +182,7 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
 
     result = run_task(plugin, tiny_task_spec(epochs=2), hp=hp, available=available)
     record = result.record
-    if record["status"] != "finished":
+    if record["status"] != STATUS_FINISHED:
         raise ConformanceError(
             f"{plugin}: tiny run ended {record['status']}: {record.get('error')}\n{record.get('traceback', '')}"
         )
@@ -205,7 +206,7 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
 
 
 def synthetic_record(task: str, method: str, seed: int, test: float | None, *, val: float | None = None,
-                     status: str = "finished", metric: str = "accuracy", hyperparameters: dict | None = None,
+                     status: str = STATUS_FINISHED, metric: str = "accuracy", hyperparameters: dict | None = None,
                      train: dict | None = None, curves: list[dict] | None = None, step_ms: float = 1.0,
                      label: str | None = None, headline: str = "selected") -> dict:
     """A results-store record with chosen numbers, for testing reports and statistics
@@ -216,11 +217,11 @@ def synthetic_record(task: str, method: str, seed: int, test: float | None, *, v
                     if hyperparameters.get(p) else p for p in method.split("+"))
     spec = {"name": task, "train": {"epochs": 3, "lr": 0.01, "optimizer": "adam", **(train or {})},
             "eval": {"metric": metric, "headline": headline}}
-    metrics = {} if status != "finished" else {
+    metrics = {} if status != STATUS_FINISHED else {
         f"test_{metric}": test, f"val_{metric}": test if val is None else val,
         f"test_{metric}_best10_mean": test, "best_epoch": 2,
     }
-    if curves is None and status == "finished":
+    if curves is None and status == STATUS_FINISHED:
         curves = [{"epoch": e, "train_loss": 1.0 / e, f"test_{metric}": test} for e in (1, 2, 3)]
     run_id = "-".join(map(str, (task, full, json_dumps(spec), seed)))
     return {
@@ -228,7 +229,7 @@ def synthetic_record(task: str, method: str, seed: int, test: float | None, *, v
         "method_label": label or full, "method_full_label": full, "hyperparameters": hyperparameters,
         "seed": seed, "status": status, "metrics": metrics, "curves": curves or [],
         "timings": {"train_seconds": step_ms * 100 / 1000, "steps": 100, "total_seconds": 1.0},
-        "error": "Traceback: synthetic failure" if status == "failed" else None,
+        "error": "Traceback: synthetic failure" if status == STATUS_FAILED else None,
     }
 
 
