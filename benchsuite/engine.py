@@ -52,6 +52,10 @@ from benchsuite.tasks.spec import TaskSpec
 from benchsuite.training import build_scheduler, task_loss
 
 EVAL_BATCH = 2048
+# steps between reads of the running training loss for a finiteness check: a read
+# stalls the device until its queue is done, so it is not done at every step (and each
+# epoch's end checks it too); a diverged run reports the step at which it was seen
+FINITE_CHECK_EVERY = 50
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -179,7 +183,8 @@ class Run:
     ``step`` (global, 1-based inside the loop), ``steps_per_epoch``, ``total_steps``,
     ``lr`` (current learning rate of the first param group), ``rng`` (a
     ``torch.Generator`` on the run's device: the only randomness plugins should draw).
-    ``log(name, value)`` records a scalar; the mean per epoch lands in the curves.
+    ``log(name, value)`` records a scalar (a number or a one-element tensor, read back
+    only at the epoch's end); the mean per epoch lands in the curves.
     ``evaluate(model, split="val")`` returns the task loss and metric of any model on the
     ``train``, ``val`` or ``test`` split (eval mode, no grad), e.g. for a diagnostic that
     scores modified copies of the model. ``train_batches()`` yields one epoch of training
@@ -204,10 +209,19 @@ class Run:
         self.train_batches: Callable = _no_data
 
     def log(self, name: str, value) -> None:
-        self._logged.setdefault(name, []).append(float(value))
+        """Record a scalar: a number, or a one-element tensor, which stays on its device
+        until the epoch's end (logging a tensor every step reads nothing back per step)."""
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"run.log({name!r}): a scalar or a one-element tensor, got shape {tuple(value.shape)}")
+            value = value.detach().reshape(()).to(torch.float64)
+        else:
+            value = float(value)
+        self._logged.setdefault(name, []).append(value)
 
     def drain_logs(self) -> dict[str, float]:
-        means = {name: sum(v) / len(v) for name, v in self._logged.items() if v}
+        """Each logged name's mean since the last drain (one read per name), then forget."""
+        means = {name: float(sum(v)) / len(v) for name, v in self._logged.items() if v}
         self._logged.clear()
         return means
 
@@ -436,7 +450,6 @@ class Training:
     forward: Callable  # the model, through torch.compile and DDP when they are on
     parametrized: bool
     batch_size: int  # per process: the task's batch size / world size
-    check_every: int  # steps between finiteness checks of the training loss
 
     @property
     def task(self) -> TaskSpec:
@@ -543,8 +556,7 @@ def setup(spec: RunSpec, device: torch.device, available=None, options: Executio
         augment_rng=torch.Generator(device="cpu").manual_seed(streams["augment"]),
     )
     training = Training(spec=spec, options=options, hooks=hooks, infos=infos, splits=splits, state=state,
-                        forward=forward, parametrized=is_parametrized(model), batch_size=batch_size,
-                        check_every=1 if device.type == "cpu" else 50)  # a finiteness check syncs the GPU
+                        forward=forward, parametrized=is_parametrized(model), batch_size=batch_size)
 
     def train_batches():  # the data streams are free once the training loop is over
         order = torch.randperm(len(splits["train"]), generator=state.data_order)
@@ -579,7 +591,7 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
             loss = loss + term
             sums.penalties[plugin] = sums.penalties.get(plugin, 0) + term.detach()
     sums.loss += loss.detach()
-    if run.step % training.check_every == 0 and not torch.isfinite(sums.loss):
+    if run.step % FINITE_CHECK_EVERY == 0 and not torch.isfinite(sums.loss):
         raise Diverged("training loss", run.epoch, run.step)
 
     # 8. backward (fp16: scaled, then unscaled so that hooks see true gradients)

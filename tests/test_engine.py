@@ -121,9 +121,22 @@ def test_divergence_is_recorded_not_raised():
     available = available_with(NaNAfter)
     record = run_task("nanafter", tiny_task_spec(epochs=3), hp={"nanafter": {"step": 6}}, available=available).record
     assert record["status"] == "diverged"
-    assert record["diverged"] == {"where": "training loss", "epoch": 2, "step": 6}
+    # the running loss is read every FINITE_CHECK_EVERY steps and at each epoch's end: the
+    # NaN of step 6 is seen at the end of epoch 2 (step 8), not earlier
+    assert record["diverged"] == {"where": "training loss", "epoch": 2, "step": 8}
     assert len(record["curves"]) == 1  # the completed first epoch is kept
     assert record["metrics"] == {}
+
+
+def test_divergence_inside_a_long_epoch_is_seen_at_the_next_check():
+    """64 steps per epoch (batch 2): a NaN at step 3 stops the run at step 50, the first
+    read of the running loss, not at the epoch's end."""
+    available = available_with(NaNAfter)
+    task = tiny_task_spec(epochs=2, batch_size=2)
+    record = run_task("nanafter", task, hp={"nanafter": {"step": 3}}, available=available).record
+    assert engine.FINITE_CHECK_EVERY == 50
+    assert record["diverged"] == {"where": "training loss", "epoch": 1, "step": 50}
+    assert record["timings"]["steps"] == 50
 
 
 def test_diverging_learning_rate_is_recorded():
@@ -252,3 +265,17 @@ def test_run_evaluate_scores_any_model_on_any_split():
     row = record["curves"][0]
     assert scores["val"]["accuracy"] == pytest.approx(row["val_accuracy"])
     assert scores["test"]["loss"] == pytest.approx(row["test_loss"])
+
+
+def test_run_log_keeps_tensors_on_the_device_until_the_epoch_mean():
+    import torch
+
+    run = engine.Run(tiny_task_spec(), 0, engine.Method.of(("none", {})), torch.device("cpu"), 0)
+    run.log("x", torch.tensor(1.0))
+    run.log("x", 2)
+    run.log("x", torch.tensor([6.0], dtype=torch.float16))
+    assert all(isinstance(v, torch.Tensor) for v in (run._logged["x"][0], run._logged["x"][2]))
+    assert run.drain_logs() == {"x": 3.0}
+    assert run.drain_logs() == {}
+    with pytest.raises(ValueError, match="one-element"):
+        run.log("y", torch.ones(2))

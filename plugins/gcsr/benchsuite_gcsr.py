@@ -16,15 +16,24 @@ def regularizer_gradient(weights: list[torch.Tensor], norm: str, lam: float) -> 
     return [lam * w.sign() for w in weights]
 
 
+def coherence_counts(loss_grads: list[torch.Tensor],
+                     reg_grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 9's counts, as 0-dim tensors on the gradients' device (nothing read back):
+    the weights whose loss gradient keeps its sign once the regularization gradient is
+    added, and the weights with a non-zero loss gradient (the only ones counted)."""
+    moved = torch._foreach_add(loss_grads, reg_grads)
+    torch._foreach_sign_(moved)
+    torch._foreach_mul_(moved, torch._foreach_sign(loss_grads))  # 1 where the sign is kept
+    coherent = torch.stack([(m > 0).sum() for m in moved]).sum()
+    learning = torch.stack([(g != 0).sum() for g in loss_grads]).sum()
+    return coherent, learning
+
+
 def coherence_rate(loss_grads: list[torch.Tensor], reg_grads: list[torch.Tensor]) -> float:
     """Eq. 9: the share of weights whose loss gradient keeps its sign once the
     regularization gradient is added; weights with a zero loss gradient are excluded."""
-    coherent = total = 0
-    for g, r in zip(loss_grads, reg_grads):
-        learning = g != 0
-        coherent += ((g.sign() * (g + r).sign()) > 0)[learning].sum().item()
-        total += learning.sum().item()
-    return coherent / total if total else float("nan")
+    coherent, learning = coherence_counts(loss_grads, reg_grads)
+    return coherent.item() / learning.item() if learning else float("nan")
 
 
 def soft_threshold(w: torch.Tensor, z: float) -> torch.Tensor:
@@ -53,45 +62,74 @@ class GradientCoherentRegularization(Plugin):
 
     def __init__(self, **values):
         super().__init__(**values)
+        # lambda of the current step: a number in modes always/schedule, a 0-dim tensor in
+        # mode orig (decided on the device from pi, so no step waits for a read-back)
         self.current_lam = 0.0
-        self.steps = self.applied_steps = 0
-        self.pi_sum = 0.0
-        self.pi_count = 0
+        self.steps = 0
+        # device-side sums, read once per epoch (curves) and at the evaluations (metrics)
+        self.applied_steps = self.pi_sum = self.pi_count = 0.0
+        self.epoch_sums = {"pi": 0.0, "pi_count": 0.0, "applied": 0.0, "abs_grad": 0.0, "grads": 0.0, "steps": 0}
 
-    def _lam_for_step(self, pi: float, run) -> float:
+    def _lam_for_step(self, pi: torch.Tensor, run):
         mode = self.hp["mode"]
         if mode == "always":
             return self.hp["lam"]
-        if mode == "orig":
-            return self.hp["lam"] if pi > self.hp["mu"] else 0.0
+        if mode == "orig":  # pi > mu, on the device; a NaN pi (no gradient) imposes nothing
+            return (pi > self.hp["mu"]).double() * self.hp["lam"]  # float64: lambda exactly
         return self.hp["lam"] if run.epoch >= self.hp["gamma"] else 0.0
 
     @hookimpl
     def modify_grad(self, model, optimizer, run):
         weights = [w for w in weight_parameters(model) if w.grad is not None]
+        if not weights:
+            return
         loss_grads = [w.grad for w in weights]
         with torch.no_grad():
-            reg = regularizer_gradient([w.detach() for w in weights], self.hp["norm"], self.hp["lam"])
-            pi = coherence_rate(loss_grads, reg)
-            self.current_lam = self._lam_for_step(pi, run)
-            if self.hp["norm"] == "l2" and self.current_lam:
-                torch._foreach_add_(loss_grads, [w.detach() for w in weights], alpha=2 * self.current_lam)
+            detached = [w.detach() for w in weights]
+            coherent, learning = coherence_counts(loss_grads, regularizer_gradient(detached, self.hp["norm"],
+                                                                                   self.hp["lam"]))
+            measured = learning > 0
+            pi = coherent.double() / learning.double()  # NaN when no weight has a loss gradient
+            self.current_lam = lam = self._lam_for_step(pi, run)
+            if self.hp["norm"] == "l2":
+                if isinstance(lam, torch.Tensor):
+                    torch._foreach_add_(loss_grads, torch._foreach_mul(detached, 2 * lam))
+                elif lam:
+                    torch._foreach_add_(loss_grads, detached, alpha=2 * lam)
+            applied = (lam > 0).double() if isinstance(lam, torch.Tensor) else float(lam > 0)
+            pi_or_zero = torch.where(measured, pi, 0.0)
+            abs_grad = torch.stack(torch._foreach_norm(loss_grads, 1)).sum().double()
         self.steps += 1
-        self.applied_steps += bool(self.current_lam)
-        if pi == pi:  # not NaN
-            self.pi_sum += pi
-            self.pi_count += 1
-            run.log("gcsr.pi", pi)
-        run.log("gcsr.applied", float(bool(self.current_lam)))
-        run.log("gcsr.mean_abs_grad", sum(g.abs().sum().item() for g in loss_grads)
-                / max(1, sum(g.numel() for g in loss_grads)))
+        self.applied_steps = self.applied_steps + applied
+        self.pi_sum = self.pi_sum + pi_or_zero
+        self.pi_count = self.pi_count + measured.double()
+        sums = self.epoch_sums
+        sums["pi"] = sums["pi"] + pi_or_zero
+        sums["pi_count"] = sums["pi_count"] + measured.double()
+        sums["applied"] = sums["applied"] + applied
+        sums["abs_grad"] = sums["abs_grad"] + abs_grad
+        sums["grads"] = sums["grads"] + sum(g.numel() for g in loss_grads)
+        sums["steps"] += 1
 
     @hookimpl
     def post_step(self, model, optimizer, run):
-        if self.hp["norm"] == "l1" and self.current_lam:
-            z = run.lr * self.current_lam
+        lam = self.current_lam
+        if self.hp["norm"] == "l1" and (isinstance(lam, torch.Tensor) or lam):
+            z = run.lr * lam
             for w in weight_parameters(model):
                 w.copy_(soft_threshold(w, z))
+
+    @hookimpl
+    def on_epoch_end(self, model, run):
+        """The epoch's curves: pi over the steps that measured it, the share of steps with
+        lambda imposed, mean |dL/dw|; read here, once, from the device-side sums."""
+        sums = self.epoch_sums
+        if sums["steps"]:
+            if float(sums["pi_count"]):
+                run.log("gcsr.pi", float(sums["pi"]) / float(sums["pi_count"]))
+            run.log("gcsr.applied", float(sums["applied"]) / sums["steps"])
+            run.log("gcsr.mean_abs_grad", float(sums["abs_grad"]) / max(1, float(sums["grads"])))
+        self.epoch_sums = {key: 0.0 for key in sums} | {"steps": 0}
 
     @hookimpl
     def metrics(self, model, run):
@@ -104,9 +142,9 @@ class GradientCoherentRegularization(Plugin):
             "mean_abs_w": sum(w.abs().sum().item() for w in weights) / total,
         }
         if self.steps:
-            out["applied"] = self.applied_steps / self.steps
-        if self.pi_count:
-            out["pi"] = self.pi_sum / self.pi_count
+            out["applied"] = float(self.applied_steps) / self.steps
+        if float(self.pi_count):
+            out["pi"] = float(self.pi_sum) / float(self.pi_count)
         return out
 
 

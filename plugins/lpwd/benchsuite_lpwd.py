@@ -55,8 +55,11 @@ class LayerwisePreWeightDecay(Plugin):
         super().__init__(**values)
         self.rates: list[float] = []
         self._before: list[torch.Tensor] | None = None
+        # device-side counts, read once per epoch (curves) and at evaluations (metrics)
         self._opposing = 0
         self._penalized = 0
+        self._epoch_ratio_sum = 0.0
+        self._epoch_measured = 0.0
         self._finalized = False
         self._tensor_rates: list[float] = []
 
@@ -117,18 +120,26 @@ class LayerwisePreWeightDecay(Plugin):
         self._before = None
 
     def _count(self, weights, penalties, run):
-        opposed = sum(opposing(w, p).sum().item() for w, p in zip(weights, penalties))
-        penalized = sum((p != 0).sum().item() for p in penalties)
-        self._opposing += opposed
-        self._penalized += penalized
-        if penalized:
-            run.log("lpwd.r_op", opposed / penalized)
+        opposed = torch.stack([opposing(w, p).sum() for w, p in zip(weights, penalties)]).sum()
+        penalized = torch.stack([(p != 0).sum() for p in penalties]).sum()
+        self._opposing = self._opposing + opposed
+        self._penalized = self._penalized + penalized
+        measured = penalized > 0
+        self._epoch_ratio_sum = self._epoch_ratio_sum + torch.where(measured, opposed / penalized, 0.0).double()
+        self._epoch_measured = self._epoch_measured + measured.double()
+
+    @hookimpl
+    def on_epoch_end(self, model, run):
+        """The epoch's mean R_op over its measured steps, read once from the device."""
+        if float(self._epoch_measured):
+            run.log("lpwd.r_op", float(self._epoch_ratio_sum) / float(self._epoch_measured))
+        self._epoch_ratio_sum = self._epoch_measured = 0.0
 
     @hookimpl
     def metrics(self, model, run):
         out = {f"rate_l{i}": rate for i, rate in enumerate(self.rates)}
-        if self._penalized:
-            out["r_op"] = self._opposing / self._penalized
+        if int(self._penalized):
+            out["r_op"] = int(self._opposing) / int(self._penalized)
         if self._finalized and self.hp["zero_shot"]:
             out.update(zero_shot_curve(model, run, self.hp["zero_shot_points"]))
         return out

@@ -70,7 +70,7 @@ def test_modes_decide_when_lambda_is_imposed(hp, epoch, imposed):
     model, opt, run, hooks = _step({"lam": 0.01, **hp}, epoch=epoch)
     hooks.each("modify_grad", model=model, optimizer=opt, run=run)
     (plugin,) = [i.plugin for i in hooks.impls["modify_grad"] if i.plugin_name == "gcsr"]
-    assert (plugin.current_lam == 0.01) is imposed
+    assert (float(plugin.current_lam) == 0.01) is imposed
 
 
 def test_schedule_run_logs_pi_applied_and_sparsity():
