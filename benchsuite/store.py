@@ -19,7 +19,9 @@ Guarantees (see the README's "Results store" section):
   file is invalid is run again, the file is first set aside as
   ``<run_id>.json.<n>.corrupt`` (never overwriting an earlier one).
 * A run counts as done when its record says ``finished`` or ``diverged``; ``failed`` runs
-  are retried by the next ``benchsuite run``.
+  are retried by the next ``benchsuite run``. ``run --force`` reruns done runs too: the
+  new record replaces the old one by the same atomic rename, so a forced rerun that is
+  killed leaves the old record in place.
 """
 
 from __future__ import annotations
@@ -134,6 +136,18 @@ class Store:
     def is_done(self, run_id: str) -> bool:
         record = self.get(run_id)
         return record is not None and record.get("status") in DONE_STATUSES
+
+    def version(self, run_id: str) -> tuple[int, int] | None:
+        """Which write of the run's record file is there now (its inode and modification
+        time; every ``put`` renames a new file over it, so both change), or None when there
+        is none. ``run --force`` notes it when it lists the runs and replaces a done record
+        only if it is still the one it saw: a record another process stored meanwhile is
+        kept."""
+        try:
+            stat = self.path(run_id).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
 
     def records(self) -> Iterator[dict]:
         if not self.runs.is_dir():
