@@ -22,6 +22,9 @@ from benchsuite.status import STATUS_FINISHED
 
 DEFAULT_RESULTS = "results"
 RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
+PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
+                 "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
+                 "the end of an epoch when 30 s passed without one)")
 
 
 def _results_dir(args) -> Path:
@@ -128,7 +131,10 @@ def _add_run(sub) -> None:
     cluster.add_argument("--wait", action="store_true", help="with --executor: wait for the jobs to end")
     output.add_argument("--dry-run", action="store_true",
                         help="list the runs, whether each is done and its estimated cost; train nothing")
-    output.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    what.add_argument("--force", action="store_true",
+                      help="rerun runs already stored (finished, diverged or failed) and replace their records, "
+                           "e.g. after changing a plugin's code without bumping its version (inline executor only)")
+    output.add_argument("--quiet", "-q", action="store_true", help=PROGRESS_HELP)
     output.add_argument("--json", action="store_true",
                         help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
     output.add_argument("--allow-failures", action="store_true",
@@ -156,7 +162,9 @@ def _add_claims(sub) -> None:
     claims.add_argument("--data-dir", default=None, metavar="DIR",
                         help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
     claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
-    claims.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    claims.add_argument("--force", action="store_true",
+                        help="rerun the selected claims' runs that are already stored and replace their records")
+    claims.add_argument("--quiet", "-q", action="store_true", help=PROGRESS_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,11 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run(sub)
 
-    collect = sub.add_parser("collect", help="report on runs submitted with --executor")
-    collect.add_argument("--results", default=None, help=RESULTS_HELP)
-    collect.add_argument("--allow-failures", action="store_true",
-                         help="exit 0 even when submitted runs failed, diverged or were lost")
-
+    _add_collect(sub)
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -240,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_collect(sub) -> None:
+    collect = sub.add_parser("collect", help="report on runs submitted with --executor")
+    collect.add_argument("--results", default=None, help=RESULTS_HELP)
+    collect.add_argument("--allow-failures", action="store_true",
+                         help="exit 0 even when submitted runs failed, diverged or were lost")
+    collect.add_argument("--json", action="store_true",
+                         help="machine-readable output: each submitted run's state, job and error, and the counts")
+
+
 def _statistics_options(parser) -> None:
     parser.add_argument("--baseline", default="none", help="method every other is compared with (default none)")
     parser.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
@@ -293,6 +306,9 @@ def cmd_run(args) -> int:
         raise UsageError(f"--device {args.device!r}: {exc}") from None
     if not args.checkpoint_interval >= 0 or (args.workers is not None and args.workers < 0):
         raise UsageError("--checkpoint-interval and --workers must be >= 0")
+    if args.force and args.executor != "inline":
+        raise UsageError("--force reruns runs on this machine only (the inline executor; --jobs N for several "
+                         "at a time): submitted jobs skip stored runs")
     _check_task_dirs(args.tasks_dir)
     if args.data_dir:
         os.environ["BENCHSUITE_DATA"] = args.data_dir
@@ -333,7 +349,7 @@ def cmd_run(args) -> int:
     _preflight(specs, args.device, available)
     store = Store(_results_dir(args))
     if not args.dry_run:
-        _require_data(specs, store, args.download)  # bad input first: nothing written yet
+        _require_data(specs, store, args.download, args.force)  # bad input first: nothing written yet
         store.check_writable()
 
     if args.dry_run:
@@ -342,18 +358,9 @@ def cmd_run(args) -> int:
     if args.executor != "inline":
         return _submit(args, specs, store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
-                      options=options, jobs=args.jobs)
+                      options=options, jobs=args.jobs, force=args.force)
     if args.confirm:
-        from benchsuite.confirm import confirmation_specs
-
-        extra = confirmation_specs(specs, store, args.confirm)
-        print(f"confirmation: {len(extra)} runs on {args.confirm} fresh seed(s) for the tuned methods' chosen "
-              "configurations and the baseline", file=sys.stderr)
-        confirmed = run_all(extra, store, device=args.device, available=available, progress=not args.quiet,
-                            options=options, jobs=args.jobs)
-        outcome.executed += confirmed.executed
-        outcome.skipped += confirmed.skipped
-        specs = specs + extra
+        specs = specs + _confirm(args, specs, store, available, options, outcome)
     records = [store.get(spec.run_id) for spec in specs]
     table = runs_table([r for r in records if r is not None])
     if args.json:
@@ -365,33 +372,54 @@ def cmd_run(args) -> int:
     return _exit_code(specs, records, args.allow_failures)
 
 
+def _confirm(args, specs, store, available, options, outcome) -> list:
+    """Run the confirmation runs (``--confirm N``) after ``specs``; add them to ``outcome``
+    and return their specs."""
+    from benchsuite.confirm import confirmation_specs
+    from benchsuite.executors import run_all
+
+    extra = confirmation_specs(specs, store, args.confirm)
+    print(f"confirmation: {len(extra)} runs on {args.confirm} fresh seed(s) for the tuned methods' chosen "
+          "configurations and the baseline", file=sys.stderr)
+    confirmed = run_all(extra, store, device=args.device, available=available, progress=not args.quiet,
+                        options=options, jobs=args.jobs, force=args.force)
+    outcome.executed += confirmed.executed
+    outcome.skipped += confirmed.skipped
+    return extra
+
+
 def _dry_run(args, specs, store) -> int:
     """List the runs, which are done, and each pending run's estimated time; train nothing."""
     from benchsuite.executors import estimate_seconds
 
     estimates = estimate_seconds(specs, store)
     done = {spec.run_id: store.is_done(spec.run_id) for spec in specs}
-    pending = [s for s in specs if not done[s.run_id]]
-    known = [estimates[s.run_id] for s in pending if estimates[s.run_id] is not None]
+    to_run = [s for s in specs if args.force or not done[s.run_id]]  # --force: the done ones too
+    known = [estimates[s.run_id] for s in to_run if estimates[s.run_id] is not None]
+    n_done = sum(done.values())
     if args.json:
         print(json.dumps({
             "runs": [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": s.method.label,
-                      "seed": s.seed, "estimated_seconds": None if done[s.run_id] else estimates[s.run_id]}
+                      "seed": s.seed, "rerun": args.force and done[s.run_id],
+                      "estimated_seconds": estimates[s.run_id] if args.force or not done[s.run_id] else None}
                      for s in specs],
-            "done": len(specs) - len(pending), "pending": len(pending), "estimated_seconds": sum(known),
-            "without_estimate": len(pending) - len(known), "jobs": args.jobs, "confirm": args.confirm or 0,
+            "done": n_done, "pending": len(specs) - n_done, "to_run": len(to_run), "force": args.force,
+            "estimated_seconds": sum(known), "without_estimate": len(to_run) - len(known), "jobs": args.jobs,
+            "confirm": args.confirm or 0,
         }, indent=1))
         return 0
     for spec in specs:
-        state = "done   " if done[spec.run_id] else "pending"
-        cost = "" if done[spec.run_id] else f"  ~{_duration(estimates[spec.run_id])}"
+        state = ("rerun  " if args.force else "done   ") if done[spec.run_id] else "pending"
+        cost = f"  ~{_duration(estimates[spec.run_id])}" if args.force or not done[spec.run_id] else ""
         print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}")
-    line = f"{len(specs)} runs: {len(specs) - len(pending)} done, {len(pending)} pending"
+    line = f"{len(specs)} runs: {n_done} done, {len(specs) - n_done} pending"
+    if args.force and n_done:
+        line += f" (--force: the {n_done} done run(s) run again too)"
     if known:
         line += (f"; estimated {_duration(sum(known))} of compute for {len(known)} of them"
                  + (f" (~{_duration(sum(known) / args.jobs)} with --jobs {args.jobs})" if args.jobs > 1 else ""))
-    if len(known) < len(pending):
-        line += f"; {len(pending) - len(known)} without an estimate (no stored run of their task)"
+    if len(known) < len(to_run):
+        line += f"; {len(to_run) - len(known)} without an estimate (no stored run of their task)"
     print(line)
     if args.confirm:
         print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
@@ -478,8 +506,16 @@ def cmd_collect(args) -> int:
     from benchsuite import cluster
     from benchsuite.store import Store
 
+    store = Store(_results_dir(args))
     counts: dict[str, int] = {}
-    print("\n".join(cluster.collect(Store(_results_dir(args)), counts)))
+    if args.json:
+        runs = _collected(store)
+        for run in runs:
+            counts[run["state"]] = counts.get(run["state"], 0) + 1
+        print(json.dumps({"results": str(store.root), "submitted": len(runs), "counts": dict(sorted(counts.items())),
+                          "lost": cluster.lost_count(counts), "runs": runs}, indent=1))
+    else:
+        print("\n".join(cluster.collect(store, counts)))
     lost = cluster.lost_count(counts)
     if lost and not args.allow_failures:
         print(f"exit code 1: {lost} submitted run(s) failed, diverged or were lost; pass --allow-failures "
@@ -488,13 +524,49 @@ def cmd_collect(args) -> int:
     return 0
 
 
-def _require_data(specs, store, download: bool) -> None:
-    """Stop before anything trains when a pending run's data set is missing or corrupt (and
-    --download cannot fetch it)."""
+def _collected(store) -> list[dict]:
+    """Each submitted run's latest job and its state as ``cluster.collect`` prints it (the
+    record's status, else the job's: queued, running, or lost when it ended without a
+    record), with the error of a run that did not finish."""
+    from benchsuite import cluster
+    from benchsuite.status import DONE_STATUSES, STATUSES
+
+    latest = {entry["run_id"]: entry for entry in cluster.submitted(store)}
+    runs = []
+    for run_id, entry in latest.items():
+        record = store.get(run_id)
+        if record is not None and record.get("status") in STATUSES:
+            state = record["status"]
+        else:
+            state = cluster.job_state(entry)
+            if state not in cluster.ACTIVE_STATES:
+                state = "lost" if state in ("DONE", "COMPLETED") else state.lower()
+        error = None
+        if state not in DONE_STATUSES and state.upper() not in cluster.ACTIVE_STATES:
+            error = (record or {}).get("error") or _job_error(cluster, entry)
+        runs.append({"run_id": run_id, "state": state, "task": entry["task"], "method": entry["method"],
+                     "seed": entry["seed"], "job_id": entry["job_id"], "mode": entry["mode"],
+                     "submitted": entry.get("submitted"), "error": error})
+    return runs
+
+
+def _job_error(cluster, entry) -> str | None:
+    """The last line of a job's error output (None when there is none)."""
+    try:
+        job = cluster._job(entry)
+        lines = (job.stderr() or "").strip().splitlines() if job is not None else []
+    except Exception:  # noqa: BLE001 - a job the scheduler or its folder no longer has
+        return None
+    return lines[-1][:300] if lines else None
+
+
+def _require_data(specs, store, download: bool, force: bool = False) -> None:
+    """Stop before anything trains when a data set of a run to do is missing or corrupt
+    (and --download cannot fetch it)."""
     from benchsuite.tasks import catalog_data
 
     root = catalog_data.data_dir()
-    sources = sorted({s.task.data.source for s in specs if not store.is_done(s.run_id)})
+    sources = sorted({s.task.data.source for s in specs if force or not store.is_done(s.run_id)})
     for source in sources:
         if source not in catalog_data.DATASETS:
             continue
@@ -771,6 +843,8 @@ def cmd_claims(args) -> int:
         return 0
     from benchsuite.store import Store
 
+    if args.force and args.no_run:
+        raise UsageError("--force reruns runs and --no-run runs nothing: give one or the other")
     store = Store(_results_dir(args))
     if not args.no_run:
         _run_claims(args, selected, available, store)
@@ -814,14 +888,14 @@ def _run_claims(args, selected, available, store) -> None:
             continue
         for group in groups:
             specs.update({spec.run_id: spec for spec in group})
-    pending = [s for s in specs.values() if not store.is_done(s.run_id)]
+    pending = [s for s in specs.values() if args.force or not store.is_done(s.run_id)]
     if not pending:
         return
     _preflight(pending, args.device, available)
     store.check_writable()
     print(f"claims: {len(pending)} of {len(specs)} runs to do; results in {store.root}", file=sys.stderr)
     run_all(pending, store, device=args.device, available=available, progress=not args.quiet,
-            options=ExecutionOptions(), jobs=args.jobs)
+            options=ExecutionOptions(), jobs=args.jobs, force=args.force)
 
 
 def cmd_new_plugin(args) -> int:

@@ -288,3 +288,47 @@ def test_run_and_its_dry_run_speak_json(tmp_path, capsys):
     assert ran["executed"] == 4 and {r["status"] for r in ran["runs"]} == {"finished"}
     assert main(args + ["--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["done"] == 4
+
+
+def test_collect_json_gives_what_the_text_form_prints(tmp_path, capsys, monkeypatch):
+    """Four submitted runs (one submitted twice): finished and failed ones by their records,
+    a running job, and a job that ended without a record (lost, with its last error line)."""
+    from types import SimpleNamespace
+
+    from benchsuite import cluster
+    from benchsuite.store import Store
+    from benchsuite.testing import synthetic_record
+
+    store = Store(tmp_path)
+    finished = synthetic_record("digits-mlp", "l2", 0, 0.9)
+    failed = {**synthetic_record("digits-mlp", "l2", 1, None, status="failed"), "error": "ValueError: boom"}
+    for record in (finished, failed):
+        store.put(record)
+    entries = [{"run_id": run_id, "job_id": job, "mode": "slurm", "folder": str(tmp_path), "task": "digits-mlp",
+                "method": "l2", "seed": seed, "submitted": "2025-01-01T00:00:00+00:00"}
+               for run_id, job, seed in ((finished["run_id"], "7_0", 0), (failed["run_id"], "7_1", 1),
+                                         ("lostrun", "7_2", 2), ("lostrun", "8_0", 2), ("busyrun", "8_1", 3))]
+    cluster.jobs_file(store).parent.mkdir(parents=True)
+    cluster.jobs_file(store).write_text("".join(json.dumps(e) + "\n" for e in entries))
+    states = {"7_2": "RUNNING", "8_0": "COMPLETED", "8_1": "RUNNING"}
+    monkeypatch.setattr(cluster, "job_state", lambda entry: states.get(entry["job_id"], "COMPLETED"))
+    job = SimpleNamespace(stderr=lambda: "start\nKilled (out of memory)\n")
+    monkeypatch.setattr(cluster, "_job", lambda entry: job)
+
+    assert main(["collect", "--results", str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert main(["collect", "--results", str(tmp_path), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert (out["submitted"], out["lost"]) == (4, 2) and out["results"] == str(tmp_path)
+    assert out["counts"] == {"RUNNING": 1, "failed": 1, "finished": 1, "lost": 1}
+    assert f"4 submitted runs: {', '.join(f'{n} {s}' for s, n in out['counts'].items())}" in text
+    runs = {r["run_id"]: r for r in out["runs"]}
+    assert runs["lostrun"]["job_id"] == "8_0"  # the latest submission
+    assert (runs[failed["run_id"]]["error"], runs["lostrun"]["error"]) == ("ValueError: boom", "Killed (out of memory)")
+    assert runs[finished["run_id"]]["error"] is None and runs["busyrun"]["error"] is None
+    for run in out["runs"]:  # every run's line in the text form says the same
+        line = (f"{run['run_id']}  {run['state']:<10} {run['task']}  {run['method']}  seed={run['seed']}  "
+                f"job {run['job_id']}")
+        assert line + (f"\n    {run['error']}" if run["error"] else "\n") in text + "\n"
+    assert main(["collect", "--results", str(tmp_path), "--json", "--allow-failures"]) == 0
+
