@@ -25,6 +25,7 @@ RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESU
 PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
                  "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
                  "the end of an epoch when 30 s passed without one)")
+SHELLS = ("bash", "zsh", "tcsh")
 
 
 def _results_dir(args) -> Path:
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--fail-on-regression", action="store_true",
                        help="exit 1 when a configuration is significantly worse than in --reference")
     _statistics_options(board)
+    completion = sub.add_parser("completion", help="print the shell completion script (see README, Shell completion)")
+    completion.add_argument("shell", choices=SHELLS, help="the shell: bash, zsh or tcsh")
     return parser
 
 
@@ -923,9 +926,27 @@ def cmd_excerpt(args) -> int:
     return 1 if stale and args.check else 0
 
 
+def cmd_completion(args) -> int:
+    """Print the completion script of ``args.shell`` for every command and option."""
+    import shtab
+
+    parser = build_parser()
+    files = {"matrix", "export", "output", "reference", "files"}
+    folders = {"results", "tasks_dir", "data_dir", "out", "dir", "references", "reports"}
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in commands.choices.values():
+        for action in command._actions:
+            if action.dest in files:
+                action.complete = shtab.FILE
+            elif action.dest in folders:
+                action.complete = shtab.DIRECTORY
+    print(shtab.complete(parser, shell=args.shell))
+    return 0
+
+
 COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims, "new-plugin": cmd_new_plugin,
             "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
-            "leaderboard": cmd_leaderboard, "collect": cmd_collect}
+            "leaderboard": cmd_leaderboard, "collect": cmd_collect, "completion": cmd_completion}
 
 
 def main(argv: list[str] | None = None) -> int:

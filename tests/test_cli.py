@@ -332,3 +332,29 @@ def test_collect_json_gives_what_the_text_form_prints(tmp_path, capsys, monkeypa
         assert line + (f"\n    {run['error']}" if run["error"] else "\n") in text + "\n"
     assert main(["collect", "--results", str(tmp_path), "--json", "--allow-failures"]) == 0
 
+
+def test_completion_scripts_know_every_command_and_bash_completes_them(capsys):
+    import argparse
+    import shutil
+
+    from benchsuite.cli import SHELLS, build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    scripts = {}
+    for shell in SHELLS:
+        assert main(["completion", shell]) == 0
+        scripts[shell] = capsys.readouterr().out
+        assert all(name in scripts[shell] for name in commands), shell
+    assert {"run", "collect", "completion"} <= set(commands) and all("--force" in scripts[s] for s in ("bash", "zsh"))
+    assert "complete benchsuite" in scripts["tcsh"]  # tcsh: commands and file arguments only
+    bash = shutil.which("bash")
+    assert bash, "bash is needed to check the bash completion"
+    probe = 'COMP_WORDS=(benchsuite {words}); COMP_CWORD={n}; _shtab_benchsuite; echo "${{COMPREPLY[*]}}"'
+    script = scripts["bash"] + "\n" + "\n".join(probe.format(words=w, n=len(w.split()))
+                                                for w in ("r", "co", "run --fo", "collect --j"))
+    done = subprocess.run([bash, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:4] == ["run results report", "collect completion", "--force", "--json"]
+    with pytest.raises(SystemExit) as exc:
+        main(["completion", "fish"])
+    assert exc.value.code == 2
