@@ -79,3 +79,45 @@ def test_tox_installs_every_plugin_folder():
     listed = set(re.findall(r"-e \{toxinidir\}/plugins/(\w+)", (ROOT / "tox.ini").read_text()))
     packages = {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
     assert listed == packages
+
+
+README = ROOT / "README.md"
+
+
+def test_the_readme_names_every_key_a_matrix_file_accepts():
+    from benchsuite.matrix import GROUP_KEYS, MATRIX_KEYS
+
+    text = README.read_text()
+    start = text.index("Matrix files (`tasks/matrices/*.toml`)")
+    paragraph = " ".join(text[start: text.index("\n\n", start)].split())
+    missing = sorted(key for key in MATRIX_KEYS | GROUP_KEYS if f"`{key}`" not in paragraph)
+    assert not missing, f"README's matrix-file paragraph does not name {missing}"
+    assert "Any other key is an error" in paragraph
+
+
+def test_the_readme_names_every_command_and_the_options_of_run_collect_and_claims():
+    import argparse
+
+    from benchsuite.cli import build_parser
+
+    text = README.read_text()
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert [name for name in commands if f"benchsuite {name}" not in text] == []
+    for name in ("run", "collect", "claims"):
+        options = [max(a.option_strings, key=len) for a in commands[name]._actions
+                   if a.dest != "help" and a.option_strings]
+        assert [o for o in options if not re.search(rf"{o}\b(?!-)", text)] == [], f"benchsuite {name}"
+
+
+def test_the_readme_exit_codes_are_those_main_returns():
+    section = _section(README.read_text(), "Using it")
+    table = section[section.index("### Exit codes"):]
+    assert re.findall(r"^\| (\d) \|", table, re.M) == ["0", "1", "2"]
+
+
+def test_the_readme_counts_the_random_streams_seed_streams_makes():
+    from benchsuite.engine import seed_streams
+
+    words = {3: "three", 4: "four", 5: "five", 6: "six"}
+    count = words[len(seed_streams(0))]
+    assert f"drive {count} independent random streams" in README.read_text()
