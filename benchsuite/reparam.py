@@ -3,6 +3,9 @@
 * :class:`Elementwise` — a ``torch.nn.utils.parametrize`` parametrization that knows
   psi, its derivative and its inverse. ``right_inverse`` makes registration
   init-preserving: ``v = psi^-1(w0)``, so the network starts identical to the plain one.
+  While training, psi and its derivative are computed in one pass (the derivative saved
+  for the backward pass and for the modified step), unless the parametrization has
+  learnable parameters of its own, which go through autograd as usual.
 * :class:`ModifiedAdaptiveStep` — the "modified adaptive optimizer" of Powerpropagation
   (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
   dL/dw (not dL/dv) and then multiplied by dpsi/dv. Split over two hooks: ``modify_grad``
@@ -23,10 +26,17 @@ from torch.nn.utils import parametrize
 from benchsuite.hookspecs import hookimpl
 from benchsuite.weights import weight_modules
 
+# where dpsi/dv is below this, v's gradient and its modified step are 0 (v stays put)
+MIN_DERIVATIVE = 1e-30
+
 
 class Elementwise(nn.Module):
     """w = psi(v), applied elementwise. Subclasses define :meth:`psi`,
-    :meth:`derivative` (dpsi/dv) and :meth:`inverse`."""
+    :meth:`derivative` (dpsi/dv) and :meth:`inverse`, and may define
+    :meth:`psi_and_derivative` to compute both in one pass."""
+
+    # dpsi/dv at the v of the last training forward pass, or None
+    saved_derivative: torch.Tensor | None = None
 
     def psi(self, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -37,11 +47,37 @@ class Elementwise(nn.Module):
     def inverse(self, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def psi_and_derivative(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.psi(v), self.derivative(v)
+
+    def has_learnable_parameters(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and v.requires_grad and not self.has_learnable_parameters():
+            return _PsiSavingDerivative.apply(v, self)
+        self.saved_derivative = None
         return self.psi(v)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
         return self.inverse(w)
+
+
+class _PsiSavingDerivative(torch.autograd.Function):
+    """psi(v) with dpsi/dv from the same pass: backward multiplies by it, and the
+    modified step reads it back instead of computing it again."""
+
+    @staticmethod
+    def forward(ctx, v, parametrization):
+        w, derivative = parametrization.psi_and_derivative(v.detach())
+        parametrization.saved_derivative = derivative
+        ctx.save_for_backward(derivative)
+        return w
+
+    @staticmethod
+    def backward(ctx, grad_w):
+        (derivative,) = ctx.saved_tensors
+        return grad_w * derivative, None
 
 
 def register(model: nn.Module, make: Callable[[str, nn.Module], Elementwise]) -> list[tuple[str, nn.Module]]:
@@ -72,13 +108,14 @@ class ModifiedAdaptiveStep:
     """Adaptive step computed from dL/dw, then scaled by dpsi/dv.
 
     ``before_step`` (between backward and ``optimizer.step()``) remembers v_t and
-    d_t = dpsi/dv(v_t) and replaces ``v.grad`` by dL/dw = ``v.grad / d_t``; the
-    optimizer then takes its usual step Delta from that gradient; ``after_step`` sets
-    v_{t+1} = v_t + d_t * Delta. Where d_t underflows to 0 the gradient of v is 0 as
-    well and v is left where it was.
+    d_t = dpsi/dv(v_t) (the one the forward pass saved, when it did) and replaces
+    ``v.grad`` by dL/dw = ``v.grad / d_t``; the optimizer
+    then takes its usual step Delta from that gradient; ``after_step`` sets
+    v_{t+1} = v_t + d_t * Delta. Where d_t is 0 (or below ``min_derivative``), v stays
+    where it was.
     """
 
-    def __init__(self, min_derivative: float = 1e-30):
+    def __init__(self, min_derivative: float = MIN_DERIVATIVE):
         self.min_derivative = min_derivative
         self._saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
@@ -89,15 +126,23 @@ class ModifiedAdaptiveStep:
         for parametrization, v in pairs:
             if v.grad is None:
                 continue
-            d = parametrization.derivative(v).detach()
-            live = d > self.min_derivative
-            v.grad.copy_(torch.where(live, v.grad / torch.where(live, d, 1.0), 0.0))
-            self._saved.append((v, v.detach().clone(), torch.where(live, d, 0.0)))
+            d = getattr(parametrization, "saved_derivative", None)
+            if d is None or d.shape != v.shape:
+                d = parametrization.derivative(v).detach()
+            # where d is below min_derivative (0 for pp at v = 0) the gradient is divided by
+            # min_derivative instead: finite, and irrelevant, since the step is then
+            # scaled by d <= min_derivative and v does not move (exactly, where d = 0)
+            v.grad.div_(d.clamp_min(self.min_derivative))
+            self._saved.append((v, v.detach().clone(), d))
 
     @torch.no_grad()
     def after_step(self) -> None:
-        for v, v_before, d in self._saved:
-            v.copy_(v_before + d * (v - v_before))
+        if not self._saved:
+            return
+        vs, befores, derivatives = (list(column) for column in zip(*self._saved))
+        torch._foreach_sub_(vs, befores)  # the optimizer's step Delta
+        torch._foreach_mul_(vs, derivatives)
+        torch._foreach_add_(vs, befores)  # v_t + d_t * Delta
         self._saved = []
 
 

@@ -19,6 +19,10 @@ class Power(Elementwise):
     def derivative(self, v):
         return self.alpha * v.abs().pow(self.alpha - 1)
 
+    def psi_and_derivative(self, v):
+        magnitude = v.abs().pow(self.alpha - 1)  # |v|^(alpha-1), shared by both
+        return v * magnitude, self.alpha * magnitude
+
     def inverse(self, w):
         return w.sign() * w.abs().pow(1.0 / self.alpha)
 

@@ -84,6 +84,18 @@ class Compander(Elementwise):
             return a / (b * torch.sqrt(1 + x * x))
         return a * 2 / (math.sqrt(math.pi) * b) * torch.exp(-x * x)
 
+    def psi_and_derivative(self, v):
+        """Psi and dPsi/dv from one x = v/b (a and b fixed: read once, as numbers)."""
+        if getattr(self, "_fixed", None) is None:
+            self._fixed = (float(self.scale.a), float(self.scale.b))
+        a, b = self._fixed
+        x = v / b
+        if self.fn == "arctan":
+            return torch.atan(x).mul_(a), x.square().add_(1).reciprocal_().mul_(a / b)
+        if self.fn == "arsinh":
+            return torch.asinh(x).mul_(a), x.square().add_(1).rsqrt_().mul_(a / b)
+        return torch.erf(x).mul_(a), x.square().neg_().exp_().mul_(a * 2 / (math.sqrt(math.pi) * b))
+
     def bound(self) -> float:
         """sup |Psi|: a*pi/2 (arctan), a (erf), unbounded (arsinh)."""
         a = float(self.scale.a)
