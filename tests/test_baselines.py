@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from benchsuite.testing import build_for, tiny_task_spec
-from benchsuite.weights import regularized_weights, weight_modules, weight_parameters
+from benchsuite.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_modules, weight_parameters
 
 
 def _penalty(plugin, model, run, hooks):
@@ -40,6 +40,26 @@ def test_l1_penalty_is_lam_times_sum_of_absolute_weights():
     assert value.item() == pytest.approx(expected.item(), rel=1e-6)
     value.backward()
     assert torch.equal(model[3].weight.grad, 0.2 * model[3].weight.detach().sign())
+
+
+def test_fused_sums_match_the_plain_formulas_on_conv_and_strided_weights():
+    """sum_of_squares / sum_of_abs (what l2, l1 and wc use): value and gradient of
+    sum(w^2) and sum(|w|) on 4-d conv weights, a transposed (non-contiguous) view and a
+    tensor holding exact zeros (subgradient 0 there)."""
+    torch.manual_seed(0)
+    conv = torch.randn(8, 3, 3, 3, requires_grad=True)
+    strided = torch.randn(5, 7).t().requires_grad_(True)
+    zeros = torch.tensor([[0.0, -2.0], [3.0, 0.0]], requires_grad=True)
+    weights = [conv, strided, zeros]
+    for fused, plain in [(sum_of_squares, lambda w: w.square().sum()), (sum_of_abs, lambda w: w.abs().sum())]:
+        value = fused(weights)
+        grads = torch.autograd.grad(0.5 * value, weights)
+        reference = sum(plain(w) for w in weights)
+        reference_grads = torch.autograd.grad(0.5 * reference, weights)
+        assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+        for got, want in zip(grads, reference_grads):
+            assert torch.allclose(got, want, atol=1e-7)
+    assert sum_of_abs([zeros]).item() == 5.0 and sum_of_squares([zeros]).item() == 13.0
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

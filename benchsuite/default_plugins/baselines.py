@@ -10,7 +10,7 @@ import torch
 
 from benchsuite.hookspecs import hookimpl
 from benchsuite.plugins import Hyperparameter, Plugin
-from benchsuite.weights import regularized_weights, weight_parameters
+from benchsuite.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_parameters
 
 
 class NoRegularization(Plugin):
@@ -20,20 +20,7 @@ class NoRegularization(Plugin):
     citation = ""
 
 
-class _WeightPenalty(Plugin):
-    """lam * sum over weights of ``per_weight(w)``."""
-
-    @staticmethod
-    def per_weight(w: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @hookimpl
-    def penalty(self, model, run):
-        weights = regularized_weights(model)
-        return self.hp["lam"] * torch.stack([self.per_weight(w) for w in weights]).sum()
-
-
-class L2(_WeightPenalty):
+class L2(Plugin):
     """L2 penalty: loss + lam * sum of squared weights."""
 
     name = "l2"
@@ -42,12 +29,12 @@ class L2(_WeightPenalty):
         Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lam in lam * sum(w^2)"),
     )
 
-    @staticmethod
-    def per_weight(w):
-        return w.square().sum()
+    @hookimpl
+    def penalty(self, model, run):
+        return self.hp["lam"] * sum_of_squares(regularized_weights(model))
 
 
-class L1(_WeightPenalty):
+class L1(Plugin):
     """L1 penalty: loss + lam * sum of absolute weights (subgradient, no thresholding)."""
 
     name = "l1"
@@ -56,9 +43,9 @@ class L1(_WeightPenalty):
         Hyperparameter("lam", float, 1e-5, low=0.0, help="penalty factor lam in lam * sum(|w|)"),
     )
 
-    @staticmethod
-    def per_weight(w):
-        return w.abs().sum()
+    @hookimpl
+    def penalty(self, model, run):
+        return self.hp["lam"] * sum_of_abs(regularized_weights(model))
 
 
 class WeightDecay(Plugin):

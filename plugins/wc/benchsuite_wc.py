@@ -22,7 +22,7 @@ from benchsuite.reparam import (
     weight_percentiles,
 )
 from benchsuite.training import build_optimizer
-from benchsuite.weights import regularized_weights
+from benchsuite.weights import regularized_weights, sum_of_squares
 
 # Table I of the paper (arctan, fixed a and b, found by grid search on one seed), plus the
 # values stated in the text for WRN-28-10, TinyImageNet and ImageNet.
@@ -197,7 +197,7 @@ class WeightCompander(ModifiedAdaptiveHooks, Plugin):
         if self.learnable or not self.weight_decay:
             return None
         weights = [c_module.weight for _, c_module, _, _ in elementwise_weights(model, Compander)]
-        return 0.5 * self.weight_decay * torch.stack([w.square().sum() for w in weights]).sum()
+        return 0.5 * self.weight_decay * sum_of_squares(weights)
 
     @hookimpl
     def metrics(self, model, run):
