@@ -12,8 +12,10 @@ from benchsuite.weights import weight_parameters
 def regularizer_gradient(weights: list[torch.Tensor], norm: str, lam: float) -> list[torch.Tensor]:
     """lam * dOmega/dw: Omega = sum w^2 (L2) or sum |w| (L1, subgradient sign(w))."""
     if norm == "l2":
-        return [2 * lam * w for w in weights]
-    return [lam * w.sign() for w in weights]
+        return torch._foreach_mul(weights, 2 * lam)
+    signs = torch._foreach_sign(weights)
+    torch._foreach_mul_(signs, lam)
+    return signs
 
 
 def coherence_counts(loss_grads: list[torch.Tensor],
@@ -39,6 +41,11 @@ def coherence_rate(loss_grads: list[torch.Tensor], reg_grads: list[torch.Tensor]
 def soft_threshold(w: torch.Tensor, z: float) -> torch.Tensor:
     """Eq. 10: S(a, z) = a - z if a > z, a + z if a < -z, else 0."""
     return w.sign() * (w.abs() - z).clamp_min(0)
+
+
+# steps between measurements of the diagnostics pi and mean |dL/dw| in modes always and
+# schedule (mode orig needs pi at every step)
+DIAGNOSTICS_EVERY = 10
 
 
 class GradientCoherentRegularization(Plugin):
@@ -84,32 +91,40 @@ class GradientCoherentRegularization(Plugin):
         if not weights:
             return
         loss_grads = [w.grad for w in weights]
+        # mode orig gates lambda on pi at every step; otherwise pi and |dL/dw| are only
+        # diagnostics, measured every DIAGNOSTICS_EVERY-th step and at each epoch's first
+        first_of_epoch = (run.step - 1) % max(1, run.steps_per_epoch) == 0
+        measure = self.hp["mode"] == "orig" or run.step % DIAGNOSTICS_EVERY == 1 or first_of_epoch
         with torch.no_grad():
             detached = [w.detach() for w in weights]
-            coherent, learning = coherence_counts(loss_grads, regularizer_gradient(detached, self.hp["norm"],
-                                                                                   self.hp["lam"]))
-            measured = learning > 0
-            pi = coherent.double() / learning.double()  # NaN when no weight has a loss gradient
+            pi = None
+            if measure:
+                coherent, learning = coherence_counts(loss_grads, regularizer_gradient(detached, self.hp["norm"],
+                                                                                       self.hp["lam"]))
+                pi = coherent.double() / learning.double()  # NaN when no weight has a loss gradient
             self.current_lam = lam = self._lam_for_step(pi, run)
             if self.hp["norm"] == "l2":
                 if isinstance(lam, torch.Tensor):
                     torch._foreach_add_(loss_grads, torch._foreach_mul(detached, 2 * lam))
                 elif lam:
                     torch._foreach_add_(loss_grads, detached, alpha=2 * lam)
-            applied = (lam > 0).double() if isinstance(lam, torch.Tensor) else float(lam > 0)
-            pi_or_zero = torch.where(measured, pi, 0.0)
-            abs_grad = torch.stack(torch._foreach_norm(loss_grads, 1)).sum().double()
+        applied = (lam > 0).double() if isinstance(lam, torch.Tensor) else float(lam > 0)
         self.steps += 1
         self.applied_steps = self.applied_steps + applied
-        self.pi_sum = self.pi_sum + pi_or_zero
-        self.pi_count = self.pi_count + measured.double()
         sums = self.epoch_sums
-        sums["pi"] = sums["pi"] + pi_or_zero
-        sums["pi_count"] = sums["pi_count"] + measured.double()
         sums["applied"] = sums["applied"] + applied
-        sums["abs_grad"] = sums["abs_grad"] + abs_grad
-        sums["grads"] = sums["grads"] + sum(g.numel() for g in loss_grads)
         sums["steps"] += 1
+        if measure:
+            with torch.no_grad():
+                measured = (learning > 0).double()
+                pi_or_zero = torch.where(learning > 0, pi, 0.0)
+                abs_grad = torch.stack([g.abs().sum() for g in loss_grads]).sum().double()
+            self.pi_sum = self.pi_sum + pi_or_zero
+            self.pi_count = self.pi_count + measured
+            sums["pi"] = sums["pi"] + pi_or_zero
+            sums["pi_count"] = sums["pi_count"] + measured
+            sums["abs_grad"] = sums["abs_grad"] + abs_grad
+            sums["grads"] = sums["grads"] + sum(g.numel() for g in loss_grads)
 
     @hookimpl
     def post_step(self, model, optimizer, run):
@@ -117,18 +132,19 @@ class GradientCoherentRegularization(Plugin):
         if self.hp["norm"] == "l1" and (isinstance(lam, torch.Tensor) or lam):
             z = run.lr * lam
             for w in weight_parameters(model):
-                w.copy_(soft_threshold(w, z))
+                w.sub_(w.clamp(-z, z))  # = soft_threshold(w, z), in two passes
 
     @hookimpl
     def on_epoch_end(self, model, run):
-        """The epoch's curves: pi over the steps that measured it, the share of steps with
-        lambda imposed, mean |dL/dw|; read here, once, from the device-side sums."""
+        """The epoch's curves: pi and mean |dL/dw| over the steps that measured them, the
+        share of steps with lambda imposed; read here, once, from the device-side sums."""
         sums = self.epoch_sums
         if sums["steps"]:
             if float(sums["pi_count"]):
                 run.log("gcsr.pi", float(sums["pi"]) / float(sums["pi_count"]))
             run.log("gcsr.applied", float(sums["applied"]) / sums["steps"])
-            run.log("gcsr.mean_abs_grad", float(sums["abs_grad"]) / max(1, float(sums["grads"])))
+            if float(sums["grads"]):
+                run.log("gcsr.mean_abs_grad", float(sums["abs_grad"]) / float(sums["grads"]))
         self.epoch_sums = {key: 0.0 for key in sums} | {"steps": 0}
 
     @hookimpl
