@@ -25,18 +25,37 @@ def outgoing_groups(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).reshape(weight.shape[1], -1)
 
 
+class _WeightedGroupNorms(torch.autograd.Function):
+    """sum_n c_n ||theta_n||_2 over the outgoing groups of ``weight`` (dim 1 indexes the
+    neurons): the norms from one squared-sum pass, and a gradient c_n theta / ||theta_n||
+    in one broadcast pass (0 for a group that is all zero)."""
+
+    @staticmethod
+    def forward(ctx, weight, coefficients):
+        detached = weight.detach()
+        others = [d for d in range(detached.dim()) if d != 1]
+        norms = detached.square().sum(dim=others).sqrt()
+        ctx.save_for_backward(detached, norms, coefficients)
+        return (norms * coefficients).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, norms, coefficients = ctx.saved_tensors
+        scale = torch.where(norms > 0, coefficients * grad / norms, 0.0)
+        shape = [1, -1] + [1] * (weight.dim() - 2)
+        return weight * scale.reshape(shape), None
+
+
 def group_penalty(weight: torch.Tensor, alpha: float, beta: torch.Tensor | None) -> torch.Tensor:
     """One layer's term of eqs. 2/3 (beta None) or 6/7: (1 - alpha) sqrt(|p_l|) sum_n beta_n
     ||theta_n||_2 + alpha sum_n beta_n |theta_n|_1."""
-    groups = outgoing_groups(weight)
-    norms = groups.norm(dim=1)
-    l1 = groups.abs().sum(dim=1) if alpha else None
-    if beta is not None:
-        norms = norms * beta
-        l1 = l1 * beta if l1 is not None else None
-    term = (1 - alpha) * math.sqrt(groups.shape[1]) * norms.sum()
-    if l1 is not None:
-        term = term + alpha * l1.sum()
+    neurons = weight.shape[1]
+    group_size = weight.numel() // neurons
+    ones = beta if beta is not None else torch.ones(neurons, device=weight.device, dtype=weight.dtype)
+    term = (1 - alpha) * math.sqrt(group_size) * _WeightedGroupNorms.apply(weight, ones.to(weight.dtype))
+    if alpha:
+        l1 = outgoing_groups(weight).abs().sum(dim=1)
+        term = term + alpha * (l1 * beta if beta is not None else l1).sum()
     return term
 
 

@@ -53,6 +53,28 @@ def test_gradient_of_group_lasso_by_hand():
     assert torch.allclose(w.grad, expected)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_conv_groups_are_input_channels_with_the_autograd_gradient(alpha):
+    """A 4-d convolution weight: group n is input channel n (out x kh x kw values); value
+    and gradient equal the formula taken through autograd, an all-zero channel included."""
+    torch.manual_seed(0)
+    weight = torch.randn(6, 4, 3, 3)
+    weight[:, 2] = 0.0
+    beta = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    fast = weight.clone().requires_grad_(True)
+    slow = weight.clone().requires_grad_(True)
+    value = group_penalty(fast, alpha, beta)
+    value.backward()
+    groups = slow.transpose(0, 1).reshape(4, -1)
+    norms = groups.square().sum(dim=1).clamp_min(1e-30).sqrt()  # no NaN gradient at the zero group
+    reference = ((1 - alpha) * math.sqrt(54) * (beta * norms).sum()
+                 + alpha * (beta * groups.abs().sum(dim=1)).sum())
+    reference.backward()
+    assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert torch.allclose(fast.grad, slow.grad, atol=1e-6)
+    assert torch.all(fast.grad[:, 1] == 0) and torch.all(fast.grad[:, 2] == 0)  # exempt, and all zero
+
+
 def test_penalty_hook_sums_layers_times_lambda():
     model, _, run, hooks = build_for("partialreg", {"partialreg": {"variant": "sgl", "lam": 0.5}})
     (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
