@@ -23,7 +23,7 @@ def prior(values: torch.Tensor, old: torch.Tensor | None, alpha: float, gen: tor
     if old is None or alpha == 1.0:
         return current
     old_score = old.abs() if magnitude else old
-    return alpha * current + (1 - alpha) * torch.softmax(p * old_score, dim=-1)
+    return current.mul_(alpha).add_(torch.softmax(p.mul_(old_score), dim=-1), alpha=1 - alpha)
 
 
 def projection_masks(probs: torch.Tensor, s_p: float, threshold: float, gen: torch.Generator) -> torch.Tensor:
@@ -42,6 +42,43 @@ def uniform_masks(shape, s_p: float, threshold: float, gen: torch.Generator, dev
     sampled = torch.rand(shape, generator=gen, device=gen.device).to(device) < s_p
     kept = torch.rand(shape, generator=gen, device=gen.device).to(device) > threshold
     return (sampled & kept).float()
+
+
+def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: float,
+                  gen: torch.Generator) -> torch.Tensor:
+    """How many of the S experiments sample each axis, from one prior ``probs`` (N,) shared
+    by the experiments. With q_j the probability that one experiment samples and keeps axis
+    j (``projection_masks``), the counts are a systematic sample of the expected counts
+    S q_j: C_j = floor(Q_j + U) - floor(Q_{j-1} + U), Q_j = sum_{k <= j} S q_k, one
+    U ~ U(0, 1) per tensor. So C_j is floor(S q_j) or that plus one, E[C_j] = S q_j (the
+    expected count of S independent masks, hence the same expected squared penalty
+    sum_j C_j w_j^2), and the total count is within one of its expectation."""
+    n = probs.shape[-1]
+    expected = (probs * (experiments * s_p * n)).clamp_(max=experiments)  # S * min(1, s_p N P_j)
+    if threshold:
+        expected = expected * (n * probs > threshold)
+    offset = torch.rand((), generator=gen, device=gen.device, dtype=torch.float64).to(probs.device)
+    # float64: a float32 running sum over a large layer would drift by more than a count
+    floors = expected.to(torch.float64).cumsum_(-1).add_(offset).floor_()  # floor(Q_j + U)
+    floors[..., 1:] -= floors[..., :-1].clone()  # floor(U) = 0 before the first axis
+    return floors.to(probs.dtype)
+
+
+class _WeightedSumOfSquares(torch.autograd.Function):
+    """sum_j c_j w_j^2 for fixed coefficients c (no graph through c): one dot product
+    forward, one 2 c w pass backward."""
+
+    @staticmethod
+    def forward(ctx, w, coefficients):
+        flat = w.detach().reshape(-1)
+        ctx.save_for_backward(flat, coefficients)
+        ctx.shape = w.shape
+        return torch.dot(coefficients, flat.square())
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, coefficients = ctx.saved_tensors
+        return (flat * coefficients).mul_(2 * grad).reshape(ctx.shape), None
 
 
 def projected_penalty(w: torch.Tensor, masks: torch.Tensor, form: str) -> torch.Tensor:
@@ -69,6 +106,10 @@ class DynamicInformativePrior(Plugin):
         Hyperparameter("ce_s_p", float, 0.5, low=0.0, high=1.0, low_inclusive=False,
                        help="projected cross-entropy: share of classes in a projection"),
         Hyperparameter("density_tol", float, 1e-3, low=0.0, help="|w| above this counts as dense"),
+        Hyperparameter("sampler", str, "shared", choices=("shared", "independent"),
+                       help="shared: one prior draw per step for the S experiments and, squared form, "
+                            "counts of the same expectation (O(N)); independent: S draws (Algorithm 1, "
+                            "O(S*N))"),
     )
 
     def __init__(self, **values):
@@ -92,11 +133,17 @@ class DynamicInformativePrior(Plugin):
         terms = []
         weights = regularized_weights(model)
         s = self.hp["experiments"]
+        shared = self.hp["sampler"] == "shared"
         for i, w in enumerate(weights):
-            flat = w.detach().reshape(1, -1).expand(s, -1)
-            old = self.old[i].reshape(1, -1).expand(s, -1) if self.old is not None else None
+            draws = 1 if shared else s  # prior draws: one for all experiments, or one each
+            flat = w.detach().reshape(1, -1).expand(draws, -1)
+            old = self.old[i].reshape(1, -1).expand(draws, -1) if self.old is not None else None
             probs = prior(flat, old, self.hp["alpha"], run.rng)
-            masks = projection_masks(probs, self.hp["s_p"], self.hp["threshold"], run.rng)
+            if shared and self.hp["form"] == "squared":
+                counts = shared_counts(probs[0], s, self.hp["s_p"], self.hp["threshold"], run.rng)
+                terms.append(_WeightedSumOfSquares.apply(w, counts))
+                continue
+            masks = projection_masks(probs.expand(s, -1), self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))
         if self.hp["alpha"] < 1.0:
             self.current = [w.detach().clone() for w in weights]

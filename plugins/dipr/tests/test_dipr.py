@@ -144,3 +144,58 @@ def test_projected_cross_entropy_on_a_regression_task_is_rejected_before_trainin
     assert "plugin 'dipr', hook configure" in problem and "set dipr.projected_ce=false" in problem.lower()
     assert preflight_problems("dipr", regression, {"dipr": {"projected_ce": False}}) == []
     assert preflight_problems("dipr", tiny_task_spec(), {"dipr": {"projected_ce": True}}) == []
+
+
+def test_shared_counts_are_a_systematic_sample_of_the_expected_counts():
+    """C_j is floor(S q_j) or one more, the total is within one of sum_j S q_j, and over
+    many draws each axis's mean count is S q_j (q_j = min(1, s_p N P_j))."""
+    from benchsuite_dipr import shared_counts
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(40, generator=gen) * 2, dim=-1)
+    experiments, s_p = 4, 0.1
+    expected = experiments * (s_p * 40 * probs).clamp(max=1.0)
+    draws = torch.stack([shared_counts(probs, experiments, s_p, 0.0, gen) for _ in range(4000)])
+    assert torch.all((draws == expected.floor()) | (draws == expected.floor() + 1))
+    assert torch.all((draws.sum(dim=1) - expected.sum()).abs() <= 1.0 + 1e-6)
+    standard_error = draws.std(dim=0) / 4000 ** 0.5
+    assert torch.all((draws.mean(dim=0) - expected).abs() <= 5 * standard_error + 1e-3)
+
+
+def test_both_samplers_give_the_same_expected_penalty_and_gradient():
+    """The shared sampler replaces S prior draws and S masks by one draw and counts of the
+    same expectation: the penalty's mean over draws matches the independent sampler's."""
+    from benchsuite_dipr import DynamicInformativePrior
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 8, bias=False))
+
+    class Run:
+        rng = torch.Generator().manual_seed(1)
+
+    means = {}
+    for sampler in ("independent", "shared"):
+        plugin = DynamicInformativePrior(lam=1.0, experiments=4, s_p=0.2, sampler=sampler)
+        values, grads = [], []
+        for _ in range(1500):
+            term = plugin.penalty(model=model, run=Run)
+            (grad,) = torch.autograd.grad(term, [model[0].weight])
+            values.append(term.item())
+            grads.append(grad)
+        values = torch.tensor(values)
+        means[sampler] = (values.mean(), values.std() / len(values) ** 0.5, torch.stack(grads).mean(dim=0))
+    (m_ind, se_ind, g_ind), (m_sh, se_sh, g_sh) = means["independent"], means["shared"]
+    assert abs(m_ind - m_sh) <= 4 * (se_ind ** 2 + se_sh ** 2) ** 0.5
+    # the mean gradient 2 E[C] w: the same within Monte Carlo error (relative to its size)
+    assert (g_ind - g_sh).abs().max() <= 0.1 * g_ind.abs().max()
+
+
+def test_weighted_sum_of_squares_gradient():
+    from benchsuite_dipr import _WeightedSumOfSquares
+
+    w = torch.randn(3, 4, requires_grad=True)
+    counts = torch.tensor([0.0, 1, 2, 3] * 3)
+    value = _WeightedSumOfSquares.apply(w, counts)
+    (grad,) = torch.autograd.grad(value, [w])
+    assert value.item() == pytest.approx((counts * w.detach().reshape(-1) ** 2).sum().item(), rel=1e-6)
+    assert torch.allclose(grad, 2 * counts.reshape(3, 4) * w.detach())
