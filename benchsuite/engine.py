@@ -77,6 +77,9 @@ class ExecutionOptions:
     # ``threads`` intra-op threads: a rerun on the same machine kind is bitwise identical
     deterministic: bool = False
     threads: int | None = None
+    # seconds and calls per plugin and hook in the record's timings (two clock reads per
+    # call; tests/perf/overhead.py measures the loop with and without them)
+    hook_timing: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -504,7 +507,7 @@ def setup(spec: RunSpec, device: torch.device, available=None, options: Executio
     task, method = spec.task, spec.method
     available = available if available is not None else plugin_registry.discover()
     pm, infos = plugin_manager(method, available)
-    hooks = Hooks(pm)
+    hooks = Hooks(pm, timed=options.hook_timing)
     streams = seed_streams(spec.seed, spec.replicate)
 
     # data: in memory on the run's device where it fits; --subset keeps the first N

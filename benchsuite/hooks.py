@@ -81,7 +81,8 @@ class Hooks:
     which lets the engine log every penalty term and time every plugin separately.
     """
 
-    def __init__(self, pm):
+    def __init__(self, pm, timed: bool = True):
+        self.timed = timed
         self.names = {id(plugin): name for name, plugin in pm.list_name_plugin()}
         self.impls: dict[str, list] = {}
         for hook_name in plugin_registry.hook_names():
@@ -96,18 +97,14 @@ class Hooks:
     def each(self, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
         results = []
         for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            result = _call(impl, hook_name, kwargs)
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            result = self._call(impl, hook_name, kwargs)
             if result is not None:
                 results.append((impl.plugin_name, result))
         return results
 
     def first(self, hook_name: str, **kwargs):
         for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            result = _call(impl, hook_name, kwargs)
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            result = self._call(impl, hook_name, kwargs)
             if result is not None:
                 return result
         return None
@@ -117,12 +114,19 @@ class Hooks:
         before returned (``None``: unchanged); returns the last value (``finalize``)."""
         value = kwargs[passed]
         for impl in self.impls[hook_name]:
-            start = time.perf_counter()
-            returned = _call(impl, hook_name, {**kwargs, passed: value})
-            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
+            returned = self._call(impl, hook_name, {**kwargs, passed: value})
             if returned is not None:
                 value = returned
         return value
+
+    def _call(self, impl, hook_name: str, kwargs: dict):
+        if not self.timed:
+            return _call(impl, hook_name, kwargs)
+        start = time.perf_counter()
+        try:
+            return _call(impl, hook_name, kwargs)
+        finally:
+            self._account(impl.plugin_name, hook_name, time.perf_counter() - start)
 
     def _account(self, plugin: str, hook: str, seconds: float) -> None:
         key = (plugin, hook)

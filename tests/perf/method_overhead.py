@@ -28,6 +28,27 @@ def train_seconds(task, method, seed, available) -> float:
     return record["timings"]["train_seconds"]
 
 
+def measure(plugin: str, settings=(), task_name: str = "mnist5k-mlp", optimizer: str | None = None,
+            epochs: int = 4, repeats: int = 5, report=print) -> dict[str, float]:
+    """Median ratio of the method's training seconds over ``none``'s, interleaved repeats."""
+    available = discover()
+    baseline, method = matrix.parse_methods([plugin], available, list(settings), baseline=True)
+    task = get_task(task_name).with_overrides(epochs=epochs)
+    if optimizer:
+        task = dataclasses.replace(task, train=dataclasses.replace(task.train, optimizer=optimizer))
+    datasets.load(task.data)
+    warm = task.with_overrides(epochs=1)
+    train_seconds(warm, baseline, 0, available), train_seconds(warm, method, 0, available)
+    report(f"{method.label} vs none on {task_name} ({task.train.optimizer}, {epochs} epochs)")
+    ratios = []
+    for repeat in range(repeats):
+        base_s = train_seconds(task, baseline, 0, available)
+        method_s = train_seconds(task, method, 0, available)
+        ratios.append(method_s / base_s)
+        report(f"repeat {repeat}: none {base_s:.3f}s  {method.name} {method_s:.3f}s  ratio {ratios[-1]:.3f}")
+    return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "label": method.label}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plugin", required=True, help="method, e.g. wc or wc+l2")
@@ -38,28 +59,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-
     torch.set_num_threads(args.threads)
-    available = discover()
-    baseline, method = matrix.parse_methods([args.plugin], available, args.set, baseline=True)
-    task = get_task(args.task).with_overrides(epochs=args.epochs)
-    if args.optimizer:
-        task = dataclasses.replace(task, train=dataclasses.replace(task.train, optimizer=args.optimizer))
-    datasets.load(task.data)
-    warm = task.with_overrides(epochs=1)
-    train_seconds(warm, baseline, 0, available), train_seconds(warm, method, 0, available)
-
-    print(f"{method.label} vs none on {args.task} ({task.train.optimizer}, {args.epochs} epochs, "
-          f"{args.threads} thread(s))")
-    ratios = []
-    for repeat in range(args.repeats):
-        base_s = train_seconds(task, baseline, 0, available)
-        method_s = train_seconds(task, method, 0, available)
-        ratios.append(method_s / base_s)
-        print(f"repeat {repeat}: none {base_s:.3f}s  {method.name} {method_s:.3f}s  ratio {ratios[-1]:.3f}")
-    median = statistics.median(ratios)
-    print(f"ratio {method.name}/none (median): {median:.3f}  (+{100 * (median - 1):.0f}% per training step)  "
-          f"min {min(ratios):.3f} max {max(ratios):.3f}")
+    result = measure(args.plugin, args.set, args.task, args.optimizer, args.epochs, args.repeats)
+    median = result["ratio"]
+    print(f"ratio {args.plugin}/none (median): {median:.3f}  (+{100 * (median - 1):.0f}% per training step)  "
+          f"min {result['min']:.3f} max {result['max']:.3f}")
 
 
 if __name__ == "__main__":

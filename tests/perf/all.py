@@ -1,0 +1,130 @@
+"""Every performance goal in one table, measured side by side in one run.
+
+    python tests/perf/all.py [--epochs 2] [--repeats 3] [--threads 1] [--skip-methods]
+
+Rows (each a median of interleaved repeats, on this machine, now):
+
+* the host's training loop against a hand-written PyTorch loop (``overhead.py``), with and
+  without the per-hook timing;
+* each bundled method's training-step cost relative to ``none`` on mnist5k-mlp (Adam, batch
+  100; ``method_overhead.py``);
+* the read-only commands (``results``, ``leaderboard``, ``report``) on a generated store of
+  1000 runs: wall seconds of a fresh interpreter, and whether it imported torch;
+* the convolutional loop: on a CUDA machine ``gpu.py`` is the command (it needs minutes and
+  is run on its own); without one, the engine against the hand loop on a tiny conv model with
+  synthetic data (``gpu.py --cpu-dry-run``), the same comparison at CPU scale.
+
+Prints the date, the machine and one Markdown table with each goal and whether it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu  # noqa: E402
+import method_overhead  # noqa: E402
+import overhead  # noqa: E402
+
+from benchsuite.environment import environment  # noqa: E402
+
+# (method, settings, goal): the issue's table; lpwd, wd and wn keep their cost
+METHOD_GOALS = [
+    ("l1", (), 1.08), ("l2", (), 1.08), ("wd", (), 1.02), ("lpwd", (), 1.10), ("wn", (), 1.05),
+    ("wc", (), 1.4), ("pp", (), 1.4), ("gcsr", (), 1.25), ("gcsr", ("gcsr.mode=always",), 1.25),
+    ("partialreg", (), 1.15), ("dipr", (), 2.0),
+]
+READ_ONLY_GOAL = 1.0
+
+
+def read_only_rows(runs: int = 1000) -> list[tuple[str, float, float, str]]:
+    from benchsuite.store import Store
+    from benchsuite.testing import synthetic_record
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "results")
+        for i in range(runs):
+            store.put(synthetic_record(f"t{i % 10}", ("none", "l2", "wd")[i % 3], i // 30, 0.5 + i * 1e-4))
+        for command in (["results", "--summary"], ["leaderboard", "--format", "md"],
+                        ["report", "--name", "perf", "--out", str(Path(folder) / "report")]):
+            probe = ("import sys, io, contextlib\nfrom benchsuite.cli import main\n"
+                     "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+                     f"    code = main({[command[0], '--results', str(Path(folder) / 'results'), *command[1:]]!r})\n"
+                     "print(code, 'torch' in sys.modules)\n")
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            code, torch_loaded = (done.stdout.split() + ["?", "?"])[:2]
+            note = f"exit {code}, torch imported: {torch_loaded}"
+            if done.returncode:
+                note += f"; {done.stderr[-200:]}"
+            rows.append((f"`benchsuite {command[0]}` on {runs} runs (s, fresh interpreter)", seconds,
+                         READ_ONLY_GOAL, note))
+    return rows
+
+
+def conv_row(steps: int) -> tuple[str, float, float, str]:
+    out = io.StringIO()
+    if torch.cuda.is_available():
+        return ("conv loop: run `python tests/perf/gpu.py` (a CUDA GPU is present)", float("nan"), 1.5, "not run here")
+    gpu.main(["--cpu-dry-run", "--configs", "fp32", "--methods", "none", "--tasks", "cifar10-resnet18",
+              "--steps", str(steps), "--budget", "300"], out=out)
+    text = out.getvalue()
+    rates = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 2 and cells[0] in ("hand-written loop", "none"):
+            try:
+                rates[cells[0]] = float(cells[2].replace(",", ""))
+            except ValueError:
+                pass
+    ratio = rates["hand-written loop"] / rates["none"] if len(rates) == 2 else float("nan")
+    return ("tiny conv model, CPU, synthetic data: hand loop images/s / engine's", ratio, 1.5,
+            "no GPU here: tests/perf/gpu.py is the GPU command")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per comparison")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-methods", action="store_true", help="only the host loop, read-only and conv rows")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    env = environment(torch.device("cpu"))
+    print(f"# benchsuite performance, {datetime.date.today().isoformat()}")
+    print(f"{env['cpu']}, {env['cores']} cores, {args.threads} thread(s); torch {torch.__version__}, "
+          f"Python {platform.python_version()}; epochs {args.epochs}, repeats {args.repeats}\n", flush=True)
+    quiet = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731
+    rows = []
+    loop = overhead.measure(epochs=2 * args.epochs, repeats=args.repeats, report=quiet)
+    rows.append(("host loop / hand-written loop (mnist5k-mlp, `none`)", loop["host/hand"], overhead.GOAL, ""))
+    rows.append(("the same without per-hook timing", loop["host without hook timing/hand"], overhead.GOAL, ""))
+    if not args.skip_methods:
+        for plugin, settings, goal in METHOD_GOALS:
+            result = method_overhead.measure(plugin, settings, epochs=args.epochs, repeats=args.repeats, report=quiet)
+            rows.append((f"`{result['label']}` step / `none` step", result["ratio"], goal,
+                         f"min {result['min']:.2f}, max {result['max']:.2f}"))
+    rows.extend(read_only_rows())
+    rows.append(conv_row(steps=10))
+    print("| measure | value | goal | holds | note |")
+    print("|---|---:|---:|---|---|")
+    for name, value, goal, note in rows:
+        holds = "-" if value != value else ("yes" if value <= goal else "no")
+        print(f"| {name} | {value:.3f} | <= {goal:g} | {holds} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
