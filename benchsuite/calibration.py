@@ -2,7 +2,7 @@
 
 Each simulated experiment is a results table of synthetic records (as
 :func:`benchsuite.testing.synthetic_record` writes them) analyzed by
-:func:`benchsuite.report.analyze` exactly as ``benchsuite report`` would. A *design* fixes
+:func:`benchsuite.analysis.analyze` exactly as ``benchsuite report`` would. A *design* fixes
 the number of seeds, methods, tasks, the noise distribution, and K, the configurations each
 method is tuned over on validation (tested on the same seeds, or confirmed on fresh ones).
 
@@ -104,7 +104,7 @@ def experiment_records(design: Design, rng) -> list[dict]:
 
 def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.05) -> dict:
     """Rates over ``experiments`` simulated experiments of ``design`` (see the module)."""
-    from benchsuite.report import analyze, parse_margins
+    from benchsuite.analysis import analyze, parse_margins
     from benchsuite.store import runs_table
 
     rng = np.random.default_rng(seed)

@@ -254,13 +254,13 @@ def run_specs(claim: Claim, available, task_dirs=()) -> dict[tuple[str, str], li
 
 def data_problems(claim: Claim, task_dirs=()) -> list[str]:
     """What real data the claim's tasks need and do not find (nothing for offline data)."""
-    from benchsuite.tasks import catalog_data, get_task
+    from benchsuite.tasks import get_task, real_data
 
     problems = []
-    root = catalog_data.data_dir()
+    root = real_data.data_dir()
     for name in claim.tasks:
         source = get_task(name, task_dirs).data.source
-        if source in catalog_data.DATASETS and catalog_data.check(source, root):
+        if source in real_data.DATASETS and real_data.check(source, root):
             problems.append(f"{source} under {root} (see `benchsuite tasks` for the files and how to get them)")
     return sorted(set(problems))
 
@@ -422,7 +422,8 @@ def summary(rows: list[dict]) -> dict[str, int]:
 
 def blocks(rows: list[dict], level: str = "h2"):
     """Report blocks: the verdict table, then one paragraph of notes per claim."""
-    from benchsuite.render import Block, Code, fmt, fmt_p
+    from benchsuite.formatting import fmt, fmt_p
+    from benchsuite.render import Block, Code
 
     if not rows:
         return [Block(level, "Claims"), Block("p", "No claim of an installed plugin has runs here.")]

@@ -566,17 +566,17 @@ def _job_error(cluster, entry) -> str | None:
 def _require_data(specs, store, download: bool, force: bool = False) -> None:
     """Stop before anything trains when a data set of a run to do is missing or corrupt
     (and --download cannot fetch it)."""
-    from benchsuite.tasks import catalog_data
+    from benchsuite.tasks import real_data
 
-    root = catalog_data.data_dir()
+    root = real_data.data_dir()
     sources = sorted({s.task.data.source for s in specs if force or not store.is_done(s.run_id)})
     for source in sources:
-        if source not in catalog_data.DATASETS:
+        if source not in real_data.DATASETS:
             continue
-        info = catalog_data.DATASETS[source]
-        problems = catalog_data.check(source, root)
+        info = real_data.DATASETS[source]
+        problems = real_data.check(source, root)
         if problems and not (download and info.downloadable):
-            raise catalog_data.DataMissing(info, root, problems)
+            raise real_data.DataMissing(info, root, problems)
 
 
 def _duration(seconds: float | None) -> str:
@@ -621,7 +621,7 @@ def cmd_plugins(args) -> int:
 
 def _data_needs(source: str, root: Path) -> dict:
     """What a task's data source needs: nothing (offline), or files in the data folder."""
-    from benchsuite.tasks import catalog_data as real_data
+    from benchsuite.tasks import real_data
 
     if source not in real_data.DATASETS:
         return {"offline": True, "ready": True, "needs": "nothing (offline)"}
@@ -632,8 +632,7 @@ def _data_needs(source: str, root: Path) -> dict:
 
 
 def cmd_tasks(args) -> int:
-    from benchsuite.tasks import all_tasks, registry
-    from benchsuite.tasks import catalog_data as real_data
+    from benchsuite.tasks import all_tasks, real_data, registry
 
     _check_task_dirs(args.tasks_dir)
     paths = registry(args.tasks_dir)
@@ -705,7 +704,7 @@ def cmd_results(args) -> int:
 
 
 def _analysis_options(args) -> dict:
-    from benchsuite.report import load_references, parse_margins
+    from benchsuite.analysis import load_references, parse_margins
     from benchsuite.tasks import builtin_task_dirs
 
     try:
@@ -726,7 +725,7 @@ def _analysis_options(args) -> dict:
 
 
 def cmd_report(args) -> int:
-    from benchsuite.render import write_report
+    from benchsuite.publish import write_report
     from benchsuite.store import Store
 
     if not args.name or "/" in args.name or args.name.startswith("."):
@@ -740,8 +739,8 @@ def cmd_report(args) -> int:
 def cmd_leaderboard(args) -> int:
     import polars as pl
 
+    from benchsuite.analysis import analyze, read_runs_table, regressions
     from benchsuite.render import leaderboard, to_markdown
-    from benchsuite.report import analyze, read_runs_table, regressions
     from benchsuite.store import Store
 
     options = _analysis_options(args)

@@ -6,15 +6,16 @@ win on validation is shared by its test value. The report then tests it at alpha
 ``benchsuite run --confirm N`` removes that cost: after the matrix, the configuration each
 tuned method would be reported with (chosen on validation, on the tuning seeds only) runs
 again on N fresh seeds, together with the baseline's chosen configuration, and the report
-tests those fresh seeds alone (see :func:`benchsuite.report._comparison_inputs`).
+tests those fresh seeds alone (see :func:`benchsuite.analysis._comparison_inputs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from benchsuite.report import BASELINE, analyze, with_config_columns
+from benchsuite.analysis import analyze
 from benchsuite.store import runs_table
+from benchsuite.summary import BASELINE, with_config_columns
 
 
 def confirmation_specs(specs: list, store, n: int, baseline: str = BASELINE) -> list:

@@ -44,6 +44,7 @@ from benchsuite.environment import (
 )
 from benchsuite.errors import Diverged
 from benchsuite.files import atomic_write, set_aside
+from benchsuite.formatting import fmt_hyperparameters
 from benchsuite.hooks import Hooks, check_penalty, metric_values
 from benchsuite.status import STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
@@ -122,17 +123,13 @@ class Method:
         parts = []
         for name, values in self.plugins:
             shown = [(k, v) for k, v in values if name not in defaults or defaults[name].get(k) != v]
-            parts.append(f"{name}({_format_values(shown)})" if shown else name)
+            parts.append(f"{name}({fmt_hyperparameters(shown)})" if shown else name)
         return "+".join(parts)
 
     @property
     def full_label(self) -> str:
         """Plugin names with every hyperparameter value."""
-        return "+".join(f"{name}({_format_values(values)})" if values else name for name, values in self.plugins)
-
-
-def _format_values(values) -> str:
-    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values)
+        return "+".join(f"{name}({fmt_hyperparameters(values)})" if values else name for name, values in self.plugins)
 
 
 @dataclasses.dataclass(frozen=True)

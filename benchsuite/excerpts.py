@@ -27,7 +27,8 @@ import json
 import re
 from pathlib import Path
 
-from benchsuite.render import fmt, fmt_p, leaderboard_blocks, to_markdown
+from benchsuite.formatting import fmt, fmt_p
+from benchsuite.render import leaderboard_blocks, to_markdown
 
 BLOCK = re.compile(
     r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard|claims)(?P<args>[^>]*?)-->\n)"

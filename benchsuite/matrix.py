@@ -201,10 +201,33 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     a task the catalog does not provide yet is reported as not available, before
     anything runs.
     """
+    from benchsuite.tasks import registry
+
+    raw = _read_matrix_file(path)
+    groups = _checked_groups(raw, path, seeds)
+    known = registry(extra_dirs)
+    missing = sorted({t for g in groups for t in g.get("tasks", ()) if t not in known})
+    if missing:
+        raise UsageError(
+            f"{path}: task not available: {', '.join(missing)}. These are paper-scale tasks the "
+            f"installed catalog does not provide yet; available tasks: {', '.join(sorted(known))}"
+        )
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for index, group in enumerate(groups, 1):
+        count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
+        overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides}
+        for spec in _group_specs(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides):
+            if spec.run_id not in seen:
+                seen.add(spec.run_id)
+                specs.append(spec)
+    return specs
+
+
+def _read_matrix_file(path: str) -> dict:
+    """The matrix file's TOML, with its top-level keys checked."""
     import tomllib
     from pathlib import Path
-
-    from benchsuite.tasks import get_task, registry
 
     file = Path(path)
     if file.is_dir():
@@ -225,6 +248,11 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     for key in ("description", "paper"):
         if not isinstance(raw.get(key, ""), str):
             raise UsageError(f"{path}: {key} must be a string")
+    return raw
+
+
+def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
+    """The ``[[runs]]`` groups, each checked for its keys and their types."""
     groups = raw.get("runs") or []
     if isinstance(groups, dict):
         raise UsageError(f"{path}: write each group as [[runs]] (an array of tables), not [runs]")
@@ -252,39 +280,28 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             raise UsageError(f"{where}: replicate must be a name (a string)")
         if "seeds" in group and seeds is None:
             parse_seeds(group["seeds"], None, f"{where}: seeds")
-    known = registry(extra_dirs)
-    missing = sorted({t for g in groups for t in g.get("tasks", ()) if t not in known})
-    if missing:
-        raise UsageError(
-            f"{path}: task not available: {', '.join(missing)}. These are paper-scale tasks the "
-            f"installed catalog does not provide yet; available tasks: {', '.join(sorted(known))}"
-        )
-    specs: list[RunSpec] = []
-    seen: set[str] = set()
-    for index, group in enumerate(groups, 1):
-        where = f"{path} [[runs]] #{index}"
-        methods = parse_methods(
-            group["plugins"], available, group.get("set", ()), group.get("grid", ()),
-            baseline=group.get("baseline", True),
-        )
-        count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
-        train = group.get("train", {})
-        if not isinstance(train, dict):
-            raise UsageError(f"{where}: 'train' must be a table of [train] overrides")
-        axes = {k: v if isinstance(v, list) else [v] for k, v in train.items()}
-        tasks = [
-            get_task(t, extra_dirs).with_overrides(epochs=epochs, subset=subset,
-                                                   **{**dict(zip(axes, values)), **(train_overrides or {})})
-            for t in group["tasks"]
-            for values in itertools.product(*axes.values())
-        ]
-        group_seeds = parse_seeds(count, None, f"{where}: seeds")
-        if group.get("replicate"):
-            group_specs = with_replicate(tasks, methods, group_seeds, available, group["replicate"])
-        else:
-            group_specs = expand(tasks, methods, group_seeds, available)
-        for spec in group_specs:
-            if spec.run_id not in seen:
-                seen.add(spec.run_id)
-                specs.append(spec)
-    return specs
+    return groups
+
+
+def _group_specs(group: dict, where: str, available, extra_dirs, count, overrides: dict) -> list[RunSpec]:
+    """One ``[[runs]]`` group's runs: its methods x tasks (x ``train`` grid) x seeds."""
+    from benchsuite.tasks import get_task
+
+    methods = parse_methods(
+        group["plugins"], available, group.get("set", ()), group.get("grid", ()),
+        baseline=group.get("baseline", True),
+    )
+    train = group.get("train", {})
+    if not isinstance(train, dict):
+        raise UsageError(f"{where}: 'train' must be a table of [train] overrides")
+    axes = {k: v if isinstance(v, list) else [v] for k, v in train.items()}
+    tasks = [
+        get_task(t, extra_dirs).with_overrides(epochs=overrides["epochs"], subset=overrides["subset"],
+                                               **{**dict(zip(axes, values)), **(overrides["train_overrides"] or {})})
+        for t in group["tasks"]
+        for values in itertools.product(*axes.values())
+    ]
+    group_seeds = parse_seeds(count, None, f"{where}: seeds")
+    if group.get("replicate"):
+        return with_replicate(tasks, methods, group_seeds, available, group["replicate"])
+    return expand(tasks, methods, group_seeds, available)

@@ -21,7 +21,9 @@ import polars as pl
 from scipy import stats as _st
 
 from benchsuite import stats
-from benchsuite.report import BASELINE, analyze
+from benchsuite.analysis import analyze
+from benchsuite.formatting import fmt
+from benchsuite.summary import BASELINE
 
 MAX_SEEDS = 10_000
 
@@ -75,7 +77,7 @@ def detectable_effect(n: int, sd: float, level: float, power: float) -> float | 
 
 def noise(task: dict) -> tuple[float | None, int, str]:
     """(sd of a paired difference, its degrees of freedom, where it comes from) for one
-    task of an :func:`benchsuite.report.analyze` result."""
+    task of an :func:`benchsuite.analysis.analyze` result."""
     sum_squares, dof = 0.0, 0
     for comp in task["comparisons"]:
         shared = sorted(set(comp["values_method"]) & set(comp["values_baseline"]))
@@ -124,7 +126,6 @@ def plan(table: pl.DataFrame, effect: stats.Margin, *, methods: int = 1, configu
 
 
 def plan_lines(rows: list[dict], effect: stats.Margin, methods: int, configurations: int) -> list[str]:
-    from benchsuite.render import fmt
 
     head = (f"effect {effect} ({'relative to the baseline mean' if effect.relative else 'absolute'}), "
             f"{methods} method(s) × {configurations} configuration(s) per method: two-sided paired t-test at "

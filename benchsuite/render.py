@@ -1,8 +1,9 @@
-"""Reports and leaderboards from an :func:`benchsuite.report.analyze` result.
+"""Reports and leaderboards from an :func:`benchsuite.analysis.analyze` result.
 
 A report is first built as a list of blocks (headings, paragraphs, tables, figures), then
 written as Markdown or as one self-contained HTML file (figures embedded, every string
-escaped: method labels and plugin metrics come from plugins and users).
+escaped: method labels and plugin metrics come from plugins and users). This module only
+renders; :mod:`benchsuite.publish` writes a report folder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchsuite.formatting import fmt, fmt_list, fmt_p
 from benchsuite.status import STATUS_FINISHED
 
 VERDICT_MARK = {"better": "better ▲", "worse": "worse ▼", "equivalent": "equivalent =",
@@ -37,22 +39,6 @@ class Block:
     rows: list = field(default_factory=list)
     align: str = ""  # one char per column: l or r
     anchor: str = ""
-
-
-def fmt(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
-
-
-def fmt_p(p) -> str:
-    if p is None:
-        return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
 
 
 def _pm(mean, std) -> str:
@@ -262,7 +248,7 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
         if has_paper:
             ours = _ours_in_paper_units(c, metric)
             row.append(_paper_cell(c, metric) + (f" (ours: {ours})" if ours else ""))
-        row += [_fmt_any(c["plugin_metrics"].get(name)) for name in extra]
+        row += [fmt_list(c["plugin_metrics"].get(name)) for name in extra]
         rows.append(row)
     blocks.append(Block("h3", "All configurations"))
     blocks.append(Block("table", header=["method", "chosen", "n", "mean ± std", "val mean", "last epoch", "diverged",
@@ -275,12 +261,6 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
     for name in figures:
         blocks.append(Block("figure", name))
     return blocks
-
-
-def _fmt_any(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(fmt(v, 3) for v in value) + "]"
-    return fmt(value)
 
 
 def _methods_blocks(analysis: dict) -> list[Block]:
@@ -424,21 +404,21 @@ def _json_default(value):
     return str(value)
 
 
-def _clean(value):
+def strict_json_values(value):
     """NaN and infinities as null so stats.json is strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: strict_json_values(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [strict_json_values(v) for v in value]
     return value
 
 
 def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], folder: Path) -> dict:
     """Every figure of the report, written under ``folder``; returns where each goes."""
     from benchsuite import plots
-    from benchsuite.report import with_config_columns
+    from benchsuite.summary import with_config_columns
 
     placed: dict = {"overall": []}
     overall = analysis.get("overall")
@@ -489,50 +469,9 @@ def environment_blocks(table: pl.DataFrame) -> list[Block]:
     return blocks
 
 
-def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
-                 plots: bool = True, **options) -> Path:
-    """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json and
-    plots/*.png. ``store`` is a :class:`~benchsuite.store.Store`; ``options`` go to
-    :func:`benchsuite.report.analyze`."""
-    from benchsuite.report import analyze
-    from benchsuite.store import runs_table
-
-    folder = Path(out_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    records = {r["run_id"]: r for r in store.records()}
-    table = runs_table(records.values())
-    analysis = analyze(table, references=references, **options)
-    figure_dir = folder / "plots"
-    for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
-        old.unlink()
-    placed = make_plots(analysis, table, records, figure_dir) if plots else {}
-    title = f"benchsuite report: {name}"
-    blocks = report_blocks(analysis, title, placed)
-    blocks[2:2] = environment_blocks(table)
-    claim_rows = _claim_rows(store, analysis["alpha"])
-    if claim_rows:
-        from benchsuite.claims import blocks as claim_blocks
-
-        blocks += claim_blocks(claim_rows)
-        analysis["claims"] = claim_rows
-    (folder / "index.md").write_text(to_markdown(blocks))
-    (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
-    (folder / "stats.json").write_text(json.dumps(_clean(analysis), indent=1, allow_nan=False))
-    table.write_csv(folder / "results.csv")
-    return folder
-
-
-def _claim_rows(store, alpha) -> list[dict]:
-    """The installed plugins' paper claims with runs in this results folder."""
-    from benchsuite.claims import stored_rows
-    from benchsuite.plugins import discover
-
-    return stored_rows(store, discover(), alpha=alpha)
-
-
 def leaderboard(analysis: dict, fmt_name: str, title: str = "benchsuite leaderboard") -> str:
     if fmt_name == "json":
-        return leaderboard_json(_clean(analysis))
+        return leaderboard_json(strict_json_values(analysis))
     blocks = [Block("h1", title)] + leaderboard_blocks(analysis, level="h2")
     if fmt_name == "md":
         return to_markdown(blocks)

@@ -2,7 +2,7 @@
 
 Everything here is a plain function of numbers (numpy arrays in, floats and dicts out), so
 each statistic can be checked against an independent computation. The report layer
-(:mod:`benchsuite.report`) decides what is compared with what.
+(:mod:`benchsuite.analysis`) decides what is compared with what.
 
 Choices, and why (see also the "Statistics" section of the README):
 

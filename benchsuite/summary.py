@@ -11,6 +11,7 @@ import json
 
 import polars as pl
 
+from benchsuite.formatting import fmt, fmt_hyperparameter
 from benchsuite.tasks.spec import METRICS
 
 BASELINE = "none"  # the method every other is compared with unless --baseline says otherwise
@@ -89,7 +90,7 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
             hp = json.loads(hp_json)
             if swept:
                 hp["train"] = swept
-            suffix = ", ".join(f"train.{k}={_fmt_value(v)}" for k, v in swept.items())
+            suffix = ", ".join(f"train.{k}={fmt_hyperparameter(v)}" for k, v in swept.items())
             columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
                             f"{full} [{suffix}]" if suffix else full)
         task_label, config, hp_text, full_text = columns[key]
@@ -148,10 +149,10 @@ def _display_labels(summ: pl.DataFrame) -> list[str]:
         parts = []
         plugins, at, salt = method.partition("@")  # a replicate keeps its plugins' labels
         for plugin in plugins.split("+"):
-            inner = ",".join(f"{k}={_fmt_value(mine[plugin][k])}" for k in keys(plugin))
+            inner = ",".join(f"{k}={fmt_hyperparameter(mine[plugin][k])}" for k in keys(plugin))
             parts.append(f"{plugin}({inner})" if inner else plugin)
         label = "+".join(parts) + at + salt
-        swept = ", ".join(f"{k}={_fmt_value(mine['train'][k])}" for k in keys("train"))
+        swept = ", ".join(f"{k}={fmt_hyperparameter(mine['train'][k])}" for k in keys("train"))
         labels.append(f"{label} [{swept}]" if swept else label)
     return labels
 
@@ -160,10 +161,6 @@ def _varying(group: str, mine: dict, siblings: list[dict]) -> list[str]:
     """The keys of ``group`` whose value differs among the siblings (any sibling's keys)."""
     names = dict.fromkeys(k for sib in siblings for k in sib.get(group, {}))
     return [k for k in names if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
-
-
-def _fmt_value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _mean_report(reports) -> str:
@@ -187,8 +184,6 @@ RUN_COLUMNS = ("task", "method_label", "seed", "status", "test", "val", "seconds
 def run_lines(table: pl.DataFrame, width: int = 80) -> list[str]:
     """Plain-text table of runs, one line each, no wider than ``width``: the method label
     (the only long column) is shortened with "…" when the line would not fit."""
-    from benchsuite.render import fmt
-
     if table.is_empty():
         return ["no runs"]
     header = ("task", "method", "seed", "status", "test", "val", "s")
@@ -213,8 +208,6 @@ def run_lines(table: pl.DataFrame, width: int = 80) -> list[str]:
 
 def summary_lines(summ: pl.DataFrame) -> list[str]:
     """Plain-text table: one line per task and configuration."""
-    from benchsuite.render import fmt
-
     if summ.is_empty():
         return ["no runs"]
     rows = [("task", "method", "metric", "n", "mean ± std", "diverged", "failed", "ms/step")]

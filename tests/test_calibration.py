@@ -22,7 +22,7 @@ def test_aa_calibration(design, experiments):
 def test_uncorrected_selection_would_fail_the_same_check():
     """The check has teeth: the same K = 12 design, with the selection correction removed,
     gives false verdicts well above alpha."""
-    from benchsuite import report
+    from benchsuite import analysis as report
 
     original = report._comparison_inputs
 

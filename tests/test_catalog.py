@@ -5,10 +5,10 @@ import pytest
 
 from benchsuite import engine
 from benchsuite.cli import main
-from benchsuite.tasks import all_tasks, catalog_data, get_task
+from benchsuite.tasks import all_tasks, get_task, real_data
 from benchsuite.testing import method_of
 
-CATALOG = [t.name for t in all_tasks() if t.data.source in catalog_data.DATASETS]
+CATALOG = [t.name for t in all_tasks() if t.data.source in real_data.DATASETS]
 
 
 def test_catalog_covers_every_task_the_paper_matrices_name():
@@ -75,5 +75,5 @@ def test_download_goes_through_torchvisions_loader(tmp_path, monkeypatch):
         write_mnist(tmp_path)
 
     monkeypatch.setattr(tv.MNIST, "download", fake_download)
-    data = catalog_data.load_arrays("mnist", tmp_path, download=True)
+    data = real_data.load_arrays("mnist", tmp_path, download=True)
     assert calls and calls[0][0] == "MNIST" and len(data.train_x) == 40

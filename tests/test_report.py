@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchsuite.analysis import analyze, load_references, parse_margins, read_runs_table
 from benchsuite.cli import main
-from benchsuite.render import write_report
-from benchsuite.report import analyze, load_references, parse_margins, read_runs_table
+from benchsuite.publish import write_report
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 
 from benchsuite import stats
-from benchsuite.report import analyze, parse_margins
+from benchsuite.analysis import analyze, parse_margins
 from benchsuite.store import runs_table
 from benchsuite.testing import synthetic_record
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from benchsuite import engine, stats
+from benchsuite.analysis import analyze, parse_margins
 from benchsuite.cli import main
 from benchsuite.plan import plan, power_paired, seeds_for_power
-from benchsuite.report import analyze, parse_margins
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 

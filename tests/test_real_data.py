@@ -4,8 +4,8 @@ the SDD text file, TinyImageNet's and ImageNet's folder trees."""
 import pytest
 import torch
 
-from benchsuite.tasks import catalog_data
-from benchsuite.tasks.catalog_data import DataMissing
+from benchsuite.tasks import real_data
+from benchsuite.tasks.real_data import DataMissing
 
 
 @pytest.mark.parametrize("name, shape, classes", [
@@ -13,7 +13,7 @@ from benchsuite.tasks.catalog_data import DataMissing
     ("cifar100", (3, 32, 32), 100), ("svhn", (3, 32, 32), 10),
 ])
 def test_image_arrays_load_through_the_real_loaders(fake_data_dir, name, shape, classes):
-    data = catalog_data.load_arrays(name, fake_data_dir, verify=False)
+    data = real_data.load_arrays(name, fake_data_dir, verify=False)
     assert data.train_x.dtype == torch.uint8 and tuple(data.train_x.shape[1:]) == shape
     assert data.test_x.dtype == torch.uint8 and len(data.test_x) == len(data.test_y) == 20
     assert data.train_y.dtype == torch.int64 and 0 <= int(data.train_y.min()) and int(data.train_y.max()) < classes
@@ -25,29 +25,29 @@ def test_image_arrays_load_through_the_real_loaders(fake_data_dir, name, shape, 
 
 
 def test_svhn_label_ten_is_digit_zero(fake_data_dir):
-    data = catalog_data.load_arrays("svhn", fake_data_dir, verify=False)
+    data = real_data.load_arrays("svhn", fake_data_dir, verify=False)
     assert data.train_y[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # y = 1..10 in the .mat file
 
 
 def test_sdd_text_file(fake_data_dir):
-    data = catalog_data.load_arrays("sdd", fake_data_dir)
+    data = real_data.load_arrays("sdd", fake_data_dir)
     assert data.train_x.shape == (110, 48) and data.train_x.dtype == torch.float32
     assert data.train_y[:11].tolist() == list(range(11)) and data.test_x is None
 
 
 def test_folder_data_sets(fake_data_dir):
-    tiny = catalog_data.load_folders("tinyimagenet", fake_data_dir, image_size=8)
+    tiny = real_data.load_folders("tinyimagenet", fake_data_dir, image_size=8)
     assert len(tiny.train) == len(tiny.train_plain) == 12 and len(tiny.test) == 6
     x, y = tiny.test[0]
     assert x.shape == (3, 8, 8)
     assert [label for _, label in tiny.test.samples] == [0, 0, 1, 1, 2, 2]  # from val_annotations.txt
-    imagenet = catalog_data.load_folders("imagenet", fake_data_dir, image_size=8)
+    imagenet = real_data.load_folders("imagenet", fake_data_dir, image_size=8)
     assert len(imagenet.train) == 8 and imagenet.test.targets == [0, 0, 1, 1]
 
 
 def test_checksums_catch_a_corrupt_file(fake_data_dir):
     with pytest.raises(DataMissing) as caught:
-        catalog_data.load_arrays("cifar10", fake_data_dir, verify=True)
+        real_data.load_arrays("cifar10", fake_data_dir, verify=True)
     message = str(caught.value)
     assert "corrupt:" in message and "data_batch_1" in message
     from torchvision.datasets import CIFAR10
@@ -57,25 +57,25 @@ def test_checksums_catch_a_corrupt_file(fake_data_dir):
 
 def test_missing_data_names_files_and_how_to_get_them(tmp_path):
     with pytest.raises(DataMissing) as caught:
-        catalog_data.load_arrays("cifar100", tmp_path / "empty")
+        real_data.load_arrays("cifar100", tmp_path / "empty")
     message = str(caught.value)
     assert "CIFAR-100" in message and "cifar-100-python/train" in message and "--download" in message
     assert "--data-dir" in message and "BENCHSUITE_DATA" in message
     with pytest.raises(DataMissing, match="image-net.org"):
-        catalog_data.load_folders("imagenet", tmp_path / "empty")
-    assert catalog_data.check("sdd", tmp_path) == [f"missing: {tmp_path}/sdd/Sensorless_drive_diagnosis.txt"]
+        real_data.load_folders("imagenet", tmp_path / "empty")
+    assert real_data.check("sdd", tmp_path) == [f"missing: {tmp_path}/sdd/Sensorless_drive_diagnosis.txt"]
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv("BENCHSUITE_DATA", raising=False)
-    assert str(catalog_data.data_dir()) == "data"
+    assert str(real_data.data_dir()) == "data"
     monkeypatch.setenv("BENCHSUITE_DATA", str(tmp_path))
-    assert catalog_data.data_dir() == tmp_path
-    assert str(catalog_data.data_dir("elsewhere")) == "elsewhere"
+    assert real_data.data_dir() == tmp_path
+    assert str(real_data.data_dir("elsewhere")) == "elsewhere"
 
 
 def test_the_lazy_registry_answers_get_keys_and_items_before_any_lookup():
-    from benchsuite.tasks.catalog_data import _LazyRegistry
+    from benchsuite.tasks.real_data import _LazyRegistry
 
     fresh = _LazyRegistry()  # nothing looked up yet
     assert fresh.get("cifar10") is not None and fresh.get("nosuch") is None

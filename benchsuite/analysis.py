@@ -4,7 +4,8 @@
 (mean, std, divergences, ...). :func:`analyze` adds the statistics of :mod:`benchsuite.stats`: per task, each method's
 configuration chosen on validation is compared with the baseline's; across tasks, scores
 normalized to the baseline are ranked and aggregated. Its result is plain data (written as
-``stats.json``) that :mod:`benchsuite.render` turns into Markdown, HTML and leaderboards.
+``stats.json``) that :mod:`benchsuite.render` turns into Markdown, HTML and leaderboards
+(:mod:`benchsuite.publish` writes a report folder).
 
 Vocabulary: a *method* is a plugin combination (``wc``, ``wc+lpwd``); a *configuration* is a
 method with its hyperparameter values, plus the tunable training values (learning rate,
@@ -14,6 +15,7 @@ optimizer, data) appears as separate task rows and is never pooled.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -23,15 +25,9 @@ import numpy as np
 import polars as pl
 
 from benchsuite import stats
+from benchsuite.formatting import fmt_hyperparameter
 from benchsuite.status import STATUS_FINISHED, STATUSES
-from benchsuite.summary import (  # noqa: F401 - summary, summary_lines: this module's API too
-    BASELINE,
-    _fmt_value,
-    _sort_value,
-    summary,
-    summary_lines,
-    with_config_columns,
-)
+from benchsuite.summary import BASELINE, _sort_value, summary, with_config_columns
 from benchsuite.tasks.spec import METRICS
 
 DEFAULT_MARGINS = {"accuracy": "0.005", "mse": "2%"}
@@ -272,7 +268,7 @@ def _name_variants(configs: list[dict]) -> None:
         varying = [(p, k) for p, k in keys
                    if len({json.dumps(c["hyperparameters"].get(p, {}).get(k)) for c in group}) > 1]
         for c in group:
-            values = ",".join(f"{k}={_fmt_value(c['hyperparameters'][p].get(k))}" for p, k in varying)
+            values = ",".join(f"{k}={fmt_hyperparameter(c['hyperparameters'][p].get(k))}" for p, k in varying)
             c["variant"] = f"{method}({values})" if values else method
 
 
@@ -313,6 +309,88 @@ def _unselected_values(task: str, config: dict, seeds: _Seeds) -> dict[int, floa
     return {s: values[s] for s in confirm} if len(confirm) >= 2 else dict(values)
 
 
+@dataclasses.dataclass
+class _AcrossTasks:
+    """Per method, what the tasks contribute to the cross-task aggregates."""
+
+    methods: list[str]
+    scores: dict[str, dict[str, np.ndarray]]  # normalized scores per task
+    raw_means: dict[str, dict[str, float]]  # direction-signed means per task (for ranks)
+    verdicts: dict[str, dict[str, int]]
+    overhead: dict[str, list[float]]
+    runs_lost: dict[str, dict[str, int]]
+    parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better) per task
+    optimistic: dict[str, int]  # method -> most configurations it was chosen among on the same seeds
+
+
+def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
+    methods = sorted({c["variant"] for t in usable for c in t["configs"] if c["selected"]},
+                     key=lambda m: (m != baseline, m))
+    got = _AcrossTasks(methods, {m: {} for m in methods}, {m: {} for m in methods},
+                       {m: dict.fromkeys(VERDICTS, 0) for m in methods}, {m: [] for m in methods},
+                       {m: {"diverged": 0, "failed": 0} for m in methods}, {m: [] for m in methods}, {})
+    for t in usable:
+        higher = t["direction"] == "max"
+        sign = 1.0 if higher else -1.0
+        chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
+        base = chosen[baseline]
+        # each method's values are those its verdict rests on: a configuration confirmed on
+        # fresh seeds is ranked on those alone, never on the seeds it was chosen on
+        tested = {comp["method"]: comp["values_method"] for comp in t["comparisons"]}
+        for m, c in chosen.items():
+            values = tested.get(m) or _unselected_values(t["task"], c, seeds)
+            if values:
+                got.scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher)
+                got.raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))
+            if c["step_ms"] and base["step_ms"]:
+                got.overhead[m].append(c["step_ms"] / base["step_ms"])
+        for c in t["configs"]:
+            got.runs_lost[c["variant"]]["diverged"] += c["diverged"]
+            got.runs_lost[c["variant"]]["failed"] += c["failed"]
+        for comp in t["comparisons"]:
+            m = comp["method"]
+            got.verdicts[m][comp["verdict"]] += 1
+            got.parts[m].append((comp["values_method"], comp["values_baseline"], higher))
+            if comp["selected_among"] > 1:
+                got.optimistic[m] = max(got.optimistic.get(m, 1), comp["selected_among"])
+    return got
+
+
+def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list[str], mean_ranks: list[float],
+                baseline, alpha) -> dict:
+    """One method's cross-task row: rank, IQM, mean score, P(improvement), and (unless it
+    was chosen on its test seeds) the pooled interval and Wilcoxon test, before Holm."""
+    own = [name for name in task_names if name in got.scores[m]]
+    overhead = got.overhead[m]
+    row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None, "pooled": None,
+           "selected_among": got.optimistic.get(m, 1),
+           "method": m, "tasks": len(own), "verdicts": got.verdicts[m], **got.runs_lost[m],
+           "mean_rank": mean_ranks[in_every.index(m)] if m in in_every else None,
+           "overhead": float(np.exp(np.mean(np.log(overhead)))) if overhead else None}
+    if not own:
+        return row
+    row["iqm"] = {"value": stats.iqm(np.concatenate([got.scores[m][name] for name in own]))}
+    row["mean_score"] = float(np.mean([got.scores[m][name].mean() for name in own]))
+    parts = got.parts[m]
+    if m == baseline or not parts:
+        return row
+    row["prob_improvement"] = {"value": stats.probability_of_improvement(
+        [list(p[0].values()) for p in parts], [list(p[1].values()) for p in parts])}
+    pooled = stats.pooled_improvement(parts, 1 - alpha)
+    if m in got.optimistic:
+        pooled.update(low=None, high=None, p=None,
+                      note=f"chosen among up to {got.optimistic[m]} configurations on the same seeds: "
+                           "no valid pooled interval")
+    row["pooled"] = pooled
+    if m not in got.optimistic:
+        diffs = [np.mean(list(p[0].values())) - np.mean(list(p[1].values())) for p in parts]
+        signs = [1.0 if p[2] else -1.0 for p in parts]
+        scaled = [s * d / (abs(np.mean(list(p[1].values()))) or 1.0) for s, d, p in zip(signs, diffs, parts)]
+        p_value, min_p = stats.wilcoxon(scaled)
+        row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(scaled)}
+    return row
+
+
 def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
     """Across tasks, for the method configurations selected per task.
 
@@ -325,41 +403,11 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     usable = [t for t in tasks if t["baseline"] is not None]
     if len(usable) < 1:
         return None
-    methods = sorted({c["variant"] for t in usable for c in t["configs"] if c["selected"]},
-                     key=lambda m: (m != baseline, m))
-    scores: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
-    raw_means: dict[str, dict[str, float]] = {m: {} for m in methods}
-    verdicts = {m: dict.fromkeys(VERDICTS, 0) for m in methods}
-    overhead: dict[str, list[float]] = {m: [] for m in methods}
-    runs_lost = {m: {"diverged": 0, "failed": 0} for m in methods}
-    parts: dict[str, list[tuple]] = {m: [] for m in methods}
-    optimistic: dict[str, int] = {}
-    for t in usable:
-        higher = t["direction"] == "max"
-        sign = 1.0 if higher else -1.0
-        chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
-        base = chosen[baseline]
-        # each method's values are those its verdict rests on: a configuration confirmed on
-        # fresh seeds is ranked on those alone, never on the seeds it was chosen on
-        tested = {comp["method"]: comp["values_method"] for comp in t["comparisons"]}
-        for m, c in chosen.items():
-            values = tested.get(m) or _unselected_values(t["task"], c, seeds)
-            if values:
-                scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher)
-                raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))
-            if c["step_ms"] and base["step_ms"]:
-                overhead[m].append(c["step_ms"] / base["step_ms"])
-        for c in t["configs"]:
-            runs_lost[c["variant"]]["diverged"] += c["diverged"]
-            runs_lost[c["variant"]]["failed"] += c["failed"]
-        for comp in t["comparisons"]:
-            verdicts[comp["method"]][comp["verdict"]] += 1
-            parts[comp["method"]].append((comp["values_method"], comp["values_baseline"], higher))
-            if comp["selected_among"] > 1:
-                optimistic[comp["method"]] = max(optimistic.get(comp["method"], 1), comp["selected_among"])
+    got = _collect_across_tasks(usable, seeds, baseline)
+    methods, optimistic = got.methods, got.optimistic
     task_names = [t["task"] for t in usable]
-    complete_tasks = [name for name in task_names if all(name in scores[m] for m in methods)]
-    in_every = [m for m in methods if all(name in raw_means[m] for name in task_names)]
+    complete_tasks = [name for name in task_names if all(name in got.scores[m] for m in methods)]
+    in_every = [m for m in methods if all(name in got.raw_means[m] for name in task_names)]
     notes = []
     if len(in_every) < len(methods):
         left = [m for m in methods if m not in in_every]
@@ -369,62 +417,34 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
                      "optimistic: no pooled interval or test, left out of Friedman's test and the CD groups "
                      "(run the matrix with `--confirm N` to test them on fresh seeds): "
                      + ", ".join(f"{m} (K up to {k})" for m, k in sorted(optimistic.items())))
-    mean_matrix = np.array([[raw_means[m][name] for m in in_every] for name in task_names]) \
-        if in_every else np.empty((0, 0))
-    mean_ranks = stats.rank_matrix(mean_matrix).mean(axis=0).tolist() if in_every else []
+
+    # ranks over every method run on every task; Friedman and CD groups without the optimistic ones
+    def means_of(chosen):
+        return np.array([[got.raw_means[m][name] for m in chosen] for name in task_names]) \
+            if chosen else np.empty((0, 0))
+
+    mean_ranks = stats.rank_matrix(means_of(in_every)).mean(axis=0).tolist() if in_every else []
     testable = [m for m in in_every if m not in optimistic]
-    test_matrix = np.array([[raw_means[m][name] for m in testable] for name in task_names]) \
-        if testable else np.empty((0, 0))
-    friedman = stats.friedman(test_matrix, seed=seed, resamples=max(resamples, 1000)) if testable else {}
+    friedman = stats.friedman(means_of(testable), seed=seed, resamples=max(resamples, 1000)) if testable else {}
     if friedman:
         friedman["methods"] = testable
-    cd = stats.cd_cliques(test_matrix, testable, alpha) if len(testable) >= 2 and len(task_names) >= 2 else None
-    rows = []
-    wilcoxon_raw, pooled_raw = [], []
-    for m in methods:
-        own = [name for name in task_names if name in scores[m]]
-        row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None, "pooled": None,
-               "selected_among": optimistic.get(m, 1)}
-        row |= {
-            "method": m, "tasks": len(own), "verdicts": verdicts[m], **runs_lost[m],
-            "mean_rank": mean_ranks[in_every.index(m)] if m in in_every else None,
-            "overhead": float(np.exp(np.mean(np.log(overhead[m])))) if overhead[m] else None,
-        }
-        if not own:
-            rows.append(row)
-            continue
-        row["iqm"] = {"value": stats.iqm(np.concatenate([scores[m][name] for name in own]))}
-        row["mean_score"] = float(np.mean([scores[m][name].mean() for name in own]))
-        if m != baseline and parts[m]:
-            row["prob_improvement"] = {"value": stats.probability_of_improvement(
-                [list(p[0].values()) for p in parts[m]], [list(p[1].values()) for p in parts[m]])}
-            pooled = stats.pooled_improvement(parts[m], 1 - alpha)
-            if m in optimistic:
-                pooled.update(low=None, high=None, p=None,
-                              note=f"chosen among up to {optimistic[m]} configurations on the same seeds: "
-                                   "no valid pooled interval")
-            row["pooled"] = pooled
-            if pooled["p"] is not None:
-                pooled_raw.append((row, pooled["p"]))
-            if m not in optimistic:
-                diffs = [np.mean(list(p[0].values())) - np.mean(list(p[1].values())) for p in parts[m]]
-                signs = [1.0 if p[2] else -1.0 for p in parts[m]]
-                scaled = [s * d / (abs(np.mean(list(p[1].values()))) or 1.0) for s, d, p in zip(signs, diffs, parts[m])]
-                p_value, min_p = stats.wilcoxon(scaled)
-                row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(scaled)}
-                wilcoxon_raw.append((row, p_value))
-        rows.append(row)
-    for (row, _), adjusted in zip(wilcoxon_raw, stats.holm([p for _, p in wilcoxon_raw])):
+    cd = stats.cd_cliques(means_of(testable), testable, alpha) \
+        if len(testable) >= 2 and len(task_names) >= 2 else None
+
+    rows = [_method_row(m, got, task_names, in_every, mean_ranks, baseline, alpha) for m in methods]
+    wilcoxon_rows = [r for r in rows if r["wilcoxon"] is not None]
+    pooled_rows = [r for r in rows if r["pooled"] is not None and r["pooled"]["p"] is not None]
+    for row, adjusted in zip(wilcoxon_rows, stats.holm([r["wilcoxon"]["p"] for r in wilcoxon_rows])):
         row["wilcoxon"]["p_holm"] = adjusted
-    for (row, _), adjusted in zip(pooled_raw, stats.holm([p for _, p in pooled_raw])):
+    for row, adjusted in zip(pooled_rows, stats.holm([r["pooled"]["p"] for r in pooled_rows])):
         row["pooled"]["p_holm"] = adjusted
         row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
             else "inconclusive"
-    if wilcoxon_raw and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_raw) >= alpha:
+    if wilcoxon_rows and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows) >= alpha:
         notes.append(
             f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
-            f"{len(wilcoxon_raw)} methods (minimum p "
-            f"{min(1.0, stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_raw)):.3g})"
+            f"{len(wilcoxon_rows)} methods (minimum p "
+            f"{min(1.0, stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows)):.3g})"
         )
     rows.sort(key=lambda r: (r["mean_rank"] is None, r["mean_rank"] or 0,
                             -(r["iqm"]["value"] if r["iqm"] else -math.inf)))

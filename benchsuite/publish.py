@@ -1,0 +1,59 @@
+"""Writing a report folder: the analysis of a results folder, rendered, with its figures
+and the Claims section of the installed plugins' claims that have runs there.
+
+The top of the reporting layers: :mod:`benchsuite.analysis` computes, :mod:`benchsuite.render`
+writes Markdown and HTML, :mod:`benchsuite.claims` judges claims; only this module (and the
+command line) puts them together, so none of them imports another's caller.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchsuite.analysis import analyze
+from benchsuite.claims import blocks as claim_blocks
+from benchsuite.claims import stored_rows
+from benchsuite.plugins import discover
+from benchsuite.render import (
+    environment_blocks,
+    make_plots,
+    report_blocks,
+    strict_json_values,
+    to_html,
+    to_markdown,
+)
+from benchsuite.store import runs_table
+
+
+def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
+                 plots: bool = True, **options) -> Path:
+    """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json and
+    plots/*.png. ``store`` is a :class:`~benchsuite.store.Store`; ``options`` go to
+    :func:`benchsuite.analysis.analyze`."""
+    folder = Path(out_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    records = {r["run_id"]: r for r in store.records()}
+    table = runs_table(records.values())
+    analysis = analyze(table, references=references, **options)
+    figure_dir = folder / "plots"
+    for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
+        old.unlink()
+    placed = make_plots(analysis, table, records, figure_dir) if plots else {}
+    title = f"benchsuite report: {name}"
+    blocks = report_blocks(analysis, title, placed)
+    blocks[2:2] = environment_blocks(table)
+    claim_rows = _claim_rows(store, analysis["alpha"])
+    if claim_rows:
+        blocks += claim_blocks(claim_rows)
+        analysis["claims"] = claim_rows
+    (folder / "index.md").write_text(to_markdown(blocks))
+    (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
+    (folder / "stats.json").write_text(json.dumps(strict_json_values(analysis), indent=1, allow_nan=False))
+    table.write_csv(folder / "results.csv")
+    return folder
+
+
+def _claim_rows(store, alpha) -> list[dict]:
+    """The installed plugins' paper claims with runs in this results folder."""
+    return stored_rows(store, discover(), alpha=alpha)
