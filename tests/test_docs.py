@@ -74,11 +74,20 @@ def test_the_guides_claims_example_parses():
 
 
 def test_tox_installs_every_plugin_folder():
-    """The shared tox environment lists each plugins/<name>/ package (so both README
-    commands install it and the conformance suite checks it)."""
-    listed = set(re.findall(r"-e \{toxinidir\}/plugins/(\w+)", (ROOT / "tox.ini").read_text()))
-    packages = {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
-    assert listed == packages
+    """tox runs tests/plugin_packages.py before its commands, which finds every plugins/*/
+    package (so both README commands install it and the conformance suite checks it), and
+    reinstalls one whose installed version is not its pyproject's."""
+    import importlib.util
+
+    assert "python {toxinidir}/tests/plugin_packages.py" in (ROOT / "tox.ini").read_text()
+    spec = importlib.util.spec_from_file_location("plugin_packages", ROOT / "tests" / "plugin_packages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = module.plugin_packages()
+    assert {p.name for p in found} == {p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")}
+    assert module.out_of_date(found) == []  # this environment has each at its version
+    renamed = {folder: (name, version + ".bumped") for folder, (name, version) in found.items()}
+    assert module.out_of_date(renamed) == sorted(renamed)
 
 
 README = ROOT / "README.md"
