@@ -1,6 +1,9 @@
 """Every task-file value is checked when the file is read: types, ranges, choices and shapes
 against the data source, each with a message naming the field."""
 
+import subprocess
+import sys
+
 import pytest
 
 from benchsuite.errors import UsageError
@@ -83,6 +86,31 @@ def test_every_shipped_task_is_valid_and_the_tables_match_the_code():
     assert set(ARCHS) == set(ARCHITECTURES)
     assert set(SOURCE_SHAPES) <= set(datasets.SOURCES)
     assert len(all_tasks()) >= 30
+
+
+def test_the_shipped_sources_are_known_to_task_files_without_torch():
+    """spec.SOURCE_SHAPES lists exactly the sources datasets ships (a fresh process: tests
+    register sources of their own), and checking every shipped task file imports no torch."""
+    probe = ("import sys; from benchsuite.tasks import all_tasks; all_tasks(); print('torch' in sys.modules); "
+             "from benchsuite.tasks import datasets; print(sorted(datasets.SOURCES))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    torch_loaded, shipped = done.stdout.splitlines()
+    assert torch_loaded == "False"
+    assert shipped == str(sorted(SOURCE_SHAPES))
+
+
+def test_a_source_registered_at_run_time_is_a_valid_data_source():
+    from benchsuite.tasks import datasets
+
+    name = "test-registered-source"
+    text = _task(data__source=f'"{name}"')
+    with pytest.raises(UsageError, match=f"data.source '{name}' unknown"):
+        parse_task(text, "t.toml")
+    datasets.source(name)(lambda spec: None)
+    try:
+        assert parse_task(text, "t.toml").data.source == name
+    finally:
+        del datasets.SOURCES[name]
 
 
 def test_training_overrides_are_validated_too():

@@ -22,15 +22,12 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from benchsuite.errors import UsageError
-
-if TYPE_CHECKING:  # annotations only: spec imports this module to check a task's data source
-    from benchsuite.tasks.spec import DataSpec
+from benchsuite.tasks.spec import DataSpec
 
 
 @dataclasses.dataclass

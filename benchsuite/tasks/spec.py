@@ -45,12 +45,14 @@ METRICS = {"accuracy": "max", "mse": "min"}
 HEADLINES = ("selected", "best10")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
 INITS = ("default", "kaiming")
-# the model builders' names (benchsuite.tasks.models and .vision; a test keeps them in sync),
-# known here so that a task file is checked without importing torchvision
+# the model builders' names (benchsuite.tasks.models and .vision_models; a test keeps them in
+# sync), known here so that a task file is checked without importing torchvision
 ARCHS = ("mlp", "alexnet-cifar", "cnn2", "convnext-tiny", "resnet18-cifar", "resnet34-cifar", "resnet50",
          "resnet50-cifar", "senet18", "swin-tiny", "vgg11", "vgg16", "vgg19", "wrn28-10")
-# what each built-in data source yields: (input features as a vector, image channels or
-# None, outputs: classes, or 1 for regression targets); sources not listed are not checked
+# every built-in data source (benchsuite.tasks.datasets; a test keeps them in sync), known
+# here so that a task file is checked without importing torch, and what each yields: (input
+# features as a vector, image channels or None, outputs: classes, or 1 for regression
+# targets). Sources registered at run time (datasets.source) are known but not checked.
 SOURCE_SHAPES = {
     "toy-regression": (1, None, 1), "boston": (13, None, 1), "digits": (64, None, 10), "mnist5k": (784, None, 10),
     "teacher-student": (30, None, 1), "mnist1d": (40, None, 10), "sdd": (48, None, 11), "mnist": (784, 1, 10),
@@ -312,11 +314,10 @@ def _check_values(spec: TaskSpec, bad) -> None:
 
 
 def _check_source(spec: TaskSpec, bad) -> None:
-    from benchsuite.tasks import datasets
-
     data, model = spec.data, spec.model
-    if data.source not in datasets.SOURCES:
-        bad(f"data.source {data.source!r} unknown; valid: {', '.join(sorted(datasets.SOURCES))}")
+    known = set(SOURCE_SHAPES) | _registered_sources()
+    if data.source not in known:
+        bad(f"data.source {data.source!r} unknown; valid: {', '.join(sorted(known))}")
     if data.source not in SOURCE_SHAPES:
         return
     features, channels, outputs = SOURCE_SHAPES[data.source]
@@ -359,3 +360,13 @@ def _registered_archs() -> set[str]:
 
     models = sys.modules.get("benchsuite.tasks.models")
     return set(getattr(models, "ARCHITECTURES", {})) if models else set()
+
+
+def _registered_sources() -> set[str]:
+    """Data sources registered at run time in ``benchsuite.tasks.datasets.SOURCES`` (a
+    script's, a test's or a plugin's own), without importing torch for the shipped ones:
+    registering one imports that module, so it is loaded whenever there is one."""
+    import sys
+
+    datasets = sys.modules.get("benchsuite.tasks.datasets")
+    return set(getattr(datasets, "SOURCES", {})) if datasets else set()
