@@ -1,8 +1,9 @@
 """The package's shape: no import cycles, no long functions, light read-only modules.
 
-Imports are read from the source (ast), anywhere in a module, function-level included, so a
-lazy import cannot hide a cycle. ``from pkg import submodule`` counts as an import of the
-submodule; imports under ``if TYPE_CHECKING:`` are annotations only and do not count.
+Imports are read from the source (ast), anywhere in a module, function-level and
+``if TYPE_CHECKING:`` blocks included, so neither a lazy import nor an annotations-only one
+can hide a cycle. ``from pkg import submodule`` counts as an import of both ``pkg`` (it runs
+``pkg/__init__.py``) and the submodule.
 """
 
 import ast
@@ -16,33 +17,23 @@ PACKAGE = Path(__file__).resolve().parents[1] / "benchsuite"
 MAX_FUNCTION_LINES = 90
 
 
-def _modules() -> dict[str, Path]:
+def _modules(root: Path = PACKAGE) -> dict[str, Path]:
     found = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = path
     return found
 
 
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    skipped = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(child) for child in ast.walk(node))
-    return skipped
-
-
-def import_graph() -> dict[str, set[str]]:
-    modules = _modules()
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the modules of ``root`` (a package folder) it imports."""
+    modules = _modules(root)
     graph = {name: set() for name in modules}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        skipped = _type_checking_nodes(tree)
         for node in ast.walk(tree):
-            if id(node) in skipped:
-                continue
             if isinstance(node, ast.Import):
                 graph[name] |= {a.name for a in node.names if a.name in modules}
             elif isinstance(node, ast.ImportFrom):
@@ -50,11 +41,9 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join(parent + ([node.module] if node.module else []))
-                for alias in node.names:
-                    if f"{base}.{alias.name}" in modules:
-                        graph[name].add(f"{base}.{alias.name}")
-                    elif base in modules:
-                        graph[name].add(base)
+                if base in modules:
+                    graph[name].add(base)
+                graph[name] |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
     for name in graph:
         graph[name].discard(name)
     return graph
@@ -97,6 +86,20 @@ def test_no_import_cycles():
 
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_lazy_and_annotation_only_imports_count(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from pkg.sub.b import B\n")
+    (package / "sub" / "a.py").write_text("def f():\n    from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\nB = 1\n")
+    graph = import_graph(package)
+    assert graph["pkg.sub.a"] == {"pkg.sub", "pkg.sub.b"}
+    assert graph["pkg.sub.b"] == {"pkg.sub.a"}
+    assert cycles(graph) == [["pkg.sub", "pkg.sub.a", "pkg.sub.b"]]
 
 
 def test_reporting_layers_point_one_way():
