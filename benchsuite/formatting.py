@@ -37,7 +37,9 @@ def fmt_list(value) -> str:
 
 
 def fmt_hyperparameter(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    # f"{value}", not str(value): the two differ for some types (numpy's float32), and
+    # labels stored so far were written with f"{value}"
+    return f"{value:g}" if isinstance(value, float) else f"{value}"
 
 
 def fmt_hyperparameters(values) -> str:
