@@ -1,4 +1,4 @@
-"""A/A and power simulations through report.analyze: the fast cells of the calibration table
+"""A/A and power simulations through analysis.analyze: the fast cells of the calibration table
 that tests/perf/calibration.py prints in full. Each bound is the target plus two standard
 errors at the simulated count, so a miscalibrated procedure fails here."""
 
@@ -22,19 +22,19 @@ def test_aa_calibration(design, experiments):
 def test_uncorrected_selection_would_fail_the_same_check():
     """The check has teeth: the same K = 12 design, with the selection correction removed,
     gives false verdicts well above alpha."""
-    from benchsuite import analysis as report
+    from benchsuite import analysis
 
-    original = report._comparison_inputs
+    original = analysis._comparison_inputs
 
     def naive(task, choice, base, k_method, k_base, seeds):
         method_values, base_values, _, procedure = original(task, choice, base, k_method, k_base, seeds)
         return method_values, base_values, 1, procedure
 
-    report._comparison_inputs = naive
+    analysis._comparison_inputs = naive
     try:
         result = simulate(Design(seeds=5, methods=1, tasks=1, configurations=12, rho=0.9), 250, seed=7)
     finally:
-        report._comparison_inputs = original
+        analysis._comparison_inputs = original
     assert result["fwer"] > 0.08 and meets_targets(result)
 
 
