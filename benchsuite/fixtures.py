@@ -1,4 +1,10 @@
-"""pytest fixtures for plugin tests, registered by benchsuite's ``pytest11`` entry point.
+"""pytest fixtures for plugin tests. A project asks for them, e.g. in its pyproject.toml::
+
+    [tool.pytest.ini_options]
+    addopts = "-p benchsuite.fixtures"
+
+(or ``pytest_plugins = ["benchsuite.fixtures"]`` in its root ``conftest.py``). Installing
+benchsuite registers no pytest plugin: other projects' test sessions never see these names.
 
 Loading this module costs nothing noticeable: torch, the engine and the plugins are
 imported only when a test asks for a fixture (the helpers live in

@@ -35,6 +35,9 @@ dependencies = ["benchsuite>=0.1"]
 [tool.hatch.build.targets.wheel]
 # add "{module}.claims.toml" here once you write the paper's claims (see docs/hooks.md, "Claims")
 only-include = ["{module}.py"]
+
+[tool.pytest.ini_options]
+addopts = "-p benchsuite.fixtures"   # the host's fixtures: tiny_task, run_steps
 '''
 
 MODULE = '''"""{title}: a benchsuite plugin. See README.md for the formulas and the paper's setup."""

@@ -1,8 +1,9 @@
 """Test helpers for plugin authors: the tiny task, runs, preflight and the conformance check.
 
 Imports without pytest. The fixtures ``tiny_task`` and ``run_steps`` live in
-:mod:`benchsuite.fixtures`, which installing benchsuite registers as a pytest plugin
-(entry point ``pytest11``), so in any test suite::
+:mod:`benchsuite.fixtures`, a pytest plugin a project turns on (``addopts = "-p
+benchsuite.fixtures"`` under ``[tool.pytest.ini_options]``, as ``benchsuite new-plugin``
+writes it); then::
 
     def test_my_penalty(run_steps):
         result = run_steps("myplugin", hp={"myplugin": {"lam": 0.1}}, epochs=1)

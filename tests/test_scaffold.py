@@ -53,15 +53,18 @@ def test_an_existing_folder_is_never_overwritten(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_the_fixtures_plugin_costs_a_test_session_no_torch_import(tmp_path):
-    """Every pytest run in an environment with benchsuite loads its pytest11 plugin: it
-    must not import torch (seconds) until a test asks for a fixture."""
+def test_the_fixtures_plugin_is_opt_in_and_costs_no_torch_import(tmp_path):
+    """Installing benchsuite registers no pytest plugin: a session that does not ask has no
+    benchsuite fixtures; one that asks (-p benchsuite.fixtures) has them, and does not import
+    torch (seconds) until a test uses one."""
     (tmp_path / "test_probe.py").write_text(
-        "import sys\n\n"
+        "import os, sys\n\n"
         "def test_probe(request):\n"
-        "    assert request.config.pluginmanager.has_plugin('benchsuite')\n"
+        "    asked = os.environ['ASKED'] == '1'\n"
+        "    assert request.config.pluginmanager.has_plugin('benchsuite.fixtures') is asked\n"
         "    assert 'torch' not in sys.modules and 'benchsuite.testing' not in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                            cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:]
+    for asked, extra in (("0", []), ("1", ["-p", "benchsuite.fixtures"])):
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(tmp_path)],
+                                cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "ASKED": asked})
+        assert result.returncode == 0, result.stdout[-2000:]
