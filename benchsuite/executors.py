@@ -94,21 +94,26 @@ def _run_here(pending, store, device, options, available, meter, force, seen) ->
             state, record = execute_and_store(
                 spec, store, device, options, available, _epoch_reporter(meter, spec) if meter.enabled else None,
                 wait=wait, force=force, seen=seen.get(spec.run_id), on_start=lambda spec=spec: meter.start(spec))
-            if state == BUSY:
-                busy.append(spec)
-                continue
-            if distributed()[1] > 1:
+            if state != BUSY and distributed()[1] > 1:
                 torch.distributed.barrier()
-            if state == DONE:
-                found.append(spec.run_id)
-                meter.skip(spec)
-                continue
-            executed.append(record)
-            meter.finish(spec, record)
+            _sort_outcome(state, spec, record, busy, found, executed, meter)
         if not wait and busy:
             meter.note(f"{len(busy)} run(s) are being computed by another process on {store.root}; "
                        "waiting for them")
     return executed, found
+
+
+def _sort_outcome(state, spec: RunSpec, record, busy: list, found: list, executed: list, meter: Progress) -> None:
+    """One run's outcome into its list: computed by another process (retried), already
+    stored, or executed now; the progress meter hears of the last two."""
+    if state == BUSY:
+        busy.append(spec)
+    elif state == DONE:
+        found.append(spec.run_id)
+        meter.skip(spec)
+    else:
+        executed.append(record)
+        meter.finish(spec, record)
 
 
 def _epoch_reporter(meter: Progress, spec: RunSpec):
@@ -410,14 +415,7 @@ def _run_pool(pending, store, device, options, jobs, meter, force, seen) -> tupl
                 for future in ended:
                     spec = futures[future]
                     state, summary = future.result()
-                    if state == BUSY:
-                        busy.append(spec)
-                    elif state == DONE:
-                        found.append(spec.run_id)
-                        meter.skip(spec)
-                    else:
-                        executed.append(summary)
-                        meter.finish(spec, summary)
+                    _sort_outcome(state, spec, summary, busy, found, executed, meter)
             if not wait and busy:
                 meter.note(f"{len(busy)} run(s) are being computed by another process on {store.root}; "
                            "waiting for them")
