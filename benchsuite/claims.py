@@ -102,9 +102,12 @@ def claims_file(factory: type) -> Path | None:
     """Where a plugin class's claims live: ``<module>.claims.toml`` beside a module,
     ``claims.toml`` inside a package."""
     try:
-        module_file = Path(inspect.getfile(factory))
+        return _beside(Path(inspect.getfile(factory)))
     except (TypeError, OSError):
         return None
+
+
+def _beside(module_file: Path) -> Path:
     if module_file.name == "__init__.py":
         return module_file.with_name("claims.toml")
     return module_file.with_name(f"{module_file.stem}.claims.toml")
@@ -234,7 +237,7 @@ def _method(arm: Arm, available, where: str):
 
 def run_specs(claim: Claim, available, task_dirs=()) -> dict[tuple[str, str], list]:
     """The runs a claim rests on, keyed by (task, "method" | "versus"), seeds 0..N-1."""
-    from benchsuite.engine import make_run_spec
+    from benchsuite.identity import make_run_spec
     from benchsuite.tasks import get_task
 
     arms = {"method": claim.method, **({"versus": claim.versus} if claim.versus else {})}
@@ -465,9 +468,21 @@ def verdict_table(rows: list[dict]) -> str:
     return to_markdown([b for b in blocks(rows) if b.kind == "table"])
 
 
-def stored_rows(store, available, task_dirs=(), alpha: float = stats.ALPHA) -> list[dict]:
+def stored_rows(store, available=None, task_dirs=(), alpha: float = stats.ALPHA, records=None) -> list[dict]:
     """Verdicts of every installed plugin's claims that have at least one run in ``store``
-    (what ``benchsuite report`` shows), Holm over those."""
+    (what ``benchsuite report`` shows), Holm over those. ``available`` (the installed
+    plugins) is discovered only when a stored run may belong to a claim: the claims files
+    are read first without importing the plugins, so a store without such runs is reported
+    without loading any plugin (nor torch through it). ``records``: the store's records,
+    when the caller has read them already."""
+    unloaded = _claims_without_importing()
+    if unloaded is not None:
+        stored = {(r.get("task"), name) for r in (records if records is not None else store.records())
+                  for name in str(r.get("method", "")).split("+")}
+        if not any((task, arm.plugin) in stored for claim in unloaded for task in claim.tasks
+                   for arm in (claim.method, claim.versus) if arm is not None):
+            return []
+    available = available if available is not None else _discover()
     found, _ = load_claims(available)
     with_runs = []
     for claim in found:
@@ -478,6 +493,42 @@ def stored_rows(store, available, task_dirs=(), alpha: float = stats.ALPHA) -> l
         if any(store.is_done(spec.run_id) for group in specs.values() for spec in group):
             with_runs.append(claim)
     return evaluate(with_runs, store, available, task_dirs, alpha) if with_runs else []
+
+
+def _discover():
+    from benchsuite.plugins import discover
+
+    return discover()
+
+
+def _claims_without_importing() -> list[Claim] | None:
+    """The installed plugins' claims, from the files beside their modules, found without
+    importing a plugin; None when that is not possible for one of them (its module sits in
+    a package not loaded yet, or it cannot be found: :func:`load_claims` will say)."""
+    import importlib.metadata
+    import importlib.util
+    import sys
+
+    from benchsuite.hookspecs import PROJECT
+
+    claims = []
+    for entry in importlib.metadata.entry_points(group=PROJECT):
+        parent = entry.module.rpartition(".")[0]
+        if parent and parent not in sys.modules:
+            return None  # finding it would run the package's __init__
+        try:
+            found = importlib.util.find_spec(entry.module)
+        except (ImportError, ValueError):
+            return None
+        if found is None or not found.origin or not found.has_location:
+            return None
+        path = _beside(Path(found.origin))
+        if path.is_file():
+            try:
+                claims += parse_claims(path.read_text(), str(path), entry.name)
+            except (UsageError, OSError, UnicodeDecodeError):
+                return None
+    return claims
 
 
 def write(rows: list[dict], folder: Path, title: str = "benchsuite claims") -> Path:

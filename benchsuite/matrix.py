@@ -17,8 +17,8 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from benchsuite.engine import Method, RunSpec, make_run_spec
 from benchsuite.errors import UsageError
+from benchsuite.identity import Method, RunSpec, make_run_spec
 from benchsuite.plugins import PluginInfo, resolve
 from benchsuite.summary import BASELINE
 from benchsuite.tasks.spec import TaskSpec

@@ -14,7 +14,6 @@ from pathlib import Path
 from benchsuite.analysis import analyze
 from benchsuite.claims import blocks as claim_blocks
 from benchsuite.claims import stored_rows
-from benchsuite.plugins import discover
 from benchsuite.render import (
     environment_blocks,
     make_plots,
@@ -43,7 +42,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
     blocks[2:2] = environment_blocks(table)
-    claim_rows = _claim_rows(store, analysis["alpha"])
+    claim_rows = stored_rows(store, alpha=analysis["alpha"], records=records.values())
     if claim_rows:
         blocks += claim_blocks(claim_rows)
         analysis["claims"] = claim_rows
@@ -53,7 +52,3 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     table.write_csv(folder / "results.csv")
     return folder
 
-
-def _claim_rows(store, alpha) -> list[dict]:
-    """The installed plugins' paper claims with runs in this results folder."""
-    return stored_rows(store, discover(), alpha=alpha)

@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -204,6 +206,7 @@ def test_claims_command_runs_what_is_missing_resumes_and_writes_the_report(tiny_
                                                                            capsys):
     claim = claim_of()
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([claim], []))
+    monkeypatch.setattr(claim_mod, "_claims_without_importing", lambda: [claim])
     results, out = tmp_path / "results", tmp_path / "reports" / "claims"
     args = ["claims", "--results", str(results), "--out", str(out), "-q"]
     assert main(args) == 0
@@ -273,6 +276,7 @@ def test_a_claim_on_a_task_this_installation_lacks_is_invalid_and_the_others_go_
                                                                                   capsys):
     good, bad = claim_of(), claim_of(id='"l2-elsewhere"', tasks='["no-such-task"]')
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([good, bad], []))
+    monkeypatch.setattr(claim_mod, "_claims_without_importing", lambda: [good, bad])
     assert main(["claims", "--results", str(tmp_path / "r"), "--json", "-q"]) == 0
     captured = capsys.readouterr()
     rows = {r["claim"]: r for r in json.loads(captured.out)}
@@ -282,3 +286,27 @@ def test_a_claim_on_a_task_this_installation_lacks_is_invalid_and_the_others_go_
     assert "l2-elsewhere not run: unknown task" in captured.err
     assert main(["claims", "--list"]) == 0
     assert "invalid: " in capsys.readouterr().out
+
+
+def test_a_report_loads_the_plugins_only_when_a_stored_run_may_belong_to_a_claim(tmp_path):
+    """The claims files are read beside the plugin modules without importing them: a store
+    with no run of a claim's plugin on a claim's task is reported without loading any
+    plugin (so without torch); a run of gcsr on its claim's task makes the report load them."""
+    from benchsuite.store import Store
+
+    store = Store(tmp_path / "results")
+    for seed in range(2):
+        store.put(synthetic_record("toy-task", "l2", seed, 0.5))
+        store.put(synthetic_record("toy-task", "gcsr", seed, 0.5))
+    probe = ("import sys, io, contextlib\nfrom benchsuite.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    code = main(['report', '--results', {str(tmp_path / 'results')!r}, '--out', "
+             f"{str(tmp_path / 'out')!r}, '--name', 'r', '--no-plots'])\n"
+             "print(code, 'torch' in sys.modules, 'benchsuite_gcsr' in sys.modules)")
+
+    def report() -> list[str]:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+
+    assert report() == ["0", "False", "False"]
+    store.put(synthetic_record("mnist1d-mlp", "gcsr", 0, 0.5))  # gcsr's claims are on mnist1d-mlp
+    assert report() == ["0", "True", "True"]

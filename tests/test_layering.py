@@ -127,3 +127,35 @@ def test_read_only_layers_do_not_import_torch_or_the_engine(module):
     probe = f"import sys, {module}; print(sorted(m for m in ('torch', 'benchsuite.engine') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+HEAVY = ("torch", "torchvision", "timm")
+READ_ONLY_COMMAND_MODULES = ("benchsuite.publish", "benchsuite.claims", "benchsuite.identity", "benchsuite.matrix",
+                             "benchsuite.store", "benchsuite.summary", "benchsuite.analysis", "benchsuite.render",
+                             "benchsuite.plugins", "benchsuite.tasks", "benchsuite.tasks.real_data")
+
+
+def _imports_heavy_at_load(path: Path) -> bool:
+    """An ``import torch`` (torchvision, timm) that runs when the module loads: at its top
+    level, not inside a function or an ``if TYPE_CHECKING:`` block."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] in HEAVY for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in HEAVY:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("module", READ_ONLY_COMMAND_MODULES)
+def test_what_the_read_only_commands_can_reach_loads_no_torch_and_no_engine(module):
+    """Everything ``results``, ``report``, ``leaderboard``, ``plugins`` and ``tasks`` can
+    import, lazily or not: never the engine, and no module that imports torch as it loads
+    (installed plugins' own modules are theirs to keep light)."""
+    graph, modules = import_graph(), _modules()
+    reach, todo = {module}, [module]
+    while todo:
+        for target in graph[todo.pop()] - reach:
+            reach.add(target)
+            todo.append(target)
+    assert not reach & {"benchsuite.engine", "benchsuite.executors", "benchsuite.training", "benchsuite.hooks"}
+    assert sorted(m for m in reach if _imports_heavy_at_load(modules[m])) == []

@@ -1,6 +1,9 @@
 """Real data loaders on tiny files in each real format: idx, CIFAR pickle batches, SVHN .mat,
 the SDD text file, TinyImageNet's and ImageNet's folder trees."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -74,10 +77,23 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert str(real_data.data_dir("elsewhere")) == "elsewhere"
 
 
-def test_the_lazy_registry_answers_get_keys_and_items_before_any_lookup():
-    from benchsuite.tasks.real_data import _LazyRegistry
+def test_the_file_names_are_torchvisions_and_every_one_has_its_checksum():
+    from torchvision import datasets as tv
 
-    fresh = _LazyRegistry()  # nothing looked up yet
-    assert fresh.get("cifar10") is not None and fresh.get("nosuch") is None
-    assert {"mnist", "cifar100", "imagenet"} <= set(_LazyRegistry().keys())
-    assert dict(_LazyRegistry().items())["svhn"].name == "svhn"
+    cifar10 = {f for f, _ in tv.CIFAR10.train_list + tv.CIFAR10.test_list} | {tv.CIFAR10.meta["filename"]}
+    cifar100 = {f for f, _ in tv.CIFAR100.train_list + tv.CIFAR100.test_list} | {tv.CIFAR100.meta["filename"]}
+    assert {f.split("/", 1)[1] for f in real_data.DATASETS["cifar10"].files} == cifar10
+    assert {f.split("/", 1)[1] for f in real_data.DATASETS["cifar100"].files} == cifar100
+    assert set(real_data.DATASETS["svhn"].files) == {tv.SVHN.split_list[s][1] for s in ("train", "test")}
+    for name in ("cifar10", "cifar100", "svhn"):
+        info = real_data.DATASETS[name]
+        assert all(len(info.md5(f) or "") == 32 for f in info.files), name
+    assert real_data.DATASETS["mnist"].md5(real_data.DATASETS["mnist"].files[0]) is None
+
+
+def test_checking_data_imports_neither_torch_nor_torchvision(tmp_path):
+    probe = ("import sys\nfrom benchsuite.tasks import real_data\n"
+             f"problems = real_data.check('cifar10', {str(tmp_path)!r})\n"
+             "print(len(problems), 'torch' in sys.modules, 'torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["7", "False", "False"]

@@ -12,15 +12,16 @@ for re-encoded copies): a missing or corrupt data set stops the run with a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
-from collections.abc import Mapping
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from benchsuite.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 ENV_DIR, ENV_VERIFY = "BENCHSUITE_DATA", "BENCHSUITE_VERIFY_DATA"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -30,87 +31,72 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class DatasetInfo:
     name: str
     title: str
-    files: tuple[tuple[str, str | None], ...]  # (path under the data folder, md5 or None)
+    files: tuple[str, ...]  # paths under the data folder
     obtain: str
     num_classes: int
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     downloadable: bool = False
     folders: tuple[str, ...] = ()  # folders that must exist and hold images
+    # "torchvision": the files' md5s are torchvision's own, read only when a file is verified,
+    # so listing tasks or naming a missing file imports neither torchvision nor torch
+    checksums: str = ""
+
+    def md5(self, relative: str) -> str | None:
+        return _torchvision_md5s().get(relative) if self.checksums == "torchvision" else None
 
 
-def _torchvision_md5s():
+@functools.cache
+def _torchvision_md5s() -> dict[str, str]:
     from torchvision import datasets as tv
 
-    cifar10 = [(f"cifar-10-batches-py/{f}", m) for f, m in tv.CIFAR10.train_list + tv.CIFAR10.test_list]
-    cifar10.append((f"cifar-10-batches-py/{tv.CIFAR10.meta['filename']}", tv.CIFAR10.meta["md5"]))
-    cifar100 = [(f"cifar-100-python/{f}", m) for f, m in tv.CIFAR100.train_list + tv.CIFAR100.test_list]
-    cifar100.append((f"cifar-100-python/{tv.CIFAR100.meta['filename']}", tv.CIFAR100.meta["md5"]))
-    svhn = [(tv.SVHN.split_list[s][1], tv.SVHN.split_list[s][2]) for s in ("train", "test")]
-    return cifar10, cifar100, svhn
+    md5s = {f"cifar-10-batches-py/{f}": m for f, m in tv.CIFAR10.train_list + tv.CIFAR10.test_list}
+    md5s[f"cifar-10-batches-py/{tv.CIFAR10.meta['filename']}"] = tv.CIFAR10.meta["md5"]
+    md5s.update({f"cifar-100-python/{f}": m for f, m in tv.CIFAR100.train_list + tv.CIFAR100.test_list})
+    md5s[f"cifar-100-python/{tv.CIFAR100.meta['filename']}"] = tv.CIFAR100.meta["md5"]
+    md5s.update({tv.SVHN.split_list[s][1]: tv.SVHN.split_list[s][2] for s in ("train", "test")})
+    return md5s
 
 
-def _mnist_files(folder: str) -> tuple[tuple[str, None], ...]:
+def _mnist_files(folder: str) -> tuple[str, ...]:
     # torchvision reads the uncompressed idx files; its checksums are those of the .gz archives
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    return tuple((f"{folder}/raw/{n}", None) for n in names)
+    return tuple(f"{folder}/raw/{n}" for n in names)
 
 
-def _registry() -> dict[str, DatasetInfo]:
-    cifar10, cifar100, svhn = _torchvision_md5s()
-    download = "run with --download (torchvision fetches and unpacks it into the data folder)"
-    return {
-        "mnist": DatasetInfo("mnist", "MNIST", _mnist_files("MNIST"), download, 10, (0.1307,), (0.3081,), True),
-        "fashionmnist": DatasetInfo("fashionmnist", "Fashion-MNIST", _mnist_files("FashionMNIST"), download, 10,
-                                    (0.2860,), (0.3530,), True),
-        "cifar10": DatasetInfo("cifar10", "CIFAR-10", tuple(cifar10), download, 10,
-                               (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
-        "cifar100": DatasetInfo("cifar100", "CIFAR-100", tuple(cifar100), download, 100,
-                                (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
-        "svhn": DatasetInfo("svhn", "SVHN", tuple(svhn), download, 10,
-                            (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), True),
-        "sdd": DatasetInfo(
-            "sdd", "Sensorless Drive Diagnosis", (("sdd/Sensorless_drive_diagnosis.txt", None),),
-            "download Sensorless_drive_diagnosis.txt from the UCI repository "
-            "(https://archive.ics.uci.edu/dataset/325/dataset+for+sensorless+drive+diagnosis) into <data>/sdd/",
-            11, None, None),
-        "tinyimagenet": DatasetInfo(
-            "tinyimagenet", "TinyImageNet",
-            (("tiny-imagenet-200/wnids.txt", None), ("tiny-imagenet-200/val/val_annotations.txt", None)),
-            "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into the data folder",
-            200, IMAGENET_MEAN, IMAGENET_STD, folders=("tiny-imagenet-200/train", "tiny-imagenet-200/val/images")),
-        "imagenet": DatasetInfo(
-            "imagenet", "ImageNet (ILSVRC-2012)", (),
-            "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from https://image-net.org, extract "
-            "them to <data>/imagenet/train/<wnid>/*.JPEG and <data>/imagenet/val/<wnid>/*.JPEG (the validation "
-            "images sorted into class folders, e.g. with the widely used valprep.sh)",
-            1000, IMAGENET_MEAN, IMAGENET_STD, folders=("imagenet/train", "imagenet/val")),
-    }
+# the file names torchvision's loaders read (a test keeps them equal to torchvision's lists)
+CIFAR10_FILES = tuple(f"cifar-10-batches-py/{f}" for f in (
+    *(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"))
+CIFAR100_FILES = tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta"))
+SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+_DOWNLOAD = "run with --download (torchvision fetches and unpacks it into the data folder)"
 
-
-class _LazyRegistry(Mapping):
-    """The registry, built on first use (it reads torchvision's checksum tables). A read-only
-    Mapping, so ``get``, ``keys``, ``items`` and ``in`` all see the built registry."""
-
-    def __init__(self):
-        self._built: dict[str, DatasetInfo] | None = None
-
-    def _data(self) -> dict[str, DatasetInfo]:
-        if self._built is None:
-            self._built = _registry()
-        return self._built
-
-    def __getitem__(self, key):
-        return self._data()[key]
-
-    def __iter__(self):
-        return iter(self._data())
-
-    def __len__(self):
-        return len(self._data())
-
-
-DATASETS: Mapping[str, DatasetInfo] = _LazyRegistry()
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("mnist", "MNIST", _mnist_files("MNIST"), _DOWNLOAD, 10, (0.1307,), (0.3081,), True),
+    "fashionmnist": DatasetInfo("fashionmnist", "Fashion-MNIST", _mnist_files("FashionMNIST"), _DOWNLOAD, 10,
+                                (0.2860,), (0.3530,), True),
+    "cifar10": DatasetInfo("cifar10", "CIFAR-10", CIFAR10_FILES, _DOWNLOAD, 10,
+                           (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True, checksums="torchvision"),
+    "cifar100": DatasetInfo("cifar100", "CIFAR-100", CIFAR100_FILES, _DOWNLOAD, 100,
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True, checksums="torchvision"),
+    "svhn": DatasetInfo("svhn", "SVHN", SVHN_FILES, _DOWNLOAD, 10,
+                        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), True, checksums="torchvision"),
+    "sdd": DatasetInfo(
+        "sdd", "Sensorless Drive Diagnosis", ("sdd/Sensorless_drive_diagnosis.txt",),
+        "download Sensorless_drive_diagnosis.txt from the UCI repository "
+        "(https://archive.ics.uci.edu/dataset/325/dataset+for+sensorless+drive+diagnosis) into <data>/sdd/",
+        11, None, None),
+    "tinyimagenet": DatasetInfo(
+        "tinyimagenet", "TinyImageNet", ("tiny-imagenet-200/wnids.txt", "tiny-imagenet-200/val/val_annotations.txt"),
+        "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into the data folder",
+        200, IMAGENET_MEAN, IMAGENET_STD, folders=("tiny-imagenet-200/train", "tiny-imagenet-200/val/images")),
+    "imagenet": DatasetInfo(
+        "imagenet", "ImageNet (ILSVRC-2012)", (),
+        "download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from https://image-net.org, extract "
+        "them to <data>/imagenet/train/<wnid>/*.JPEG and <data>/imagenet/val/<wnid>/*.JPEG (the validation "
+        "images sorted into class folders, e.g. with the widely used valprep.sh)",
+        1000, IMAGENET_MEAN, IMAGENET_STD, folders=("imagenet/train", "imagenet/val")),
+}
 
 
 class DataMissing(UsageError):
@@ -145,11 +131,11 @@ def check(name: str, root: str | os.PathLike, verify: bool | None = None) -> lis
     """Problems with data set ``name`` under ``root`` (empty when it is ready)."""
     info, root = DATASETS[name], Path(root)
     problems = []
-    for relative, md5 in info.files:
+    for relative in info.files:
         path = root / relative
         if not path.is_file():
-            problems.append(f"missing: {path}" + (f" (md5 {md5})" if md5 else ""))
-        elif md5 and _verifying(verify) and _md5(path) != md5:
+            problems.append(f"missing: {path}")
+        elif _verifying(verify) and (md5 := info.md5(relative)) and _md5(path) != md5:
             problems.append(f"corrupt: {path} (md5 should be {md5})")
     for relative in info.folders:
         folder = root / relative
@@ -198,6 +184,8 @@ def _unchecked(cls):
 def load_arrays(name: str, root: str | os.PathLike, *, download: bool = False,
                 verify: bool | None = None) -> ArrayData:
     """MNIST, Fashion-MNIST, CIFAR-10/100, SVHN (torchvision's loaders) or SDD, in memory."""
+    import numpy as np
+    import torch
     from torchvision import datasets as tv
 
     info, root = DATASETS[name], Path(root)
@@ -225,9 +213,9 @@ def load_arrays(name: str, root: str | os.PathLike, *, download: bool = False,
                          torch.from_numpy(test.data), torch.from_numpy(test.labels).long(),
                          info.mean, info.std, 10)
     if name == "sdd":
-        table = np.loadtxt(root / info.files[0][0], dtype=np.float64)
+        table = np.loadtxt(root / info.files[0], dtype=np.float64)
         if table.ndim != 2 or table.shape[1] != 49:
-            raise DataMissing(info, root, [f"corrupt: {root / info.files[0][0]} (expected 49 columns: 48 "
+            raise DataMissing(info, root, [f"corrupt: {root / info.files[0]} (expected 49 columns: 48 "
                                            f"features and the class 1-11, got shape {table.shape})"])
         return ArrayData(torch.from_numpy(table[:, :48].astype(np.float32)),
                          torch.from_numpy(table[:, 48].astype(np.int64) - 1), None, None, None, None, 11)
