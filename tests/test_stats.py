@@ -161,6 +161,32 @@ def test_wilcoxon_matches_exact_signed_rank_enumeration():
     assert min_p == pytest.approx(2 / 2**7)
 
 
+def test_wilcoxon_with_ties_and_zeros_is_the_exact_enumeration_and_scipys_own():
+    d = np.array([0.2, 0.2, -0.2, 0.5, 0.0, 0.5, 0.5, -0.1, 0.3, 0.0, 0.2])  # ties and zeros
+    nonzero = d[d != 0]
+    ranks = st.rankdata(np.abs(nonzero))
+    w_plus = ranks[nonzero > 0].sum()
+    dist = np.array([sum(r for r, s in zip(ranks, signs) if s)
+                     for signs in itertools.product((0, 1), repeat=len(nonzero))])
+    expected = min(1.0, 2 * min(np.mean(dist <= w_plus + 1e-9), np.mean(dist >= w_plus - 1e-9)))
+    p, min_p = stats.wilcoxon(d)
+    assert p == pytest.approx(expected) and min_p == pytest.approx(2 / 2**9)
+    assert p == pytest.approx(st.wilcoxon(d, zero_method="wilcox").pvalue)
+    assert stats.wilcoxon(np.full(10, 0.01)) == pytest.approx((2 / 2**10, 2 / 2**10))  # every difference tied
+
+
+def test_wilcoxon_without_ties_is_exact_up_to_fifty_differences():
+    d = np.arange(1, 21) * np.where(np.arange(20) % 3 == 0, -1.0, 1.0) / 7  # 20 distinct magnitudes
+    w_plus = np.arange(1, 21)[d > 0].sum()
+    counts = np.zeros(211, dtype=np.int64)
+    counts[0] = 1
+    for rank in range(1, 21):  # the exact null distribution of W+ by dynamic programming
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+    cdf = np.cumsum(counts) / counts.sum()
+    expected = min(1.0, 2 * min(cdf[w_plus], 1 - cdf[w_plus - 1]))
+    assert stats.wilcoxon(d)[0] == pytest.approx(expected, rel=1e-9)
+
+
 def test_iqm_is_mean_of_middle_half():
     x = np.array([9.0, 1, 5, 3, 100, 2, 7, 4])
     assert stats.iqm(x) == pytest.approx(np.sort(x)[2:6].mean())
