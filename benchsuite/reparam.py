@@ -37,6 +37,9 @@ class Elementwise(nn.Module):
 
     # dpsi/dv at the v of the last training forward pass, or None
     saved_derivative: torch.Tensor | None = None
+    # True where dpsi/dv > 0 at every finite v (no floating-point underflow to 0 either):
+    # the modified step then divides by it without a floor (one pass over the weights less)
+    derivative_is_positive: bool = False
 
     def psi(self, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -129,10 +132,13 @@ class ModifiedAdaptiveStep:
             d = getattr(parametrization, "saved_derivative", None)
             if d is None or d.shape != v.shape:
                 d = parametrization.derivative(v).detach()
-            # where d is below min_derivative (0 for pp at v = 0) the gradient is divided by
-            # min_derivative instead: finite, and irrelevant, since the step is then
-            # scaled by d <= min_derivative and v does not move (exactly, where d = 0)
-            v.grad.div_(d.clamp_min(self.min_derivative))
+            if getattr(parametrization, "derivative_is_positive", False):
+                v.grad.div_(d)
+            else:
+                # where d is below min_derivative (0 for pp at v = 0) the gradient is divided by
+                # min_derivative instead: finite, and irrelevant, since the step is then
+                # scaled by d <= min_derivative and v does not move (exactly, where d = 0)
+                v.grad.div_(d.clamp_min(self.min_derivative))
             self._saved.append((v, v.detach().clone(), d))
 
     @torch.no_grad()
@@ -140,9 +146,8 @@ class ModifiedAdaptiveStep:
         if not self._saved:
             return
         vs, befores, derivatives = (list(column) for column in zip(*self._saved))
-        torch._foreach_sub_(vs, befores)  # the optimizer's step Delta
-        torch._foreach_mul_(vs, derivatives)
-        torch._foreach_add_(vs, befores)  # v_t + d_t * Delta
+        torch._foreach_lerp_(befores, vs, derivatives)  # v_t + d_t * (v_t + Delta - v_t), one pass
+        torch._foreach_copy_(vs, befores)
         self._saved = []
 
 
@@ -194,8 +199,18 @@ class ModifiedAdaptiveHooks:
     @hookimpl
     def modify_grad(self, model, optimizer, run):
         if self.use_modified_step:
-            pairs = ((p, v) for _, _, p, v in elementwise_weights(model, self.reparametrization))
-            self._modified_step.before_step(pairs)
+            self._modified_step.before_step(self._pairs(model))
+
+    def _pairs(self, model) -> list:
+        """(parametrization, v) of every reparameterized weight: found once per model (a
+        walk over every module), checked each step (one lookup per weight)."""
+        cached = getattr(self, "_pairs_of", None)
+        if cached is None or cached[0] is not model or not all(
+                parametrize.is_parametrized(m, "weight") and m.parametrizations["weight"].original is v
+                for m, _, v in cached[1]):
+            found = [(m, p, v) for _, m, p, v in elementwise_weights(model, self.reparametrization)]
+            self._pairs_of = cached = (model, found)
+        return [(p, v) for _, p, v in cached[1]]
 
     @hookimpl
     def post_step(self, model, optimizer, run):

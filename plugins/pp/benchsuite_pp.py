@@ -20,8 +20,10 @@ class Power(Elementwise):
         return self.alpha * v.abs().pow(self.alpha - 1)
 
     def psi_and_derivative(self, v):
-        magnitude = v.abs().pow(self.alpha - 1)  # |v|^(alpha-1), shared by both
-        return v * magnitude, self.alpha * magnitude
+        magnitude = v.abs()  # |v|^(alpha-1), shared by both; alpha = 2 (the default) needs no power
+        if self.alpha != 2.0:
+            magnitude.pow_(self.alpha - 1)
+        return v * magnitude, magnitude.mul_(self.alpha)
 
     def inverse(self, w):
         return w.sign() * w.abs().pow(1.0 / self.alpha)

@@ -65,6 +65,9 @@ class Compander(Elementwise):
         self.fn = fn
         self.scale = scale
         self.layer = layer
+        # a/b / (1 + x^2) and a/b / sqrt(1 + x^2) stay above 0 until x^2 overflows
+        # (|x| > 1.8e19); erf's a/b * exp(-x^2) underflows to 0 from |x| ~ 10
+        self.derivative_is_positive = fn in ("arctan", "arsinh")
 
     def psi(self, v):
         a, b = self.scale.a, self.scale.b
@@ -85,16 +88,21 @@ class Compander(Elementwise):
         return a * 2 / (math.sqrt(math.pi) * b) * torch.exp(-x * x)
 
     def psi_and_derivative(self, v):
-        """Psi and dPsi/dv from one x = v/b (a and b fixed: read once, as numbers)."""
+        """Psi and dPsi/dv from one x = v/b, in as few passes over the weights as the
+        formulas allow (a and b fixed: read once, as numbers)."""
         if getattr(self, "_fixed", None) is None:
-            self._fixed = (float(self.scale.a), float(self.scale.b))
-        a, b = self._fixed
-        x = v / b
-        if self.fn == "arctan":
-            return torch.atan(x).mul_(a), x.square().add_(1).reciprocal_().mul_(a / b)
-        if self.fn == "arsinh":
-            return torch.asinh(x).mul_(a), x.square().add_(1).rsqrt_().mul_(a / b)
-        return torch.erf(x).mul_(a), x.square().neg_().exp_().mul_(a * 2 / (math.sqrt(math.pi) * b))
+            a, b = float(self.scale.a), float(self.scale.b)
+            slope = a / b * (2 / math.sqrt(math.pi) if self.fn == "erf" else 1.0)  # dPsi/dv at v = 0
+            self._fixed = (a, b, torch.tensor(1.0 if self.fn != "erf" else 0.0, device=v.device),
+                           torch.tensor(slope, device=v.device))
+        a, b, offset, slope = self._fixed
+        x = v if b == 1.0 else v / b
+        if self.fn == "arctan":  # slope / (1 + x^2)
+            derivative = torch.addcmul(offset, x, x)
+            return torch.atan(x).mul_(a), torch.div(slope, derivative, out=derivative)
+        if self.fn == "arsinh":  # slope / sqrt(1 + x^2)
+            return torch.asinh(x).mul_(a), torch.addcmul(offset, x, x).rsqrt_().mul_(slope)
+        return torch.erf(x).mul_(a), torch.addcmul(offset, x, x, value=-1).exp_().mul_(slope)  # slope * exp(-x^2)
 
     def bound(self) -> float:
         """sup |Psi|: a*pi/2 (arctan), a (erf), unbounded (arsinh)."""
