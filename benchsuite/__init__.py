@@ -1,6 +1,6 @@
 """benchsuite: a plugin-based benchmark suite for neural-network regularization methods."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from benchsuite.hookspecs import hookimpl  # noqa: E402
 from benchsuite.plugins import Hyperparameter, Plugin  # noqa: E402

@@ -29,6 +29,13 @@ import benchsuite.hookspecs as hookspecs
 from benchsuite.errors import UsageError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+# The host's part of every run's identity, and the version of its built-in plugins (none, l1,
+# l2, wd): bump it when a change to the host can change a run's numbers (the default optimizer
+# and loss, the engine's step, data loading, model building, a built-in plugin), and every
+# stored run is run again. Not the package version, which also moves for changes that leave
+# every number as it was (commands, reports, helpers for plugins); each record's environment
+# stores that one.
+RESULTS_VERSION = "0.1.0"
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
 
@@ -274,7 +281,7 @@ def discover() -> Discovered:
         info = PluginInfo(
             name=ep.name,
             factory=factory,
-            version=dist.version if dist is not None else "0",
+            version=RESULTS_VERSION if distribution == "benchsuite" else dist.version if dist is not None else "0",
             distribution=distribution,
         )
         if ep.name in broken and broken[ep.name].reason.startswith("two installed plugins"):

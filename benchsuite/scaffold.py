@@ -27,7 +27,7 @@ description = "{title} for benchsuite"
 readme = "README.md"
 requires-python = ">=3.11"
 license = "MIT"
-dependencies = ["benchsuite>=0.1"]
+dependencies = ["benchsuite>=0.2"]
 
 [project.entry-points.benchsuite]
 {name} = "{module}:{cls}"
