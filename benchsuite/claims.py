@@ -479,8 +479,8 @@ def stored_rows(store, available=None, task_dirs=(), alpha: float = stats.ALPHA,
     if unloaded is not None:
         stored = {(r.get("task"), name) for r in (records if records is not None else store.records())
                   for name in str(r.get("method", "")).split("+")}
-        if not any((task, arm.plugin) in stored for claim in unloaded for task in claim.tasks
-                   for arm in (claim.method, claim.versus) if arm is not None):
+        if not any((task, name) in stored for claim in unloaded for task in claim.tasks
+                   for arm in (claim.method, claim.versus) if arm is not None for name in arm.plugin.split("+")):
             return []
     available = available if available is not None else _discover()
     found, _ = load_claims(available)
