@@ -90,7 +90,7 @@ class Compander(Elementwise):
     def psi_and_derivative(self, v):
         """Psi and dPsi/dv from one x = v/b, in as few passes over the weights as the
         formulas allow (a and b fixed: read once, as numbers)."""
-        if getattr(self, "_fixed", None) is None:
+        if getattr(self, "_fixed", None) is None or self._fixed[2].device != v.device:
             a, b = float(self.scale.a), float(self.scale.b)
             slope = a / b * (2 / math.sqrt(math.pi) if self.fn == "erf" else 1.0)  # dPsi/dv at v = 0
             self._fixed = (a, b, torch.tensor(1.0 if self.fn != "erf" else 0.0, device=v.device),

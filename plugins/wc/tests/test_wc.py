@@ -257,3 +257,12 @@ def test_adam_task_weight_decay_in_the_modified_step(granularity):
     for v, g_v, (v0, w0, d) in zip(vs, grads, before):
         g = g_v / d + wd * (w0 if granularity == "fixed" else v0)
         assert torch.allclose(v, v0 + d * (-lr * g / (g.abs() + eps)), rtol=1e-4, atol=1e-7)
+
+
+def test_psi_and_derivative_follow_the_weights_to_another_device():
+    """The fixed a, b are cached as tensors on the weights' device; a model moved after its
+    first training forward pass gets them again on its new device."""
+    compander = Compander("arctan", Scale(0.5, 2.0, False))
+    compander.psi_and_derivative(torch.randn(3))
+    w, d = compander.psi_and_derivative(torch.randn(3, device="meta"))
+    assert w.device.type == d.device.type == compander._fixed[2].device.type == "meta"
