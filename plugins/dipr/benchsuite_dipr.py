@@ -59,9 +59,9 @@ def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: 
         expected = expected * (n * probs > threshold)
     offset = torch.rand((), generator=gen, device=gen.device, dtype=torch.float64).to(probs.device)
     # float64: a float32 running sum over a large layer would drift by more than a count
-    floors = expected.to(torch.float64).cumsum_(-1).add_(offset).floor_()  # floor(Q_j + U)
-    floors[..., 1:] -= floors[..., :-1].clone()  # floor(U) = 0 before the first axis
-    return floors.to(probs.dtype)
+    floors = torch.cumsum(expected, -1, dtype=torch.float64).add_(offset).floor_()  # floor(Q_j + U)
+    before = torch.zeros_like(floors[..., :1])  # floor(U) = 0 before the first axis
+    return torch.diff(floors, dim=-1, prepend=before).to(probs.dtype)
 
 
 class _WeightedSumOfSquares(torch.autograd.Function):

@@ -162,6 +162,23 @@ def test_shared_counts_are_a_systematic_sample_of_the_expected_counts():
     assert torch.all((draws.mean(dim=0) - expected).abs() <= 5 * standard_error + 1e-3)
 
 
+def test_shared_counts_on_a_large_layer_are_exactly_the_float64_systematic_sample():
+    """On a layer of 313,600 weights (the MNIST MLP's first) the counts are exactly
+    floor(Q_j + U) - floor(Q_{j-1} + U) computed in float64 (numpy), for the same U."""
+    import numpy as np
+    from benchsuite_dipr import shared_counts
+
+    probs = torch.softmax(torch.randn(313_600, generator=torch.Generator().manual_seed(3)) * 3, dim=-1)
+    for threshold in (0.0, 0.5):
+        counts = shared_counts(probs, 8, 0.01, threshold, torch.Generator().manual_seed(7))
+        offset = torch.rand((), generator=torch.Generator().manual_seed(7), dtype=torch.float64).item()
+        expected = (probs * (8 * 0.01 * 313_600)).clamp(max=8)
+        if threshold:
+            expected = expected * (313_600 * probs > threshold)
+        floors = np.floor(np.cumsum(expected.numpy().astype(np.float64)) + offset)
+        assert np.array_equal(counts.numpy(), np.diff(floors, prepend=0.0).astype(np.float32))
+
+
 def test_both_samplers_give_the_same_expected_penalty_and_gradient():
     """The shared sampler replaces S prior draws and S masks by one draw and counts of the
     same expectation: the penalty's mean over draws matches the independent sampler's."""
