@@ -17,8 +17,6 @@ from benchsuite import plugins as plugin_registry
 from benchsuite.formatting import fmt_hyperparameters
 from benchsuite.tasks.spec import TaskSpec
 
-RESULTS_VERSION = plugin_registry.RESULTS_VERSION
-
 
 @dataclasses.dataclass(frozen=True)
 class Method:
@@ -97,7 +95,7 @@ def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None, rep
     available = available if available is not None else plugin_registry.discover()
     infos = plugin_registry.resolve(method.names, available)
     versions = {info.name: info.version for info in infos}
-    versions["benchsuite"] = RESULTS_VERSION
+    versions["benchsuite"] = plugin_registry.RESULTS_VERSION  # read at call time: one constant, in plugins
     if task.train.weight_decay and any(getattr(i.factory, "replaces_weight_decay", False) for i in infos):
         task = task.with_overrides(weight_decay=0.0)  # the method is the decay: never applied twice
     return RunSpec(task, method, seed, tuple(sorted(versions.items())), check_replicate(replicate))

@@ -210,14 +210,14 @@ def test_the_package_version_is_not_part_of_a_runs_identity_the_results_version_
     """A release that changes no number (commands, reports) keeps every stored run; the host's
     RESULTS_VERSION, which is also its built-in plugins' version, reruns them."""
     import benchsuite
-    from benchsuite import identity, plugins
+    from benchsuite import plugins
 
     task = tiny_task_spec(epochs=1)
     base = engine.make_run_spec(task, method_of("l2"), 0)
     assert dict(base.plugin_versions) == {"benchsuite": plugins.RESULTS_VERSION, "l2": plugins.RESULTS_VERSION}
     monkeypatch.setattr(benchsuite, "__version__", "99.0")
     assert engine.make_run_spec(task, method_of("l2"), 0).run_id == base.run_id
-    monkeypatch.setattr(identity, "RESULTS_VERSION", "99.0")
+    monkeypatch.setattr(plugins, "RESULTS_VERSION", "99.0")
     assert engine.make_run_spec(task, method_of("l2"), 0).run_id != base.run_id
 
 
