@@ -33,6 +33,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -169,7 +170,10 @@ class Store:
         for folder in (self.runs, self.root / "checkpoints", self.locks):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write(folder / ".write-test", lambda fh: fh.write("")).unlink()
+                # a name of this process and thread: writers starting together on one folder
+                # (the ranks of a distributed run) must not remove each other's test file
+                probe = folder / f".write-test.{os.getpid()}.{threading.get_ident()}"
+                atomic_write(probe, lambda fh: fh.write("")).unlink()
             except OSError as exc:
                 raise UsageError(f"results folder {self.root}: cannot write to {folder} "
                                  f"({exc.strerror or exc}); choose another --results") from None

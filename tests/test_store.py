@@ -190,3 +190,27 @@ def test_results_reads_a_thousand_runs_without_torch_scipy_or_the_engine(tmp_pat
     assert loaded == "[]"
     assert int(lines[1]) == 30  # 10 tasks x 3 methods
     assert float(seconds) < 3.0  # about 0.5 s on a 2-core machine; generous for loaded CI workers
+
+
+def test_writers_checking_one_folder_at_once_do_not_trip_over_each_other(tmp_path):
+    """The ranks of a distributed run check the results folder together: each write test
+    has its own file, so one writer never removes another's before that one's unlink."""
+    import threading
+
+    from benchsuite.store import Store
+
+    errors = []
+
+    def check():
+        try:
+            for _ in range(200):
+                Store(tmp_path / "results").check_writable()
+        except Exception as exc:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
