@@ -57,7 +57,11 @@ class Elementwise(nn.Module):
         return any(p.requires_grad for p in self.parameters())
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and v.requires_grad and not self.has_learnable_parameters():
+        # compiled (torch.compile), psi goes through autograd: the compiler fuses its
+        # forward and backward itself, and a derivative stashed on the module from inside a
+        # traced graph is not allowed; the modified step then computes the derivative
+        if (torch.is_grad_enabled() and v.requires_grad and not torch.compiler.is_compiling()
+                and not self.has_learnable_parameters()):
             return _PsiSavingDerivative.apply(v, self)
         self.saved_derivative = None
         return self.psi(v)

@@ -135,6 +135,28 @@ def test_augment_batch_is_a_crop_of_the_padded_image_or_its_mirror():
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
 
 
+@pytest.mark.parametrize("crop", [True, False])
+def test_augment_batch_draws_what_stored_runs_drew(crop):
+    """Runs stored before the draws moved to the device in one copy reproduce: the same
+    generator gives the same crops and flips (the draws of 0.1.0 written out here)."""
+    x = torch.rand(32, 3, 8, 8)
+    generator = torch.Generator().manual_seed(3)
+    flips = torch.rand(32, generator=generator) < 0.5
+    dy = torch.randint(0, 5, (32,), generator=generator) if crop else torch.zeros(32, dtype=torch.long)
+    dx = torch.randint(0, 5, (32,), generator=generator) if crop else torch.zeros(32, dtype=torch.long)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2)) if crop else x
+    expected = torch.stack([padded[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8] for i in range(32)])
+    expected = torch.where(flips[:, None, None, None], expected.flip(-1), expected)
+    out = datasets.augment_batch(x, torch.Generator().manual_seed(3), crop=crop, pad=2)
+    assert torch.equal(out, expected)
+
+
+def test_channel_values_are_made_once_per_device():
+    first = datasets.channel_values((0.5, 0.25), torch.device("cpu"))
+    assert first.shape == (1, 2, 1, 1) and first.flatten().tolist() == [0.5, 0.25]
+    assert datasets.channel_values((0.5, 0.25), torch.device("cpu")) is first
+
+
 def test_amp_dtypes_cover_the_task_precisions():
     from benchsuite.tasks.spec import PRECISIONS
 
@@ -153,3 +175,26 @@ def test_every_plugin_trains_under_autocast(plugin, precision):
     task = tiny_task_spec(epochs=1, precision=precision)
     record = engine.execute(engine.make_run_spec(task, method_of(plugin), seed=0))
     assert record["status"] == "finished", record.get("traceback")
+
+
+@pytest.mark.parametrize("method", ["none", "l2", "wc", "pp"])
+def test_compiled_reparameterized_training_matches_eager(method):
+    """Under torch.compile psi goes through autograd and the modified step computes dpsi/dv
+    itself (a derivative stashed from inside a compiled graph is refused); the weights after
+    five steps must equal the eager run's to float rounding. (SGD: Adam would turn the
+    rounding noise of the biases before batch norm, whose true gradient is 0, into
+    lr-sized steps.)"""
+    task = tiny_task_spec(epochs=1, optimizer="sgd", lr=0.1, momentum=0.9)
+    spec = engine.make_run_spec(task, method_of(method), seed=0)
+    weights = {}
+    for compiled in (False, True):
+        training = engine.setup(spec, torch.device("cpu"), options=engine.ExecutionOptions(compile=compiled))
+        sums = engine.EpochSums.zeros(training.run.device)
+        training.state.epoch = training.run.epoch = 1
+        for _, (inputs, targets) in zip(range(5), training.epoch_batches(), strict=False):
+            engine.train_step(training, inputs, targets, sums)
+        weights[compiled] = {k: v.detach().clone() for k, v in training.model.state_dict().items()}
+    assert weights[True].keys() == weights[False].keys()
+    for name, eager in weights[False].items():
+        if eager.is_floating_point():
+            torch.testing.assert_close(weights[True][name], eager, rtol=1e-5, atol=1e-6)

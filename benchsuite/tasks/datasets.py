@@ -52,7 +52,7 @@ class Split:
         """(inputs, targets) per batch: in ``order`` (a permutation) or in sequence."""
         n = len(order) if order is not None else len(self)
         if order is not None:
-            order = order.to(self.x.device)
+            order = to_device(order, self.x.device)
         for start in range(0, n, batch_size):
             index = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
             yield self.prepare(self.x[index], augment, generator), self.y[index]
@@ -73,29 +73,42 @@ class ImageSplit(Split):
         x = x.float().div_(255.0)
         if augment in ("crop-flip", "flip") and generator is not None:
             x = augment_batch(x, generator, crop=augment == "crop-flip")
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        x = (x - mean) / std
+        x = (x - channel_values(self.mean, x.device)) / channel_values(self.std, x.device)
         return x.flatten(1) if self.flatten else x
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """A CPU tensor on ``device``. To a GPU it goes from pinned memory, asynchronously: a
+    copy from pageable memory would make the host wait for every queued kernel."""
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+@functools.lru_cache(maxsize=64)
+def channel_values(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """Per-channel constants (a data set's mean or std) as a 1 x C x 1 x 1 tensor on
+    ``device``, made once per device rather than copied there for every batch."""
+    return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, crop: bool = True, pad: int = 4) -> torch.Tensor:
     """Random crop (zero padding ``pad``) and horizontal flip per image, as one gather on
     the batch's device. Draws come from ``generator`` (CPU), so runs are reproducible on
-    any device."""
+    any device; they travel to the device in one asynchronous copy."""
     n, c, h, w = x.shape
     flips = torch.rand(n, generator=generator) < 0.5
     if crop:
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)
-        cols = (dx[:, None] + torch.arange(w)[None, :])
     else:
-        padded = x
-        rows = torch.arange(h)[None, :].expand(n, h).to(x.device)
-        cols = torch.arange(w)[None, :].expand(n, w)
-    cols = torch.where(flips[:, None], cols.flip(1), cols).to(x.device)
+        dy = dx = torch.zeros(n, dtype=torch.long)
+    flips, dy, dx = to_device(torch.stack([flips.long(), dy, dx]), x.device)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if crop else x
+    rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]
+    cols = torch.where(flips[:, None].bool(), cols.flip(1), cols)
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
