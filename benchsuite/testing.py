@@ -129,16 +129,17 @@ def preflight_problems(plugins, task: TaskSpec, hp=None, available=None) -> list
     return engine.preflight([spec], "cpu", available)
 
 
-def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None) -> engine.Training:
+def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None,
+                   device: str | torch.device = "cpu") -> engine.Training:
     """A run of ``plugins`` set up exactly as the engine sets it up (data loaded, model
-    built, phases 1-3 done), ready for :func:`benchsuite.engine.train_step`: ``.model``,
-    ``.run``, ``.hooks``, ``.state.optimizer``, ``.epoch_batches()``."""
+    built, phases 1-3 done) on ``device``, ready for :func:`benchsuite.engine.train_step`:
+    ``.model``, ``.run``, ``.hooks``, ``.state.optimizer``, ``.epoch_batches()``."""
     task = task or tiny_task_spec()
     available = available if available is not None else plugin_registry.discover()
     # the task as given: make_run_spec would drop a weight decay that a method replaces,
     # and a plugin's tests may want to see its configure reject that task
     spec = engine.RunSpec(task, method_of(plugins, hp, available), seed, plugin_versions=())
-    return engine.setup(spec, torch.device("cpu"), available)
+    return engine.setup(spec, torch.device(device), available)
 
 
 def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None):

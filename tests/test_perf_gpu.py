@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchsuite import Plugin, hookimpl
 from benchsuite.testing import available_with
@@ -51,6 +52,12 @@ def test_dry_run_tables_with_a_failing_method(monkeypatch):
         for config in ("fp32", "bf16-cl"):
             assert f"### {task}, {config}" in text
     tables = text.split("# all tables")[1]
+    tables, syncs = tables.split("### host-device synchronizations", 1)
+    sync_rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in syncs.splitlines()
+                 if line.startswith("| ") and "---" not in line}
+    assert sync_rows.pop("method") == ["tiny", "cifar10-resnet18 |"]
+    assert sync_rows.pop("boom")[0].startswith("failed: PluginError")
+    assert all(cells == ["none", "none |"] for cells in sync_rows.values()) and len(sync_rows) == 4
     rows = [line.split(" | ") for line in tables.splitlines() if line.startswith("| ") and "---" not in line]
     by_method: dict[str, list] = {}
     for row in rows:
@@ -75,3 +82,26 @@ def test_rejects_unknown_configurations():
     gpu = load_script()
     with pytest.raises(SystemExit):
         gpu.parse_args(["--configs", "fp64"])
+
+
+def test_hand_loop_runs_again_without_layout_optimization_after_torchs_stride_failure(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    gpu = load_script()
+    calls = []
+
+    def hand_loop(task, steps, config, device):
+        calls.append(inductor_config.layout_optimization)
+        if inductor_config.layout_optimization:
+            raise AssertionError("expected size 512==512, stride 1==9 at dim=1")
+        return {"images_s": 1.0, "peak_mib": None}
+
+    monkeypatch.setattr(gpu, "_hand_loop", hand_loop)
+    monkeypatch.setattr(inductor_config, "layout_optimization", True)
+    result = gpu.hand_loop_cell(None, 1, gpu.CONFIGS["compile"], torch.device("cpu"))
+    assert calls == [True, False] and "layout optimization off" in result["note"]
+    assert inductor_config.layout_optimization  # restored for the engine's cells
+    with pytest.raises(AssertionError):  # uncompiled, the failure is the loop's own
+        gpu.hand_loop_cell(None, 1, gpu.CONFIGS["bf16-cl"], torch.device("cpu"))
+    table = gpu.format_table("t", "compile", {"hand-written loop": {"status": "ok", **result}})
+    assert "hand-written loop: compiled with inductor's layout optimization off" in table
