@@ -58,6 +58,9 @@ from scipy import stats as _st
 ALPHA = 0.05
 EXACT_LIMIT = 2**16  # enumerate every sign flip / permutation up to this many
 MONTE_CARLO_RESAMPLES = 100_000
+# the sign-flip test is exact up to this many pairs: 2 * 2**18 sorted partial sums, a few
+# hundredths of a second (Monte Carlo beyond)
+SIGN_FLIP_EXACT_PAIRS = 36
 FRIEDMAN_RESAMPLES = 20_000
 SMALLEST_P = float(np.finfo(float).tiny)  # floating-point underflow is not evidence of p = 0
 
@@ -198,7 +201,8 @@ def welch_t(method, baseline, confidence: float = 1 - ALPHA) -> tuple[float, flo
 
 def sign_flip(diffs, seed: int = 0) -> tuple[float, float]:
     """Two-sided sign-flip test of mean(diffs) = 0: (p, minimum attainable p); exact up to
-    16 pairs, Monte Carlo beyond (p = (hits + 1) / (draws + 1))."""
+    ``SIGN_FLIP_EXACT_PAIRS`` pairs (all 2**n sign patterns, counted by meeting in the
+    middle), Monte Carlo beyond (p = (hits + 1) / (draws + 1))."""
     d = _finite(diffs, "paired differences")
     nonzero = int(np.count_nonzero(d))
     min_p = min_sign_flip_p(nonzero)
@@ -206,10 +210,8 @@ def sign_flip(diffs, seed: int = 0) -> tuple[float, float]:
         return 1.0, 1.0
     observed = abs(d.mean())
     tolerance = 1e-9 * max(observed, float(np.max(np.abs(d))))
-    if len(d) <= math.log2(EXACT_LIMIT):
-        # every sign pattern, as rows of a (2**n, n) matrix of +-1
-        patterns = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
-        p = float(np.mean(np.abs(patterns @ d) / len(d) >= observed - tolerance))
+    if len(d) <= SIGN_FLIP_EXACT_PAIRS:
+        p = _sign_flip_exact(d, len(d) * (observed - tolerance))
     else:
         rng = np.random.default_rng(seed)
         hits = 0
@@ -219,6 +221,28 @@ def sign_flip(diffs, seed: int = 0) -> tuple[float, float]:
             hits += int(np.count_nonzero(np.abs(signs @ d) / len(d) >= observed - tolerance))
         p = (hits + 1) / (MONTE_CARLO_RESAMPLES + 1)
     return max(p, min_p), min_p
+
+
+def _signed_sums(values: np.ndarray) -> np.ndarray:
+    """The 2**len(values) sums of +-values."""
+    sums = np.zeros(1)
+    for v in values:
+        sums = np.concatenate([sums + v, sums - v])
+    return sums
+
+
+def _sign_flip_exact(d: np.ndarray, threshold: float) -> float:
+    """The share of the 2**n sign patterns s with |s . d| >= threshold, counted exactly
+    without listing them: every sum is a sum over the first half of d plus one over the
+    second, so for each first-half sum a binary search over the sorted second-half sums
+    counts its partners at or beyond +-threshold (2 * 2**(n/2) sums, not 2**n)."""
+    if threshold <= 0:
+        return 1.0
+    half = len(d) // 2
+    left, right = np.sort(_signed_sums(d[:half])), np.sort(_signed_sums(d[half:]))  # sorted queries search faster
+    at_or_above = len(right) - np.searchsorted(right, threshold - left, side="left")
+    at_or_below = np.searchsorted(right, -threshold - left, side="right")
+    return math.ldexp(float(np.sum(at_or_above) + np.sum(at_or_below)), -len(d))
 
 
 def permutation_unpaired(method, baseline, seed: int = 0) -> tuple[float, float]:

@@ -67,6 +67,31 @@ def test_sign_flip_is_exact_enumeration():
     assert min_p == pytest.approx(2 / 2**6)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 15, 18])
+def test_sign_flip_counts_every_pattern_exactly_by_meeting_in_the_middle(n):
+    """Against the full (2**n, n) enumeration, on data with ties and exact zeros too."""
+    rng = np.random.default_rng(n)
+    for d in (rng.normal(0.1, 1.0, n), np.round(rng.normal(0.2, 1.0, n), 1)):
+        patterns = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+        observed = abs(d.mean())
+        tolerance = 1e-9 * max(observed, float(np.max(np.abs(d))))
+        brute = float(np.mean(np.abs(patterns @ d) / n >= observed - tolerance))
+        assert stats.sign_flip(d)[0] == max(brute, stats.min_sign_flip_p(int(np.count_nonzero(d))))
+
+
+def test_sign_flip_is_exact_at_33_pairs_and_agrees_with_sampling():
+    d = np.random.default_rng(5).normal(0.3, 1.0, 33)
+    p, min_p = stats.sign_flip(d)
+    assert min_p == 2 / 2**33 and (p * 2**33).is_integer()  # a count of patterns, not an estimate
+    signs = np.random.default_rng(0).choice((-1.0, 1.0), size=(200_000, 33))
+    sampled = np.mean(np.abs(signs @ d) >= abs(d.sum()) * (1 - 1e-9))
+    assert abs(p - sampled) < 4 * math.sqrt(p * (1 - p) / 200_000)
+    # beyond the exact range: Monte Carlo, p = (hits + 1) / (draws + 1)
+    p_mc, _ = stats.sign_flip(np.random.default_rng(6).normal(0.0, 1.0, stats.SIGN_FLIP_EXACT_PAIRS + 1))
+    hits = p_mc * (stats.MONTE_CARLO_RESAMPLES + 1)
+    assert abs(hits - round(hits)) < 1e-6
+
+
 def test_five_seeds_can_never_reach_five_percent():
     p, min_p = stats.sign_flip([1.0, 2.0, 3.0, 4.0, 5.0])  # the most extreme possible data
     assert p == pytest.approx(0.0625) and min_p == pytest.approx(0.0625)
