@@ -105,3 +105,23 @@ def test_hand_loop_runs_again_without_layout_optimization_after_torchs_stride_fa
         gpu.hand_loop_cell(None, 1, gpu.CONFIGS["bf16-cl"], torch.device("cpu"))
     table = gpu.format_table("t", "compile", {"hand-written loop": {"status": "ok", **result}})
     assert "hand-written loop: compiled with inductor's layout optimization off" in table
+
+
+def test_augmented_dry_run_crops_and_flips_in_both_loops(monkeypatch):
+    from benchsuite.tasks import datasets
+
+    gpu = load_script()
+    crops = []
+    original = datasets.crop_flip
+
+    def counted(x, dy, dx, flips, pad):
+        crops.append(pad)
+        return original(x, dy, dx, flips, pad)
+
+    monkeypatch.setattr(datasets, "crop_flip", counted)
+    out = io.StringIO()
+    code = gpu.main(["--cpu-dry-run", "--no-sync-check", "--augment", "--steps", "2", "--configs", "fp32",
+                     "--tasks", "cifar10-resnet18", "--methods", "none"], out=out)
+    assert code == 0, out.getvalue()
+    assert len(crops) >= 8 and set(crops) == {4}  # hand loop and engine: 2 x 2 steps each, at least
+    assert "host overhead ratio" in out.getvalue()

@@ -97,7 +97,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, crop: bool = True
     """Random crop (zero padding ``pad``) and horizontal flip per image, as one gather on
     the batch's device. Draws come from ``generator`` (CPU), so runs are reproducible on
     any device; they travel to the device in one asynchronous copy."""
-    n, c, h, w = x.shape
+    n = x.shape[0]
     flips = torch.rand(n, generator=generator) < 0.5
     if crop:
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
@@ -105,10 +105,18 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, crop: bool = True
     else:
         dy = dx = torch.zeros(n, dtype=torch.long)
     flips, dy, dx = to_device(torch.stack([flips.long(), dy, dx]), x.device)
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if crop else x
+    return crop_flip(x, dy, dx, flips.bool(), pad if crop else 0)
+
+
+def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor, pad: int) -> torch.Tensor:
+    """Image i of ``x`` (N x C x H x W) cropped at offset (dy_i, dx_i) from its zero-padded
+    copy (``pad`` pixels a side) and mirrored where ``flips``: one gather. The offsets and
+    flips are on the batch's device."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
     rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]
     cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]
-    cols = torch.where(flips[:, None].bool(), cols.flip(1), cols)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

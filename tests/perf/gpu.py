@@ -9,8 +9,10 @@ bf16, channels-last and ``torch.compile``) it trains every installed method thro
 engine, and a hand-written PyTorch loop on the same model, optimizer, batch size and data,
 for 2 x ``--steps`` steps: the first ``--steps`` warm up (cuDNN autotuning, compilation), the
 second ``--steps`` are timed. The data are synthetic uint8 images of the real shape
-(3 x 32 x 32, the task's number of classes), resident on the GPU, no augmentation (the hand
-loop does none either), so nothing is downloaded. It prints, per task and configuration,
+(3 x 32 x 32, the task's number of classes), resident on the GPU, so nothing is
+downloaded; no augmentation unless ``--augment`` (random crops and flips in both loops: the
+engine draws them on the CPU from the run's stream and sends them in one copy, the hand
+loop draws them on the device, as airbench does). It prints, per task and configuration,
 each method's training images/s, its speed relative to ``none``, its peak GPU memory, and
 the hand loop's images/s over ``none``'s: the host overhead ratio of the engine. A
 configuration that fails is reported as failed in its row and the rest go on; once
@@ -106,16 +108,18 @@ def synthetic_source(name: str):
     return name
 
 
-def benchmark_task(name: str, steps: int, precision: str, dry: bool) -> TaskSpec:
+def benchmark_task(name: str, steps: int, precision: str, dry: bool, augment: bool = False) -> TaskSpec:
     """The catalog task on synthetic data: 2 epochs of ``steps`` steps at the task's batch
-    size, evaluated once (at the end), at ``precision``."""
+    size, evaluated once (at the end), at ``precision``; with random crops and flips when
+    ``augment``."""
     task = get_task(name)
     source = f"gpu-check-{name}"
     _SIZES[source] = (steps * task.train.batch_size, task.model.num_classes)
     if source not in datasets.SOURCES:
         synthetic_source(source)
     model = dataclasses.replace(task.model, arch=TINY_ARCH) if dry else task.model
-    task = dataclasses.replace(task, data=DataSpec(source=source), model=model,
+    task = dataclasses.replace(task, data=DataSpec(source=source, augment="crop-flip" if augment else "none"),
+                               model=model,
                                eval=dataclasses.replace(task.eval, every=2))
     return task.with_overrides(epochs=2, precision=precision)
 
@@ -194,13 +198,18 @@ def _hand_loop(task: TaskSpec, steps: int, config: dict, device: torch.device) -
     mean = torch.tensor(MEAN, device=device).view(1, -1, 1, 1)
     std = torch.tensor(STD, device=device).view(1, -1, 1, 1)
     batch = task.train.batch_size
+    augment = task.data.augment == "crop-flip"
     _reset_memory(device)
 
     def run(n: int) -> None:
         order = torch.randperm(len(data), device=device)
         for i in range(n):
             index = order[i * batch:(i + 1) * batch]
-            x = (data.x[index].float().div_(255.0) - mean) / std
+            x = data.x[index].float().div_(255.0)
+            if augment:  # drawn on the device, as airbench does: no host work per batch
+                offsets = torch.randint(0, 9, (2, len(x)), device=device)
+                x = datasets.crop_flip(x, offsets[0], offsets[1], torch.rand(len(x), device=device) < 0.5, pad=4)
+            x = (x - mean) / std
             if config["channels_last"]:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -304,6 +313,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", default="all", help="comma-separated, or all installed methods")
     parser.add_argument("--budget", type=float, default=420.0,
                         help="seconds after which the cells not yet started are skipped")
+    parser.add_argument("--augment", action="store_true",
+                        help="random crops and flips in both loops (the engine draws them on the CPU from the "
+                             "run's stream, the hand-written loop on the device, as airbench does)")
     parser.add_argument("--no-sync-check", action="store_true", help="leave out the synchronization check")
     parser.add_argument("--cpu-dry-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -354,7 +366,7 @@ def _main(argv=None, available=None, out=None) -> int:
         config = CONFIGS[config_name]
         rows: dict[str, dict] = {}
         try:
-            task = benchmark_task(task_name, args.steps, config["precision"], args.cpu_dry_run)
+            task = benchmark_task(task_name, args.steps, config["precision"], args.cpu_dry_run, args.augment)
         except Exception as exc:  # noqa: BLE001 - a bad task is reported, the rest go on
             rows = {m: {"status": "failed", "error": f"{type(exc).__name__}: {exc}"} for m in methods}
             task = None
