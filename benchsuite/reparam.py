@@ -125,6 +125,8 @@ class ModifiedAdaptiveStep:
     def __init__(self, min_derivative: float = MIN_DERIVATIVE):
         self.min_derivative = min_derivative
         self._saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # v_t of each weight, kept in one buffer per weight from step to step
+        self._before: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
     def before_step(self, pairs) -> None:
@@ -143,15 +145,22 @@ class ModifiedAdaptiveStep:
                 # min_derivative instead: finite, and irrelevant, since the step is then
                 # scaled by d <= min_derivative and v does not move (exactly, where d = 0)
                 v.grad.div_(d.clamp_min(self.min_derivative))
-            self._saved.append((v, v.detach().clone(), d))
+            before = self._before.get(id(v))
+            if before is None or before.shape != v.shape or before.device != v.device or before.dtype != v.dtype:
+                before = self._before[id(v)] = torch.empty_like(v, memory_format=torch.preserve_format)
+            self._saved.append((v, before.copy_(v.detach()), d))
 
     @torch.no_grad()
     def after_step(self) -> None:
         if not self._saved:
             return
         vs, befores, derivatives = (list(column) for column in zip(*self._saved))
-        torch._foreach_lerp_(befores, vs, derivatives)  # v_t + d_t * (v_t + Delta - v_t), one pass
-        torch._foreach_copy_(vs, befores)
+        if vs[0].device.type == "cpu":  # v_t + d_t * (v_t + Delta - v_t), written into v in one pass
+            for v, before, d in zip(vs, befores, derivatives):
+                torch.lerp(before, v.detach(), d, out=v.detach())
+        else:  # the same values in two multi-tensor kernels: on a GPU launches cost more than a pass
+            torch._foreach_lerp_(befores, vs, derivatives)
+            torch._foreach_copy_(vs, befores)
         self._saved = []
 
 

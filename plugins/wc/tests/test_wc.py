@@ -266,3 +266,33 @@ def test_psi_and_derivative_follow_the_weights_to_another_device():
     compander.psi_and_derivative(torch.randn(3))
     w, d = compander.psi_and_derivative(torch.randn(3, device="meta"))
     assert w.device.type == d.device.type == compander._fixed[2].device.type == "meta"
+
+
+def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_step():
+    """v_{t+1} = v_t + d_t * Delta_t at every step, Delta_t being the step Adam takes from
+    dL/dw (a shadow Adam fed dL/dw keeps the same moments); the buffers that hold v_t are
+    reused from step to step."""
+    from benchsuite.reparam import ModifiedAdaptiveStep
+
+    torch.manual_seed(0)
+    compander = Compander("arctan", Scale(0.5, 2.0, False))
+    v = nn.Parameter(torch.randn(5, 7))
+    shadow = nn.Parameter(v.detach().clone())
+    adam, shadow_adam = torch.optim.Adam([v], lr=1e-2), torch.optim.Adam([shadow], lr=1e-2)
+    step = ModifiedAdaptiveStep()
+    target = torch.randn(5, 7)
+    for _ in range(4):
+        v_t = v.detach().clone()
+        w = compander(v)
+        grad_w = torch.autograd.grad(((w - target) ** 2).sum(), w, retain_graph=True)[0]
+        d = compander.derivative(v_t)
+        adam.zero_grad()
+        ((w - target) ** 2).sum().backward()
+        step.before_step([(compander, v)])
+        adam.step()
+        step.after_step()
+        with torch.no_grad():
+            shadow.copy_(v_t)
+        shadow.grad = grad_w
+        shadow_adam.step()
+        torch.testing.assert_close(v.detach(), v_t + d * (shadow.detach() - v_t), rtol=1e-5, atol=1e-7)
