@@ -142,6 +142,20 @@ def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0
     return engine.setup(spec, torch.device(device), available)
 
 
+def training_batches(training: engine.Training, count: int):
+    """The (inputs, targets) of ``training``'s first ``count`` steps, over as many epochs as
+    they take (each epoch in the next order of the data stream), for driving
+    :func:`benchsuite.engine.train_step` by hand."""
+    done = 0
+    while done < count:
+        training.state.epoch = training.run.epoch = training.state.epoch + 1
+        for inputs, targets in training.epoch_batches():
+            if done == count:
+                return
+            yield inputs, targets
+            done += 1
+
+
 def build_for(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None):
     """Model after ``reparametrize``, optimizer, run context and hooks: the objects a
     plugin sees, for unit tests of single hooks. Returns (model, optimizer, run, hooks)."""

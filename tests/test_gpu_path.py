@@ -11,7 +11,7 @@ from benchsuite import engine, hookimpl
 from benchsuite.plugins import Plugin
 from benchsuite.tasks import datasets, models
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
-from benchsuite.testing import available_with, method_of, tiny_task_spec
+from benchsuite.testing import available_with, method_of, tiny_task_spec, training_batches
 
 IMAGES = "benchsuite-test-images"
 
@@ -190,8 +190,7 @@ def test_compiled_reparameterized_training_matches_eager(method):
     for compiled in (False, True):
         training = engine.setup(spec, torch.device("cpu"), options=engine.ExecutionOptions(compile=compiled))
         sums = engine.EpochSums.zeros(training.run.device)
-        training.state.epoch = training.run.epoch = 1
-        for _, (inputs, targets) in zip(range(5), training.epoch_batches(), strict=False):
+        for inputs, targets in training_batches(training, 5):
             engine.train_step(training, inputs, targets, sums)
         weights[compiled] = {k: v.detach().clone() for k, v in training.model.state_dict().items()}
     assert weights[True].keys() == weights[False].keys()

@@ -15,7 +15,7 @@ import torch
 
 from benchsuite import engine
 from benchsuite.plugins import discover
-from benchsuite.testing import build_training
+from benchsuite.testing import build_training, training_batches
 
 READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
 TORCH_DIR = str(Path(torch.__file__).resolve().parent)
@@ -35,24 +35,12 @@ def _count_reads(monkeypatch, reads: list[str]) -> None:
         monkeypatch.setattr(torch.Tensor, name, counted)
 
 
-def _steps(training, count: int):
-    """``count`` training steps over as many epochs as they take."""
-    done = 0
-    while done < count:
-        training.state.epoch = training.run.epoch = training.state.epoch + 1
-        for inputs, targets in training.epoch_batches():
-            if done == count:
-                return
-            yield inputs, targets
-            done += 1
-
-
 @pytest.mark.parametrize("plugin", sorted(discover()))
 def test_no_value_read_back_in_a_training_step(plugin, monkeypatch):
     training = build_training(plugin)
     sums = engine.EpochSums.zeros(training.run.device)
     reads: list[str] = []
-    for inputs, targets in _steps(training, 11):
+    for inputs, targets in training_batches(training, 11):
         if training.run.step == 4:  # steps 5-11: past any first-step setup
             _count_reads(monkeypatch, reads)
         engine.train_step(training, inputs, targets, sums)

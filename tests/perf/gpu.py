@@ -51,7 +51,7 @@ from benchsuite import engine
 from benchsuite.plugins import discover
 from benchsuite.tasks import datasets, get_task, models
 from benchsuite.tasks.spec import DataSpec, ModelSpec, TaskSpec
-from benchsuite.testing import build_training, method_of, tiny_task_spec
+from benchsuite.testing import build_training, method_of, tiny_task_spec, training_batches
 from benchsuite.training import build_optimizer
 
 CONFIGS = {
@@ -139,11 +139,18 @@ def _peak_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
 
+def method_setup(task: TaskSpec, method_name: str) -> tuple[TaskSpec, dict]:
+    """The task and hyperparameters a method runs with here (``METHOD_SETTINGS``; no
+    optimizer decay for ``NO_OPTIMIZER_DECAY``)."""
+    names = method_name.split("+")
+    if any(p in NO_OPTIMIZER_DECAY for p in names):
+        task = task.with_overrides(weight_decay=0.0)
+    return task, {p: METHOD_SETTINGS[p] for p in names if p in METHOD_SETTINGS}
+
+
 def engine_cell(task: TaskSpec, method_name: str, config: dict, device: torch.device, available) -> dict:
     """One method through the engine: images/s over the second epoch's training steps."""
-    hp = {p: METHOD_SETTINGS[p] for p in method_name.split("+") if p in METHOD_SETTINGS}
-    if any(p in NO_OPTIMIZER_DECAY for p in method_name.split("+")):
-        task = task.with_overrides(weight_decay=0.0)
+    task, hp = method_setup(task, method_name)
     method = method_of(method_name, hp, available)
     spec = engine.make_run_spec(task, method, 0, available)
     options = engine.ExecutionOptions(channels_last=config["channels_last"], compile=config["compile"])
@@ -227,38 +234,18 @@ def _hand_loop(task: TaskSpec, steps: int, config: dict, device: torch.device) -
     return {"images_s": steps * batch / (time.perf_counter() - start), "peak_mib": _peak_mib(device)}
 
 
-def _sync_steps(training, first: int, last: int):
-    """Training steps ``first``..``last`` (1-based) of ``training``, over as many epochs as
-    they take: yields (step, inputs, targets)."""
-    step = 0
-    while True:
-        training.state.epoch = training.run.epoch = training.state.epoch + 1
-        batches = iter(training.epoch_batches())
-        while True:
-            if step == first - 1 and training.run.device.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.set_sync_debug_mode("error")
-            try:
-                inputs, targets = next(batches)
-            except StopIteration:
-                break
-            step += 1
-            yield step, inputs, targets
-            if step == last:
-                return
-
-
 def sync_check_cell(task: TaskSpec, method_name: str, device: torch.device, available) -> str:
     """'none', or where the first synchronizing call of steps 5-11 came from (the innermost
     frame of benchsuite's or a plugin's code)."""
-    hp = {p: METHOD_SETTINGS[p] for p in method_name.split("+") if p in METHOD_SETTINGS}
-    if any(p in NO_OPTIMIZER_DECAY for p in method_name.split("+")):
-        task = task.with_overrides(weight_decay=0.0)
+    task, hp = method_setup(task, method_name)
     training = build_training(method_name, hp, task, available=available, device=device)
     sums = engine.EpochSums.zeros(device)
     try:
-        for _step, inputs, targets in _sync_steps(training, 5, 11):
+        for step, (inputs, targets) in enumerate(training_batches(training, 11), 1):
             engine.train_step(training, inputs, targets, sums)
+            if step == 4 and device.type == "cuda":  # steps 5-11, their batches' preparation too
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
     except RuntimeError as exc:
         if "synchronizing" not in str(exc):
             raise
