@@ -17,12 +17,19 @@ def prior(values: torch.Tensor, old: torch.Tensor | None, alpha: float, gen: tor
     drawn per experiment and axis (eq. 4, Alg. 1 line 4), mixed with the same for the
     previous weights by momentum alpha (eq. 5); ``values`` is (S, N). ``magnitude=False``
     uses the signed values (logits, for the projected cross-entropy)."""
-    p = torch.rand(values.shape, generator=gen, device=gen.device).to(values.device)
     score = values.abs() if magnitude else values
+    old_score = old if old is None or not magnitude else old.abs()
+    return prior_from_scores(score, old_score, alpha, gen)
+
+
+def prior_from_scores(score: torch.Tensor, old_score: torch.Tensor | None, alpha: float,
+                      gen: torch.Generator) -> torch.Tensor:
+    """``prior`` given the scores themselves (|w_t| and |w_{t-1}|, or logits), so a caller
+    that keeps |w_t| for the next step takes no absolute value twice."""
+    p = torch.rand(score.shape, generator=gen, device=gen.device).to(score.device)
     current = torch.softmax(p * score, dim=-1)
-    if old is None or alpha == 1.0:
+    if old_score is None or alpha == 1.0:
         return current
-    old_score = old.abs() if magnitude else old
     return current.mul_(alpha).add_(torch.softmax(p.mul_(old_score), dim=-1), alpha=1 - alpha)
 
 
@@ -60,8 +67,12 @@ def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: 
     offset = torch.rand((), generator=gen, device=gen.device, dtype=torch.float64).to(probs.device)
     # float64: a float32 running sum over a large layer would drift by more than a count
     floors = torch.cumsum(expected, -1, dtype=torch.float64).add_(offset).floor_()  # floor(Q_j + U)
-    before = torch.zeros_like(floors[..., :1])  # floor(U) = 0 before the first axis
-    return torch.diff(floors, dim=-1, prepend=before).to(probs.dtype)
+    # C_1 = floor(Q_1 + U) since floor(U) = 0; the differences of whole numbers are exact in
+    # float32, so they are written there directly (no float64 copy, no prepended column)
+    counts = torch.empty_like(expected)
+    counts[..., :1] = floors[..., :1]
+    torch.sub(floors[..., 1:], floors[..., :-1], out=counts[..., 1:])
+    return counts
 
 
 class _WeightedSumOfSquares(torch.autograd.Function):
@@ -114,10 +125,11 @@ class DynamicInformativePrior(Plugin):
 
     def __init__(self, **values):
         super().__init__(**values)
-        # eq. 5's w_{t-1}: the weights the previous step's penalty was computed at, and the
-        # weights of this step's penalty, which become w_{t-1} once the step is taken
-        self.old: list[torch.Tensor] | None = None
-        self.current: list[torch.Tensor] | None = None
+        # eq. 5's |w_{t-1}|: the magnitudes of the weights the previous step's penalty was
+        # computed at, and those of this step's penalty, which become |w_{t-1}| once the
+        # step is taken (kept as magnitudes: the prior needs nothing else of them)
+        self.old_scores: list[torch.Tensor] | None = None
+        self.current_scores: list[torch.Tensor] | None = None
 
     @hookimpl
     def configure(self, run):
@@ -134,19 +146,22 @@ class DynamicInformativePrior(Plugin):
         weights = regularized_weights(model)
         s = self.hp["experiments"]
         shared = self.hp["sampler"] == "shared"
+        keep = self.hp["alpha"] < 1.0
+        scores = []
         for i, w in enumerate(weights):
             draws = 1 if shared else s  # prior draws: one for all experiments, or one each
-            flat = w.detach().reshape(1, -1).expand(draws, -1)
-            old = self.old[i].reshape(1, -1).expand(draws, -1) if self.old is not None else None
-            probs = prior(flat, old, self.hp["alpha"], run.rng)
+            score = w.detach().abs().reshape(1, -1)
+            scores.append(score)
+            old = self.old_scores[i].expand(draws, -1) if self.old_scores is not None else None
+            probs = prior_from_scores(score.expand(draws, -1), old, self.hp["alpha"], run.rng)
             if shared and self.hp["form"] == "squared":
                 counts = shared_counts(probs[0], s, self.hp["s_p"], self.hp["threshold"], run.rng)
                 terms.append(_WeightedSumOfSquares.apply(w, counts))
                 continue
             masks = projection_masks(probs.expand(s, -1), self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))
-        if self.hp["alpha"] < 1.0:
-            self.current = [w.detach().clone() for w in weights]
+        if keep:
+            self.current_scores = scores
         return self.hp["lam"] * torch.stack(terms).sum()
 
     @hookimpl
@@ -154,8 +169,8 @@ class DynamicInformativePrior(Plugin):
         """The weights this step's penalty saw are the next step's w_{t-1} (eq. 5). Not the
         weights after optimizer.step(): those are the next step's w_t, and mixing P(w_t)
         with itself would make the momentum a no-op."""
-        if self.current is not None:
-            self.old, self.current = self.current, None
+        if self.current_scores is not None:
+            self.old_scores, self.current_scores = self.current_scores, None
 
     @hookimpl
     def loss(self, outputs, targets, run):

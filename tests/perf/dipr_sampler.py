@@ -31,7 +31,7 @@ def penalties(sampler: str, weights, old, args) -> tuple[list[float], float]:
 
     values, seconds = [], []
     for _ in range(args.draws):
-        plugin.old = [old]
+        plugin.old_scores = [old.abs().reshape(1, -1)]
         start = time.perf_counter()
         term = plugin.penalty(model=model, run=Run)
         term.backward()

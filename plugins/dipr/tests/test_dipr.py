@@ -99,29 +99,42 @@ def test_metrics_density_and_magnitude():
 
 def test_momentum_uses_the_previous_steps_weights_in_the_engines_order(monkeypatch):
     """Eq. 5 mixes P(w_t) with P(w_{t-1}). Run the engine and record what the prior is
-    given: from the second step on, the old weights must be the current weights of the
-    step before (the weights that step's penalty saw), not the current weights again."""
+    given: |w_t| of this step's weights, and from the second step on |w_{t-1}|, the
+    magnitudes of the weights the step before saw (not the current weights again)."""
+    import functools
+
     import benchsuite_dipr
 
     calls = []
-    real_prior = benchsuite_dipr.prior
+    real_prior = benchsuite_dipr.prior_from_scores
 
-    def spy(values, old, alpha, gen, magnitude=True):
-        if magnitude:  # the penalty's prior (not the projected cross-entropy's)
-            calls.append((values[0].clone(), None if old is None else old[0].clone()))
-        return real_prior(values, old, alpha, gen, magnitude)
+    def spy(score, old_score, alpha, gen):
+        calls.append((score[0].clone(), None if old_score is None else old_score[0].clone()))
+        return real_prior(score, old_score, alpha, gen)
 
-    monkeypatch.setattr(benchsuite_dipr, "prior", spy)
+    monkeypatch.setattr(benchsuite_dipr, "prior_from_scores", spy)
+    seen = []
+    real_penalty = benchsuite_dipr.DynamicInformativePrior.penalty
+
+    @functools.wraps(real_penalty)  # keeps the hook marker
+    def weights_seen(self, model, run):
+        seen.append([w.detach().reshape(-1).clone() for w in benchsuite_dipr.regularized_weights(model)])
+        return real_penalty(self, model, run)
+
+    monkeypatch.setattr(benchsuite_dipr.DynamicInformativePrior, "penalty", weights_seen)
     record = run_task("dipr", tiny_task_spec(epochs=1), hp={"dipr": {"lam": 1e-2, "alpha": 0.5}}).record
     assert record["status"] == "finished"
     layers = 3  # the tiny MLP's weight matrices
     steps = [calls[i:i + layers] for i in range(0, len(calls), layers)]
-    assert len(steps) == record["timings"]["steps"] == 4
+    assert len(steps) == len(seen) == record["timings"]["steps"] == 4
     assert all(old is None for _, old in steps[0])
-    for previous, current in zip(steps, steps[1:]):
-        for (w_prev, _), (w_now, old) in zip(previous, current):
-            assert torch.equal(old, w_prev)
-            assert not torch.equal(old, w_now)  # the step moved the weights
+    for step, weights in zip(steps, seen):
+        for (score, _), w in zip(step, weights):
+            assert torch.equal(score, w.abs())
+    for current, weights_before, weights_now in zip(steps[1:], seen, seen[1:]):
+        for (_, old), w_prev, w_now in zip(current, weights_before, weights_now):
+            assert torch.equal(old, w_prev.abs())
+            assert not torch.equal(old, w_now.abs())  # the step moved the weights
 
 
 def test_momentum_changes_the_training():
