@@ -5,7 +5,8 @@
   init-preserving: ``v = psi^-1(w0)``, so the network starts identical to the plain one.
   While training, psi and its derivative are computed in one pass (the derivative saved
   for the backward pass and for the modified step), unless the parametrization has
-  learnable parameters of its own, which go through autograd as usual.
+  learnable parameters of its own, which go through autograd as usual. Under the modified
+  step, backward hands dL/dw to v unchanged (see :class:`ModifiedAdaptiveStep`).
 * :class:`ModifiedAdaptiveStep` — the "modified adaptive optimizer" of Powerpropagation
   (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
   dL/dw (not dL/dv) and then multiplied by dpsi/dv. Split over two hooks: ``modify_grad``
@@ -40,6 +41,11 @@ class Elementwise(nn.Module):
     # True where dpsi/dv > 0 at every finite v (no floating-point underflow to 0 either):
     # the modified step then divides by it without a floor (one pass over the weights less)
     derivative_is_positive: bool = False
+    # set by the modified adaptive step: backward passes dL/dw to v as it is (v.grad holds
+    # dL/dw), since the step uses dL/dw and would divide dpsi/dv out again
+    grad_as_dw: bool = False
+    # whether the last training forward pass did so (False when it went through autograd)
+    grad_is_dw: bool = False
 
     def psi(self, v: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -64,6 +70,7 @@ class Elementwise(nn.Module):
                 and not self.has_learnable_parameters()):
             return _PsiSavingDerivative.apply(v, self)
         self.saved_derivative = None
+        self.grad_is_dw = False
         return self.psi(v)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
@@ -71,18 +78,23 @@ class Elementwise(nn.Module):
 
 
 class _PsiSavingDerivative(torch.autograd.Function):
-    """psi(v) with dpsi/dv from the same pass: backward multiplies by it, and the
-    modified step reads it back instead of computing it again."""
+    """psi(v) with dpsi/dv from the same pass: backward multiplies by it (or, under the
+    modified step, passes dL/dw on as it is), and the modified step reads it back instead of
+    computing it again."""
 
     @staticmethod
     def forward(ctx, v, parametrization):
         w, derivative = parametrization.psi_and_derivative(v.detach())
         parametrization.saved_derivative = derivative
-        ctx.save_for_backward(derivative)
+        parametrization.grad_is_dw = ctx.grad_as_dw = parametrization.grad_as_dw
+        if not ctx.grad_as_dw:
+            ctx.save_for_backward(derivative)
         return w
 
     @staticmethod
     def backward(ctx, grad_w):
+        if ctx.grad_as_dw:
+            return grad_w, None
         (derivative,) = ctx.saved_tensors
         return grad_w * derivative, None
 
@@ -115,11 +127,19 @@ class ModifiedAdaptiveStep:
     """Adaptive step computed from dL/dw, then scaled by dpsi/dv.
 
     ``before_step`` (between backward and ``optimizer.step()``) remembers v_t and
-    d_t = dpsi/dv(v_t) (the one the forward pass saved, when it did) and replaces
-    ``v.grad`` by dL/dw = ``v.grad / d_t``; the optimizer
-    then takes its usual step Delta from that gradient; ``after_step`` sets
-    v_{t+1} = v_t + d_t * Delta. Where d_t is 0 (or below ``min_derivative``), v stays
-    where it was.
+    d_t = dpsi/dv(v_t) (the one the forward pass saved, when it did) and makes ``v.grad``
+    dL/dw; the optimizer then takes its usual step Delta from that gradient;
+    ``after_step`` sets v_{t+1} = v_t + d_t * Delta. Where d_t is 0 (or below
+    ``min_derivative``), v stays where it was.
+
+    ``v.grad`` is dL/dw from backward on where the forward pass saved d_t: the
+    parametrization's ``grad_as_dw`` (set by :class:`ModifiedAdaptiveHooks` once it has
+    seen the weights, so from the second step) makes backward pass dL/dw to v unchanged, not
+    multiplied by d_t only to be divided by it here. Elsewhere (the first step, compiled or
+    learnable parametrizations) backward gives dL/dv, and ``before_step`` divides by d_t. A
+    gradient that reaches v other than through psi (a penalty on v itself) is taken as part
+    of dL/dw in the first case and divided by d_t in the second; the bundled methods put
+    none there.
     """
 
     def __init__(self, min_derivative: float = MIN_DERIVATIVE):
@@ -138,7 +158,9 @@ class ModifiedAdaptiveStep:
             d = getattr(parametrization, "saved_derivative", None)
             if d is None or d.shape != v.shape:
                 d = parametrization.derivative(v).detach()
-            if getattr(parametrization, "derivative_is_positive", False):
+            if getattr(parametrization, "grad_is_dw", False):
+                pass  # backward already gave dL/dw
+            elif getattr(parametrization, "derivative_is_positive", False):
                 v.grad.div_(d)
             else:
                 # where d is below min_derivative (0 for pp at v = 0) the gradient is divided by
@@ -222,6 +244,8 @@ class ModifiedAdaptiveHooks:
                 parametrize.is_parametrized(m, "weight") and m.parametrizations["weight"].original is v
                 for m, _, v in cached[1]):
             found = [(m, p, v) for _, m, p, v in elementwise_weights(model, self.reparametrization)]
+            for _, parametrization, _ in found:
+                parametrization.grad_as_dw = True  # from the next forward pass on: v.grad = dL/dw
             self._pairs_of = cached = (model, found)
         return [(p, v) for _, p, v in cached[1]]
 

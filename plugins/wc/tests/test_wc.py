@@ -268,14 +268,17 @@ def test_psi_and_derivative_follow_the_weights_to_another_device():
     assert w.device.type == d.device.type == compander._fixed[2].device.type == "meta"
 
 
-def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_step():
+@pytest.mark.parametrize("grad_as_dw", [False, True], ids=["backward gives dL/dv", "backward gives dL/dw"])
+def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_step(grad_as_dw):
     """v_{t+1} = v_t + d_t * Delta_t at every step, Delta_t being the step Adam takes from
     dL/dw (a shadow Adam fed dL/dw keeps the same moments); the buffers that hold v_t are
-    reused from step to step."""
+    reused from step to step. Either backward multiplies by d_t and the step divides it out,
+    or (``grad_as_dw``, what the plugins' hooks switch on) backward leaves v.grad = dL/dw."""
     from benchsuite.reparam import ModifiedAdaptiveStep
 
     torch.manual_seed(0)
     compander = Compander("arctan", Scale(0.5, 2.0, False))
+    compander.grad_as_dw = grad_as_dw
     v = nn.Parameter(torch.randn(5, 7))
     shadow = nn.Parameter(v.detach().clone())
     adam, shadow_adam = torch.optim.Adam([v], lr=1e-2), torch.optim.Adam([shadow], lr=1e-2)
@@ -288,6 +291,10 @@ def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_
         d = compander.derivative(v_t)
         adam.zero_grad()
         ((w - target) ** 2).sum().backward()
+        if grad_as_dw:
+            assert torch.equal(v.grad, grad_w)
+        else:
+            torch.testing.assert_close(v.grad, grad_w * d)
         step.before_step([(compander, v)])
         adam.step()
         step.after_step()
@@ -296,3 +303,39 @@ def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_
         shadow.grad = grad_w
         shadow_adam.step()
         torch.testing.assert_close(v.detach(), v_t + d * (shadow.detach() - v_t), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["wc", "pp"])
+def test_engine_passes_dl_dw_to_v_from_the_second_step_with_the_same_training(method, monkeypatch):
+    """Through the engine with Adam, the hooks switch backward to hand dL/dw to v from the
+    second step on (no multiply by dpsi/dv and divide again). Six steps must give the weights
+    of the path that multiplies and divides, to float rounding."""
+    from benchsuite import engine
+    from benchsuite.reparam import Elementwise
+    from benchsuite.testing import method_of, tiny_task_spec, training_batches
+
+    task = tiny_task_spec(epochs=1, optimizer="adam", lr=0.01)
+    spec = engine.make_run_spec(task, method_of(method), seed=0)
+
+    def train(steps: int = 6):
+        training = engine.setup(spec, torch.device("cpu"))
+        sums = engine.EpochSums.zeros(training.run.device)
+        used = []
+        for inputs, targets in training_batches(training, steps):
+            engine.train_step(training, inputs, targets, sums)
+            used.append({m.grad_is_dw for m in training.model.modules() if isinstance(m, Elementwise)})
+        return {k: v.detach().clone() for k, v in training.model.state_dict().items()}, used
+
+    fast, used = train()
+    assert used[0] == {False} and all(u == {True} for u in used[1:]), used
+    monkeypatch.setattr(Elementwise, "grad_as_dw", property(lambda self: False, lambda self, value: None))
+    slow, used = train()
+    assert all(u == {False} for u in used), used
+    # the biases in front of batch norm (and so its running means) have a true gradient of
+    # 0, which Adam turns from rounding noise into lr-sized steps: they do not change the
+    # network's function in training and are left out
+    before_batch_norm = {"0.bias", "3.bias", "1.running_mean", "4.running_mean"}
+    assert before_batch_norm < slow.keys()
+    for name, value in slow.items():
+        if value.is_floating_point() and name not in before_batch_norm:
+            torch.testing.assert_close(fast[name], value, rtol=1e-5, atol=1e-7, msg=name)
