@@ -28,3 +28,30 @@ def test_read_only_rows_load_without_torch_and_build_one_runs_table_per_command(
         assert f"`benchsuite {command}`" in name and goal is None and seconds > 0
         # each command exits 0, never imports torch, and builds its runs table once
         assert note.startswith("exit 0, torch imported: False,") and note.endswith("runs tables built: 1"), note
+
+
+def load_floors():
+    spec = importlib.util.spec_from_file_location("perf_floors", SCRIPT.parent / "floors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_floor_is_the_hosts_math_written_by_hand():
+    """floors.py's hand-written math must be the method's: on the tiny task its training loss
+    equals the host's run of the method to float rounding (and differs from ``none``'s), so
+    the floor measures the same work."""
+    from benchsuite import engine
+    from benchsuite.testing import method_of, tiny_task_spec
+
+    floors = load_floors()
+    task = tiny_task_spec(epochs=3, lr=0.05)
+    _, hand_none = floors.hand_loop(task, 0, "none")
+    for method in floors.METHODS:
+        hp = {method: {"lam": 1e-2}} if method in ("l1", "l2") else None  # large enough to show
+        _, hand = floors.hand_loop(task, 0, method, **({"lam": 1e-2} if hp else {}))
+        record = engine.execute(engine.make_run_spec(task, method_of(method, hp), seed=0))
+        assert record["status"] == "finished"
+        host = record["curves"][-1]["train_loss"]
+        assert abs(hand - host) <= 1e-4 * abs(host), (method, hand, host)
+        assert abs(hand - hand_none) > 1e-3 * abs(hand_none), method

@@ -7,7 +7,9 @@ Rows (each a median of interleaved repeats, on this machine, now):
 * the host's training loop against a hand-written PyTorch loop (``overhead.py``), with and
   without the per-hook timing;
 * each bundled method's training-step cost relative to ``none`` on mnist5k-mlp (Adam, batch
-  100; ``method_overhead.py``);
+  100; ``method_overhead.py``), and for ``l1``, ``l2``, ``wc`` and ``pp`` in the same
+  interleaved repeats the floor: the hand-written loop with the method's math written
+  directly, over the hand loop (``floors.py``; no goal, it shows what the math costs here);
 * a generated store of 1000 runs, each measure in a fresh interpreter: loading it as every
   read-only command does (``Store.table()``; the goal), and the read-only commands
   (``results``, ``leaderboard``, ``report``) as a whole (no goal: analysis, tests and figures
@@ -35,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import floors  # noqa: E402
 import gpu  # noqa: E402
 import method_overhead  # noqa: E402
 import overhead  # noqa: E402
@@ -149,6 +152,13 @@ def main() -> None:
     rows.append(("the same without per-hook timing", loop["host without hook timing/hand"], overhead.GOAL, ""))
     if not args.skip_methods:
         for plugin, settings, goal in METHOD_GOALS:
+            if plugin in floors.METHODS and not settings:
+                result = floors.measure(plugin, epochs=args.epochs, repeats=args.repeats, report=quiet)
+                rows.append((f"`{plugin}` step / `none` step", result["host"], goal,
+                             f"min {result['host_min']:.2f}, max {result['host_max']:.2f}"))
+                rows.append((f"`{plugin}`'s math in the hand-written loop / that loop (floor)", result["floor"], None,
+                             f"min {result['floor_min']:.2f}, max {result['floor_max']:.2f}"))
+                continue
             result = method_overhead.measure(plugin, settings, epochs=args.epochs, repeats=args.repeats, report=quiet)
             rows.append((f"`{result['label']}` step / `none` step", result["ratio"], goal,
                          f"min {result['min']:.2f}, max {result['max']:.2f}"))
