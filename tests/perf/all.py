@@ -27,6 +27,7 @@ import argparse
 import datetime
 import io
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,31 +86,43 @@ def _fresh(probe: str, *argv: str) -> tuple[float, list[str], str]:
     return seconds, done.stdout.split(), done.stderr[-200:] if done.returncode else ""
 
 
-def read_only_rows(runs: int = 1000) -> list[tuple[str, float, float | None, str]]:
+def read_only_rows(runs: int = 1000, repeats: int = 3) -> list[tuple[str, float, float | None, str]]:
     """On a generated store of ``runs`` runs, each in a fresh interpreter: loading the store
     the way every read-only command does (``Store.table()``: launch, imports, parsing each
     record once; the issue's goal), then each read-only command as a whole (no goal: the
-    analysis, its tests and the figures come on top of loading)."""
+    analysis, its tests and the figures come on top of loading). Medians of ``repeats``
+    interleaved rounds: one fresh interpreter's wall time varies by tenths of a second here."""
     from benchsuite.store import Store
     from benchsuite.testing import synthetic_record
 
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
         results = str(Path(folder) / "results")
         store = Store(results)
         for i in range(runs):
             store.put(synthetic_record(f"t{i % 10}", ("none", "l2", "wd")[i % 3], i // 30, 0.5 + i * 1e-4))
-        seconds, (count, torch_loaded, *_), error = _fresh(LOAD_PROBE, results)
-        rows.append((f"load a {runs}-run store (s, fresh interpreter, `Store.table()`)", seconds, READ_ONLY_GOAL,
-                     f"{count} runs, torch imported: {torch_loaded}{'; ' + error if error else ''}"))
+        probes = {"load": (LOAD_PROBE, results)}
         for command in (["results", "--summary"], ["leaderboard", "--format", "md"],
                         ["report", "--name", "perf", "--out", str(Path(folder) / "report")]):
-            seconds, out, error = _fresh(COMMAND_PROBE, command[0], "--results", results, *command[1:])
-            code, torch_loaded, scipy_loaded, tables = (out + ["?"] * 4)[:4]
-            note = (f"exit {code}, torch imported: {torch_loaded}, scipy.stats imported: {scipy_loaded}, "
-                    f"runs tables built: {tables}{'; ' + error if error else ''}")
-            rows.append((f"`benchsuite {command[0]}` on {runs} runs, whole command (s, fresh interpreter)",
-                         seconds, None, note))
+            probes[command[0]] = (COMMAND_PROBE, command[0], "--results", results, *command[1:])
+        seconds: dict[str, list[float]] = {name: [] for name in probes}
+        last: dict[str, tuple[list[str], str]] = {}
+        for _ in range(repeats):
+            for name, (probe, *argv) in probes.items():
+                elapsed, out, error = _fresh(probe, *argv)
+                seconds[name].append(elapsed)
+                last[name] = (out, error)
+    spread = {name: f"min {min(values):.2f}, max {max(values):.2f}" for name, values in seconds.items()}
+    out, error = last.pop("load")
+    count, torch_loaded = (out + ["?"] * 2)[:2]
+    rows = [(f"load a {runs}-run store (s, fresh interpreter, `Store.table()`)", statistics.median(seconds["load"]),
+             READ_ONLY_GOAL, f"{spread['load']}; {count} runs, torch imported: {torch_loaded}"
+             f"{'; ' + error if error else ''}")]
+    for name, (out, error) in last.items():
+        code, torch_loaded, scipy_loaded, tables = (out + ["?"] * 4)[:4]
+        note = (f"{spread[name]}; exit {code}, torch imported: {torch_loaded}, scipy.stats imported: {scipy_loaded}, "
+                f"runs tables built: {tables}{'; ' + error if error else ''}")
+        rows.append((f"`benchsuite {name}` on {runs} runs, whole command (s, fresh interpreter)",
+                     statistics.median(seconds[name]), None, note))
     return rows
 
 
