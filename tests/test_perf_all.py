@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import torch
+
 SCRIPT = Path(__file__).parent / "perf" / "all.py"
 
 
@@ -55,3 +57,18 @@ def test_each_floor_is_the_hosts_math_written_by_hand():
         host = record["curves"][-1]["train_loss"]
         assert abs(hand - host) <= 1e-4 * abs(host), (method, hand, host)
         assert abs(hand - hand_none) > 1e-3 * abs(hand_none), method
+
+
+def test_profile_step_prints_the_time_per_step_and_the_busiest_operators(capsys):
+    spec = importlib.util.spec_from_file_location("perf_profile_step", SCRIPT.parent / "profile_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        module.main(["--plugin", "l2", "--task", "digits-mlp", "--steps", "3", "--rows", "4"])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("l2 on digits-mlp, 1 thread(s): ") and "ms per training step" in lines[0]
+    rows = [line for line in lines if line.startswith("| `")]
+    assert len(rows) == 4 and any("aten::" in row for row in rows)
