@@ -146,7 +146,6 @@ class DynamicInformativePrior(Plugin):
         weights = regularized_weights(model)
         s = self.hp["experiments"]
         shared = self.hp["sampler"] == "shared"
-        keep = self.hp["alpha"] < 1.0
         scores = []
         for i, w in enumerate(weights):
             draws = 1 if shared else s  # prior draws: one for all experiments, or one each
@@ -160,7 +159,7 @@ class DynamicInformativePrior(Plugin):
                 continue
             masks = projection_masks(probs.expand(s, -1), self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))
-        if keep:
+        if self.hp["alpha"] < 1.0:
             self.current_scores = scores
         return self.hp["lam"] * torch.stack(terms).sum()
 
