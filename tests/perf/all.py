@@ -1,15 +1,17 @@
 """Every performance goal in one table, measured side by side in one run.
 
-    python tests/perf/all.py [--epochs 2] [--repeats 3] [--threads 1] [--skip-methods]
+    python tests/perf/all.py [--epochs 2] [--repeats 3] [--blocks 20] [--threads 1] [--skip-methods]
 
 Rows (each a median of interleaved repeats, on this machine, now):
 
 * the host's training loop against a hand-written PyTorch loop (``overhead.py``), with and
   without the per-hook timing;
 * each bundled method's training-step cost relative to ``none`` on mnist5k-mlp (Adam, batch
-  100; ``method_overhead.py``), and for ``l1``, ``l2``, ``wc`` and ``pp`` in the same
-  interleaved repeats the floor: the hand-written loop with the method's math written
-  directly, over the hand loop (``floors.py``; no goal, it shows what the math costs here);
+  100; ``method_overhead.py``: whole runs interleaved, then, in rows of their own, the two
+  runs' steps interleaved in 20-step blocks in one process, ``--blocks``), and for ``l1``,
+  ``l2``, ``wc`` and ``pp`` in the same interleaved repeats the floor: the hand-written
+  loop with the method's math written directly, over the hand loop (``floors.py``; no goal,
+  it shows what the math costs here);
 * a generated store of 1000 runs, each measure in a fresh interpreter: loading it as every
   read-only command does (``Store.table()``; the goal), and the read-only commands
   (``results``, ``leaderboard``, ``report``) as a whole (no goal: analysis, tests and figures
@@ -152,6 +154,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per comparison")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-methods", action="store_true", help="only the host loop, read-only and conv rows")
+    parser.add_argument("--blocks", type=int, default=20,
+                        help="pairs of 20-step blocks per method for the step-interleaved rows (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     env = environment(torch.device("cpu"))
@@ -175,6 +179,12 @@ def main() -> None:
             result = method_overhead.measure(plugin, settings, epochs=args.epochs, repeats=args.repeats, report=quiet)
             rows.append((f"`{result['label']}` step / `none` step", result["ratio"], goal,
                          f"min {result['min']:.2f}, max {result['max']:.2f}"))
+        if args.blocks:
+            for plugin, settings, goal in METHOD_GOALS:
+                result = method_overhead.measure_blocks(plugin, settings, blocks=args.blocks, report=quiet)
+                rows.append((f"`{result['label']}` step / `none` step, steps interleaved in blocks", result["ratio"],
+                             goal, f"min {result['min']:.2f}, max {result['max']:.2f}; {args.blocks} pairs of "
+                                   "20-step blocks"))
     rows.extend(read_only_rows())
     rows.append(conv_row(steps=10))
     print("| measure | value | goal | holds | note |")
