@@ -72,3 +72,19 @@ def test_profile_step_prints_the_time_per_step_and_the_busiest_operators(capsys)
     assert lines[0].startswith("l2 on digits-mlp, 1 thread(s): ") and "ms per training step" in lines[0]
     rows = [line for line in lines if line.startswith("| `")]
     assert len(rows) == 4 and any("aten::" in row for row in rows)
+
+
+def test_step_interleaved_blocks_give_a_ratio_per_pair_of_blocks():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("perf_method_overhead", SCRIPT.parent / "method_overhead.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    lines = []
+    result = module.measure_blocks("l2", task_name="digits-mlp", blocks=3, block=2, report=lines.append)
+    ratios = [float(r) for r in lines[0].split("ratios ")[1].split()]
+    assert len(ratios) == 3 and all(r > 0 for r in ratios)
+    assert abs(result["min"] - min(ratios)) <= 0.005 and abs(result["max"] - max(ratios)) <= 0.005
+    assert result["min"] <= result["ratio"] <= result["max"] and result["label"] == "l2"
