@@ -5,8 +5,9 @@
   init-preserving: ``v = psi^-1(w0)``, so the network starts identical to the plain one.
   While training, psi and its derivative are computed in one pass (the derivative saved
   for the backward pass and for the modified step), unless the parametrization has
-  learnable parameters of its own, which go through autograd as usual. Under the modified
-  step, backward hands dL/dw to v unchanged (see :class:`ModifiedAdaptiveStep`).
+  learnable parameters of its own, which go through autograd as usual. Within a training
+  step under the modified step, backward hands dL/dw to v unchanged (see
+  :class:`ModifiedAdaptiveStep`).
 * :class:`ModifiedAdaptiveStep` — the "modified adaptive optimizer" of Powerpropagation
   (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
   dL/dw (not dL/dv) and then multiplied by dpsi/dv. Split over two hooks: ``modify_grad``
@@ -41,8 +42,9 @@ class Elementwise(nn.Module):
     # True where dpsi/dv > 0 at every finite v (no floating-point underflow to 0 either):
     # the modified step then divides by it without a floor (one pass over the weights less)
     derivative_is_positive: bool = False
-    # set by the modified adaptive step: backward passes dL/dw to v as it is (v.grad holds
-    # dL/dw), since the step uses dL/dw and would divide dpsi/dv out again
+    # on for the span of a training step under the modified adaptive step: backward passes
+    # dL/dw to v as it is (v.grad holds dL/dw), since the step uses dL/dw and would divide
+    # dpsi/dv out again
     grad_as_dw: bool = False
     # whether the last training forward pass did so (False when it went through autograd)
     grad_is_dw: bool = False
@@ -133,13 +135,12 @@ class ModifiedAdaptiveStep:
     ``min_derivative``), v stays where it was.
 
     ``v.grad`` is dL/dw from backward on where the forward pass saved d_t: the
-    parametrization's ``grad_as_dw`` (set by :class:`ModifiedAdaptiveHooks` once it has
-    seen the weights, so from the second step) makes backward pass dL/dw to v unchanged, not
-    multiplied by d_t only to be divided by it here. Elsewhere (the first step, compiled or
-    learnable parametrizations) backward gives dL/dv, and ``before_step`` divides by d_t. A
-    gradient that reaches v other than through psi (a penalty on v itself) is taken as part
-    of dL/dw in the first case and divided by d_t in the second; the bundled methods put
-    none there.
+    parametrization's ``grad_as_dw`` (on from :class:`ModifiedAdaptiveHooks`' ``pre_step``
+    to its ``post_step``) makes backward pass dL/dw to v unchanged, not multiplied by d_t
+    only to be divided by it here. Elsewhere (compiled or learnable parametrizations, or
+    without those hooks) backward gives dL/dv, and ``before_step`` divides by d_t. A gradient
+    that reaches v other than through psi (a penalty on v itself) is taken as part of dL/dw
+    in the first case and divided by d_t in the second; the bundled methods put none there.
     """
 
     def __init__(self, min_derivative: float = MIN_DERIVATIVE):
@@ -219,8 +220,12 @@ ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
 
 class ModifiedAdaptiveHooks:
     """Mixin for plugins that reparameterize with an :class:`Elementwise` subclass
-    (``reparametrization``): the ``modify_grad``/``post_step`` halves of the modified
-    adaptive optimizer. The plugin's ``configure`` calls :meth:`use_modified_step_if`."""
+    (``reparametrization``): the modified adaptive optimizer over ``pre_step`` (this step's
+    backward is to leave dL/dw in v.grad), ``modify_grad`` and ``post_step`` (the step taken,
+    backward gives dL/dv again, so any other forward and backward pass, e.g. a retraining
+    loop or a diagnostic, sees the plain chain rule). The plugin's ``configure`` calls
+    :meth:`use_modified_step_if`; a plugin that defines its own ``pre_step`` calls this one's
+    or runs on the slower path where backward multiplies by dpsi/dv and the step divides."""
 
     reparametrization: type = Elementwise
     use_modified_step: bool = False
@@ -232,9 +237,18 @@ class ModifiedAdaptiveHooks:
         self._modified_step = ModifiedAdaptiveStep()
 
     @hookimpl
+    def pre_step(self, model, optimizer, run):
+        if self.use_modified_step:
+            self._grad_as_dw(model, True)
+
+    @hookimpl
     def modify_grad(self, model, optimizer, run):
         if self.use_modified_step:
             self._modified_step.before_step(self._pairs(model))
+
+    def _grad_as_dw(self, model, on: bool) -> None:
+        for parametrization, _ in self._pairs(model):
+            parametrization.grad_as_dw = on
 
     def _pairs(self, model) -> list:
         """(parametrization, v) of every reparameterized weight: found once per model (a
@@ -244,8 +258,6 @@ class ModifiedAdaptiveHooks:
                 parametrize.is_parametrized(m, "weight") and m.parametrizations["weight"].original is v
                 for m, _, v in cached[1]):
             found = [(m, p, v) for _, m, p, v in elementwise_weights(model, self.reparametrization)]
-            for _, parametrization, _ in found:
-                parametrization.grad_as_dw = True  # from the next forward pass on: v.grad = dL/dw
             self._pairs_of = cached = (model, found)
         return [(p, v) for _, p, v in cached[1]]
 
@@ -253,3 +265,4 @@ class ModifiedAdaptiveHooks:
     def post_step(self, model, optimizer, run):
         if self.use_modified_step:
             self._modified_step.after_step()
+            self._grad_as_dw(model, False)

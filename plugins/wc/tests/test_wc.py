@@ -306,12 +306,13 @@ def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_
 
 
 @pytest.mark.parametrize("method", ["wc", "pp"])
-def test_engine_passes_dl_dw_to_v_from_the_second_step_with_the_same_training(method, monkeypatch):
-    """Through the engine with Adam, the hooks switch backward to hand dL/dw to v from the
-    second step on (no multiply by dpsi/dv and divide again). Six steps must give the weights
-    of the path that multiplies and divides, to float rounding."""
+def test_engine_passes_dl_dw_to_v_within_each_step_with_the_same_training(method, monkeypatch):
+    """Through the engine with Adam, the hooks switch backward to hand dL/dw to v from
+    pre_step to post_step (no multiply by dpsi/dv and divide again). Six steps must give the
+    weights of the path that multiplies and divides, to float rounding; after a step, a
+    forward and backward pass of its own (a retraining loop, a diagnostic) gets dL/dv."""
     from benchsuite import engine
-    from benchsuite.reparam import Elementwise
+    from benchsuite.reparam import Elementwise, elementwise_weights
     from benchsuite.testing import method_of, tiny_task_spec, training_batches
 
     task = tiny_task_spec(epochs=1, optimizer="adam", lr=0.01)
@@ -324,12 +325,23 @@ def test_engine_passes_dl_dw_to_v_from_the_second_step_with_the_same_training(me
         for inputs, targets in training_batches(training, steps):
             engine.train_step(training, inputs, targets, sums)
             used.append({m.grad_is_dw for m in training.model.modules() if isinstance(m, Elementwise)})
-        return {k: v.detach().clone() for k, v in training.model.state_dict().items()}, used
+        return training, {k: v.detach().clone() for k, v in training.model.state_dict().items()}, used
 
-    fast, used = train()
-    assert used[0] == {False} and all(u == {True} for u in used[1:]), used
+    training, fast, used = train()
+    assert all(u == {True} for u in used), used
+    # outside a step: the plain chain rule, dL/dv = dL/dw * dpsi/dv
+    _, module, parametrization, v = elementwise_weights(training.model)[0]
+    v.grad = None
+    inputs, _ = next(training_batches(training, 1))
+    with torch.nn.utils.parametrize.cached():  # the forward pass uses this very w
+        w = module.weight
+        w.retain_grad()
+        training.model(inputs).square().sum().backward()
+    assert not parametrization.grad_is_dw
+    torch.testing.assert_close(v.grad, w.grad * parametrization.derivative(v.detach()))
+
     monkeypatch.setattr(Elementwise, "grad_as_dw", property(lambda self: False, lambda self, value: None))
-    slow, used = train()
+    _, slow, used = train()
     assert all(u == {False} for u in used), used
     # the biases in front of batch norm (and so its running means) have a true gradient of
     # 0, which Adam turns from rounding noise into lr-sized steps: they do not change the
