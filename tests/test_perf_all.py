@@ -88,3 +88,23 @@ def test_step_interleaved_blocks_give_a_ratio_per_pair_of_blocks():
     assert len(ratios) == 3 and all(r > 0 for r in ratios)
     assert abs(result["min"] - min(ratios)) <= 0.005 and abs(result["max"] - max(ratios)) <= 0.005
     assert result["min"] <= result["ratio"] <= result["max"] and result["label"] == "l2"
+
+
+def test_dipr_sampler_prints_each_samplers_penalty_over_consecutive_steps(capsys):
+    spec = importlib.util.spec_from_file_location("perf_dipr_sampler", SCRIPT.parent / "dipr_sampler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        module.main(["--draws", "40", "--experiments", "2"])
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line]
+    by_sampler = {row[0].lstrip("| "): [float(cell.rstrip(" |")) for cell in row[1:]] for row in rows[1:]}
+    assert set(by_sampler) == set(module.SAMPLERS)
+    for mean, standard_error, sd, lag1, block_sd, ms in by_sampler.values():
+        assert mean > 0 and 0 < standard_error < sd and -1 <= lag1 <= 1 and block_sd > 0 and ms > 0
+    # the same expected penalty, whichever sampler (the same weights at every step)
+    reused, fresh = by_sampler["shared, pool reused 50 steps"], by_sampler["shared, fresh draws"]
+    assert abs(reused[0] - fresh[0]) <= 4 * (reused[1] ** 2 + fresh[1] ** 2) ** 0.5

@@ -4,6 +4,8 @@ reading of the paper this implements."""
 
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn.functional as F
 
@@ -23,10 +25,12 @@ def prior(values: torch.Tensor, old: torch.Tensor | None, alpha: float, gen: tor
 
 
 def prior_from_scores(score: torch.Tensor, old_score: torch.Tensor | None, alpha: float,
-                      gen: torch.Generator) -> torch.Tensor:
+                      gen: torch.Generator, draws: torch.Tensor | None = None) -> torch.Tensor:
     """``prior`` given the scores themselves (|w_t| and |w_{t-1}|, or logits), so a caller
-    that keeps |w_t| for the next step takes no absolute value twice."""
-    p = torch.rand(score.shape, generator=gen, device=gen.device).to(score.device)
+    that keeps |w_t| for the next step takes no absolute value twice. ``draws``: the
+    uniform numbers p (shape of ``score``) when the caller has them (``PriorDraws``);
+    drawn from ``gen`` otherwise. They are overwritten."""
+    p = draws if draws is not None else torch.rand(score.shape, generator=gen, device=gen.device).to(score.device)
     current = torch.softmax(p * score, dim=-1)
     if old_score is None or alpha == 1.0:
         return current
@@ -52,44 +56,97 @@ def uniform_masks(shape, s_p: float, threshold: float, gen: torch.Generator, dev
 
 
 def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: float,
-                  gen: torch.Generator) -> torch.Tensor:
+                  gen: torch.Generator, rows: int = 1) -> torch.Tensor:
     """How many of the S experiments sample each axis, from one prior ``probs`` (N,) shared
     by the experiments. With q_j the probability that one experiment samples and keeps axis
     j (``projection_masks``), the counts are a systematic sample of the expected counts
-    S q_j: C_j = floor(Q_j + U) - floor(Q_{j-1} + U), Q_j = sum_{k <= j} S q_k, one
-    U ~ U(0, 1) per tensor. So C_j is floor(S q_j) or that plus one, E[C_j] = S q_j (the
-    expected count of S independent masks, hence the same expected squared penalty
-    sum_j C_j w_j^2), and the total count is within one of its expectation."""
+    S q_j, taken in each of ``rows`` equal consecutive stretches of the N axes (a weight
+    matrix's rows): C_j = floor(Q_j + U) - floor(Q_{j-1} + U), Q_j = sum_{k <= j} S q_k
+    over the axes of j's row up to j, one U ~ U(0, 1) per row. So C_j is floor(S q_j) or
+    that plus one, E[C_j] = S q_j (the expected count of S independent masks, hence the
+    same expected squared penalty sum_j C_j w_j^2), and each row's total count is within
+    one of its expectation. Returns (rows, N / rows)."""
     n = probs.shape[-1]
     expected = (probs * (experiments * s_p * n)).clamp_(max=experiments)  # S * min(1, s_p N P_j)
     if threshold:
         expected = expected * (n * probs > threshold)
-    offset = torch.rand((), generator=gen, device=gen.device, dtype=torch.float64).to(probs.device)
-    # float64: a float32 running sum over a large layer would drift by more than a count
-    floors = torch.cumsum(expected, -1, dtype=torch.float64).add_(offset).floor_()  # floor(Q_j + U)
-    # C_1 = floor(Q_1 + U) since floor(U) = 0; the differences of whole numbers are exact in
-    # float32, so they are written there directly (no float64 copy, no prepended column)
-    counts = torch.empty_like(expected)
-    counts[..., :1] = floors[..., :1]
-    torch.sub(floors[..., 1:], floors[..., :-1], out=counts[..., 1:])
+    offsets = torch.rand((rows, 1), generator=gen, device=gen.device).to(probs.device)
+    # float32 running sums within a row: a row's sum stays small (S times its length at
+    # most), so rounding Q_j to float32 moves an expected count by less than 1e-3 (tested on
+    # rows of 25,088); over a whole layer of millions of weights Q_j reaches millions, where
+    # float32 cannot tell counts apart
+    floors = torch.cumsum(expected.view(rows, -1), dim=1).add_(offsets).floor_()  # floor(Q_j + U)
+    # differences along the flat (contiguous) layout, then each row's first count, which
+    # is floor(Q_1 + U) itself since floor(U) = 0 (no prepended column, no strided output)
+    flat_floors = floors.view(-1)
+    counts = torch.empty_like(flat_floors)
+    counts[:1] = flat_floors[:1]
+    torch.sub(flat_floors[1:], flat_floors[:-1], out=counts[1:])
+    counts = counts.view(rows, -1)
+    counts[:, 0] = floors[:, 0]
     return counts
 
 
+def sample_rows(w: torch.Tensor) -> int:
+    """The stretches ``shared_counts`` samples a weight tensor in: its rows (output units or
+    channels), or the whole tensor when it has one dimension."""
+    return w.shape[0] if w.dim() > 1 else 1
+
+
+class PriorDraws:
+    """The prior's uniform numbers for every weight of a step, from a pool redrawn every
+    ``reuse`` steps. A step takes ``total`` consecutive numbers of a pool of 2 * total at a
+    random offset k and rotates them by a random V: p_i = frac(u_{k+i} + V). Given k and V
+    the u_{k+i} are distinct independent U(0, 1) numbers, and frac(u + V) of a U(0, 1) u
+    is U(0, 1) whatever V, so within a step the p_i are independent U(0, 1), exactly as
+    fresh draws; steps that share a pool are dependent through it. ``reuse = 1`` draws
+    ``total`` fresh numbers every step (no offset, no rotation).
+
+    k, V and each pool's generator seed come from Python streams seeded with the run's
+    plugin stream's seed (``run.rng.initial_seed()``), the pool's index and the step, so
+    no value is read back from the device and a resumed run (which restores ``step``)
+    redraws the same pool."""
+
+    def __init__(self, reuse: int):
+        self.reuse = reuse
+        self.step = 0
+        self.pool: torch.Tensor | None = None
+        self.pool_index: int | None = None
+
+    def next(self, total: int, gen: torch.Generator, device) -> torch.Tensor:
+        step, self.step = self.step, self.step + 1
+        seed = gen.initial_seed()
+        size = total if self.reuse == 1 else 2 * total
+        index = step // self.reuse
+        if self.pool is None or self.pool_index != index or self.pool.numel() != size or self.pool.device != device:
+            pool_seed = random.Random(f"dipr-prior-pool:{seed}:{index}").getrandbits(63)
+            pool_gen = torch.Generator(device=gen.device).manual_seed(pool_seed)
+            self.pool = torch.rand(size, generator=pool_gen, device=gen.device).to(device)
+            self.pool_index = index
+        if self.reuse == 1:
+            fresh, self.pool = self.pool, None  # not used again: the caller may overwrite it
+            return fresh
+        shift = random.Random(f"dipr-prior-shift:{seed}:{step}")
+        offset, rotation = shift.randrange(total + 1), shift.random()
+        return torch.add(self.pool[offset:offset + total], rotation).frac_()
+
+
 class _WeightedSumOfSquares(torch.autograd.Function):
-    """sum_j c_j w_j^2 for fixed coefficients c (no graph through c): one dot product
-    forward, one 2 c w pass backward."""
+    """sum_j c_j w_j^2 for fixed coefficients c (no graph through c): forward keeps c w
+    and takes its dot product with w; backward is 2 c w times the incoming gradient."""
 
     @staticmethod
     def forward(ctx, w, coefficients):
         flat = w.detach().reshape(-1)
-        ctx.save_for_backward(flat, coefficients)
+        weighted = coefficients * flat
+        ctx.save_for_backward(weighted)
         ctx.shape = w.shape
-        return torch.dot(coefficients, flat.square())
+        return torch.dot(weighted, flat)
 
     @staticmethod
     def backward(ctx, grad):
-        flat, coefficients = ctx.saved_tensors
-        return (flat * coefficients).mul_(2 * grad).reshape(ctx.shape), None
+        (weighted,) = ctx.saved_tensors
+        return (weighted * (2 * grad)).reshape(ctx.shape), None
 
 
 def projected_penalty(w: torch.Tensor, masks: torch.Tensor, form: str) -> torch.Tensor:
@@ -121,6 +178,10 @@ class DynamicInformativePrior(Plugin):
                        help="shared: one prior draw per step for the S experiments and, squared form, "
                             "counts of the same expectation (O(N)); independent: S draws (Algorithm 1, "
                             "O(S*N))"),
+        Hyperparameter("prior_reuse", int, 50, low=1,
+                       help="shared sampler: steps one pool of uniform prior draws serves (each step takes "
+                            "independent U(0, 1) numbers from it at a random offset and rotation); 1 draws "
+                            "fresh numbers every step"),
     )
 
     def __init__(self, **values):
@@ -130,6 +191,18 @@ class DynamicInformativePrior(Plugin):
         # step is taken (kept as magnitudes: the prior needs nothing else of them)
         self.old_scores: list[torch.Tensor] | None = None
         self.current_scores: list[torch.Tensor] | None = None
+        self.prior_draws = PriorDraws(self.hp["prior_reuse"])
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs: the previous scores and the step count of the prior's
+        draws (the pool itself is redrawn from its seed, not stored)."""
+        return {"old_scores": self.old_scores, "current_scores": self.current_scores,
+                "prior_step": self.prior_draws.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.old_scores, self.current_scores = state["old_scores"], state["current_scores"]
+        self.prior_draws = PriorDraws(self.hp["prior_reuse"])
+        self.prior_draws.step = state["prior_step"]
 
     @hookimpl
     def configure(self, run):
@@ -142,20 +215,30 @@ class DynamicInformativePrior(Plugin):
     def penalty(self, model, run):
         if not self.hp["lam"]:
             return None
-        terms = []
         weights = regularized_weights(model)
+        if not weights:
+            return None
+        terms = []
         s = self.hp["experiments"]
         shared = self.hp["sampler"] == "shared"
+        if shared:  # one prior draw per weight, shared by the experiments
+            draws = self.prior_draws.next(sum(w.numel() for w in weights), run.rng, weights[0].device)
+        start = 0
         scores = []
         for i, w in enumerate(weights):
-            draws = 1 if shared else s  # prior draws: one for all experiments, or one each
             score = w.detach().abs().reshape(1, -1)
             scores.append(score)
-            old = self.old_scores[i].expand(draws, -1) if self.old_scores is not None else None
-            probs = prior_from_scores(score.expand(draws, -1), old, self.hp["alpha"], run.rng)
+            if shared:
+                old = self.old_scores[i] if self.old_scores is not None else None
+                probs = prior_from_scores(score, old, self.hp["alpha"], run.rng,
+                                          draws=draws[start:start + w.numel()].view(1, -1))
+                start += w.numel()
+            else:
+                old = self.old_scores[i].expand(s, -1) if self.old_scores is not None else None
+                probs = prior_from_scores(score.expand(s, -1), old, self.hp["alpha"], run.rng)
             if shared and self.hp["form"] == "squared":
-                counts = shared_counts(probs[0], s, self.hp["s_p"], self.hp["threshold"], run.rng)
-                terms.append(_WeightedSumOfSquares.apply(w, counts))
+                counts = shared_counts(probs[0], s, self.hp["s_p"], self.hp["threshold"], run.rng, sample_rows(w))
+                terms.append(_WeightedSumOfSquares.apply(w, counts.view(-1)))
                 continue
             masks = projection_masks(probs.expand(s, -1), self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))
