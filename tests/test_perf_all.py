@@ -33,9 +33,13 @@ def test_read_only_rows_load_without_torch_and_build_one_runs_table_per_command(
 
 
 def load_floors():
-    spec = importlib.util.spec_from_file_location("perf_floors", SCRIPT.parent / "floors.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(SCRIPT.parent))  # floors.py imports overhead.py's hand loop
+    try:
+        spec = importlib.util.spec_from_file_location("perf_floors", SCRIPT.parent / "floors.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
     return module
 
 

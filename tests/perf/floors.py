@@ -26,24 +26,49 @@ training loss for the method: the same math, so they agree up to float rounding.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
-import time
 
+import overhead
 import torch
 
 from benchsuite import engine, matrix  # noqa: E402
 from benchsuite.plugins import discover  # noqa: E402
 from benchsuite.tasks import datasets, get_task  # noqa: E402
-from benchsuite.tasks.models import build_model  # noqa: E402
-from benchsuite.training import build_optimizer, task_loss  # noqa: E402
 from benchsuite.weights import weight_modules  # noqa: E402
 
 METHODS = ("l1", "l2", "wc", "pp")
 L1_LAM, L2_LAM = 1e-5, 1e-4  # the plugins' defaults
 WC_A = 0.5  # wc's defaults: arctan, a = 0.5, b = 1
 PP_ALPHA = 2.0
+
+
+class Penalty:
+    """l1 or l2 by hand: after backward, the penalty's gradient added in place to the
+    weights' gradients in one multi-tensor pass, and its value for the logged loss."""
+
+    def __init__(self, model: torch.nn.Module, method: str, lam: float):
+        self.method, self.lam = method, lam
+        self.weights = [module.weight for _, module in weight_modules(model)]
+        self.parameters = list(model.parameters())
+
+    def before_forward(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def after_backward(self) -> torch.Tensor:
+        grads = [w.grad for w in self.weights]
+        if self.method == "l2":
+            torch._foreach_add_(grads, self.weights, alpha=2 * self.lam)
+            return self.lam * torch.stack(torch._foreach_norm(self.weights)).square().sum()
+        torch._foreach_add_(grads, torch._foreach_sign(self.weights), alpha=self.lam)
+        return self.lam * torch.stack(torch._foreach_norm(self.weights, 1)).sum()
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
 
 
 class Reparameterized:
@@ -58,16 +83,14 @@ class Reparameterized:
         self.befores = [torch.empty_like(w) for w in self.weights]
         self.one = torch.tensor(1.0)
         self.slope = torch.tensor(WC_A)
+        # the optimizer's parameters: v in place of each weight, everything else as is
+        weights = {id(w) for w in self.weights}
+        self.parameters = [p for p in model.parameters() if id(p) not in weights] + self.vs
 
     def inverse(self, w: torch.Tensor) -> torch.Tensor:
         if self.method == "wc":
             return torch.tan(w / WC_A)
         return w.sign() * w.abs().sqrt()
-
-    def parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        """The optimizer's parameters: v in place of each weight, everything else as is."""
-        weights = {id(w) for w in self.weights}
-        return [p for p in model.parameters() if id(p) not in weights] + self.vs
 
     @torch.no_grad()
     def before_forward(self) -> None:
@@ -79,6 +102,9 @@ class Reparameterized:
                 torch.abs(v, out=d)
                 torch.mul(v, d, out=w)
                 d.mul_(PP_ALPHA)
+
+    def after_backward(self) -> None:
+        return None
 
     @torch.no_grad()
     def before_step(self) -> None:
@@ -93,51 +119,15 @@ class Reparameterized:
 
 
 def hand_loop(task, seed: int, method: str, lam: float | None = None) -> tuple[float, float]:
-    """overhead.py's hand loop with ``method``'s math (``none``: without); training seconds
+    """``overhead.hand_loop`` with ``method``'s math (``none``: without); training seconds
     and the last epoch's mean training loss (penalty included). ``lam``: l1's or l2's
     factor, the plugin's default unless given."""
-    lam = lam if lam is not None else {"l1": L1_LAM, "l2": L2_LAM}.get(method)
-    streams = engine.seed_streams(seed)
-    data = datasets.load(task.data)
-    x, y = data.train.x, data.train.y
-    torch.manual_seed(streams["init"])
-    model = build_model(task.model)
-    weights = [module.weight for _, module in weight_modules(model)]
-    reparameterized = Reparameterized(model, method) if method in ("wc", "pp") else None
-    params = reparameterized.parameters(model) if reparameterized else model.parameters()
-    optimizer = build_optimizer(params, task.train)
-    torch.manual_seed(streams["forward"])
-    order_rng = torch.Generator().manual_seed(streams["data"])
-    batch, n = task.train.batch_size, len(x)
-    seconds, last_loss = 0.0, float("nan")
-    for _ in range(task.train.epochs):
-        model.train()
-        start = time.perf_counter()
-        order = torch.randperm(n, generator=order_rng)
-        total = torch.zeros(())
-        for i in range(0, n, batch):
-            index = order[i:i + batch]
-            if reparameterized:
-                reparameterized.before_forward()
-            loss = task_loss(task.train.loss, model(x[index]), y[index])
-            total += loss.detach()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with torch.no_grad():
-                if method == "l2":
-                    total += lam * torch.stack(torch._foreach_norm(weights)).square().sum()
-                    torch._foreach_add_([w.grad for w in weights], weights, alpha=2 * lam)
-                elif method == "l1":
-                    total += lam * torch.stack(torch._foreach_norm(weights, 1)).sum()
-                    torch._foreach_add_([w.grad for w in weights], torch._foreach_sign(weights), alpha=lam)
-            if reparameterized:
-                reparameterized.before_step()
-            optimizer.step()
-            if reparameterized:
-                reparameterized.after_step()
-        last_loss = total.item() / math.ceil(n / batch)
-        seconds += time.perf_counter() - start
-    return seconds, last_loss
+    if method == "none":
+        return overhead.hand_loop(task, seed)
+    if method in ("wc", "pp"):
+        return overhead.hand_loop(task, seed, lambda model: Reparameterized(model, method))
+    lam = lam if lam is not None else {"l1": L1_LAM, "l2": L2_LAM}[method]
+    return overhead.hand_loop(task, seed, lambda model: Penalty(model, method, lam))
 
 
 def host_run(task, method, seed: int, available) -> tuple[float, float]:

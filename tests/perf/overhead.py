@@ -26,14 +26,20 @@ from benchsuite.tasks.models import build_model
 from benchsuite.training import build_optimizer, task_loss
 
 
-def hand_loop(task, seed: int) -> tuple[float, float]:
-    """Seconds spent in training epochs, and the last epoch's mean training loss."""
+def hand_loop(task, seed: int, math=None) -> tuple[float, float]:
+    """Seconds spent in training epochs, and the last epoch's mean training loss.
+
+    ``math``: a method written by hand into this loop (``floors.py``), a callable taking the
+    model and returning an object with ``parameters`` (the optimizer's) and the step's
+    hooks ``before_forward()``, ``after_backward() -> penalty value or None``,
+    ``before_step()`` and ``after_step()``; None trains the plain model."""
     streams = engine.seed_streams(seed)
     data = datasets.load(task.data)
     x, y = data.train.x, data.train.y
     torch.manual_seed(streams["init"])
     model = build_model(task.model)
-    optimizer = build_optimizer(model.parameters(), task.train)
+    method = math(model) if math is not None else None
+    optimizer = build_optimizer(method.parameters if method else model.parameters(), task.train)
     torch.manual_seed(streams["forward"])
     order_rng = torch.Generator().manual_seed(streams["data"])
     batch, n = task.train.batch_size, len(x)
@@ -45,11 +51,20 @@ def hand_loop(task, seed: int) -> tuple[float, float]:
         total = torch.zeros(())
         for i in range(0, n, batch):
             index = order[i:i + batch]
+            if method:
+                method.before_forward()
             loss = task_loss(task.train.loss, model(x[index]), y[index])
             total += loss.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if method:
+                penalty = method.after_backward()
+                if penalty is not None:
+                    total += penalty
+                method.before_step()
             optimizer.step()
+            if method:
+                method.after_step()
         last_loss = total.item() / -(-n // batch)
         seconds += time.perf_counter() - start
     return seconds, last_loss
