@@ -27,7 +27,7 @@ import polars as pl
 from benchsuite import stats
 from benchsuite.formatting import fmt_hyperparameter
 from benchsuite.status import STATUS_FINISHED, STATUSES
-from benchsuite.summary import BASELINE, _sort_value, summary, with_config_columns
+from benchsuite.summary import BASELINE, _sort_value, current_runs, summary, superseded_runs, with_config_columns
 from benchsuite.tasks.spec import METRICS
 
 DEFAULT_MARGINS = {"accuracy": "0.005", "mse": "2%"}
@@ -53,13 +53,17 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
     the Monte Carlo permutation tests used when exact enumeration is too large."""
     margins = margins or parse_margins(None)
+    current = current_runs(table)
     out = {
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "baseline": baseline, "alpha": alpha,
         "margins": {k: str(v) for k, v in margins.items()},
         "permutation": {"resamples": resamples, "seed": seed},
-        "runs": {s: int((table["status"] == s).sum()) for s in STATUSES}
-        if not table.is_empty() else {},
+        "runs": {s: int((current["status"] == s).sum()) for s in STATUSES}
+        if not current.is_empty() else {},
+        # runs of older plugin versions of a configuration that also has newer ones: kept
+        # in the store, left out of every statistic (summary.current_runs)
+        "superseded": superseded_runs(table),
         "tasks": [], "overall": None,
     }
     if table.is_empty():

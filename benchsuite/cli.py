@@ -676,7 +676,7 @@ def _filtered_table(args):
 def cmd_results(args) -> int:
     import polars as pl
 
-    from benchsuite.summary import run_lines, summary, summary_lines
+    from benchsuite.summary import run_lines, summary, summary_lines, superseded_runs
 
     table = _filtered_table(args)
     if args.export:
@@ -691,6 +691,10 @@ def cmd_results(args) -> int:
         return 0
     if args.summary:
         print("\n".join(summary_lines(summary(table))))
+        left_out = superseded_runs(table)
+        if left_out:
+            print(f"left out: {sum(row['runs'] for row in left_out)} runs superseded by newer plugin versions "
+                  "of their configuration (`benchsuite report` lists them)")
         return 0
     if args.json:
         print(json.dumps(table.to_dicts(), indent=1))

@@ -77,7 +77,9 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
         Block("p", f"Generated {analysis['generated']} by `benchsuite report`. Runs: "
                    f"{runs.get('finished', 0)} finished, {runs.get('diverged', 0)} diverged, "
                    f"{runs.get('failed', 0)} failed (diverged and failed runs are counted in every table, "
-                   f"never averaged)."),
+                   f"never averaged)." + (f" {sum(row['runs'] for row in analysis['superseded'])} runs of older "
+                                          f"plugin versions left out (listed below)."
+                                          if analysis.get("superseded") else "")),
         Block("p", [
             "Each method is reported with its configuration chosen on the validation split (never on test); "
             "its test metric is compared with the baseline ", Code(analysis["baseline"]),
@@ -454,18 +456,42 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
 
 
 def environment_blocks(table: pl.DataFrame) -> list[Block]:
-    """Which numeric environments produced the runs, and a warning for each task whose
-    runs come from more than one (their differences may be the machines', not the methods')."""
+    """Which numeric environments and plugin versions produced the runs the statistics
+    count, a warning for each task whose runs come from more than one environment (their
+    differences may be the machines', not the methods'), and the runs left out because
+    newer plugin versions of their configuration superseded them."""
+    from benchsuite.summary import current_runs, superseded_runs, versions_text
+
     if table.is_empty() or "environment" not in table.columns:
         return []
-    counts = table.group_by("environment").len().sort("len", descending=True)
+    current = current_runs(table)
+    counts = current.group_by("environment").len().sort("len", descending=True)
     listed = "; ".join(f"{env} ({n} runs)" for env, n in counts.iter_rows())
     blocks = [Block("p", f"Environments: {listed}.")]
-    mixed = table.group_by("task").agg(pl.col("environment").n_unique().alias("n")).filter(pl.col("n") > 1)
+    mixed = current.group_by("task").agg(pl.col("environment").n_unique().alias("n")).filter(pl.col("n") > 1)
     if mixed.height:
         blocks.append(Block("p", "Warning: runs of " + ", ".join(sorted(mixed["task"].to_list())) + " come from "
                                  "several environments; the same run gives other numbers on another machine or "
                                  "thread count, so these comparisons mix machine and method differences."))
+    if "versions" in current.columns:
+        per_plugin: dict[str, dict[str, int]] = {}
+        for versions, n in current.group_by("versions").len().iter_rows():
+            for plugin, version in json.loads(versions or "{}").items():
+                per_plugin.setdefault(plugin, {}).setdefault(str(version), 0)
+                per_plugin[plugin][str(version)] += n
+        if per_plugin:
+            listed = "; ".join(
+                f"{plugin} " + ", ".join(f"{v} ({n} runs)" if len(found) > 1 else v for v, n in sorted(found.items()))
+                for plugin, found in sorted(per_plugin.items()))
+            blocks.append(Block("p", f"Plugin versions: {listed}."))
+        left_out = superseded_runs(table)
+        if left_out:
+            items = "; ".join(f"{row['runs']} of {row['method']} on {row['task']} ({versions_text(row['versions'])}; "
+                              f"newer: {versions_text(row['newer'])})" for row in left_out)
+            total = sum(row["runs"] for row in left_out)
+            blocks.append(Block("p", f"Left out of every statistic: {total} runs superseded by runs of newer plugin "
+                                     f"versions of the same task and configuration (they stay in the results folder "
+                                     f"and in results.csv): {items}."))
     return blocks
 
 

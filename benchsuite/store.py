@@ -304,6 +304,7 @@ def _row(record: dict) -> dict:
         "report": json.dumps(_report_values(record.get("report_metrics", ()), metrics)),
         "error": record.get("error"),
         "environment": environment_label(record.get("environment")),
+        "versions": json.dumps(record.get("plugin_versions") or {}, sort_keys=True),
     }
 
 
@@ -342,7 +343,7 @@ RUNS_SCHEMA = {
     "val": pl.Float64, "test_loss": pl.Float64, "val_loss": pl.Float64,
     "best_epoch": pl.Int64, "epochs": pl.Int64, "n_params": pl.Int64,
     "seconds": pl.Float64, "step_ms": pl.Float64, "train_seconds": pl.Float64, "report": pl.Utf8,
-    "error": pl.Utf8, "environment": pl.Utf8,
+    "error": pl.Utf8, "environment": pl.Utf8, "versions": pl.Utf8,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+from packaging.version import InvalidVersion, Version
 
 from benchsuite.formatting import fmt, fmt_hyperparameter
 from benchsuite.tasks.spec import METRICS
@@ -65,11 +66,76 @@ def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baselin
     return summ[order]
 
 
+# --- plugin versions --------------------------------------------------------------------------
+
+# a configuration's runs are those of one task recipe, method and set of hyperparameters
+_CONFIGURATION = ("task", "task_spec", "method_label", "hyperparameters")
+
+
+def _version_key(versions_json: str | None) -> tuple:
+    """Order of a run's plugin versions (``{"dipr": "0.4.0", "benchsuite": "3"}``): by each
+    name's version, PEP 440 order; a version that is not PEP 440 sorts below every one that
+    is, then by its text."""
+    def one(text: str) -> tuple:
+        try:
+            return (1, Version(text), "")
+        except InvalidVersion:
+            return (0, Version("0"), text)
+    versions = json.loads(versions_json) if versions_json else {}
+    return tuple((name, one(str(versions[name]))) for name in sorted(versions))
+
+
+def _newest_versions(table: pl.DataFrame) -> pl.DataFrame:
+    """Per configuration, the versions JSON of its newest runs."""
+    newest: dict[tuple, tuple] = {}
+    for *config, versions in table.select(*_CONFIGURATION, "versions").unique().iter_rows():
+        key = _version_key(versions)
+        if tuple(config) not in newest or key > newest[tuple(config)][0]:
+            newest[tuple(config)] = (key, versions)
+    return pl.DataFrame([(*config, versions) for config, (_, versions) in newest.items()],
+                        schema={**{c: pl.Utf8 for c in _CONFIGURATION}, "newest": pl.Utf8}, orient="row")
+
+
+def current_runs(table: pl.DataFrame) -> pl.DataFrame:
+    """The runs that statistics count: of each configuration (task recipe, method and
+    hyperparameters), only those made with the newest plugin versions among its runs. A
+    plugin that changed its numbers bumps its version, so its new runs get new ids and the
+    old ones stay in the results folder; mixing the two would average two implementations
+    (and count a seed twice). The superseded runs stay in the store and in ``results.csv``
+    (:func:`superseded_runs` lists them)."""
+    if table.is_empty() or "versions" not in table.columns or table["versions"].n_unique() == 1:
+        return table
+    newest = _newest_versions(table)
+    marked = table.join(newest, on=list(_CONFIGURATION), how="left")
+    return marked.filter(pl.col("versions").eq_missing(pl.col("newest"))).drop("newest")
+
+
+def superseded_runs(table: pl.DataFrame) -> list[dict]:
+    """The runs :func:`current_runs` leaves out, per task, method and versions: how many,
+    and the versions that superseded them."""
+    if table.is_empty() or "versions" not in table.columns or table["versions"].n_unique() == 1:
+        return []
+    newest = _newest_versions(table)
+    marked = table.join(newest, on=list(_CONFIGURATION), how="left")
+    old = marked.filter(~pl.col("versions").eq_missing(pl.col("newest")))
+    groups = old.group_by("task", "method_label", "versions", "newest").len().sort("task", "method_label", "versions")
+    return [{"task": task, "method": label, "runs": n, "versions": json.loads(versions or "{}"),
+             "newer": json.loads(newer or "{}")} for task, label, versions, newer, n in groups.iter_rows()]
+
+
+def versions_text(versions: dict) -> str:
+    """``benchsuite 3, dipr 0.4.0``: a run's plugin versions in one line."""
+    return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+
+
 def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
     """Add ``task_name`` (the file's name), ``task`` (the name qualified by the recipe
     values that differ, e.g. ``digits-mlp [train.epochs=2]``), ``config`` (a key per
     configuration), ``config_hp`` (hyperparameters as JSON, swept training values under
-    ``"train"``) and ``config_full`` (every value, for the Methods table)."""
+    ``"train"``) and ``config_full`` (every value, for the Methods table). Only
+    :func:`current_runs`: runs superseded by newer plugin versions of the same
+    configuration are left out."""
+    table = current_runs(table)
     specs: dict[str, dict[str, dict]] = {}
     for name, spec in table.select("task", "task_spec").unique().iter_rows():
         specs.setdefault(name, {})[spec] = _flatten(json.loads(spec))
