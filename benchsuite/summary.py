@@ -85,15 +85,21 @@ def _version_key(versions_json: str | None) -> tuple:
     return tuple((name, one(str(versions[name]))) for name in sorted(versions))
 
 
-def _newest_versions(table: pl.DataFrame) -> pl.DataFrame:
-    """Per configuration, the versions JSON of its newest runs."""
+def _newest_mask(table: pl.DataFrame) -> tuple[list[bool], list[str]]:
+    """Per row, whether it was made with its configuration's newest versions, and those
+    versions (JSON). Computed row by row, so the table keeps its order."""
+    rows = table.select(*_CONFIGURATION, "versions").rows()
     newest: dict[tuple, tuple] = {}
-    for *config, versions in table.select(*_CONFIGURATION, "versions").unique().iter_rows():
+    for *config, versions in set(rows):
         key = _version_key(versions)
         if tuple(config) not in newest or key > newest[tuple(config)][0]:
             newest[tuple(config)] = (key, versions)
-    return pl.DataFrame([(*config, versions) for config, (_, versions) in newest.items()],
-                        schema={**{c: pl.Utf8 for c in _CONFIGURATION}, "newest": pl.Utf8}, orient="row")
+    newer = [newest[tuple(config)][1] for *config, _ in rows]
+    return [versions == best for (*_, versions), best in zip(rows, newer)], newer
+
+
+def _single_version_set(table: pl.DataFrame) -> bool:
+    return table.is_empty() or "versions" not in table.columns or table["versions"].n_unique() == 1
 
 
 def current_runs(table: pl.DataFrame) -> pl.DataFrame:
@@ -103,24 +109,25 @@ def current_runs(table: pl.DataFrame) -> pl.DataFrame:
     old ones stay in the results folder; mixing the two would average two implementations
     (and count a seed twice). The superseded runs stay in the store and in ``results.csv``
     (:func:`superseded_runs` lists them)."""
-    if table.is_empty() or "versions" not in table.columns or table["versions"].n_unique() == 1:
+    if _single_version_set(table):
         return table
-    newest = _newest_versions(table)
-    marked = table.join(newest, on=list(_CONFIGURATION), how="left")
-    return marked.filter(pl.col("versions").eq_missing(pl.col("newest"))).drop("newest")
+    keep, _ = _newest_mask(table)
+    return table.filter(pl.Series(keep, dtype=pl.Boolean))
 
 
 def superseded_runs(table: pl.DataFrame) -> list[dict]:
     """The runs :func:`current_runs` leaves out, per task, method and versions: how many,
     and the versions that superseded them."""
-    if table.is_empty() or "versions" not in table.columns or table["versions"].n_unique() == 1:
+    if _single_version_set(table):
         return []
-    newest = _newest_versions(table)
-    marked = table.join(newest, on=list(_CONFIGURATION), how="left")
-    old = marked.filter(~pl.col("versions").eq_missing(pl.col("newest")))
-    groups = old.group_by("task", "method_label", "versions", "newest").len().sort("task", "method_label", "versions")
+    keep, newer = _newest_mask(table)
+    counts: dict[tuple, int] = {}
+    for kept, task, label, versions, best in zip(keep, table["task"], table["method_label"], table["versions"], newer):
+        if not kept:
+            counts[(task, label, versions, best)] = counts.get((task, label, versions, best), 0) + 1
     return [{"task": task, "method": label, "runs": n, "versions": json.loads(versions or "{}"),
-             "newer": json.loads(newer or "{}")} for task, label, versions, newer, n in groups.iter_rows()]
+             "newer": json.loads(best or "{}")} for (task, label, versions, best), n
+            in sorted(counts.items(), key=lambda item: tuple(map(str, item[0])))]
 
 
 def versions_text(versions: dict) -> str:

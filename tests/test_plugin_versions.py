@@ -35,6 +35,9 @@ def test_a_configuration_is_counted_with_its_newest_versions_only():
     assert table.height == 13 and "versions" in table.columns
     current = current_runs(table)
     assert current.height == 8
+    # the table's order is kept (the runs table is sorted by task, method and seed)
+    assert current["run_id"].to_list() == [r for r, v in zip(table["run_id"], table["versions"])
+                                           if v != json.dumps(OLD, sort_keys=True)]
     dipr = summary(table).filter(summary(table)["method"] == "dipr").row(0, named=True)
     assert dipr["n"] == 3 and abs(dipr["mean"] - 0.91) < 1e-9  # 0.10.0's runs alone, not 8 runs averaged
     [left_out] = superseded_runs(table)
