@@ -65,7 +65,7 @@ def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: 
     over the axes of j's row up to j, one U ~ U(0, 1) per row. So C_j is floor(S q_j) or
     that plus one, E[C_j] = S q_j (the expected count of S independent masks, hence the
     same expected squared penalty sum_j C_j w_j^2), and each row's total count is within
-    one of its expectation. Returns (rows, N / rows)."""
+    one of its expectation. Returns the counts in the shape of ``probs``."""
     n = probs.shape[-1]
     expected = (probs * (experiments * s_p * n)).clamp_(max=experiments)  # S * min(1, s_p N P_j)
     if threshold:
@@ -82,9 +82,8 @@ def shared_counts(probs: torch.Tensor, experiments: int, s_p: float, threshold: 
     counts = torch.empty_like(flat_floors)
     counts[:1] = flat_floors[:1]
     torch.sub(flat_floors[1:], flat_floors[:-1], out=counts[1:])
-    counts = counts.view(rows, -1)
-    counts[:, 0] = floors[:, 0]
-    return counts
+    counts.view(rows, -1)[:, 0] = floors[:, 0]
+    return counts.view(probs.shape)
 
 
 def sample_rows(w: torch.Tensor) -> int:
@@ -238,7 +237,7 @@ class DynamicInformativePrior(Plugin):
                 probs = prior_from_scores(score.expand(s, -1), old, self.hp["alpha"], run.rng)
             if shared and self.hp["form"] == "squared":
                 counts = shared_counts(probs[0], s, self.hp["s_p"], self.hp["threshold"], run.rng, sample_rows(w))
-                terms.append(_WeightedSumOfSquares.apply(w, counts.view(-1)))
+                terms.append(_WeightedSumOfSquares.apply(w, counts))
                 continue
             masks = projection_masks(probs.expand(s, -1), self.hp["s_p"], self.hp["threshold"], run.rng)
             terms.append(projected_penalty(w, masks, self.hp["form"]))

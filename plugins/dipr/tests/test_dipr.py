@@ -197,7 +197,8 @@ def test_shared_counts_on_large_layers_are_the_float64_systematic_sample(rows, c
         if threshold:
             expected = expected * (n * probs > threshold)
         exact = np.cumsum(expected.numpy().astype(np.float64).reshape(rows, -1), axis=1) + offsets
-        floors = np.cumsum(counts.numpy().astype(np.float64), axis=1)  # floor(Q_j + U) as sampled
+        assert counts.shape == probs.shape
+        floors = np.cumsum(counts.numpy().astype(np.float64).reshape(rows, -1), axis=1)  # floor(Q_j + U) as sampled
         near_whole = np.abs(exact - np.round(exact)) < 1e-3
         assert np.array_equal(floors[~near_whole], np.floor(exact)[~near_whole])
         assert near_whole.mean() < 0.01
