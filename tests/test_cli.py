@@ -273,7 +273,7 @@ def test_results_fit_an_80_column_terminal_and_json_and_wide_keep_every_column(t
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and json.loads(rows[0]["hyperparameters"]) == hp and rows[0]["test"] == 0.71
     assert main(["results", "--results", str(tmp_path), "--wide"]) == 0
-    assert "shape: (3, 21)" in capsys.readouterr().out  # every column but run_id, method and error
+    assert "shape: (3, 22)" in capsys.readouterr().out  # every column but run_id, method and error
 
 
 def test_run_and_its_dry_run_speak_json(tmp_path, capsys):
