@@ -9,15 +9,21 @@ import torch
 SCRIPT = Path(__file__).parent / "perf" / "all.py"
 
 
-def load_script():
-    sys.path.insert(0, str(SCRIPT.parent))  # all.py imports its sibling scripts
+def load_perf_script(file_name: str):
+    """A script of tests/perf as a module; its folder is on the path while it loads, since the
+    scripts import their siblings (all.py, floors.py, method_overhead.py)."""
+    sys.path.insert(0, str(SCRIPT.parent))
     try:
-        spec = importlib.util.spec_from_file_location("perf_all", SCRIPT)
+        spec = importlib.util.spec_from_file_location(f"perf_{Path(file_name).stem}", SCRIPT.parent / file_name)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(SCRIPT.parent))
     return module
+
+
+def load_script():
+    return load_perf_script("all.py")
 
 
 def test_read_only_rows_load_without_torch_and_build_one_runs_table_per_command():
@@ -33,14 +39,7 @@ def test_read_only_rows_load_without_torch_and_build_one_runs_table_per_command(
 
 
 def load_floors():
-    sys.path.insert(0, str(SCRIPT.parent))  # floors.py imports overhead.py's hand loop
-    try:
-        spec = importlib.util.spec_from_file_location("perf_floors", SCRIPT.parent / "floors.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_perf_script("floors.py")
 
 
 def test_each_floor_is_the_hosts_math_written_by_hand():
@@ -64,9 +63,7 @@ def test_each_floor_is_the_hosts_math_written_by_hand():
 
 
 def test_profile_step_prints_the_time_per_step_and_the_busiest_operators(capsys):
-    spec = importlib.util.spec_from_file_location("perf_profile_step", SCRIPT.parent / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_perf_script("profile_step.py")
     threads = torch.get_num_threads()
     try:
         module.main(["--plugin", "l2", "--task", "digits-mlp", "--steps", "3", "--rows", "4"])
@@ -79,13 +76,7 @@ def test_profile_step_prints_the_time_per_step_and_the_busiest_operators(capsys)
 
 
 def test_step_interleaved_blocks_give_a_ratio_per_pair_of_blocks():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location("perf_method_overhead", SCRIPT.parent / "method_overhead.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    module = load_perf_script("method_overhead.py")
     lines = []
     result = module.measure_blocks("l2", task_name="digits-mlp", blocks=3, block=2, report=lines.append)
     ratios = [float(r) for r in lines[0].split("ratios ")[1].split()]
@@ -95,9 +86,7 @@ def test_step_interleaved_blocks_give_a_ratio_per_pair_of_blocks():
 
 
 def test_dipr_sampler_prints_each_samplers_penalty_over_consecutive_steps(capsys):
-    spec = importlib.util.spec_from_file_location("perf_dipr_sampler", SCRIPT.parent / "dipr_sampler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_perf_script("dipr_sampler.py")
     threads = torch.get_num_threads()
     try:
         module.main(["--draws", "40", "--experiments", "2"])
