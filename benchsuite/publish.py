@@ -41,7 +41,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     placed = make_plots(analysis, table, records, figure_dir) if plots else {}
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
-    blocks[2:2] = environment_blocks(table)
+    blocks[2:2] = environment_blocks(table, analysis["superseded"])
     claim_rows = stored_rows(store, alpha=analysis["alpha"], records=records.values())
     if claim_rows:
         blocks += claim_blocks(claim_rows)

@@ -455,12 +455,12 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
     return placed
 
 
-def environment_blocks(table: pl.DataFrame) -> list[Block]:
+def environment_blocks(table: pl.DataFrame, superseded: list[dict]) -> list[Block]:
     """Which numeric environments and plugin versions produced the runs the statistics
     count, a warning for each task whose runs come from more than one environment (their
     differences may be the machines', not the methods'), and the runs left out because
-    newer plugin versions of their configuration superseded them."""
-    from benchsuite.summary import current_runs, superseded_runs, versions_text
+    newer plugin versions of their configuration superseded them (``analysis["superseded"]``)."""
+    from benchsuite.summary import current_runs, versions_text
 
     if table.is_empty() or "environment" not in table.columns:
         return []
@@ -484,11 +484,10 @@ def environment_blocks(table: pl.DataFrame) -> list[Block]:
                 f"{plugin} " + ", ".join(f"{v} ({n} runs)" if len(found) > 1 else v for v, n in sorted(found.items()))
                 for plugin, found in sorted(per_plugin.items()))
             blocks.append(Block("p", f"Plugin versions: {listed}."))
-        left_out = superseded_runs(table)
-        if left_out:
+        if superseded:
             items = "; ".join(f"{row['runs']} of {row['method']} on {row['task']} ({versions_text(row['versions'])}; "
-                              f"newer: {versions_text(row['newer'])})" for row in left_out)
-            total = sum(row["runs"] for row in left_out)
+                              f"newer: {versions_text(row['newer'])})" for row in superseded)
+            total = sum(row["runs"] for row in superseded)
             blocks.append(Block("p", f"Left out of every statistic: {total} runs superseded by runs of newer plugin "
                                      f"versions of the same task and configuration (they stay in the results folder "
                                      f"and in results.csv): {items}."))
