@@ -6,6 +6,7 @@ import pytest
 import torch
 from benchsuite_partialreg import (
     PartialRegularization,
+    group_lasso,
     group_penalty,
     neuron_counts,
     outgoing_groups,
@@ -81,6 +82,34 @@ def test_penalty_hook_sums_layers_times_lambda():
     linears = [m for m in model if isinstance(m, nn.Linear)]
     expected = 0.5 * sum(group_penalty(m.weight, 0.1, None) for m in linears)
     assert term.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("upstream", [1.0, 3.7, 65536.0])
+def test_one_node_group_lasso_equals_the_per_layer_sum_bit_for_bit(upstream):
+    """The gl/igl penalty (one autograd node for every layer) against lam * sum_l f_l *
+    group_penalty(w_l): value and gradients equal to the last bit, for linear and conv
+    weights, beta with exempt neurons, an all-zero group, layer factors, and an upstream
+    gradient other than 1 (a scaled fp16 loss). Several draws: one draw's sums can agree by
+    chance when the operations' order differs."""
+    betas = [(torch.arange(50) % 3 != 1).float(), None, torch.tensor([0.0, 1, 1, 1, 0, 1, 1, 1])]
+    factors, lam = [1.0, 1.3, 1.9], 0.37
+    for seed in range(5):
+        torch.manual_seed(seed)
+        weights = [torch.randn(30, 50), torch.randn(8, 30, 3, 3), torch.randn(5, 8)]
+        weights[0][:, 2] = 0.0  # neuron 2 of layer 0: all zero, subgradient 0
+        fast_w = [w.clone().requires_grad_(True) for w in weights]
+        slow_w = [w.clone().requires_grad_(True) for w in weights]
+        fast = group_lasso(lam, fast_w, betas, factors)
+        slow = lam * torch.stack([f * group_penalty(w, 0.0, b) for w, b, f in zip(slow_w, betas, factors)]).sum()
+        assert torch.equal(fast, slow)
+        (fast * upstream).backward()
+        (slow * upstream).backward()
+        for a, b in zip(fast_w, slow_w):
+            assert torch.equal(a.grad, b.grad)
+        assert torch.all(fast_w[0].grad[:, 2] == 0) and torch.all(fast_w[0].grad[:, 1] == 0)
+    frozen = weights[2].clone()  # a weight that does not ask for a gradient gets none
+    group_lasso(lam, [fast_w[0], frozen], betas[::2], [1.0, 1.0]).backward()
+    assert frozen.grad is None
 
 
 def test_beta_mask_follows_ratio_and_the_seed():
