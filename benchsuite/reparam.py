@@ -61,6 +61,13 @@ class Elementwise(nn.Module):
     def psi_and_derivative(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.psi(v), self.derivative(v)
 
+    def set_step_state(self, **values) -> None:
+        """Set the per-step flags and the saved derivative above. They are plain attributes,
+        set several times a step on every weight: written straight into the instance's
+        ``__dict__``, where ``nn.Module.__setattr__`` would put them too, without its checks
+        for parameters, buffers and submodules of that name (none of them is one)."""
+        self.__dict__.update(values)
+
     def has_learnable_parameters(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
 
@@ -71,8 +78,7 @@ class Elementwise(nn.Module):
         if (torch.is_grad_enabled() and v.requires_grad and not torch.compiler.is_compiling()
                 and not self.has_learnable_parameters()):
             return _PsiSavingDerivative.apply(v, self)
-        self.saved_derivative = None
-        self.grad_is_dw = False
+        self.set_step_state(saved_derivative=None, grad_is_dw=False)
         return self.psi(v)
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
@@ -87,8 +93,8 @@ class _PsiSavingDerivative(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, parametrization):
         w, derivative = parametrization.psi_and_derivative(v.detach())
-        parametrization.saved_derivative = derivative
-        parametrization.grad_is_dw = ctx.grad_as_dw = parametrization.grad_as_dw
+        ctx.grad_as_dw = parametrization.grad_as_dw
+        parametrization.set_step_state(saved_derivative=derivative, grad_is_dw=ctx.grad_as_dw)
         if not ctx.grad_as_dw:
             ctx.save_for_backward(derivative)
         return w
@@ -218,6 +224,17 @@ def weight_percentiles(model: nn.Module) -> dict[str, float]:
 ADAPTIVE_OPTIMIZERS = ("adam", "adamw")
 
 
+def _still_registered(found: tuple) -> bool:
+    """Whether ``(module, parametrization, v)`` still holds: the parametrization is still on
+    the module's weight, over the same v (replacing a parametrization may keep the very
+    Parameter object as the new one's v, so v alone does not tell)."""
+    module, parametrization, v = found
+    if not parametrize.is_parametrized(module, "weight"):
+        return False
+    plist = module.parametrizations["weight"]
+    return plist.original is v and any(p is parametrization for p in plist)
+
+
 class ModifiedAdaptiveHooks:
     """Mixin for plugins that reparameterize with an :class:`Elementwise` subclass
     (``reparametrization``): the modified adaptive optimizer over ``pre_step`` (this step's
@@ -239,24 +256,24 @@ class ModifiedAdaptiveHooks:
     @hookimpl
     def pre_step(self, model, optimizer, run):
         if self.use_modified_step:
-            self._grad_as_dw(model, True)
+            self._grad_as_dw(model, True, check=True)
 
     @hookimpl
     def modify_grad(self, model, optimizer, run):
         if self.use_modified_step:
             self._modified_step.before_step(self._pairs(model))
 
-    def _grad_as_dw(self, model, on: bool) -> None:
-        for parametrization, _ in self._pairs(model):
-            parametrization.grad_as_dw = on
+    def _grad_as_dw(self, model, on: bool, check: bool = False) -> None:
+        for parametrization, _ in self._pairs(model, check):
+            parametrization.set_step_state(grad_as_dw=on)
 
-    def _pairs(self, model) -> list:
+    def _pairs(self, model, check: bool = False) -> list:
         """(parametrization, v) of every reparameterized weight: found once per model (a
-        walk over every module), checked each step (one lookup per weight)."""
+        walk over every module); ``check`` (once a step, in ``pre_step``) verifies that each
+        weight still has that parametrization and v (one lookup per weight), the step's
+        later hooks trust that check."""
         cached = getattr(self, "_pairs_of", None)
-        if cached is None or cached[0] is not model or not all(
-                parametrize.is_parametrized(m, "weight") and m.parametrizations["weight"].original is v
-                for m, _, v in cached[1]):
+        if cached is None or cached[0] is not model or check and not all(map(_still_registered, cached[1])):
             found = [(m, p, v) for _, m, p, v in elementwise_weights(model, self.reparametrization)]
             self._pairs_of = cached = (model, found)
         return [(p, v) for _, p, v in cached[1]]

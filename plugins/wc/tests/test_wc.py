@@ -351,3 +351,26 @@ def test_engine_passes_dl_dw_to_v_within_each_step_with_the_same_training(method
     for name, value in slow.items():
         if value.is_floating_point() and name not in before_batch_norm:
             torch.testing.assert_close(fast[name], value, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_a_parametrization_replaced_between_steps_is_found_at_the_next_step():
+    """The hooks find the reparameterized weights once and check them once a step (in
+    pre_step): a weight whose parametrization is replaced between two steps gets the new
+    one's backward switched to dL/dw at the next step, not the stale one's."""
+    from benchsuite import engine
+    from benchsuite.reparam import Elementwise
+    from benchsuite.testing import method_of, training_batches
+
+    task = tiny_task_spec(epochs=1, optimizer="adam", lr=0.01)
+    training = engine.setup(engine.make_run_spec(task, method_of("wc"), seed=0), torch.device("cpu"))
+    sums = engine.EpochSums.zeros(training.run.device)
+    batches = training_batches(training, 2)
+    engine.train_step(training, *next(batches), sums)
+    _, module = next(iter(weight_modules(training.model)))
+    old = module.parametrizations["weight"][0]
+    replacement = Compander("arctan", Scale(0.5, 1.0, learnable=False))
+    parametrize.remove_parametrizations(module, "weight")
+    parametrize.register_parametrization(module, "weight", replacement)
+    engine.train_step(training, *next(batches), sums)
+    assert replacement.grad_is_dw and isinstance(replacement, Elementwise)
+    assert old is not replacement
