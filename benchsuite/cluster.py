@@ -2,7 +2,10 @@
 (subprocesses) and ``debug`` (in this process) modes, which run the same code paths.
 
 Submission is fire-and-forget: every pending run becomes one array task, grouped by the
-resources its task file asks for (``[resources]``, overridden by the command line). Each
+resources its task file asks for (``[resources]``, overridden by the command line). In
+``local`` mode, which starts every job it is given at once (it has no queue), each group's
+runs are dealt out to at most ``array_parallelism`` jobs instead, each running its share in
+turn, so that no more runs than that train at once on the machine. Each
 job stores its record in the shared results folder as the run ends; ``benchsuite collect``
 reports what finished, what is still queued or running, and why a job failed. A job that is
 preempted or reaches its time limit is requeued by submitit with the same call, which
@@ -70,7 +73,15 @@ def _job_class():
             _, summary = _run_in_worker(spec, root, device, options, wait=True)
             return summary
 
-    return RunJob
+    class RunsJob(RunJob):
+        """Several runs, one after the other, as one job (``local`` mode); a run found done
+        is not redone, so a job started again picks up where the last one ended."""
+
+        def __call__(self, specs: list[RunSpec], root: str, device: str, options: ExecutionOptions,
+                     threads: int = 1) -> list[dict]:
+            return [super(RunsJob, self).__call__(spec, root, device, options, threads) for spec in specs]
+
+    return RunJob, RunsJob
 
 
 def _resources(spec: RunSpec, cluster: ClusterOptions) -> tuple:
@@ -160,7 +171,7 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
     folder = store.root / "submitit"
     folder.mkdir(parents=True, exist_ok=True)
     entries, jobs = [], []
-    job_class = _job_class()
+    run_job, runs_job = _job_class()
     for (gpus, cpus, time_min, mem_gb), group in groups.items():
         try:
             executor = submitit.AutoExecutor(folder=folder, cluster=cluster.mode)  # never auto-detected
@@ -175,11 +186,18 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
         if cluster.slurm_args:
             parameters["slurm_additional_parameters"] = dict(cluster.slurm_args)
         executor.update_parameters(**parameters)
-        n = len(group)
-        submitted_jobs = executor.map_array(job_class(), group, [str(store.root)] * n, [device] * n,
+        if cluster.mode == "local":  # at most array_parallelism processes, each running its share
+            shares = [group[i::cluster.array_parallelism] for i in range(min(cluster.array_parallelism, len(group)))]
+            n = len(shares)
+            share_jobs = executor.map_array(runs_job(), shares, [str(store.root)] * n, [device] * n,
                                             [options] * n, [cpus] * n)
+            placed = [(spec, job) for share, job in zip(shares, share_jobs) for spec in share]
+        else:
+            n = len(group)
+            placed = list(zip(group, executor.map_array(run_job(), group, [str(store.root)] * n, [device] * n,
+                                                        [options] * n, [cpus] * n)))
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        for spec, job in zip(group, submitted_jobs):
+        for spec, job in placed:
             entries.append({"run_id": spec.run_id, "job_id": str(job.job_id), "mode": cluster.mode,
                             "folder": str(folder), "task": spec.task.name, "method": spec.method.label,
                             "seed": spec.seed, "submitted": now})

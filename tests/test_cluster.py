@@ -40,6 +40,9 @@ def test_submitit_local_reproduces_the_offline_matrix(offline_sequential, tmp_pa
                  "--results", str(tmp_path)]) == 0
     assert "44 runs submitted" in capsys.readouterr().out
     assert comparable_store(Store(tmp_path)) == comparable_store(Store(offline_sequential))
+    # submitit's local mode starts every job at once: the 44 runs went to 2 jobs, 22 each
+    jobs = [entry["job_id"] for entry in cluster.submitted(Store(tmp_path))]
+    assert len(jobs) == 44 and sorted(jobs.count(job) for job in set(jobs)) == [22, 22]
 
 
 def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
@@ -62,7 +65,7 @@ def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
 def test_a_preempted_job_is_requeued_with_the_same_call():
     """submitit calls checkpoint() on preemption or timeout; the requeued call is the same
     run, which resumes from its own checkpoint file (tests/test_resume.py)."""
-    job = cluster._job_class()()
+    job = cluster._job_class()[0]()
     delayed = job.checkpoint("spec", "root", "cpu", "options", 1)
     assert delayed.function is job and delayed.args == ("spec", "root", "cpu", "options", 1)
 
