@@ -126,7 +126,9 @@ def _add_run(sub) -> None:
     cluster.add_argument("--cpus", type=_positive_int, default=None,
                          help="CPUs per job (default: the task's hint, else 1)")
     cluster.add_argument("--mem", type=_positive_int, default=None, metavar="GB", help="memory per job")
-    cluster.add_argument("--array-parallelism", type=_positive_int, default=256, help="array tasks running at once")
+    cluster.add_argument("--array-parallelism", type=_positive_int, default=None,
+                         help="array tasks running at once (default: 256 on SLURM; local: this machine's "
+                              "CPUs divided by the CPUs per run)")
     cluster.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
                          help="extra sbatch option, e.g. account=myproject or qos=long (repeatable)")
     cluster.add_argument("--wait", action="store_true", help="with --executor: wait for the jobs to end")

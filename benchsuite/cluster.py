@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from benchsuite.status import DONE_STATUSES, STATUS_FINISHED, STATUSES
 from benchsuite.store import Store
 
 MODES = ("slurm", "local", "debug")
+SLURM_ARRAY_PARALLELISM = 256
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 
 
@@ -41,7 +43,7 @@ class ClusterOptions:
     gpus: int | None = None
     cpus: int | None = None
     mem_gb: int | None = None
-    array_parallelism: int = 256
+    array_parallelism: int | None = None  # None: 256 on SLURM; local: this machine's CPUs / CPUs per run
     slurm_args: tuple[tuple[str, str], ...] = ()
 
 
@@ -92,6 +94,20 @@ def _resources(spec: RunSpec, cluster: ClusterOptions) -> tuple:
         cluster.time_min if cluster.time_min is not None else hints.get("time_min", 60),
         cluster.mem_gb if cluster.mem_gb is not None else hints.get("mem_gb", 8),
     )
+
+
+def array_parallelism(cluster: ClusterOptions, cpus: int) -> int:
+    """Runs (array tasks, or local jobs) at once: as given, else 256 on SLURM, and in
+    ``local`` mode this machine's CPUs over each run's ``cpus`` (at least 1)."""
+    if cluster.array_parallelism:
+        return cluster.array_parallelism
+    return max(1, (os.cpu_count() or 1) // cpus) if cluster.mode == "local" else SLURM_ARRAY_PARALLELISM
+
+
+def dealt_out(runs: list, jobs: int) -> list[list]:
+    """``runs`` dealt out in turn to at most ``jobs`` lists (for a matrix in task order,
+    each job gets a mix of the tasks, so the jobs end at about the same time)."""
+    return [runs[i::jobs] for i in range(min(jobs, len(runs)))]
 
 
 def jobs_file(store: Store) -> Path:
@@ -177,8 +193,9 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
             executor = submitit.AutoExecutor(folder=folder, cluster=cluster.mode)  # never auto-detected
         except RuntimeError as exc:
             raise UsageError(f"--executor {cluster.mode}: {exc}") from None
+        parallel = array_parallelism(cluster, cpus)
         parameters = {"timeout_min": time_min, "cpus_per_task": cpus, "mem_gb": mem_gb, "name": "benchsuite",
-                      "slurm_array_parallelism": cluster.array_parallelism}
+                      "slurm_array_parallelism": parallel}
         if gpus:
             parameters["gpus_per_node"] = gpus
         if cluster.partition:
@@ -187,7 +204,7 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
             parameters["slurm_additional_parameters"] = dict(cluster.slurm_args)
         executor.update_parameters(**parameters)
         if cluster.mode == "local":  # at most array_parallelism processes, each running its share
-            shares = [group[i::cluster.array_parallelism] for i in range(min(cluster.array_parallelism, len(group)))]
+            shares = dealt_out(group, parallel)
             n = len(shares)
             share_jobs = executor.map_array(runs_job(), shares, [str(store.root)] * n, [device] * n,
                                             [options] * n, [cpus] * n)

@@ -45,6 +45,17 @@ def test_submitit_local_reproduces_the_offline_matrix(offline_sequential, tmp_pa
     assert len(jobs) == 44 and sorted(jobs.count(job) for job in set(jobs)) == [22, 22]
 
 
+def test_local_jobs_at_once_default_to_the_cpus_and_share_the_runs_out(monkeypatch):
+    monkeypatch.setattr(cluster.os, "cpu_count", lambda: 8)
+    assert cluster.array_parallelism(cluster.ClusterOptions(mode="local"), cpus=1) == 8
+    assert cluster.array_parallelism(cluster.ClusterOptions(mode="local"), cpus=3) == 2
+    assert cluster.array_parallelism(cluster.ClusterOptions(mode="local"), cpus=16) == 1
+    assert cluster.array_parallelism(cluster.ClusterOptions(mode="local", array_parallelism=5), cpus=1) == 5
+    assert cluster.array_parallelism(cluster.ClusterOptions(mode="slurm"), cpus=1) == 256
+    assert cluster.dealt_out(list(range(7)), 3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert cluster.dealt_out([0, 1], 4) == [[0], [1]]
+
+
 def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
     results = tmp_path / "r"
     args = ["run", "-p", "l2", "--no-baseline", "--task", "digits-mlp", "--seeds", "1", "-q",
