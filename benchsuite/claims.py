@@ -325,6 +325,9 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
                 row["notes"].append(problem)
                 rows.append(row)
                 continue
+            row["versions"] = dict(sorted({name: version for side in ("method", "versus")
+                                           for spec in specs.get((task, side), ())
+                                           for name, version in spec.plugin_versions}.items()))
             mine, counts, problems = _values(specs[(task, "method")], store, claim.metric)
             row["notes"] += problems
             if claim.versus is None:
@@ -450,6 +453,14 @@ def blocks(rows: list[dict], level: str = "h2"):
         table.append([Code(r["claim"]), r["task"], r["verdict"], str(r.get("n", 0)), f"{fmt(r.get('effect'))}{ci}",
                       fmt_p(r.get("p_holm")), exact, f"{r['statement']} ({r['source']})"])
     out.append(Block("table", header=header, rows=table, align="lllrrrrl"))
+    versions: dict[str, set[str]] = {}
+    for r in rows:
+        for name, version in (r.get("versions") or {}).items():
+            versions.setdefault(name, set()).add(version)
+    if versions:
+        listed = "; ".join(f"{name} {', '.join(sorted(found))}" for name, found in sorted(versions.items()))
+        out.append(Block("p", f"Plugin versions: {listed}. Each claim counts only runs of these versions (their run "
+                              f"ids include them); runs of other versions in the results folder are not counted."))
     notes = []
     for r in rows:
         compared = f"{r['method']} vs {r['versus']}" if r["versus"] else f"{r['method']}, bound {r['bound']:g}"

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -215,6 +216,11 @@ def test_claims_command_runs_what_is_missing_resumes_and_writes_the_report(tiny_
     rows = json.loads((out / "claims.json").read_text())
     assert rows[0]["n"] == 4 and rows[0]["verdict"] in ("supported", "contradicted", "inconclusive")
     assert "## Claims" in (out / "index.md").read_text() and "Claims" in (out / "index.html").read_text()
+    from benchsuite.plugins import discover
+
+    installed = discover()["l2"].version
+    assert rows[0]["versions"]["l2"] == installed
+    assert re.search(rf"Plugin versions: [^\n]*\bl2 {re.escape(installed)}[;.]", (out / "index.md").read_text())
     assert main(args + ["--json"]) == 0  # everything stored: nothing runs again
     again = capsys.readouterr()
     assert "runs to do" not in again.err
