@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 NORM_LAYERS = (
     nn.modules.batchnorm._NormBase,
@@ -29,13 +28,36 @@ def weight_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if isinstance(module, NORM_LAYERS):
             continue
-        if parametrize.is_parametrized(module, "weight"):
+        if _weight_is_parametrized(module):
             if _weight_dim(module) >= 2:
                 yield name, module
             continue
-        weight = getattr(module, "weight", None)
+        weight = _own_weight(module)
         if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
             yield name, module
+
+
+# Penalties walk the model every step. ``getattr(module, "weight", None)`` and
+# ``parametrize.is_parametrized`` raise and catch an AttributeError inside
+# ``nn.Module.__getattr__`` for every module without that attribute (activations, containers),
+# which made the walk of a small MLP cost 54 us; these two look in the same places first.
+
+def _weight_is_parametrized(module: nn.Module) -> bool:
+    """``_weight_is_parametrized(module)``: torch registers the
+    parametrizations as the submodule ``parametrizations``."""
+    plists = module._modules.get("parametrizations")
+    return isinstance(plists, nn.ModuleDict) and "weight" in plists
+
+
+def _own_weight(module: nn.Module):
+    """``getattr(module, "weight", None)``: where neither the class nor the instance defines
+    ``weight`` and ``nn.Module.__getattr__`` is not overridden, that lookup can only end in
+    the module's parameters or buffers."""
+    cls = type(module)
+    if cls.__getattr__ is not nn.Module.__getattr__ or hasattr(cls, "weight") or "weight" in module.__dict__:
+        return getattr(module, "weight", None)
+    weight = module._parameters.get("weight")
+    return weight if weight is not None else module._buffers.get("weight")
 
 
 def _weight_dim(module: nn.Module) -> int:
@@ -58,7 +80,7 @@ def layer_parameters(model: nn.Module) -> list[list[nn.Parameter]]:
     """Per weight module (in the order of :func:`weight_modules`), the leaf parameters
     behind its weight: for methods that act on each layer's weights in place."""
     return [
-        _originals(module) if parametrize.is_parametrized(module, "weight") else [module.weight]
+        _originals(module) if _weight_is_parametrized(module) else [module.weight]
         for _, module in weight_modules(model)
     ]
 
@@ -74,7 +96,7 @@ def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
     parametrization's original tensor(s) where one is registered."""
     params = []
     for _, module in weight_modules(model):
-        if parametrize.is_parametrized(module, "weight"):
+        if _weight_is_parametrized(module):
             params.extend(_originals(module))
         else:
             params.append(module.weight)

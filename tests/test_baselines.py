@@ -21,6 +21,72 @@ def test_weights_are_linear_weights_only():
     assert len(weight_parameters(model)) == 3
 
 
+def _weight_modules_by_getattr(model):
+    """The walk as torch's own lookups spell it: the reference for the faster one."""
+    from torch.nn.utils import parametrize
+
+    from benchsuite.weights import NORM_LAYERS, _weight_dim
+
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, NORM_LAYERS):
+            continue
+        if parametrize.is_parametrized(module, "weight"):
+            if _weight_dim(module) >= 2:
+                found.append((name, module))
+            continue
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            found.append((name, module))
+    return found
+
+
+class _WeightProperty(nn.Module):  # weight comes from the class, not from _parameters
+    def __init__(self):
+        super().__init__()
+        self.raw = nn.Parameter(torch.ones(3, 2))
+
+    @property
+    def weight(self):
+        return self.raw
+
+
+class _WeightBuffer(nn.Module):  # a buffer named weight is not a weight
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("weight", torch.ones(3, 2))
+
+
+class _OwnGetattr(nn.Module):  # weight served by an overridden __getattr__
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Parameter(torch.ones(4, 2))
+
+    def __getattr__(self, name):
+        if name == "weight":
+            return self.hidden
+        return super().__getattr__(name)
+
+
+def test_weight_walk_finds_what_torchs_lookups_find():
+    from torch.nn.utils import parametrizations, parametrize
+
+    class Square(nn.Module):
+        def forward(self, x):
+            return x * x
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LayerNorm(8),
+                          nn.Linear(8, 5, bias=False), nn.Embedding(10, 3), nn.Linear(5, 1), nn.PReLU(),
+                          _WeightProperty(), _WeightBuffer(), _OwnGetattr(), nn.Sequential(nn.Linear(2, 2)))
+    parametrize.register_parametrization(model[5], "weight", Square())
+    parametrizations.weight_norm(model[7], name="weight", dim=0)  # two originals
+    expected = [name for name, _ in _weight_modules_by_getattr(model)]
+    assert [name for name, _ in weight_modules(model)] == expected
+    assert expected == ["0", "5", "6", "7", "9", "11", "12.0"]
+    assert len(weight_parameters(model)) == 8  # weight norm's g and v count as two
+
+
 def test_l2_penalty_is_lam_times_sum_of_squared_weights():
     model, _, run, hooks = build_for("l2", {"l2": {"lam": 0.3}})
     expected = 0.3 * sum((m.weight.detach() ** 2).sum() for m in model if isinstance(m, nn.Linear))
