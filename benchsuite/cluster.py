@@ -5,7 +5,8 @@ Submission is fire-and-forget: every pending run becomes one array task, grouped
 resources its task file asks for (``[resources]``, overridden by the command line). In
 ``local`` mode, which starts every job it is given at once (it has no queue), each group's
 runs are dealt out to at most ``array_parallelism`` jobs instead, each running its share in
-turn, so that no more runs than that train at once on the machine. Each
+turn, so that no more runs of a group than that train at once on the machine (a matrix whose
+tasks ask for the same resources is one group). Each
 job stores its record in the shared results folder as the run ends; ``benchsuite collect``
 reports what finished, what is still queued or running, and why a job failed. A job that is
 preempted or reaches its time limit is requeued by submitit with the same call, which
