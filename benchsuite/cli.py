@@ -200,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--wide", action="store_true",
                          help="every column (task spec, hyperparameters, timings, ...), not the terminal-wide view")
 
+    prune = sub.add_parser("prune", help="move runs superseded by newer plugin versions out of the results folder's "
+                                          "runs/ into superseded/ (kept, not deleted)")
+    prune.add_argument("--results", default=None, help=RESULTS_HELP)
+    prune.add_argument("--dry-run", action="store_true", help="list what would move, move nothing")
+
     report = sub.add_parser("report", help="write the statistics report (Markdown, HTML, CSV, JSON, plots)")
     report.add_argument("--results", default=None, help=RESULTS_HELP)
     report.add_argument("--out", default="reports", help="reports folder (default ./reports)")
@@ -675,6 +680,28 @@ def _filtered_table(args):
     return table
 
 
+def cmd_prune(args) -> int:
+    """Every statistic already leaves superseded runs out; this tidies the folder, so that
+    ``results`` and ``results.csv`` show only the runs the statistics count."""
+    from benchsuite.store import Store, runs_table
+    from benchsuite.summary import superseded_run_ids, superseded_runs, versions_text
+
+    store = Store(_results_dir(args))
+    table = runs_table(store.records())
+    groups, run_ids = superseded_runs(table), superseded_run_ids(table)
+    for row in groups:
+        print(f"{row['runs']} of {row['method']} on {row['task']}: {versions_text(row['versions'])} "
+              f"(newer: {versions_text(row['newer'])})")
+    if args.dry_run:
+        print(f"would move {len(run_ids)} superseded runs to {store.root / 'superseded'}/ (--dry-run: moved none)")
+        return 0
+    moved = [run_id for run_id in run_ids if store.move_superseded(run_id) is not None]
+    busy = len(run_ids) - len(moved)
+    print(f"moved {len(moved)} superseded runs to {store.root / 'superseded'}/"
+          + (f"; {busy} left in place (held by a running process, or gone)" if busy else ""))
+    return 0
+
+
 def cmd_results(args) -> int:
     import polars as pl
 
@@ -696,7 +723,7 @@ def cmd_results(args) -> int:
         left_out = superseded_runs(table)
         if left_out:
             print(f"left out: {sum(row['runs'] for row in left_out)} runs superseded by newer plugin versions "
-                  "of their configuration (`benchsuite report` lists them)")
+                  "of their configuration (`benchsuite report` lists them, `benchsuite prune` moves them out)")
         return 0
     if args.json:
         print(json.dumps(table.to_dicts(), indent=1))
@@ -950,8 +977,8 @@ def cmd_completion(args) -> int:
 
 
 COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims, "new-plugin": cmd_new_plugin,
-            "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
-            "leaderboard": cmd_leaderboard, "collect": cmd_collect, "completion": cmd_completion}
+            "run": cmd_run, "plugins": cmd_plugins, "tasks": cmd_tasks, "results": cmd_results, "prune": cmd_prune,
+            "report": cmd_report, "leaderboard": cmd_leaderboard, "collect": cmd_collect, "completion": cmd_completion}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -490,7 +490,7 @@ def environment_blocks(table: pl.DataFrame, superseded: list[dict]) -> list[Bloc
             total = sum(row["runs"] for row in superseded)
             blocks.append(Block("p", f"Left out of every statistic: {total} runs superseded by runs of newer plugin "
                                      f"versions of the same task and configuration (they stay in the results folder "
-                                     f"and in results.csv): {items}."))
+                                     f"and in results.csv until `benchsuite prune` moves them out): {items}."))
     return blocks
 
 

@@ -215,6 +215,22 @@ class Store:
         self._report(f"{path}: {why}; moved to {target.name} and the run is run again")
         return target
 
+    def move_superseded(self, run_id: str) -> Path | None:
+        """Move run ``run_id``'s record to ``<results>/superseded/<run_id>.json`` (kept, out
+        of ``runs/``; ``<run_id>.<n>.json``, the first free n, when a record of that id was
+        moved before). Only under the run's claim, taken without waiting: a run another
+        process holds is left where it is (None), as is a run with no record."""
+        with self.claim(run_id, wait=False) as held:
+            if not held or not self.path(run_id).is_file():
+                return None
+            folder = self.root / "superseded"
+            folder.mkdir(parents=True, exist_ok=True)
+            target, n = folder / f"{run_id}.json", 1
+            while target.exists():
+                target, n = folder / f"{run_id}.{n}.json", n + 1
+            os.replace(self.path(run_id), target)
+            return target
+
     def clean_run(self, run_id: str) -> int:
         """Remove temporary files of run ``run_id`` (and its checkpoint when its record is
         done). Call while holding the run's claim: only its holder writes them, so any left

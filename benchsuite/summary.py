@@ -130,6 +130,14 @@ def superseded_runs(table: pl.DataFrame) -> list[dict]:
             in sorted(counts.items(), key=lambda item: tuple(map(str, item[0])))]
 
 
+def superseded_run_ids(table: pl.DataFrame) -> list[str]:
+    """The ids of the runs :func:`current_runs` leaves out (``benchsuite prune`` moves them)."""
+    if _single_version_set(table):
+        return []
+    keep, _ = _newest_mask(table)
+    return [run_id for kept, run_id in zip(keep, table["run_id"]) if not kept]
+
+
 def versions_text(versions: dict) -> str:
     """``benchsuite 3, dipr 0.4.0``: a run's plugin versions in one line."""
     return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))

@@ -87,3 +87,35 @@ def test_results_summary_says_how_many_runs_it_left_out(tmp_path, capsys):
     assert "left out: 5 runs superseded by newer plugin versions" in out
     [dipr] = [line for line in out.splitlines() if line.startswith("digits-mlp") and " dipr " in line]
     assert dipr.split()[5] == "3" and "0.91 ±" in dipr  # n and mean of dipr 0.10.0's runs alone
+
+
+def test_prune_moves_the_superseded_runs_out_and_keeps_them(tmp_path, capsys):
+    from benchsuite.cli import main
+
+    store = Store(tmp_path)
+    for record in mixed_records():
+        store.put(record)
+    old_ids = {r["run_id"] for r in mixed_records() if r["plugin_versions"] == OLD}
+    assert main(["prune", "--results", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "5 of dipr on digits-mlp: benchsuite 3, dipr 0.9.0 (newer: benchsuite 3, dipr 0.10.0)" in out
+    assert "would move 5 superseded runs" in out and len(list(store.records())) == 13
+    with store.claim(sorted(old_ids)[0]):  # a run another process holds stays where it is
+        assert main(["prune", "--results", str(tmp_path)]) == 0
+    assert "moved 4 superseded runs" in capsys.readouterr().out
+    assert main(["prune", "--results", str(tmp_path)]) == 0
+    assert "moved 1 superseded runs" in capsys.readouterr().out
+    kept = {r["run_id"] for r in store.records()}
+    assert len(kept) == 8 and not kept & old_ids
+    moved = {json.loads(p.read_text())["run_id"] for p in (tmp_path / "superseded").glob("*.json")}
+    assert moved == old_ids  # kept whole, out of runs/
+    table = runs_table(store.records())
+    assert superseded_runs(table) == [] and current_runs(table).height == 8
+    assert main(["prune", "--results", str(tmp_path)]) == 0
+    assert "moved 0 superseded runs" in capsys.readouterr().out
+    # the same ids stored again and moved again: the earlier copies are not overwritten
+    for record in mixed_records():
+        if record["run_id"] in old_ids:
+            store.put(record)
+    assert main(["prune", "--results", str(tmp_path)]) == 0
+    assert len(list((tmp_path / "superseded").glob("*.json"))) == 10
