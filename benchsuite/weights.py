@@ -43,7 +43,7 @@ def weight_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 # which made the walk of a small MLP cost 54 us; these two look in the same places first.
 
 def _weight_is_parametrized(module: nn.Module) -> bool:
-    """``_weight_is_parametrized(module)``: torch registers the
+    """``parametrize.is_parametrized(module, "weight")``: torch registers the
     parametrizations as the submodule ``parametrizations``."""
     plists = module._modules.get("parametrizations")
     return isinstance(plists, nn.ModuleDict) and "weight" in plists
