@@ -25,6 +25,18 @@ def outgoing_groups(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).reshape(weight.shape[1], -1)
 
 
+def _neuron_norms(weight: torch.Tensor) -> torch.Tensor:
+    """||theta_n||_2 of every outgoing group (dim 1 indexes the neurons), from one
+    squared-sum pass."""
+    return weight.square().sum(dim=[d for d in range(weight.dim()) if d != 1]).sqrt()
+
+
+def _group_gradient(weight: torch.Tensor, norms: torch.Tensor, numerator: torch.Tensor) -> torch.Tensor:
+    """numerator_n theta / ||theta_n|| in one broadcast pass (0 for an all-zero group)."""
+    per_neuron = torch.where(norms > 0, numerator / norms, 0.0)
+    return weight * per_neuron.reshape([1, -1] + [1] * (weight.dim() - 2))
+
+
 class _WeightedGroupNorms(torch.autograd.Function):
     """sum_n c_n ||theta_n||_2 over the outgoing groups of ``weight`` (dim 1 indexes the
     neurons): the norms from one squared-sum pass, and a gradient c_n theta / ||theta_n||
@@ -33,17 +45,14 @@ class _WeightedGroupNorms(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, coefficients):
         detached = weight.detach()
-        others = [d for d in range(detached.dim()) if d != 1]
-        norms = detached.square().sum(dim=others).sqrt()
+        norms = _neuron_norms(detached)
         ctx.save_for_backward(detached, norms, coefficients)
         return (norms * coefficients).sum()
 
     @staticmethod
     def backward(ctx, grad):
         weight, norms, coefficients = ctx.saved_tensors
-        scale = torch.where(norms > 0, coefficients * grad / norms, 0.0)
-        shape = [1, -1] + [1] * (weight.dim() - 2)
-        return weight * scale.reshape(shape), None
+        return _group_gradient(weight, norms, coefficients * grad), None
 
 
 def group_penalty(weight: torch.Tensor, alpha: float, beta: torch.Tensor | None) -> torch.Tensor:
@@ -71,7 +80,7 @@ class _GroupLassoPenalty(torch.autograd.Function):
         detached, all_norms, terms = [], [], []
         for (factor, scale, beta), weight in zip(layers, weights):
             w = weight.detach()
-            norms = w.square().sum(dim=[d for d in range(w.dim()) if d != 1]).sqrt()
+            norms = _neuron_norms(w)
             term = (norms if beta is None else norms * beta).sum() * scale
             terms.append(term if factor == 1.0 else term * factor)  # x * 1.0 == x: skipped
             detached.append(w)
@@ -91,9 +100,7 @@ class _GroupLassoPenalty(torch.autograd.Function):
                 grads.append(None)
                 continue
             layer_grad = (grad if factor == 1.0 else grad * factor) * scale
-            scaled = layer_grad if beta is None else beta * layer_grad
-            per_neuron = torch.where(norms > 0, scaled / norms, 0.0)
-            grads.append(weight * per_neuron.reshape([1, -1] + [1] * (weight.dim() - 2)))
+            grads.append(_group_gradient(weight, norms, layer_grad if beta is None else beta * layer_grad))
         return None, None, *grads
 
 
