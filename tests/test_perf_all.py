@@ -52,14 +52,35 @@ def test_each_floor_is_the_hosts_math_written_by_hand():
     floors = load_floors()
     task = tiny_task_spec(epochs=3, lr=0.05)
     _, hand_none = floors.hand_loop(task, 0, "none")
+    assert set(floors.METHODS) == {"l1", "l2", "wd", "lpwd", "wn", "wc", "pp", "partialreg"}
     for method in floors.METHODS:
-        hp = {method: {"lam": 1e-2}} if method in ("l1", "l2") else None  # large enough to show
-        _, hand = floors.hand_loop(task, 0, method, **({"lam": 1e-2} if hp else {}))
+        lam = {"l1": 1e-2, "l2": 1e-2, "wd": 0.5}.get(method)  # large enough to show on this task
+        hp = {method: {"lam": lam}} if lam else None
+        _, hand = floors.hand_loop(task, 0, method, **({"lam": lam} if lam else {}))
         record = engine.execute(engine.make_run_spec(task, method_of(method, hp), seed=0))
         assert record["status"] == "finished"
         host = record["curves"][-1]["train_loss"]
         assert abs(hand - host) <= 1e-4 * abs(host), (method, hand, host)
         assert abs(hand - hand_none) > 1e-3 * abs(hand_none), method
+
+
+def test_the_floors_use_the_plugins_defaults():
+    """The hand-written floors are timed at each method's default hyperparameters."""
+    from benchsuite.plugins import discover
+
+    floors, available = load_floors(), discover()
+
+    def default(plugin, name):
+        return available[plugin].hyperparameters[name].default
+
+    assert (floors.L1_LAM, floors.L2_LAM, floors.WD_LAM) == (default("l1", "lam"), default("l2", "lam"),
+                                                             default("wd", "lam"))
+    assert (default("lpwd", "variant"), floors.LPWD_LAM, floors.LPWD_ROP_EVERY) == (
+        "lpwd", default("lpwd", "lam"), default("lpwd", "rop_every"))
+    assert (default("wc", "a"), default("pp", "alpha")) == (floors.WC_A, floors.PP_ALPHA)
+    assert (default("partialreg", "variant"), default("partialreg", "layer_factors"), floors.PARTIALREG_LAM,
+            floors.PARTIALREG_ZEROS) == ("igl", "", default("partialreg", "lam"),
+                                         default("partialreg", "ratio_of_zeros"))
 
 
 def test_profile_step_prints_the_time_per_step_and_the_busiest_operators(capsys):

@@ -8,10 +8,11 @@ Rows (each a median of interleaved repeats, on this machine, now):
   without the per-hook timing;
 * each bundled method's training-step cost relative to ``none`` on mnist5k-mlp (Adam, batch
   100; ``method_overhead.py``: whole runs interleaved, then, in rows of their own, the two
-  runs' steps interleaved in 20-step blocks in one process, ``--blocks``), and for ``l1``,
-  ``l2``, ``wc`` and ``pp`` in the same interleaved repeats the floor: the hand-written
-  loop with the method's math written directly, over the hand loop (``floors.py``; no goal,
-  it shows what the math costs here);
+  runs' steps interleaved in 20-step blocks in one process, ``--blocks``), and for every
+  method ``floors.py`` writes by hand (``l1``, ``l2``, ``wd``, ``lpwd``, ``wn``, ``wc``,
+  ``pp``, ``partialreg``) in the same interleaved repeats the floor: the hand-written loop
+  with the method's math written directly, over the hand loop (no goal, it shows what the
+  math costs here; its note gives the host's ratio over it);
 * a generated store of 1000 runs, each measure in a fresh interpreter: loading it as every
   read-only command does (``Store.table()``; the goal), and the read-only commands
   (``results``, ``leaderboard``, ``report``) as a whole (no goal: analysis, tests and figures
@@ -174,7 +175,8 @@ def main() -> None:
                 rows.append((f"`{plugin}` step / `none` step", result["host"], goal,
                              f"min {result['host_min']:.2f}, max {result['host_max']:.2f}"))
                 rows.append((f"`{plugin}`'s math in the hand-written loop / that loop (floor)", result["floor"], None,
-                             f"min {result['floor_min']:.2f}, max {result['floor_max']:.2f}"))
+                             f"min {result['floor_min']:.2f}, max {result['floor_max']:.2f}; "
+                             f"host / floor {result['host'] / result['floor']:.3f}"))
                 continue
             result = method_overhead.measure(plugin, settings, epochs=args.epochs, repeats=args.repeats, report=quiet)
             rows.append((f"`{result['label']}` step / `none` step", result["ratio"], goal,

@@ -2,7 +2,8 @@
 hand-written loop of ``overhead.py``, against that loop without it, side by side with the
 host's own ratio for the method.
 
-    python tests/perf/floors.py [--methods l1,l2,wc,pp] [--epochs 4] [--repeats 5] [--threads 1]
+    python tests/perf/floors.py [--methods l1,l2,wd,lpwd,wn,wc,pp,partialreg] [--epochs 4]
+        [--repeats 5] [--threads 1]
 
 For each method and repeat, interleaved: the hand loop (``none``), the hand loop with the
 method's math, the host with ``none`` and the host with the method (mnist5k-mlp, Adam,
@@ -12,6 +13,15 @@ parametrization in between:
 
 * ``l2``: g += 2 lam w, and sum w^2 for the logged loss (two multi-tensor passes);
 * ``l1``: g += lam sign(w), and sum |w| (three);
+* ``wd``: w *= 1 - lr lam between backward and the step (one);
+* ``lpwd`` (variant lpwd): w_i *= 1 - lr lam_i before the forward pass, lam_i = 2 lam i /
+  (n + 1); every ``rop_every``-th step the weights are copied first and R_op's counts
+  (eq. 10) taken after the step, on the device, as the plugin samples them;
+* ``wn``: w = g v / ||v|| per output unit (``torch._weight_norm``, what torch's own
+  parametrization calls) written into each module before the forward pass, Adam on g and v;
+* ``partialreg`` (variant igl): the outgoing group norms of each layer (one squared-sum
+  pass), then g += lam c_l beta_n theta_n / ||theta_n|| in one in-place pass, with the same
+  exempt neurons as the plugin draws;
 * ``wc`` (arctan, a = 0.5, b = 1) and ``pp`` (alpha = 2): before the forward pass,
   w = psi(v) and d = dpsi/dv written into the model's weights and a kept buffer; after
   backward, Adam steps v with dL/dw as its gradient (the weight's own gradient tensor, no
@@ -26,6 +36,7 @@ training loss for the method: the same math, so they agree up to float rounding.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 
@@ -37,10 +48,13 @@ from benchsuite.plugins import discover  # noqa: E402
 from benchsuite.tasks import datasets, get_task  # noqa: E402
 from benchsuite.weights import weight_modules  # noqa: E402
 
-METHODS = ("l1", "l2", "wc", "pp")
-L1_LAM, L2_LAM = 1e-5, 1e-4  # the plugins' defaults
+METHODS = ("l1", "l2", "wd", "lpwd", "wn", "wc", "pp", "partialreg")
+# the plugins' defaults (a test compares them with the installed plugins')
+L1_LAM, L2_LAM, WD_LAM = 1e-5, 1e-4, 1e-2
+LPWD_LAM, LPWD_ROP_EVERY = 1e-2, 10  # variant lpwd
 WC_A = 0.5  # wc's defaults: arctan, a = 0.5, b = 1
 PP_ALPHA = 2.0
+PARTIALREG_LAM, PARTIALREG_ZEROS = 1e-3, 0.125  # variant igl, layer factors 1
 
 
 class Penalty:
@@ -118,15 +132,133 @@ class Reparameterized:
             torch.lerp(before, v, d, out=v)
 
 
+class Decay:
+    """wd or lpwd by hand: the weights scaled in place, between backward and the step (wd)
+    or before the forward pass (lpwd, one rate per layer, with R_op's counts every
+    ``rop_every``-th step)."""
+
+    def __init__(self, model: torch.nn.Module, method: str, lr: float, lam: float, rop_every: int = 0):
+        self.method, self.rop_every, self.step = method, rop_every, 0
+        self.weights = [module.weight for _, module in weight_modules(model)]
+        self.parameters = list(model.parameters())
+        n = len(self.weights)
+        rates = [lam] * n if method == "wd" else [2 * lam * i / (n + 1) for i in range(1, n + 1)]
+        self.factors = [1.0 - lr * rate for rate in rates]
+        self.scales = [lr * rate for rate in rates]
+        self.before: list[torch.Tensor] | None = None
+        self.opposing = self.penalized = torch.zeros((), dtype=torch.long)
+
+    @torch.no_grad()
+    def before_forward(self) -> None:
+        if self.method == "wd":
+            return
+        self.step += 1
+        measuring = self.rop_every > 0 and self.step % self.rop_every == 0
+        self.before = [w.detach().clone() for w in self.weights] if measuring else None
+        torch._foreach_mul_(self.weights, self.factors)
+
+    def after_backward(self) -> None:
+        return None
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        if self.method == "wd":
+            torch._foreach_mul_(self.weights, self.factors)
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        if self.before is None:
+            return
+        penalties = [scale * b for scale, b in zip(self.scales, self.before)]
+        self.opposing = self.opposing + sum((w.square() > (w + p).square()).sum()
+                                            for w, p in zip(self.weights, penalties))
+        self.penalized = self.penalized + sum((p != 0).sum() for p in penalties)
+        self.before = None
+
+
+class WeightNorm:
+    """wn by hand: each weight replaced by g and v, w = g v / ||v|| per output unit computed
+    into the module before the forward pass."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.modules = [module for _, module in weight_modules(model)]
+        weights = {id(module.weight) for module in self.modules}
+        self.gains, self.directions = [], []
+        for module in self.modules:
+            weight = module._parameters.pop("weight").detach()
+            self.gains.append(torch.nn.Parameter(torch.norm_except_dim(weight, 2, 0)))
+            self.directions.append(torch.nn.Parameter(weight.clone()))
+        self.parameters = [p for p in model.parameters() if id(p) not in weights] + self.gains + self.directions
+        self.before_forward()
+
+    def before_forward(self) -> None:
+        for module, g, v in zip(self.modules, self.gains, self.directions):
+            module.weight = torch._weight_norm(v, g, 0)
+
+    def after_backward(self) -> None:
+        return None
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+
+class GroupLasso:
+    """partialreg (igl) by hand: lam sum_l sqrt(|p_l|) sum_n beta_n ||theta_n||_2, its
+    gradient added in place to the weights' gradients after backward."""
+
+    def __init__(self, model: torch.nn.Module, lam: float, ratio_of_zeros: float, seed: int):
+        from benchsuite import engine
+
+        self.weights = [module.weight for _, module in weight_modules(model)]
+        self.parameters = list(model.parameters())
+        rng = torch.Generator().manual_seed(engine.seed_streams(seed)["plugin"])  # the plugin's draw
+        self.coefficients = []
+        for weight in self.weights:
+            neurons = weight.shape[1]
+            beta = torch.ones(neurons)
+            beta[torch.randperm(neurons, generator=rng)[:round(ratio_of_zeros * neurons)]] = 0.0
+            self.coefficients.append(lam * math.sqrt(weight.numel() // neurons) * beta)
+
+    def before_forward(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def after_backward(self) -> torch.Tensor:
+        total = torch.zeros(())
+        for weight, coefficients in zip(self.weights, self.coefficients):
+            norms = weight.square().sum(dim=0).sqrt()
+            total += (norms * coefficients).sum()
+            weight.grad.addcmul_(weight, torch.where(norms > 0, coefficients / norms, 0.0))
+        return total
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+
 def hand_loop(task, seed: int, method: str, lam: float | None = None) -> tuple[float, float]:
     """``overhead.hand_loop`` with ``method``'s math (``none``: without); training seconds
-    and the last epoch's mean training loss (penalty included). ``lam``: l1's or l2's
-    factor, the plugin's default unless given."""
+    and the last epoch's mean training loss (penalty included). ``lam``: the method's
+    penalty factor or decay rate (l1, l2, wd, lpwd, partialreg), the plugin's default unless
+    given."""
     if method == "none":
         return overhead.hand_loop(task, seed)
     if method in ("wc", "pp"):
         return overhead.hand_loop(task, seed, lambda model: Reparameterized(model, method))
-    lam = lam if lam is not None else {"l1": L1_LAM, "l2": L2_LAM}[method]
+    if method == "wn":
+        return overhead.hand_loop(task, seed, WeightNorm)
+    lam = lam if lam is not None else {"l1": L1_LAM, "l2": L2_LAM, "wd": WD_LAM, "lpwd": LPWD_LAM,
+                                       "partialreg": PARTIALREG_LAM}[method]
+    if method in ("wd", "lpwd"):
+        rop_every = LPWD_ROP_EVERY if method == "lpwd" else 0
+        return overhead.hand_loop(task, seed, lambda model: Decay(model, method, task.train.lr, lam, rop_every))
+    if method == "partialreg":
+        return overhead.hand_loop(task, seed, lambda model: GroupLasso(model, lam, PARTIALREG_ZEROS, seed))
     return overhead.hand_loop(task, seed, lambda model: Penalty(model, method, lam))
 
 
