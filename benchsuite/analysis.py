@@ -328,8 +328,9 @@ class _AcrossTasks:
 
 
 def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
-    methods = sorted({c["variant"] for t in usable for c in t["configs"] if c["selected"]},
-                     key=lambda m: (m != baseline, m))
+    # every method with a run on some task, also one without any finished run there: its
+    # lost runs are counted in its row
+    methods = sorted({c["variant"] for t in usable for c in t["configs"]}, key=lambda m: (m != baseline, m))
     got = _AcrossTasks(methods, {m: {} for m in methods}, {m: {} for m in methods},
                        {m: dict.fromkeys(VERDICTS, 0) for m in methods}, {m: [] for m in methods},
                        {m: {"diverged": 0, "failed": 0} for m in methods}, {m: [] for m in methods}, {})
@@ -413,9 +414,13 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     complete_tasks = [name for name in task_names if all(name in got.scores[m] for m in methods)]
     in_every = [m for m in methods if all(name in got.raw_means[m] for name in task_names)]
     notes = []
-    if len(in_every) < len(methods):
-        left = [m for m in methods if m not in in_every]
-        notes.append(f"not run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
+    never = [m for m in methods if not got.raw_means[m]]
+    if never:
+        notes.append(f"no finished run on any task: {', '.join(never)} (its diverged and failed runs are counted "
+                     "in its row; no score, rank or test)")
+    left = [m for m in methods if m not in in_every and m not in never]
+    if left:
+        notes.append(f"no finished run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
     if optimistic:
         notes.append("chosen among several configurations on the same seeds in some task, so their scores are "
                      "optimistic: no pooled interval or test, left out of Friedman's test and the CD groups "

@@ -325,3 +325,29 @@ def test_the_summary_lists_the_chosen_baseline_first():
     table = runs_table(records)
     assert summary(table)["method"].to_list()[0] == "none"
     assert summary(table, baseline="wd")["method"].to_list()[0] == "wd"
+
+
+def test_a_method_whose_every_run_failed_is_a_row_of_lost_runs_not_a_crash(tmp_path):
+    """One configuration with no finished run on a task (a plugin that raises on every
+    seed, on one task or on all): report, leaderboard and plan still work, and count it."""
+    records = _offline_like()
+    for task in ("digits", "mnist", "toy"):  # fails everywhere
+        records += [synthetic_record(task, "broken", s, None, status="failed",
+                                     metric="mse" if task == "toy" else "accuracy") for s in range(2)]
+    records += [synthetic_record("digits", "gcsr", s, None, status="diverged") for s in range(3)]  # one task
+    records += [synthetic_record(t, "gcsr", s, 0.9 if t == "mnist" else 1.0, metric="mse" if t == "toy" else
+                                 "accuracy") for t in ("mnist", "toy") for s in range(6)]
+    store = _store(tmp_path, records)
+    analysis = analyze(store.table(), resamples=50)
+    rows = {r["method"]: r for r in analysis["overall"]["methods"]}
+    assert rows["broken"]["failed"] == 6 and rows["broken"]["tasks"] == 0 and rows["broken"]["iqm"] is None
+    assert rows["gcsr"]["diverged"] == 3 and rows["gcsr"]["tasks"] == 2
+    assert "broken" not in analysis["overall"]["ranked"] and "gcsr" not in analysis["overall"]["ranked"]
+    assert any("no finished run on any task: broken" in note for note in analysis["overall"]["notes"])
+    digits = next(t for t in analysis["tasks"] if t["task"] == "digits")
+    assert {c["method"]: c["failed"] for c in digits["configs"]}["broken"] == 2
+    folder = write_report(store, tmp_path / "reports", "r", resamples=50)
+    assert "broken" in (folder / "index.md").read_text()
+    results = str(tmp_path / "results")
+    assert main(["leaderboard", "--results", results, "--format", "md"]) == 0
+    assert main(["report", "--results", results, "--name", "cli", "--out", str(tmp_path / "cli")]) == 0
