@@ -71,6 +71,20 @@ def test_the_guides_claims_example_parses():
     claims = parse_claims(block, "docs/hooks.md", "maxnorm")
     assert [c.direction for c in claims] == ["below", "higher"]
     assert claims[1].train == (("lr", 0.1), ("optimizer", "sgd"))
+    # valid for the guide's own example plugin: its tasks exist and every `set` names one of
+    # its hyperparameters (a misnamed one would make the claim "invalid")
+    import benchsuite.plugins
+    from benchsuite.claims import run_specs
+    from benchsuite.plugins import PluginInfo
+
+    namespace = {"__name__": "hooks_example"}
+    (example,) = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
+    exec(compile(example, str(GUIDE), "exec"), namespace)
+    available = {**benchsuite.plugins.discover(),
+                 "maxnorm": PluginInfo(name="maxnorm", factory=namespace["MaxNorm"], version="0", distribution="x")}
+    for claim in claims:
+        specs = run_specs(claim, available)
+        assert all(len(runs) == claim.seeds for runs in specs.values()), claim.id
 
 
 def test_tox_installs_every_plugin_folder():
