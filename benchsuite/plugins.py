@@ -141,7 +141,7 @@ class Plugin:
         declared = {h.name: h for h in self.hyperparameters}
         unknown = set(values) - set(declared)
         if unknown:
-            raise UsageError(_unknown_hp_message(self.name, sorted(unknown)[0], declared))
+            raise UsageError(unknown_hyperparameter_message(self.name, sorted(unknown)[0], declared))
         self.hp = self.resolve({
             name: h.validate(values[name], self.name) if name in values else h.default
             for name, h in declared.items()
@@ -155,7 +155,7 @@ class Plugin:
         return values
 
 
-def _unknown_hp_message(plugin: str, name: str, declared: dict) -> str:
+def unknown_hyperparameter_message(plugin: str, name: str, declared: dict) -> str:
     valid = ", ".join(sorted(declared)) or "none (this plugin takes no hyperparameters)"
     return f"unknown hyperparameter {plugin}.{name}; valid for {plugin}: {valid}"
 

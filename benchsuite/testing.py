@@ -40,6 +40,7 @@ import torch
 
 from benchsuite import engine
 from benchsuite import plugins as plugin_registry
+from benchsuite.errors import UsageError
 from benchsuite.status import STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
@@ -97,16 +98,22 @@ def available_with(*factories: type, available=None) -> dict[str, plugin_registr
 
 
 def method_of(plugins: str | list[str], hp: dict[str, dict[str, Any]] | None = None, available=None) -> engine.Method:
-    """A Method of installed plugins with defaults filled in and ``hp`` applied."""
+    """A Method of installed plugins with defaults filled in and ``hp`` applied. Raises
+    UsageError, as the command line does, for hyperparameters of a plugin the method does
+    not have, an unknown name, or a value of the wrong type or range."""
     available = available if available is not None else plugin_registry.discover()
     names = plugins.split("+") if isinstance(plugins, str) else list(plugins)
     hp = hp or {}
+    strangers = sorted(set(hp) - set(names))
+    if strangers:  # a misspelled plugin name would otherwise run with defaults, silently
+        raise UsageError(f"hyperparameters given for {', '.join(strangers)}, which the method "
+                         f"{'+'.join(names)} does not have")
     items = []
     for info in plugin_registry.resolve(names, available):
         given = {}
         for name, value in hp.get(info.name, {}).items():
             if name not in info.hyperparameters:
-                raise KeyError(f"{info.name} has no hyperparameter {name!r}")
+                raise UsageError(plugin_registry.unknown_hyperparameter_message(info.name, name, info.hyperparameters))
             given[name] = info.hyperparameters[name].validate(value, info.name)
         items.append((info.name, info.resolve(given)))
     defaults = {info.name: info.resolve({}) for info in plugin_registry.resolve(names, available)}

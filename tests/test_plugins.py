@@ -104,3 +104,17 @@ def test_plugin_constructor_validates_values():
         P(mu=1.0)
     with pytest.raises(UsageError, match="expected float, got str"):
         P(lam="big")
+
+
+def test_the_testing_helpers_reject_hyperparameters_as_the_command_line_does(run_steps):
+    """``method_of`` / ``run_steps``: a misspelled plugin name in ``hp`` or an unknown
+    hyperparameter is a UsageError naming what is valid, not a run with defaults."""
+    from benchsuite.testing import method_of
+
+    with pytest.raises(UsageError, match="hyperparameters given for l3, which the method l2 does not have"):
+        run_steps("l2", hp={"l3": {"lam": 0.1}})
+    with pytest.raises(UsageError, match="unknown hyperparameter l2.mu; valid for l2: lam"):
+        method_of("l2", {"l2": {"mu": 0.1}})
+    with pytest.raises(UsageError, match="out of range"):
+        method_of("l2", {"l2": {"lam": -1.0}})
+    assert method_of("l1+l2", {"l2": {"lam": 0.5}}).hyperparameters["l2"]["lam"] == 0.5
