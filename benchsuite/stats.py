@@ -575,7 +575,7 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     variance = sum(v for v, _ in components) / n_tasks**2
     out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks}
     if variance <= 0 or not math.isfinite(variance):
-        out["note"] = "no spread in any task: no interval"
+        out["note"] = "no spread in any task"
         return out
     df = sum(v for v, _ in components) ** 2 / sum(v**2 / d for v, d in components if v > 0)
     se = math.sqrt(variance)
