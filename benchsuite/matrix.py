@@ -69,7 +69,11 @@ def parse_methods(
     fixed: dict[tuple[str, str], Any] = {}
     for text in sets:
         plugin, name, value = _split_assignment(text, "--set")
-        fixed[(plugin, name)] = hp_of(plugin, name, "--set").parse(value, plugin)
+        parsed = hp_of(plugin, name, "--set").parse(value, plugin)
+        if (plugin, name) in fixed and fixed[(plugin, name)] != parsed:
+            raise UsageError(f"--set {plugin}.{name}: given twice ({fixed[(plugin, name)]!r} and {parsed!r}); "
+                             "give it once, or use --grid for several values")
+        fixed[(plugin, name)] = parsed
     grid: dict[tuple[str, str], list[Any]] = {}
     for text in grids:
         plugin, name, values = _split_assignment(text, "--grid")

@@ -60,6 +60,7 @@ def test_two_grids_make_a_cartesian_product():
         (["l2"], ["lam=1"], [], "expected PLUGIN.NAME=VALUE"),
         (["l2"], [], ["l2.lam="], "no values"),
         (["l2"], ["l2.lam=1"], ["l2.lam=1,2"], "also fixed by --set"),
+        (["l2"], ["l2.lam=1", "l2.lam=2"], [], r"--set l2.lam: given twice \(1.0 and 2.0\)"),
         (["none"], ["none.lam=1"], [], r"none \(none takes no hyperparameters\)"),
     ],
 )
