@@ -71,6 +71,10 @@ def run_all(
     pending = [spec for spec in specs if spec.run_id in pending_ids]
     skipped = [spec.run_id for spec in specs if spec.run_id not in pending_ids]
     pool = jobs > 1 and len(pending) > 1
+    if jobs > 1 and not options.threads:
+        # a lone pending run trains here, with the threads a worker would have had: its
+        # numbers must not depend on how many runs were left (a resumed matrix)
+        options = dataclasses.replace(options, threads=threads_per_worker(jobs))
     meter = Progress(len(specs), done=len(skipped), jobs=jobs if pool else 1,
                      enabled=progress and distributed()[0] == 0)
     try:

@@ -114,3 +114,20 @@ def test_killed_process_resumes_from_its_last_epoch(tmp_path):
 
 def test_digits_task_exists_for_the_kill_test():
     assert get_task("digits-mlp").train.epochs >= 10
+
+
+def test_a_lone_run_left_under_jobs_trains_with_a_workers_threads(tmp_path, monkeypatch):
+    """With --jobs N and one run left (a resumed matrix), that run trains in the parent
+    process, but with the threads a worker has (cores / N), not torch's default: its numbers
+    must not depend on how many runs were pending."""
+    from benchsuite import executors
+
+    monkeypatch.setattr(executors, "available_cores", lambda: 4)
+    spec = engine.make_run_spec(tiny_task_spec(epochs=1), method_of("none"), seed=0)
+    threads = torch.get_num_threads()
+    try:
+        outcome = executors.run_all([spec], Store(tmp_path / "results"), progress=False, jobs=2)
+        [record] = outcome.executed
+        assert record["environment"]["threads"] == executors.threads_per_worker(2) == 2
+    finally:
+        torch.set_num_threads(threads)
