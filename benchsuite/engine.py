@@ -279,7 +279,7 @@ def load_checkpoint(path: Path, run_id: str) -> dict | None:
         print(f"benchsuite: {path}: unreadable checkpoint ({type(exc).__name__}); moved to "
               f"{target.name if target else '-'} and the run starts from its beginning", file=sys.stderr)
         return None
-    return state if state.get("run_id") == run_id else None
+    return state if isinstance(state, dict) and state.get("run_id") == run_id else None
 
 
 @dataclasses.dataclass

@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -72,11 +73,47 @@ def record_problem(record, run_id: str | None = None) -> str | None:
         value = (metrics or {}).get(f"test_{metric}")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"a finished record without its test_{metric}"
+    shape = _shape_problem(record)
+    if shape:
+        return f"not a record ({shape})"
     try:
         _row(record)
     except Exception as exc:  # noqa: BLE001 - any malformed field
         return f"not a record ({type(exc).__name__}: {exc})"
     return None
+
+
+MAX_RECORD_BYTES = 256 * 2**20  # a record is kilobytes; a 1000-epoch run with many diagnostics a few MB
+
+
+def _shape_problem(record: dict) -> str | None:
+    """The optional parts every reader relies on, where present: curves (a list of rows,
+    each with its epoch), plugin versions (names to version strings), hyperparameters (per
+    plugin, an object), timings and environment (objects)."""
+    curves = record.get("curves")
+    if curves is not None and not (isinstance(curves, list) and all(
+            isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in curves)):
+        return "'curves' is not a list of rows with their epoch"
+    versions = record.get("plugin_versions")
+    if versions is not None and not (isinstance(versions, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items())):
+        return "'plugin_versions' does not map names to version strings"
+    hyperparameters = record.get("hyperparameters")
+    if hyperparameters is not None and not (isinstance(hyperparameters, dict) and all(
+            isinstance(v, dict) for v in hyperparameters.values())):
+        return "'hyperparameters' is not an object per plugin"
+    for key in ("timings", "environment"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            return f"{key!r} is not an object"
+    return None
+
+
+def _int64(text: str) -> int:
+    """A JSON integer as the runs table can hold it (64 bits)."""
+    value = int(text)
+    if not -2**63 <= value < 2**63:
+        raise ValueError(f"the integer {text[:12]}... ({len(text)} digits) is out of range")
+    return value
 
 
 def _stderr(message: str) -> None:
@@ -114,16 +151,22 @@ class Store:
         when there is none."""
         path = self.path(run_id)
         try:
+            # through a link too: a pipe would block the read, a device never end it
+            info = path.stat()
+            if stat.S_ISDIR(info.st_mode):
+                return None, "a folder, not a record"
+            if not stat.S_ISREG(info.st_mode):
+                return None, "not a regular file"
+            if info.st_size > MAX_RECORD_BYTES:
+                return None, f"{info.st_size / 2**20:.0f} MiB, too large for a record"
             text = path.read_bytes()
         except FileNotFoundError:
             return None, None
-        except IsADirectoryError:
-            return None, "a folder, not a record"
         except OSError as exc:
             return None, f"unreadable ({exc.strerror or exc})"
         try:
-            record = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            record = json.loads(text, parse_int=_int64)
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             return None, f"not valid JSON ({exc})"
         why = record_problem(record, run_id)
         return (None, why) if why else (record, None)
@@ -145,10 +188,10 @@ class Store:
         only if it is still the one it saw: a record another process stored meanwhile is
         kept."""
         try:
-            stat = self.path(run_id).stat()
+            info = self.path(run_id).stat()
         except FileNotFoundError:
             return None
-        return stat.st_ino, stat.st_mtime_ns
+        return info.st_ino, info.st_mtime_ns
 
     def records(self) -> Iterator[dict]:
         if not self.runs.is_dir():

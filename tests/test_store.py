@@ -133,6 +133,66 @@ def test_a_folder_named_like_a_record_is_ignored(tmp_path):
     assert any("x.json: a folder" in m for m in messages)
 
 
+@pytest.mark.parametrize("change, why", [
+    ({"curves": {"epoch": 1}}, "'curves' is not a list of rows with their epoch"),
+    ({"curves": [{"train_loss": 1.0}]}, "'curves' is not a list of rows with their epoch"),
+    ({"plugin_versions": "0.1.0"}, "'plugin_versions' does not map names to version strings"),
+    ({"hyperparameters": {"none": 3}}, "'hyperparameters' is not an object per plugin"),
+    ({"timings": [1, 2]}, "'timings' is not an object"),
+])
+def test_a_record_with_a_malformed_part_is_ignored_by_every_reader(tmp_path, change, why):
+    """A record otherwise valid, with a part every reader relies on in another shape (a
+    foreign tool's file, a later schema): ignored with a warning, never a crash later in
+    the summary, the report's plots or the analysis."""
+    from benchsuite.cli import main
+
+    messages = []
+    store = Store(tmp_path / "results", report=messages.append)
+    store.put(_record("good"))
+    store.put(_record("odd") | change)
+    assert [r["run_id"] for r in store.records()] == ["good"] and not store.is_done("odd")
+    assert any("odd.json" in m and why in m for m in messages), messages
+    results = str(tmp_path / "results")
+    assert main(["results", "--summary", "--results", results]) == 0
+    assert main(["leaderboard", "--results", results, "--format", "md"]) == 0
+    assert main(["report", "--results", results, "--name", "r", "--out", str(tmp_path / "report")]) == 0
+
+
+def test_a_number_beyond_64_bits_is_not_a_record(tmp_path):
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    store.put(_record("good"))
+    text = (tmp_path / "runs" / "good.json").read_text()
+    record = json.loads(text)
+    record["run_id"], record["metrics"]["n_params"] = "huge", 10**400
+    (tmp_path / "runs" / "huge.json").write_text(json.dumps(record))
+    assert [r["run_id"] for r in store.records()] == ["good"] and store.table().height == 1
+    assert any("huge.json: not valid JSON" in m and "out of range" in m for m in messages)
+
+
+def test_a_pipe_or_device_named_like_a_record_is_skipped_without_reading_it(tmp_path):
+    """A FIFO would block the read forever, /dev/zero never end it: neither is opened."""
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    store.put(_record("good"))
+    os.mkfifo(tmp_path / "runs" / "pipe.json")
+    (tmp_path / "runs" / "zeros.json").symlink_to("/dev/zero")
+    assert [r["run_id"] for r in store.records()] == ["good"]
+    assert not store.is_done("pipe") and not store.is_done("zeros")
+    assert sum("not a regular file" in m for m in messages) == 2
+
+
+def test_a_file_too_large_for_a_record_is_not_read(tmp_path, monkeypatch):
+    import benchsuite.store
+
+    monkeypatch.setattr(benchsuite.store, "MAX_RECORD_BYTES", 1000)
+    messages = []
+    store = Store(tmp_path, report=messages.append)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "big.json").write_bytes(b" " * 2000)
+    assert list(store.records()) == [] and any("too large for a record" in m for m in messages)
+
+
 def test_a_finished_record_without_its_metric_is_not_done(tmp_path):
     store = Store(tmp_path, report=lambda m: None)
     store.put(_record("abc") | {"metrics": {}})
