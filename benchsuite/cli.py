@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -981,8 +982,20 @@ COMMANDS = {"plan": cmd_plan, "excerpt": cmd_excerpt, "claims": cmd_claims, "new
             "report": cmd_report, "leaderboard": cmd_leaderboard, "collect": cmd_collect, "completion": cmd_completion}
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the command ends as on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = None
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
@@ -995,3 +1008,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"benchsuite {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as exc:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"\nbenchsuite {args.command}: {what}. Every record already stored is kept; running the same "
+              "command again skips those and resumes the others from their last checkpoint.", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

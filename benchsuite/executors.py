@@ -405,8 +405,9 @@ def _run_pool(pending, store, device, options, jobs, meter, force, seen) -> tupl
     events = context.Queue() if meter.enabled else None
     event_every = min(_EVENT_EVERY, meter.epoch_every)
     by_id = {spec.run_id: spec for spec in pending}
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                                initargs=(threads, os.getpid(), events, event_every)) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                                                  initargs=(threads, os.getpid(), events, event_every))
+    try:
         busy: list[RunSpec] = []
         for wait, todo in ((False, pending), (True, busy)):
             futures = {pool.submit(_run_in_worker, spec, str(store.root), device, options, wait, force,
@@ -423,7 +424,22 @@ def _run_pool(pending, store, device, options, jobs, meter, force, seen) -> tupl
             if not wait and busy:
                 meter.note(f"{len(busy)} run(s) are being computed by another process on {store.root}; "
                            "waiting for them")
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
     return executed, found
+
+
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Interrupted (Ctrl-C, SIGTERM) or failed: drop the queued runs and end the workers'
+    runs now instead of letting the pool finish them; a run in flight resumes from its
+    checkpoint next time."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 def relay(events, by_id: dict[str, RunSpec], meter: Progress) -> None:

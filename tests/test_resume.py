@@ -131,3 +131,35 @@ def test_a_lone_run_left_under_jobs_trains_with_a_workers_threads(tmp_path, monk
         assert record["environment"]["threads"] == executors.threads_per_worker(2) == 2
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(tmp_path, signum, code, said):
+    """Ctrl-C (SIGINT) or SIGTERM sent to `benchsuite run --jobs 2` alone (not its workers):
+    the queued runs are dropped and the workers' runs end now, not after the whole matrix;
+    one message, no traceback, exit 130 / 143; the rerun computes the rest."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "-p", "wd", "--task", "digits-mlp",
+            "--seeds", "4", "--jobs", "2", "--results", str(results), "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runs, deadline = results / "runs", time.time() + 180
+    while not (runs.is_dir() and any(runs.glob("*.json"))):
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("no record was stored")
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    signalled = time.time()
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run did not stop within 60 s of the signal")
+    assert proc.returncode == code, stderr
+    assert f"benchsuite run: {said}. Every record already stored is kept" in stderr and "Traceback" not in stderr
+    stored = len(list((results / "runs").glob("*.json")))
+    assert 1 <= stored < 12 and time.time() - signalled < 30  # stopped, not finished
+    assert subprocess.run(args, capture_output=True).returncode == 0
+    records = list(Store(results).records())
+    assert len(records) == 12 and all(r["status"] == "finished" for r in records)
