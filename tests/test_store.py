@@ -274,3 +274,19 @@ def test_writers_checking_one_folder_at_once_do_not_trip_over_each_other(tmp_pat
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
+    """ENOSPC comes without a file name; the error names the record being written, and no
+    temporary file is left."""
+    import errno
+
+    from benchsuite.files import atomic_write
+
+    def full(fh):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        atomic_write(tmp_path / "runs" / "abc.json", full)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "runs" / "abc.json")
+    assert list((tmp_path / "runs").iterdir()) == []
