@@ -657,7 +657,7 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
         if resumed is not None:
             state.load_state_dict(resumed)
             record["resumed_from_epoch"] = resumed["epoch"]
-        last_saved = time.perf_counter()
+        last_saved, checkpoint_warned = time.perf_counter(), False
 
         for epoch in range(state.epoch + 1, spec.task.train.epochs + 1):
             state.epoch = training.run.epoch = epoch
@@ -672,7 +672,17 @@ def execute(spec: RunSpec, device: str = "cpu", available=None, on_epoch: Callab
             due = time.perf_counter() - last_saved >= options.checkpoint_interval
             last_epoch = epoch == spec.task.train.epochs
             if options.checkpoint is not None and due and not last_epoch and distributed()[0] == 0:
-                save_checkpoint(options.checkpoint, state.state_dict(spec.run_id))
+                checkpoint = state.state_dict(spec.run_id)
+                try:
+                    save_checkpoint(options.checkpoint, checkpoint)
+                except (OSError, RuntimeError) as exc:  # a full disk (torch.save says RuntimeError)
+                    # the record is what counts: an unwritable checkpoint costs only the resume
+                    if not checkpoint_warned:
+                        print(f"benchsuite: warning: could not write the checkpoint {options.checkpoint} "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                              "the run goes on, and a kill before its next checkpoint restarts it from "
+                              "an earlier one", file=sys.stderr, flush=True)
+                        checkpoint_warned = True
                 last_saved = time.perf_counter()
             if on_epoch is not None:
                 on_epoch(row)

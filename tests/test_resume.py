@@ -163,3 +163,22 @@ def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(t
     assert subprocess.run(args, capture_output=True).returncode == 0
     records = list(Store(results).records())
     assert len(records) == 12 and all(r["status"] == "finished" for r in records)
+
+
+def test_a_checkpoint_that_cannot_be_written_costs_the_resume_not_the_run(tmp_path, monkeypatch, capsys):
+    """A full disk fails torch.save (a RuntimeError) or the write (OSError): the run goes on
+    and stores its record, with one warning naming the checkpoint."""
+    calls = []
+
+    def full(path, state):
+        calls.append(path)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(engine, "save_checkpoint", full)
+    spec = engine.make_run_spec(tiny_task_spec(epochs=4), method_of("l2"), seed=0)
+    checkpoint = tmp_path / "checkpoints" / "x.pt"
+    record = engine.execute(spec, options=engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0))
+    assert record["status"] == "finished" and len(calls) == 3  # after epochs 1-3, never after the last
+    err = capsys.readouterr().err
+    assert err.count("could not write the checkpoint") == 1 and str(checkpoint) in err
+    assert _comparable(record) == _comparable(engine.execute(spec))
