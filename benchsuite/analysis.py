@@ -416,8 +416,8 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     notes = []
     never = [m for m in methods if not got.raw_means[m]]
     if never:
-        notes.append(f"no finished run on any task: {', '.join(never)} (its diverged and failed runs are counted "
-                     "in its row; no score, rank or test)")
+        notes.append(f"no finished run on any task: {', '.join(never)} (diverged and failed runs are counted in "
+                     "the leaderboard's row; no score, rank or test)")
     left = [m for m in methods if m not in in_every and m not in never]
     if left:
         notes.append(f"no finished run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
