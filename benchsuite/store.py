@@ -116,8 +116,14 @@ def _int64(text: str) -> int:
     return value
 
 
+_WARNED: set[str] = set()
+
+
 def _stderr(message: str) -> None:
-    print(f"benchsuite: warning: {message}", file=sys.stderr, flush=True)
+    """Once per process: one command reads the store through several Store objects."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"benchsuite: warning: {message}", file=sys.stderr, flush=True)
 
 
 class Store:

@@ -290,3 +290,17 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
         atomic_write(tmp_path / "runs" / "abc.json", full)
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "runs" / "abc.json")
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_bad_file_is_warned_about_once_per_process(tmp_path, capsys):
+    """One command reads the store through several Store objects (checks, the run, the
+    summary): each bad file's warning is printed once, and a new problem of the same file
+    again."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "torn.json").write_text('{"run_id": "torn", "sta')
+    for _ in range(3):
+        assert list(Store(tmp_path).records()) == []
+    assert capsys.readouterr().err.count("torn.json: not valid JSON") == 1
+    (tmp_path / "runs" / "torn.json").write_text("[1]")
+    assert list(Store(tmp_path).records()) == []
+    assert capsys.readouterr().err.count("torn.json: not a record (a JSON list)") == 1
