@@ -18,10 +18,16 @@ def _section(text: str, heading: str) -> str:
     return text[start: following if following != -1 else None]
 
 
+def _run_guide_example() -> dict:
+    """Execute the guide's one complete example; its namespace (``MaxNorm`` and the rest)."""
+    (block,) = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
+    namespace = {"__name__": "hooks_example"}
+    exec(compile(block, str(GUIDE), "exec"), namespace)
+    return namespace
+
+
 def test_complete_example_in_the_guide_runs(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
-    assert len(blocks) == 1
-    exec(compile(blocks[0], str(GUIDE), "exec"), {"__name__": "hooks_example"})
+    _run_guide_example()
     assert capsys.readouterr().out.startswith("finished ")
 
 
@@ -31,10 +37,7 @@ def test_the_guides_max_norm_bounds_every_conv_filter():
     import torch
     from torch import nn
 
-    namespace = {"__name__": "hooks_example"}
-    (block,) = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
-    exec(compile(block, str(GUIDE), "exec"), namespace)
-    plugin = namespace["MaxNorm"](max_norm=1.0)
+    plugin = _run_guide_example()["MaxNorm"](max_norm=1.0)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
     with torch.no_grad():
@@ -77,11 +80,9 @@ def test_the_guides_claims_example_parses():
     from benchsuite.claims import run_specs
     from benchsuite.plugins import PluginInfo
 
-    namespace = {"__name__": "hooks_example"}
-    (example,) = re.findall(r"```python\n(.*?)```", _section(GUIDE.read_text(), "A complete example"), re.S)
-    exec(compile(example, str(GUIDE), "exec"), namespace)
+    example = _run_guide_example()["MaxNorm"]
     available = {**benchsuite.plugins.discover(),
-                 "maxnorm": PluginInfo(name="maxnorm", factory=namespace["MaxNorm"], version="0", distribution="x")}
+                 "maxnorm": PluginInfo(name="maxnorm", factory=example, version="0", distribution="x")}
     for claim in claims:
         specs = run_specs(claim, available)
         assert all(len(runs) == claim.seeds for runs in specs.values()), claim.id
