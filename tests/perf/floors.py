@@ -189,7 +189,6 @@ class WeightNorm:
             self.gains.append(torch.nn.Parameter(torch.norm_except_dim(weight, 2, 0)))
             self.directions.append(torch.nn.Parameter(weight.clone()))
         self.parameters = [p for p in model.parameters() if id(p) not in weights] + self.gains + self.directions
-        self.before_forward()
 
     def before_forward(self) -> None:
         for module, g, v in zip(self.modules, self.gains, self.directions):
