@@ -405,6 +405,7 @@ def _dry_run(args, specs, store) -> int:
 
     estimates = estimate_seconds(specs, store)
     done = {spec.run_id: store.is_done(spec.run_id) for spec in specs}
+    store.refuse_newer()  # as the run itself would
     to_run = [s for s in specs if args.force or not done[s.run_id]]  # --force: the done ones too
     known = [estimates[s.run_id] for s in to_run if estimates[s.run_id] is not None]
     n_done = sum(done.values())

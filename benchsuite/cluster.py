@@ -182,6 +182,7 @@ def submit(specs: Sequence[RunSpec], store: Store, cluster: ClusterOptions, devi
     store.clean_partial()
     busy = in_flight(store)
     pending = [s for s in specs if not store.is_done(s.run_id) and s.run_id not in busy]
+    store.refuse_newer()
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in pending:
         groups.setdefault(_resources(spec, cluster), []).append(spec)

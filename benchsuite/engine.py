@@ -45,7 +45,7 @@ from benchsuite.errors import Diverged
 from benchsuite.files import atomic_write, set_aside
 from benchsuite.hooks import Hooks, check_penalty, metric_values
 from benchsuite.identity import Method, RunSpec, check_replicate, make_run_spec  # noqa: F401 - engine.RunSpec etc. stay importable
-from benchsuite.status import STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
+from benchsuite.status import RECORD_FORMAT, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
@@ -614,6 +614,7 @@ def new_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
     """A run's record before it trains: its identity, configuration and environment."""
     method = spec.method
     return {
+        "record_format": RECORD_FORMAT,
         "run_id": spec.run_id,
         "task": spec.task.name,
         "task_spec": spec.task.to_dict(),

@@ -65,7 +65,8 @@ def run_all(
     store.clean_partial()
     # force: note which write of each record was listed; only that one is replaced
     seen = {spec.run_id: store.version(spec.run_id) for spec in specs} if force else {}
-    pending_ids = {spec.run_id for spec in specs if force or not store.is_done(spec.run_id)}
+    pending_ids = {spec.run_id for spec in specs if not store.is_done(spec.run_id) or force}
+    store.refuse_newer()
     if distributed()[1] > 1:  # every rank walks the same list: the one rank 0 read
         pending_ids = from_rank_zero(pending_ids, device)
     pending = [spec for spec in specs if spec.run_id in pending_ids]

@@ -18,6 +18,9 @@ Guarantees (see the README's "Results store" section):
   modifies the store, so read-only commands work on a read-only folder. When a run whose
   file is invalid is run again, the file is first set aside as
   ``<run_id>.json.<n>.corrupt`` (never overwriting an earlier one).
+* Every record names its ``record_format`` (:data:`RECORD_FORMAT`; records without one are
+  format 1). A record of a newer format is ignored by readers like an invalid file, but never
+  set aside or replaced: ``run`` stops before training anything (see :meth:`Store.refuse_newer`).
 * A run counts as done when its record says ``finished`` or ``diverged``; ``failed`` runs
   are retried by the next ``benchsuite run``. ``run --force`` reruns done runs too: the
   new record replaces the old one by the same atomic rename, so a forced rerun that is
@@ -42,15 +45,29 @@ import polars as pl
 
 from benchsuite.errors import UsageError
 from benchsuite.files import atomic_write, set_aside
-from benchsuite.status import DONE_STATUSES, STATUS_FINISHED, STATUSES
+from benchsuite.status import DONE_STATUSES, RECORD_FORMAT, STATUS_FINISHED, STATUSES
 
 _TMP = re.compile(r"^\.(?P<target>.+?\.(?:json|pt))\.\d+\.[0-9a-f]+\.tmp$|^\.(?P<legacy>.+?\.(?:json|pt))\..+\.tmp$")
+
+
+def newer_format(record) -> int | None:
+    """The record's format where it is newer than this version reads, else None."""
+    fmt = record.get("record_format") if isinstance(record, dict) else None
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > RECORD_FORMAT:
+        return fmt
+    return None
 
 
 def record_problem(record, run_id: str | None = None) -> str | None:
     """Why ``record`` is not a usable record (of run ``run_id``), or None."""
     if not isinstance(record, dict):
         return f"not a record (a JSON {type(record).__name__})"
+    fmt = record.get("record_format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        return f"not a record ('record_format' is {fmt!r}, expected a positive integer)"
+    if fmt > RECORD_FORMAT:
+        return (f"written by a newer benchsuite (record format {fmt}; this version reads up to "
+                f"{RECORD_FORMAT}): upgrade benchsuite to use it")
     required = {"run_id": str, "status": str, "task": str, "task_spec": dict, "method": str,
                 "method_label": str, "seed": int}
     for key, kind in required.items():
@@ -135,6 +152,8 @@ class Store:
         self.runs = self.root / "runs"
         self.locks = self.root / "locks"
         self.problems: dict[str, str] = {}
+        # record files of a newer format met while reading: never set aside nor replaced
+        self.newer: dict[str, int] = {}
         self._report = report or _stderr
 
     def path(self, run_id: str) -> Path:
@@ -175,7 +194,20 @@ class Store:
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             return None, f"not valid JSON ({exc})"
         why = record_problem(record, run_id)
+        if why and newer_format(record):
+            self.newer[str(path)] = newer_format(record)
         return (None, why) if why else (record, None)
+
+    def refuse_newer(self) -> None:
+        """Raise UsageError when reading met records of a newer format (call after the
+        runs' records were read, before anything trains): running over them would set aside
+        or replace results a newer benchsuite wrote, and mix two layouts in one store."""
+        if self.newer:
+            paths = sorted(self.newer)
+            raise UsageError(
+                f"results folder {self.root}: {len(paths)} record(s) were written by a newer benchsuite "
+                f"(record format {max(self.newer.values())}; this version writes {RECORD_FORMAT}), e.g. "
+                f"{paths[0]}; upgrade benchsuite, or choose another --results. Nothing was run or changed.")
 
     def get(self, run_id: str) -> dict | None:
         record, why = self.read(run_id)
@@ -256,7 +288,7 @@ class Store:
         run's claim. Returns the new path, or None when there was nothing to move."""
         path = self.path(run_id)
         record, why = self.read(run_id)
-        if record is not None or why is None:
+        if record is not None or why is None or str(path) in self.newer:
             return None
         target = set_aside(path)
         if target is None:

@@ -139,6 +139,8 @@ def test_a_folder_named_like_a_record_is_ignored(tmp_path):
     ({"plugin_versions": "0.1.0"}, "'plugin_versions' does not map names to version strings"),
     ({"hyperparameters": {"none": 3}}, "'hyperparameters' is not an object per plugin"),
     ({"timings": [1, 2]}, "'timings' is not an object"),
+    ({"record_format": "2"}, "'record_format' is '2', expected a positive integer"),
+    ({"record_format": 0}, "'record_format' is 0, expected a positive integer"),
 ])
 def test_a_record_with_a_malformed_part_is_ignored_by_every_reader(tmp_path, change, why):
     """A record otherwise valid, with a part every reader relies on in another shape (a
@@ -156,6 +158,35 @@ def test_a_record_with_a_malformed_part_is_ignored_by_every_reader(tmp_path, cha
     assert main(["results", "--summary", "--results", results]) == 0
     assert main(["leaderboard", "--results", results, "--format", "md"]) == 0
     assert main(["report", "--results", results, "--name", "r", "--out", str(tmp_path / "report")]) == 0
+
+
+def test_a_record_of_a_newer_format_is_ignored_kept_and_never_run_over(tmp_path, capsys):
+    """A store shared with a newer benchsuite: its records are warned about and left out by
+    readers, and ``run`` stops before training instead of setting them aside or replacing
+    them (which would lose them, or mix two layouts in one store)."""
+    from benchsuite.cli import main
+
+    results = tmp_path / "results"
+    argv = ["run", "-p", "none", "--seeds", "2", "--task", "digits-mlp", "--epochs", "1", "--subset", "200",
+            "--quiet", "--results", str(results)]
+    assert main(argv) == 0
+    paths = sorted((results / "runs").glob("*.json"))
+    assert [json.loads(p.read_text())["record_format"] for p in paths] == [1, 1]
+    newer = json.loads(paths[0].read_text()) | {"record_format": 2, "curves": "elsewhere"}
+    paths[0].write_text(json.dumps(newer))
+    before = {p: p.read_bytes() for p in paths}
+    capsys.readouterr()
+
+    assert main(["results", "--results", str(results), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [row["run_id"] for row in json.loads(out)] == [paths[1].stem]
+    assert "written by a newer benchsuite (record format 2; this version reads up to 1)" in err
+    for extra in ([], ["--dry-run"], ["--force"]):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err
+        assert "1 record(s) were written by a newer benchsuite" in err and "Nothing was run or changed" in err
+    assert {p: p.read_bytes() for p in paths} == before
+    assert sorted(p.name for p in (results / "runs").iterdir()) == sorted(p.name for p in paths)
 
 
 def test_a_number_beyond_64_bits_is_not_a_record(tmp_path):
