@@ -19,7 +19,7 @@ from typing import Any
 
 from benchsuite.errors import UsageError
 from benchsuite.identity import Method, RunSpec, make_run_spec
-from benchsuite.plugins import PluginInfo, resolve
+from benchsuite.plugins import PluginInfo, resolve, unknown_hyperparameter_message
 from benchsuite.summary import BASELINE
 from benchsuite.tasks.spec import TaskSpec
 
@@ -62,8 +62,7 @@ def parse_methods(
             )
         declared = available[plugin].hyperparameters
         if name not in declared:
-            valid = ", ".join(f"{plugin}.{h}" for h in declared) or f"none ({plugin} takes no hyperparameters)"
-            raise UsageError(f"{option}: unknown hyperparameter {plugin}.{name}; valid: {valid}")
+            raise UsageError(f"{option}: {unknown_hyperparameter_message(plugin, name, declared)}")
         return declared[name]
 
     fixed: dict[tuple[str, str], Any] = {}

@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 import benchsuite.hookspecs as hookspecs
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, did_you_mean
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 # The host's part of every run's identity, and the version of its built-in plugins (none, l1,
@@ -157,7 +157,7 @@ class Plugin:
 
 def unknown_hyperparameter_message(plugin: str, name: str, declared: dict) -> str:
     valid = ", ".join(sorted(declared)) or "none (this plugin takes no hyperparameters)"
-    return f"unknown hyperparameter {plugin}.{name}; valid for {plugin}: {valid}"
+    return f"unknown hyperparameter {plugin}.{name}{did_you_mean(name, declared)}; valid for {plugin}: {valid}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,9 +304,8 @@ def resolve(names: Iterable[str], available: dict[str, PluginInfo]) -> list[Plug
         if name in broken and name not in available:
             raise UsageError(broken[name].message())
         if name not in available:
-            raise UsageError(
-                f"unknown plugin {name!r}; installed plugins: {', '.join(sorted(available))}"
-            )
+            raise UsageError(f"unknown plugin {name!r}{did_you_mean(name, available)}; "
+                             f"installed plugins: {', '.join(sorted(available))}")
         infos.append(available[name])
     return infos
 

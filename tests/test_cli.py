@@ -134,9 +134,10 @@ def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts()
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "-p", "nope", "-t", "digits-mlp"], "unknown plugin 'nope'; installed plugins:"),
+        (["run", "-p", "nope", "-t", "digits-mlp"], "unknown plugin 'nope' (did you mean 'none'?); installed plugins:"),
         (["run", "-p", "l2", "-t", "nope"], "unknown task 'nope'; available tasks:"),
-        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.mu=1"], "unknown hyperparameter l2.mu; valid: l2.lam"),
+        (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.mu=1"],
+         "--set: unknown hyperparameter l2.mu; valid for l2: lam"),
         (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.lam=big"], "'big' is not a valid float"),
         (["run", "-p", "l2", "-t", "digits-mlp", "--set", "l2.lam=-3"], "out of range (allowed: [0, inf))"),
         (["run", "-p", "l2", "-t", "digits-mlp", "--grid", "l2.lam=1,x"], "'x' is not a valid float"),

@@ -53,7 +53,9 @@ def test_two_grids_make_a_cartesian_product():
         ([], [], [], "no method selected"),
         (["l3"], [], [], "unknown plugin 'l3'"),
         (["l2+l2"], [], [], "appears twice"),
-        (["l2"], ["l2.mu=1"], [], r"unknown hyperparameter l2.mu; valid: l2.lam"),
+        (["l2"], ["l2.mu=1"], [], r"--set: unknown hyperparameter l2.mu; valid for l2: lam"),
+        (["l2"], ["l2.lamda=1"], [], r"unknown hyperparameter l2.lamda \(did you mean 'lam'\?\); valid for l2: lam"),
+        (["l2x"], [], [], r"unknown plugin 'l2x' \(did you mean 'l2'\?\); installed plugins"),
         (["l2"], ["l1.lam=1"], [], "plugin 'l1' is not selected"),
         (["l2"], ["l2.lam=abc"], [], "not a valid float"),
         (["l2"], ["l2.lam=-1"], [], "out of range"),
@@ -61,7 +63,7 @@ def test_two_grids_make_a_cartesian_product():
         (["l2"], [], ["l2.lam="], "no values"),
         (["l2"], ["l2.lam=1"], ["l2.lam=1,2"], "also fixed by --set"),
         (["l2"], ["l2.lam=1", "l2.lam=2"], [], r"--set l2.lam: given twice \(1.0 and 2.0\)"),
-        (["none"], ["none.lam=1"], [], r"none \(none takes no hyperparameters\)"),
+        (["none"], ["none.lam=1"], [], r"valid for none: none \(this plugin takes no hyperparameters\)"),
     ],
 )
 def test_bad_selections_are_rejected_before_training(plugins, sets, grids, message):

@@ -20,7 +20,8 @@ def test_registry_lists_the_offline_tasks():
 
 
 def test_unknown_task_names_the_available_ones():
-    with pytest.raises(UsageError, match=r"unknown task 'mnist'; available tasks: .*mnist5k-mlp"):
+    with pytest.raises(UsageError,
+                       match=r"unknown task 'mnist' \(did you mean 'mnist-mlp'\?\); available tasks: .*mnist5k-mlp"):
         get_task("mnist")
 
 

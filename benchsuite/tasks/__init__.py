@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, did_you_mean
 from benchsuite.tasks.spec import TaskSpec, load_task_file
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -50,7 +50,8 @@ def get_task(name: str, extra_dirs: Iterable[str | Path] = ()) -> TaskSpec:
         return load_task_file(Path(name))
     known = registry(extra_dirs)
     if name not in known:
-        raise UsageError(f"unknown task {name!r}; available tasks: {', '.join(sorted(known)) or 'none'}")
+        raise UsageError(f"unknown task {name!r}{did_you_mean(name, known)}; "
+                         f"available tasks: {', '.join(sorted(known)) or 'none'}")
     return load_task_file(known[name])
 
 
