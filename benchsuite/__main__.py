@@ -1,3 +1,3 @@
-from benchsuite.cli import main
+from benchsuite.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

@@ -1017,3 +1017,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def console_main(argv: list[str] | None = None) -> int:
+    """The ``benchsuite`` command: :func:`main`, then a quiet exit. A Ctrl-C that comes
+    after the command's work, while the interpreter shuts down (joining worker pools and
+    queues), ends the process at once with 130 instead of printing a traceback from an
+    exit handler; nothing is left to store by then."""
+    code = main(argv)
+
+    def quit_now(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+
+    try:
+        signal.signal(signal.SIGINT, quit_now)
+    except ValueError:  # not the main thread
+        pass
+    return code

@@ -165,6 +165,26 @@ def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(t
     assert len(records) == 12 and all(r["status"] == "finished" for r in records)
 
 
+def test_a_ctrl_c_after_the_command_ends_exits_quietly(tmp_path):
+    """Ctrl-C while the interpreter shuts down (here: an exit handler that takes a while, as
+    joining a worker pool does): exit 130 at once, no traceback from the exit handler."""
+    script = ("import atexit, sys, time\n"
+              "from benchsuite import cli\n"
+              "atexit.register(time.sleep, 30)\n"
+              "code = cli.console_main(['tasks'])\n"
+              "print('ended', flush=True)\n"
+              "raise SystemExit(code)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline()  # the command's output has begun
+    for line in proc.stdout:
+        if line.strip() == "ended":
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+
+
 def test_a_checkpoint_that_cannot_be_written_costs_the_resume_not_the_run(tmp_path, monkeypatch, capsys):
     """A full disk fails torch.save (a RuntimeError) or the write (OSError): the run goes on
     and stores its record, with one warning naming the checkpoint."""
