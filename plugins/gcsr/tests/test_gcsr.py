@@ -18,6 +18,16 @@ def test_coherence_rate_on_hand_built_gradients():
     assert coherence_rate([torch.zeros(3)], [torch.ones(3)]) != coherence_rate([torch.zeros(3)], [torch.ones(3)])
 
 
+def test_a_zero_weight_counts_as_coherent_under_l1_as_the_readme_says():
+    """eq. 9 read with sign(0) = 0: L1's gradient at a zero weight is 0, so the weight keeps
+    its loss gradient's sign, even where |dL/dw| < lam (the proximal step would not move it)."""
+    w = torch.tensor([0.0, 0.0, 0.3])
+    g = torch.tensor([0.05, -2.0, -0.05])
+    reg = regularizer_gradient([w], "l1", 0.1)
+    # the two zero weights: coherent; the third: -0.05 + 0.1 flips the sign
+    assert coherence_rate([g], reg) == pytest.approx(2 / 3)
+
+
 def test_regularizer_gradients():
     w = torch.tensor([0.5, -2.0, 0.0])
     (l2,) = regularizer_gradient([w], "l2", 0.1)
