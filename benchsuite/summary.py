@@ -163,26 +163,43 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
             label = f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name
             recipes[(name, spec)] = (label, swept)
     columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run
-    tasks, configs, hps, fulls = [], [], [], []
-    for key in table.select("task", "task_spec", "method_label", "method_full_label", "hyperparameters").iter_rows():
-        if key not in columns:
-            name, spec, label, full, hp_json = key
-            task_label, swept = recipes[(name, spec)]
-            hp = json.loads(hp_json)
-            if swept:
-                hp["train"] = swept
-            suffix = ", ".join(f"train.{k}={fmt_hyperparameter(v)}" for k, v in swept.items())
-            columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
-                            f"{full} [{suffix}]" if suffix else full)
-        task_label, config, hp_text, full_text = columns[key]
-        tasks.append(task_label)
-        configs.append(config)
-        hps.append(hp_text)
-        fulls.append(full_text)
+    keys = table.select("task", "task_spec", "method_label", "method_full_label", "hyperparameters").rows()
+    for key in dict.fromkeys(keys):
+        name, spec, label, full, hp_json = key
+        task_label, swept = recipes[(name, spec)]
+        hp = json.loads(hp_json)
+        if swept:
+            hp["train"] = swept
+        suffix = ", ".join(f"train.{k}={fmt_hyperparameter(v)}" for k, v in swept.items())
+        columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
+                        f"{full} [{suffix}]" if suffix else full)
+    columns = _distinct_configs(columns)
+    tasks, configs, hps, fulls = (list(column) for column in zip(*(columns[key] for key in keys))) \
+        if keys else ([], [], [], [])
     return table.rename({"task": "task_name"}).with_columns(
         pl.Series("task", tasks, dtype=pl.Utf8), pl.Series("config", configs, dtype=pl.Utf8),
         pl.Series("config_hp", hps, dtype=pl.Utf8), pl.Series("config_full", fulls, dtype=pl.Utf8),
     )
+
+
+def _distinct_configs(columns: dict[tuple, tuple[str, str, str, str]]) -> dict[tuple, tuple[str, str, str, str]]:
+    """Labels print values with 6 significant digits, so two configurations (lam=0.1 and
+    lam=0.1000001) can share one: where they do, each gets the values that tell them apart,
+    in full, e.g. ``l2(lam=0.1) [l2.lam=0.1000001]``; never one configuration of two."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for task_label, config, hp_text, _ in columns.values():
+        groups.setdefault((task_label, config), set()).add(hp_text)
+    out = {}
+    for key, (task_label, config, hp_text, full) in columns.items():
+        group = groups[(task_label, config)]
+        if len(group) > 1:
+            values = [_flatten(json.loads(text)) for text in group]
+            mine = _flatten(json.loads(hp_text))
+            differing = sorted({k for v in values for k in v if len({json.dumps(u.get(k)) for u in values}) > 1})
+            exact = ", ".join(f"{k}={mine.get(k)!r}" for k in differing)
+            config, full = f"{config} [{exact}]", f"{full} [{exact}]"
+        out[key] = (task_label, config, hp_text, full)
+    return out
 
 
 def _flatten(spec: dict, prefix: str = "") -> dict:

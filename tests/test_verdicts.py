@@ -47,6 +47,21 @@ def test_an_infinite_method_run_is_named():
     assert task["comparisons"][0]["n_pairs"] == 4
 
 
+def test_configurations_whose_labels_print_alike_stay_apart():
+    """Labels print 6 significant digits: lam=0.1 and lam=0.1000001 both read l2(lam=0.1).
+    They are two configurations (n = 5 each, their own means), named apart in full."""
+    base = [0.90, 0.91, 0.89, 0.905, 0.895]
+    records = [synthetic_record("t", "none", s, v) for s, v in enumerate(base)]
+    for lam, shift in ((0.1, 0.02), (0.1000001, -0.05)):
+        records += [synthetic_record("t", "l2", s, v + shift, hyperparameters={"l2": {"lam": lam}}, label="l2(lam=0.1)")
+                    for s, v in enumerate(base)]
+    configs = {c["config"]: c for c in analyze(runs_table(records))["tasks"][0]["configs"]}
+    assert configs["l2(lam=0.1) [l2.lam=0.1]"]["n"] == 5
+    assert configs["l2(lam=0.1) [l2.lam=0.1]"]["mean"] == pytest.approx(0.92)
+    assert configs["l2(lam=0.1) [l2.lam=0.1000001]"]["n"] == 5
+    assert configs["l2(lam=0.1) [l2.lam=0.1000001]"]["mean"] == pytest.approx(0.85)
+
+
 def test_identical_means_share_a_rank():
     rng = np.random.default_rng(1)
     records = []
