@@ -135,6 +135,8 @@ def _select(configs: list[dict], higher_is_better: bool, task: str, seeds: _Seed
         return len(wanted - done) > 0
 
     candidates = [(c, val_on_tuning(c)) for c in configs]
+    if len(configs) == 1:  # nothing to choose, so no validation value is needed
+        candidates = [(c, 0.0 if v is None else v) for c, v in candidates if c["n"] > 0]
     candidates = [(c, v) for c, v in candidates if c["n"] > 0 and v is not None]
     if not candidates:
         return None
@@ -207,6 +209,9 @@ def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, al
             selected[method] = choice
     notes = [f"`{c['display']}`: {line}: counted as diverged, left out"
              for c in configs for line in seeds.nonfinite.get((task, c["config"]), [])]
+    notes += [f"`{method}`: none of its {len(group)} configurations has a finite validation value, so none can "
+              "be chosen: not tested" for method, group in by_method.items()
+              if method not in selected and any(c["n"] > 0 for c in group)]
     base = selected.get(baseline)
     margin = margins.get(metric, stats.Margin(0.0))
     result = {
@@ -355,7 +360,7 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
         for comp in t["comparisons"]:
             m = comp["method"]
             got.verdicts[m][comp["verdict"]] += 1
-            got.parts[m].append((comp["values_method"], comp["values_baseline"], higher))
+            got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0))
             if comp["selected_among"] > 1:
                 got.optimistic[m] = max(got.optimistic.get(m, 1), comp["selected_among"])
     return got
@@ -415,9 +420,13 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     in_every = [m for m in methods if all(name in got.raw_means[m] for name in task_names)]
     notes = []
     never = [m for m in methods if not got.raw_means[m]]
-    if never:
-        notes.append(f"no finished run on any task: {', '.join(never)} (diverged and failed runs are counted in "
-                     "the leaderboard's row; no score, rank or test)")
+    finished = {c["variant"] for t in usable for c in t["configs"] if c["n"] > 0}
+    if [m for m in never if m not in finished]:
+        notes.append(f"no finished run on any task: {', '.join(m for m in never if m not in finished)} (diverged "
+                     "and failed runs are counted in the leaderboard's row; no score, rank or test)")
+    if [m for m in never if m in finished]:
+        notes.append("finished runs, but no configuration could be chosen on any task (no finite validation "
+                     f"value; see the tasks' notes): {', '.join(m for m in never if m in finished)}")
     left = [m for m in methods if m not in in_every and m not in never]
     if left:
         notes.append(f"no finished run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
@@ -447,8 +456,12 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         row["wilcoxon"]["p_holm"] = adjusted
     for row, adjusted in zip(pooled_rows, stats.holm([r["pooled"]["p"] for r in pooled_rows])):
         row["pooled"]["p_holm"] = adjusted
-        row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
-            else "inconclusive"
+        # as per task: inside the margin is equivalent, never an improvement however consistent
+        if (row["pooled"].get("equivalence_p") or 1.0) < alpha:
+            row["pooled"]["verdict"] = "equivalent"
+        else:
+            row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
+                else "inconclusive"
     if wilcoxon_rows and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows) >= alpha:
         notes.append(
             f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "

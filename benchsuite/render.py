@@ -125,8 +125,8 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
         iqm, poi, wil, pooled = m["iqm"], m["prob_improvement"], m["wilcoxon"], m.get("pooled")
         v = m["verdicts"]
         rows.append([
-            str(i), Code(m["method"]), fmt(m["mean_rank"], 3), _pooled_cell(pooled),
-            fmt_p(pooled.get("p_holm")) if pooled else "-",
+            str(i), Code(m["method"]), fmt(m["mean_rank"], 3), _pooled_cell(pooled, len(overall["tasks"])),
+            _pooled_p_cell(pooled),
             f"{iqm['value']:+.4f}" if iqm else "-", f"{poi['value']:.2f}" if poi else "-",
             fmt_p(wil.get("p_holm")) if wil else "-",
             f"{v['better']}/{v['equivalent']}/{v['inconclusive']}/{v['worse']}",
@@ -182,12 +182,25 @@ def _aa_blocks(analysis: dict) -> list[Block]:
     return out
 
 
-def _pooled_cell(pooled: dict | None) -> str:
+def _pooled_p_cell(pooled: dict | None) -> str:
+    """The pooled p after Holm; a pooled score shown inside the margin says so, since a
+    small p there is no improvement."""
+    if not pooled:
+        return "-"
+    text = fmt_p(pooled.get("p_holm"))
+    return f"{text} (equivalent)" if pooled.get("verdict") == "equivalent" else text
+
+
+def _pooled_cell(pooled: dict | None, of_tasks: int | None = None) -> str:
+    """The pooled score and interval; over fewer tasks than the leaderboard's, it says over
+    how many."""
     if not pooled or pooled.get("value") is None:
         return "-"
+    over = f" ({pooled['n_tasks']} of {of_tasks} tasks)" \
+        if of_tasks and pooled.get("n_tasks") and pooled["n_tasks"] < of_tasks else ""
     if pooled.get("low") is None:
-        return f"{pooled['value']:+.4f} (no interval: {pooled.get('note', 'see notes')})"
-    return f"{pooled['value']:+.4f} [{pooled['low']:+.4f}, {pooled['high']:+.4f}]"
+        return f"{pooled['value']:+.4f}{over} (no interval: {pooled.get('note', 'see notes')})"
+    return f"{pooled['value']:+.4f} [{pooled['low']:+.4f}, {pooled['high']:+.4f}]{over}"
 
 
 def _verdict_matrix(analysis: dict) -> list[Block]:

@@ -541,45 +541,60 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     """Mean over tasks of each task's normalized improvement over the baseline, with a
     t-interval that carries the baseline's uncertainty as well as the method's.
 
-    ``parts`` is one ``(method, baseline, higher_is_better)`` per task, each side a dict
-    seed -> finished value. Per task the difference of means is normalized by |baseline
-    mean| (sign: positive = better); its variance is var(paired differences) / n_pairs
-    when at least 2 seeds pair, else Welch's var_m / n_m + var_b / n_b. The pooled standard
-    error adds the tasks' variances (tasks are fixed, their seeds independent) and the
-    degrees of freedom are Welch-Satterthwaite's over every variance component. Returns
-    ``value``, ``low``, ``high``, ``p`` (two-sided, of value = 0), ``se``, ``df``,
-    ``n_tasks``; ``low``/``high``/``p`` are None, with a ``note``, when no interval exists
-    (a task with fewer than 2 runs on a side, or no spread at all)."""
-    estimates, components = [], []
-    for method, baseline, higher in parts:
+    ``parts`` is one ``(method, baseline, higher_is_better[, margin])`` per task, each side
+    a dict seed -> finished value, ``margin`` the task's equivalence margin in the metric's
+    units (0 when absent). Per task the difference of means is normalized by |baseline
+    mean| (sign: positive = better); its variance is var(paired differences) / n_pairs when
+    at least 2 seeds pair, else Welch's var_m / n_m + var_b / n_b, and 0 where the values
+    have no spread (:func:`no_spread`: identical up to rounding, as the per-task tests
+    read them). The pooled standard error adds the tasks' variances (tasks are fixed, their
+    seeds independent) and the degrees of freedom are Welch-Satterthwaite's over every
+    variance component. The pooled margin is the mean of the tasks' normalized margins, and
+    ``equivalence_p`` the two one-sided tests' p of the pooled score lying within it.
+    Returns ``value``, ``low``, ``high``, ``p`` (two-sided, of value = 0), ``se``, ``df``,
+    ``margin``, ``equivalence_p``, ``n_tasks``; ``low``/``high``/``p``/``equivalence_p``
+    are None, with a ``note``, when no interval exists (a task with fewer than 2 runs on a
+    side, or no spread at all)."""
+    estimates, components, margins = [], [], []
+    for method, baseline, higher, *rest in parts:
         if len(method) < 2 or len(baseline) < 2:
             return {"value": None, "low": None, "high": None, "p": None, "n_tasks": len(parts),
                     "note": "a task has fewer than 2 finished runs on one side"}
         sign = 1.0 if higher else -1.0
         b_all = np.array(list(baseline.values()), dtype=float)
         scale = abs(float(b_all.mean())) or 1.0
+        margins.append(float(rest[0] if rest else 0.0) / scale)
         shared = sorted(set(method) & set(baseline))
         if len(shared) >= 2:
             d = np.array([method[s] - baseline[s] for s in shared], dtype=float) / scale
             estimates.append(sign * float(d.mean()))
-            components.append((float(d.var(ddof=1)) / len(d), len(d) - 1))
+            components.append((_spread(d), len(d) - 1))
         else:
             a = np.array(list(method.values()), dtype=float) / scale
             b = b_all / scale
             estimates.append(sign * float(a.mean() - b.mean()))
-            components += [(float(a.var(ddof=1)) / len(a), len(a) - 1), (float(b.var(ddof=1)) / len(b), len(b) - 1)]
+            components += [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
     n_tasks = len(estimates)
     if n_tasks == 0:
         return {"value": None, "low": None, "high": None, "p": None, "n_tasks": 0, "note": "no task"}
     value = float(np.mean(estimates))
     variance = sum(v for v, _ in components) / n_tasks**2
-    out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks}
+    margin = float(np.mean(margins))
+    out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks, "margin": margin,
+           "equivalence_p": None}
     if variance <= 0 or not math.isfinite(variance):
         out["note"] = "no spread in any task"
         return out
     df = sum(v for v, _ in components) ** 2 / sum(v**2 / d for v, d in components if v > 0)
     se = math.sqrt(variance)
     half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    equivalence_p = max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)) \
+        if margin > 0 else 1.0
     out.update(low=value - half, high=value + half, se=se, df=float(df),
-               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)))
+               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), equivalence_p=_floor_p(float(equivalence_p)))
     return out
+
+
+def _spread(values: np.ndarray) -> float:
+    """The variance of a mean of ``values``: var / n, 0 for values identical up to rounding."""
+    return 0.0 if no_spread(values) else float(values.var(ddof=1)) / len(values)

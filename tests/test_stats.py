@@ -374,6 +374,29 @@ def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     # no spread anywhere: no interval rather than a zero-width one
     flat = stats.pooled_improvement([({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9}, True)])
     assert flat["low"] is None and "no spread" in flat["note"]
+    # the same difference on every seed, which dividing by the baseline's mean turns into
+    # rounding noise: no spread either, not a t-test on the 17th digit
+    base = {0: 0.901, 1: 0.913, 2: 0.927, 3: 0.889, 4: 0.934}
+    rounded = stats.pooled_improvement([({s: v + 0.003 for s, v in base.items()}, base, True)])
+    assert rounded["p"] is None and "no spread" in rounded["note"]
+
+
+def test_pooled_equivalence_uses_the_tasks_margins():
+    """Two one-sided tests of the pooled score against the mean of the tasks' margins
+    (each normalized by its baseline mean), by hand."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for _ in range(3):
+        base = {s: 0.9 + rng.normal(0, 0.01) for s in range(10)}
+        parts.append(({s: v + 0.0004 + rng.normal(0, 0.0002) for s, v in base.items()}, base, True, 0.005))
+    out = stats.pooled_improvement(parts)
+    margin = np.mean([0.005 / abs(np.mean(list(b.values()))) for _, b, _, _ in parts])
+    assert out["margin"] == pytest.approx(margin)
+    expected = max(st.t.sf((out["value"] + margin) / out["se"], out["df"]),
+                   st.t.sf((margin - out["value"]) / out["se"], out["df"]))
+    assert out["equivalence_p"] == pytest.approx(expected) and out["equivalence_p"] < 0.05
+    assert out["p"] < 0.05  # significant, and yet inside the margin
+    assert stats.pooled_improvement([p[:3] for p in parts])["equivalence_p"] == 1.0  # no margin: never equivalent
 
 
 def test_selection_among_k_is_bonferroni():

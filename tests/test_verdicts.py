@@ -10,7 +10,9 @@ import pytest
 from benchsuite import engine, stats
 from benchsuite.analysis import analyze, parse_margins
 from benchsuite.cli import main
+from benchsuite.formatting import fmt_p
 from benchsuite.plan import plan, power_paired, seeds_for_power
+from benchsuite.render import leaderboard
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 
@@ -45,6 +47,58 @@ def test_an_infinite_method_run_is_named():
     task = analyze(runs_table(records))["tasks"][0]
     assert any("seed 1" in n and "inf" in n for n in task["notes"])
     assert task["comparisons"][0]["n_pairs"] == 4
+
+
+def test_a_pooled_difference_inside_the_margin_is_equivalent_not_better():
+    """Equivalent on every task (0.0004 better, margin 0.005): the pooled verdict says
+    equivalent too, as the README promises of every difference shown inside the margin."""
+    rng = np.random.default_rng(4)
+    records = []
+    for task in ("a", "b", "c"):
+        for s in range(10):
+            b = 0.9 + rng.normal(0, 0.01)
+            records += [synthetic_record(task, "none", s, b),
+                        synthetic_record(task, "l2", s, b + 0.0004 + rng.normal(0, 2e-4))]
+    result = analyze(runs_table(records))
+    assert [c["verdict"] for t in result["tasks"] for c in t["comparisons"]] == ["equivalent"] * 3
+    pooled = next(r for r in result["overall"]["methods"] if r["method"] == "l2")["pooled"]
+    assert pooled["p_holm"] < 0.05 and pooled["verdict"] == "equivalent"
+    table = leaderboard(result, "md")
+    assert f"| {fmt_p(pooled['p_holm'])} (equivalent) |" in table
+
+
+def test_a_single_configuration_without_validation_values_is_still_tested():
+    """Validation only chooses among configurations: one configuration whose runs have no
+    validation value is tested on its test values; several such ones cannot be chosen
+    among, which a note says (never "no finished run")."""
+    base = [0.90, 0.91, 0.89, 0.905, 0.895]
+    records = [synthetic_record("t", "none", s, v) for s, v in enumerate(base)]
+    for s, v in enumerate(base):
+        record = synthetic_record("t", "a", s, v + 0.02)
+        record["metrics"] = {"test_accuracy": v + 0.02}  # no val_accuracy
+        records.append(record)
+    for lam in (0.1, 0.2):
+        for s, v in enumerate(base):
+            record = synthetic_record("t", "l2", s, v, hyperparameters={"l2": {"lam": lam}})
+            record["metrics"] = {"test_accuracy": v}
+            records.append(record)
+    result = analyze(runs_table(records))
+    task = result["tasks"][0]
+    assert [(c["method"], c["n_pairs"]) for c in task["comparisons"]] == [("a", 5)]
+    assert any(n.startswith("`l2`: none of its 2 configurations has a finite validation value") for n in task["notes"])
+    notes = result["overall"]["notes"]
+    assert not any("no finished run on any task" in n for n in notes)
+    assert any("no configuration could be chosen on any task" in n and n.endswith(": l2") for n in notes)
+
+
+def test_a_pooled_score_over_some_of_the_tasks_says_over_how_many():
+    records = _pair("a", range(5)) + _pair("b", range(5))
+    records += [synthetic_record("a", "l1", s, 0.9 + 0.001 * s, hyperparameters={"l1": {"lam": 0.1}})
+                for s in range(5)]
+    table = leaderboard(analyze(runs_table(records)), "md")
+    row = next(line for line in table.splitlines() if "`l1`" in line)
+    assert "(1 of 2 tasks)" in row
+    assert "of 2 tasks" not in next(line for line in table.splitlines() if "`l2`" in line)
 
 
 def test_configurations_whose_labels_print_alike_stay_apart():
