@@ -238,15 +238,19 @@ def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, al
         if comp is None:
             notes.append(f"`{choice['display']}`: fewer than 2 finished seeds on one side, not tested")
             continue
-        comparisons.append((choice, comp, procedure, method_values, base_values))
+        lost = _lost_seeds(task, choice, base, method_values, k_method > 1, seeds)
+        comparisons.append((choice, comp, procedure, method_values, base_values, lost))
     stats.decide([c for _, c, *_ in comparisons], alpha)
+    for choice, comp, *_, lost in comparisons:
+        _guard_survivors(comp, choice["display"], baseline, *lost)
     result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
                               "mean": ch["mean"], "std": ch["std"], "diverged": ch["diverged"],
                               "failed": ch["failed"], "configs_tried": len(by_method[ch["variant"]]),
                               "baseline_configs_tried": k_base, "procedure": procedure,
                               "seeds_method": sorted(mv), "seeds_baseline": sorted(bv),
                               "values_method": mv, "values_baseline": bv,
-                              **comp.to_dict()} for ch, comp, procedure, mv, bv in comparisons]
+                              "lost_method": lost[0], "lost_baseline": lost[1],
+                              **comp.to_dict()} for ch, comp, procedure, mv, bv, lost in comparisons]
     exact_min = [c.exact_min_p * len(comparisons) for _, c, *_ in comparisons]
     if exact_min and min(exact_min) >= alpha:
         needed = stats.seeds_needed(len(comparisons), alpha)
@@ -260,6 +264,37 @@ def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, al
             "so the verdicts rest on the t-test"
         )
     return result
+
+
+def _lost_seeds(task, choice: dict, base: dict, method_values: dict, tuned: bool,
+                seeds: _Seeds) -> tuple[list[int], list[int]]:
+    """The seeds one side lost (diverged, failed, or finished without a finite value) where
+    the other side finished: the method's among the seeds its test draws on (its fresh
+    seeds when it was confirmed on them), the baseline's among the seeds the method's values
+    come from."""
+    method_key, base_key = (task, choice["config"]), (task, base["config"])
+    pool = seeds.attempted.get(method_key, set())
+    if tuned and set(method_values) <= set(choice.get("confirm_seeds") or ()):
+        pool = pool - set(choice.get("tuning_seeds") or ())
+    method_lost = (pool - set(seeds.test.get(method_key, {}))) & set(seeds.test.get(base_key, {}))
+    base_lost = (seeds.attempted.get(base_key, set()) - set(seeds.test.get(base_key, {}))) & set(method_values)
+    return sorted(method_lost), sorted(base_lost)
+
+
+def _guard_survivors(comp: stats.Comparison, name: str, baseline: str, method_lost: list[int],
+                     base_lost: list[int]) -> None:
+    """A test on the seeds both sides finished says nothing of the seeds one side lost: a
+    method that diverges where the baseline trains is not called better (nor equivalent) on
+    its survivors, nor worse when the baseline is the one that lost seeds."""
+    lost_side = {"better": method_lost, "equivalent": method_lost + base_lost, "worse": base_lost}.get(comp.verdict)
+    if not lost_side:
+        return
+    who = (f"`{name}` lost seed(s) {', '.join(map(str, method_lost))}" if method_lost else "") \
+        + (" and " if method_lost and base_lost else "") \
+        + (f"`{baseline}` lost seed(s) {', '.join(map(str, base_lost))}" if base_lost else "")
+    comp.notes.append(f"{comp.verdict} on the seeds both finished, but {who} (diverged or failed) that the other "
+                      "side finished: the survivors alone cannot decide it, so inconclusive")
+    comp.verdict = "inconclusive"
 
 
 def _name_variants(configs: list[dict]) -> None:
@@ -330,6 +365,8 @@ class _AcrossTasks:
     runs_lost: dict[str, dict[str, int]]
     parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better) per task
     optimistic: dict[str, int]  # method -> most configurations it was chosen among on the same seeds
+    # method -> whether a task's test left out seeds one side lost and the other finished
+    lost: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
@@ -361,6 +398,7 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
             m = comp["method"]
             got.verdicts[m][comp["verdict"]] += 1
             got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0))
+            got.lost[m] = got.lost.get(m, False) or bool(comp["lost_method"] or comp["lost_baseline"])
             if comp["selected_among"] > 1:
                 got.optimistic[m] = max(got.optimistic.get(m, 1), comp["selected_among"])
     return got
@@ -462,6 +500,10 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         else:
             row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
                 else "inconclusive"
+        if row["pooled"]["verdict"] != "inconclusive" and got.lost.get(row["method"]):
+            row["pooled"]["note"] = (f"{row['pooled']['verdict']} on the seeds both sides finished, but a task "
+                                     "lost seeds on one side only (diverged or failed): inconclusive")
+            row["pooled"]["verdict"] = "inconclusive"
     if wilcoxon_rows and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows) >= alpha:
         notes.append(
             f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "

@@ -284,9 +284,10 @@ def _value(record: dict, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int], list[str]]:
-    """Finished runs' values by seed, counts of the other outcomes, and problems."""
-    values, counts, problems = {}, {"missing": 0, "diverged": 0, "failed": 0}, []
+def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int], list[str], set[int]]:
+    """Finished runs' values by seed, counts of the other outcomes, problems, and the seeds
+    whose run is stored without a finite value (diverged, failed, no finite metric)."""
+    values, counts, problems, lost = {}, {"missing": 0, "diverged": 0, "failed": 0}, [], set()
     for spec in specs:
         record = store.get(spec.run_id)
         if record is None:
@@ -294,14 +295,16 @@ def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int]
             continue
         if record["status"] != STATUS_FINISHED:
             counts["diverged" if record["status"] == STATUS_DIVERGED else "failed"] += 1
+            lost.add(spec.seed)
             continue
         value = _value(record, metric)
         if value is None or not math.isfinite(value):
             known = ", ".join(sorted(k for k in (record.get("metrics") or {}) if "." in k)) or "none"
             problems.append(f"run {spec.run_id} has no finite {metric!r} (plugin diagnostics it has: {known})")
+            lost.add(spec.seed)
             continue
         values[spec.seed] = value
-    return values, counts, problems
+    return values, counts, problems, lost
 
 
 def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float = stats.ALPHA) -> list[dict]:
@@ -328,15 +331,17 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
             row["versions"] = dict(sorted({name: version for side in ("method", "versus")
                                            for spec in specs.get((task, side), ())
                                            for name, version in spec.plugin_versions}.items()))
-            mine, counts, problems = _values(specs[(task, "method")], store, claim.metric)
+            mine, counts, problems, mine_lost = _values(specs[(task, "method")], store, claim.metric)
             row["notes"] += problems
             if claim.versus is None:
                 _bound_verdict(row, claim, mine, counts)
             else:
-                theirs, their_counts, problems = _values(specs[(task, "versus")], store, claim.metric)
+                theirs, their_counts, problems, their_lost = _values(specs[(task, "versus")], store, claim.metric)
                 row["notes"] += problems
                 for key in counts:
                     counts[key] += their_counts[key]
+                # seeds one side lost where the other finished: the paired test cannot see them
+                row["lost_method"], row["lost_versus"] = sorted(mine_lost & set(theirs)), sorted(their_lost & set(mine))
                 _comparison(row, claim, mine, theirs, counts)
             if row["verdict"] in (NOT_RUN, INCOMPLETE) and claim.tier == "paper":
                 needs = data_problems(claim, task_dirs)
@@ -348,6 +353,7 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
         row["p_holm"] = adjusted
         if adjusted < alpha:
             row["verdict"] = SUPPORTED if row["effect"] > 0 else CONTRADICTED
+            _guard_survivors(row)
         else:
             row["verdict"] = INCONCLUSIVE
     for row in rows:
@@ -358,6 +364,19 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
             elif row["ci_low"] > row["size"]:
                 row["notes"].append(f"the paper's effect {row['size']:g} lies below the interval")
     return rows
+
+
+def _guard_survivors(row: dict) -> None:
+    """Significant on the seeds both sides finished, but the side the verdict favours over
+    lost seeds the other finished (diverged, failed): its survivors alone cannot decide the
+    claim (as in the reports' per-task verdicts)."""
+    lost, side = (row.get("lost_method"), "the method") if row["verdict"] == SUPPORTED \
+        else (row.get("lost_versus"), "the comparison")
+    if lost:
+        row["notes"].append(f"{row['verdict']} on the seeds both finished, but {side} lost seed(s) "
+                            f"{', '.join(map(str, lost))} (diverged or failed) that the other side finished: the "
+                            "survivors alone cannot decide it, so inconclusive")
+        row["verdict"] = INCONCLUSIVE
 
 
 def _missing(row: dict, claim: Claim, counts: dict, expected: int) -> bool:

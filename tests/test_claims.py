@@ -168,6 +168,28 @@ def test_verdicts_follow_the_paired_test_with_holm_over_the_claims(tiny_tasks):
     assert rows["l2-better"]["n"] == 4
 
 
+def test_survivors_alone_neither_support_nor_contradict_a_claim(tiny_tasks):
+    """Significant on the seeds both sides finished, but the favoured side diverged on seeds
+    the other finished: inconclusive, with the lost seeds named."""
+    available = discover()
+    for favoured, method_values, versus_values, called in (
+            ("method", [0.90, 0.92, 0.91, 0.93, 0.90, 0.92, None, None], [0.80, 0.81, 0.79, 0.80, 0.81, 0.80, 0.8, 0.8],
+             "supported"),
+            ("comparison", [0.70, 0.71, 0.72, 0.70, 0.71, 0.70, 0.7, 0.7],
+             [0.80, 0.81, 0.79, 0.80, 0.81, 0.80, None, None], "contradicted")):
+        store = FakeStore()
+        claim = claim_of(seeds="8")
+        specs = claim_mod.run_specs(claim, available, [tiny_tasks])
+        for side, values in (("method", method_values), ("versus", versus_values)):
+            for spec, value in zip(specs[("tiny-claims", side)], values):
+                store.add(spec, value, status="finished" if value is not None else "diverged")
+        (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+        assert row["p_holm"] < 0.001 and row["n"] == 6
+        assert row["verdict"] == "inconclusive", favoured
+        assert any(n.startswith(f"{called} on the seeds both finished, but the {favoured} lost seed(s) 6, 7")
+                   for n in row["notes"]), row["notes"]
+
+
 def test_a_lower_is_better_claim_turns_the_sign(tiny_tasks):
     store = FakeStore()
     claim = claim_of(direction='"lower"')

@@ -101,6 +101,33 @@ def test_a_pooled_score_over_some_of_the_tasks_says_over_how_many():
     assert "of 2 tasks" not in next(line for line in table.splitlines() if "`l2`" in line)
 
 
+@pytest.mark.parametrize("lost_side, shift, called", [("method", 0.02, "better"), ("none", -0.02, "worse")])
+def test_survivors_alone_do_not_decide_a_verdict(lost_side, shift, called):
+    """A side that diverged on seeds the other finished: its survivors may be its best
+    seeds, so the paired test on them cannot call the method better (or worse when the
+    baseline lost them); the verdict is inconclusive, with a note naming the lost seeds."""
+    rng = np.random.default_rng(5)
+    records = []
+    for s in range(8):
+        b = 0.9 + rng.normal(0, 0.01)
+        lost = s >= 6
+        records.append(synthetic_record("t", "none", s, None if lost and lost_side == "none" else b,
+                                        status="diverged" if lost and lost_side == "none" else "finished"))
+        records.append(synthetic_record("t", "l2", s, None if lost and lost_side == "method" else
+                                        b + shift + rng.normal(0, 0.002),
+                                        status="diverged" if lost and lost_side == "method" else "finished",
+                                        hyperparameters={"l2": {"lam": 0.1}}))
+    result = analyze(runs_table(records))
+    (comp,) = result["tasks"][0]["comparisons"]
+    assert comp["p_holm"] < 0.001 and comp["n_pairs"] == 6
+    assert comp["verdict"] == "inconclusive"
+    assert any(n.startswith(f"{called} on the seeds both finished") and "lost seed(s) 6, 7" in n for n in comp["notes"])
+    assert (comp["lost_method"], comp["lost_baseline"]) == (([6, 7], []) if lost_side == "method" else ([], [6, 7]))
+    # the same numbers without the lost seeds on record: decided as before
+    kept = [r for r in records if r["status"] == "finished"]
+    assert analyze(runs_table(kept))["tasks"][0]["comparisons"][0]["verdict"] == called
+
+
 def test_configurations_whose_labels_print_alike_stay_apart():
     """Labels print 6 significant digits: lam=0.1 and lam=0.1000001 both read l2(lam=0.1).
     They are two configurations (n = 5 each, their own means), named apart in full."""
