@@ -363,10 +363,10 @@ class _AcrossTasks:
     verdicts: dict[str, dict[str, int]]
     overhead: dict[str, list[float]]
     runs_lost: dict[str, dict[str, int]]
-    parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better) per task
+    parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better, margin) per task
     optimistic: dict[str, int]  # method -> most configurations it was chosen among on the same seeds
-    # method -> whether a task's test left out seeds one side lost and the other finished
-    lost: dict[str, bool] = dataclasses.field(default_factory=dict)
+    # method -> which sides lost seeds the other finished in some task ("method", "baseline")
+    lost: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
 
 def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
@@ -398,7 +398,7 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
             m = comp["method"]
             got.verdicts[m][comp["verdict"]] += 1
             got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0))
-            got.lost[m] = got.lost.get(m, False) or bool(comp["lost_method"] or comp["lost_baseline"])
+            got.lost.setdefault(m, set()).update(side for side in ("method", "baseline") if comp[f"lost_{side}"])
             if comp["selected_among"] > 1:
                 got.optimistic[m] = max(got.optimistic.get(m, 1), comp["selected_among"])
     return got
@@ -500,9 +500,13 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         else:
             row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
                 else "inconclusive"
-        if row["pooled"]["verdict"] != "inconclusive" and got.lost.get(row["method"]):
-            row["pooled"]["note"] = (f"{row['pooled']['verdict']} on the seeds both sides finished, but a task "
-                                     "lost seeds on one side only (diverged or failed): inconclusive")
+        # as per task: survivors alone do not decide in the favour of the side that lost seeds
+        favoured = {"better": {"method"}, "equivalent": {"method", "baseline"}, "worse": {"baseline"}}
+        lost = favoured.get(row["pooled"]["verdict"], set()) & got.lost.get(row["method"], set())
+        if lost:
+            row["pooled"]["note"] = (f"{row['pooled']['verdict']} on the seeds both sides finished, but in some task "
+                                     f"the {' and the '.join(sorted(lost))} lost seeds (diverged or failed) the other "
+                                     "side finished: inconclusive")
             row["pooled"]["verdict"] = "inconclusive"
     if wilcoxon_rows and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows) >= alpha:
         notes.append(
