@@ -367,9 +367,9 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
 
 
 def _guard_survivors(row: dict) -> None:
-    """Significant on the seeds both sides finished, but the side the verdict favours over
-    lost seeds the other finished (diverged, failed): its survivors alone cannot decide the
-    claim (as in the reports' per-task verdicts)."""
+    """Significant on the seeds both sides finished, but the side the verdict favours lost
+    seeds (diverged, failed) that the other side finished: its survivors alone cannot decide
+    the claim (as in the reports' per-task verdicts)."""
     lost, side = (row.get("lost_method"), "the method") if row["verdict"] == SUPPORTED \
         else (row.get("lost_versus"), "the comparison")
     if lost:
