@@ -65,7 +65,7 @@ def record_problem(record, run_id: str | None = None) -> str | None:
     fmt = record.get("record_format", 1)
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
         return f"not a record ('record_format' is {fmt!r}, expected a positive integer)"
-    if fmt > RECORD_FORMAT:
+    if newer_format(record):
         return (f"written by a newer benchsuite (record format {fmt}; this version reads up to "
                 f"{RECORD_FORMAT}): upgrade benchsuite to use it")
     required = {"run_id": str, "status": str, "task": str, "task_spec": dict, "method": str,
@@ -194,8 +194,9 @@ class Store:
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             return None, f"not valid JSON ({exc})"
         why = record_problem(record, run_id)
-        if why and newer_format(record):
-            self.newer[str(path)] = newer_format(record)
+        newer = newer_format(record) if why else None
+        if newer:
+            self.newer[str(path)] = newer
         return (None, why) if why else (record, None)
 
     def refuse_newer(self) -> None:
