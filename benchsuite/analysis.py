@@ -283,11 +283,9 @@ def _lost_seeds(task, choice: dict, base: dict, method_values: dict, tuned: bool
 
 def _guard_survivors(comp: stats.Comparison, name: str, baseline: str, method_lost: list[int],
                      base_lost: list[int]) -> None:
-    """A test on the seeds both sides finished says nothing of the seeds one side lost: a
-    method that diverges where the baseline trains is not called better (nor equivalent) on
-    its survivors, nor worse when the baseline is the one that lost seeds."""
-    lost_side = {"better": method_lost, "equivalent": method_lost + base_lost, "worse": base_lost}.get(comp.verdict)
-    if not lost_side:
+    """:func:`stats.lost_against` on one comparison: a verdict it forbids becomes
+    inconclusive, with a note naming the lost seeds."""
+    if not stats.lost_against(comp.verdict, method_lost, base_lost):
         return
     who = (f"`{name}` lost seed(s) {', '.join(map(str, method_lost))}" if method_lost else "") \
         + (" and " if method_lost and base_lost else "") \
@@ -501,8 +499,9 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
             row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
                 else "inconclusive"
         # as per task: survivors alone do not decide in the favour of the side that lost seeds
-        favoured = {"better": {"method"}, "equivalent": {"method", "baseline"}, "worse": {"baseline"}}
-        lost = favoured.get(row["pooled"]["verdict"], set()) & got.lost.get(row["method"], set())
+        sides = got.lost.get(row["method"], set())
+        lost = stats.lost_against(row["pooled"]["verdict"], ["method"] if "method" in sides else [],
+                                  ["baseline"] if "baseline" in sides else [])
         if lost:
             row["pooled"]["note"] = (f"{row['pooled']['verdict']} on the seeds both sides finished, but in some task "
                                      f"the {' and the '.join(sorted(lost))} lost seeds (diverged or failed) the other "

@@ -370,8 +370,9 @@ def _guard_survivors(row: dict) -> None:
     """Significant on the seeds both sides finished, but the side the verdict favours lost
     seeds (diverged, failed) that the other side finished: its survivors alone cannot decide
     the claim (as in the reports' per-task verdicts)."""
-    lost, side = (row.get("lost_method"), "the method") if row["verdict"] == SUPPORTED \
-        else (row.get("lost_versus"), "the comparison")
+    verdict = "better" if row["verdict"] == SUPPORTED else "worse"
+    lost = stats.lost_against(verdict, row.get("lost_method") or [], row.get("lost_versus") or [])
+    side = "the method" if verdict == "better" else "the comparison"
     if lost:
         row["notes"].append(f"{row['verdict']} on the seeds both finished, but {side} lost seed(s) "
                             f"{', '.join(map(str, lost))} (diverged or failed) that the other side finished: the "

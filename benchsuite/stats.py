@@ -348,6 +348,16 @@ def compare(method: dict[int, float], baseline: dict[int, float], higher_is_bett
     return comp
 
 
+def lost_against(verdict: str, method_lost, baseline_lost):
+    """The lost seeds that forbid ``verdict`` (``better``, ``equivalent``, ``worse``), or an
+    empty value. A test on the seeds both sides finished cannot decide in the favour of a
+    side that lost seeds (diverged, failed) the other finished: its survivors may be its
+    best seeds. So a method that lost such seeds is not better or equivalent, and one whose
+    baseline lost them is not worse. The per-task, pooled and claim verdicts all use this."""
+    return {"better": method_lost, "equivalent": [*method_lost, *baseline_lost],
+            "worse": baseline_lost}.get(verdict) or []
+
+
 def decide(comparisons: list[Comparison], alpha: float = ALPHA) -> None:
     """Holm over the comparisons of one task, then each verdict (in place)."""
     for comp, adjusted in zip(comparisons, holm([c.p for c in comparisons])):
