@@ -4,5 +4,6 @@ __version__ = "0.2.0"
 
 from benchsuite.hookspecs import hookimpl  # noqa: E402
 from benchsuite.plugins import Hyperparameter, Plugin  # noqa: E402
+from benchsuite.search import Choice, IntUniform, LogUniform, Uniform  # noqa: E402
 
-__all__ = ["Hyperparameter", "Plugin", "__version__", "hookimpl"]
+__all__ = ["Choice", "Hyperparameter", "IntUniform", "LogUniform", "Plugin", "Uniform", "__version__", "hookimpl"]

@@ -7,7 +7,8 @@ training starts and builds one instance per run with the validated values::
     class L2(Plugin):
         name = "l2"
         citation = "Krogh & Hertz, 1991"
-        hyperparameters = (Hyperparameter("lam", float, 5e-4, low=0.0, help="..."),)
+        hyperparameters = (Hyperparameter("lam", float, 5e-4, low=0.0, search=LogUniform(1e-6, 1e-1),
+                                          help="..."),)
 
         @hookimpl
         def penalty(self, model, run):
@@ -27,6 +28,7 @@ import pluggy
 
 import benchsuite.hookspecs as hookspecs
 from benchsuite.errors import UsageError, did_you_mean
+from benchsuite.search import Choice, IntUniform, LogUniform, Uniform, check_space  # noqa: F401 (re-exported)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 # The host's part of every run's identity, and the version of its built-in plugins (none, l1,
@@ -42,7 +44,10 @@ _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
 
 @dataclasses.dataclass(frozen=True)
 class Hyperparameter:
-    """One tunable value of a plugin: its type, default, allowed range or choices."""
+    """One value of a plugin: its type, default, allowed range or choices, and, for a value
+    that is tuned, ``search``: the space ``--tune`` draws its trials from (``LogUniform``,
+    ``Uniform``, ``IntUniform``, ``Choice``; see :mod:`benchsuite.search`). The space must
+    lie inside the allowed range and hold the default."""
 
     name: str
     type: type
@@ -53,11 +58,19 @@ class Hyperparameter:
     help: str = ""
     low_inclusive: bool = True
     high_inclusive: bool = True
+    search: LogUniform | Uniform | IntUniform | Choice | None = None
 
     def __post_init__(self):
         if self.type not in _TYPE_NAMES:
             raise TypeError(f"hyperparameter {self.name!r}: type must be one of bool/int/float/str")
         self.validate(self.default, owner="(default)")
+        if self.search is not None:
+            where = f"hyperparameter {self.name!r}"
+            check_space(self.search, where, self.type, self.low, self.high, self.low_inclusive,
+                        self.high_inclusive, self.choices)
+            if not self.search.contains(self.default):
+                raise UsageError(f"{where}: its default {self.default!r} lies outside its search space "
+                                 f"{self.search.text()}")
 
     @property
     def type_name(self) -> str:
@@ -117,6 +130,8 @@ class Hyperparameter:
             "type": self.type_name,
             "default": self.default,
             "range": self.range_text(),
+            "search": self.search.describe() if self.search is not None else None,
+            "search_text": self.search.text() if self.search is not None else None,
             "help": self.help,
         }
 

@@ -16,6 +16,7 @@ def test_builtin_baselines_are_discovered_through_entry_points():
     assert l2["hooks"] == ["penalty"]
     assert l2["hyperparameters"] == [
         {"name": "lam", "type": "float", "default": 1e-4, "range": "[0, inf)",
+         "search": {"scale": "log", "low": 1e-5, "high": 1.0}, "search_text": "log[1e-05, 1]",
          "help": "penalty factor lam in lam * sum(w^2)"}
     ]
     assert "Krogh" in l2["citation"]

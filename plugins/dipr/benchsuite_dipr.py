@@ -9,7 +9,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.weights import regularized_weights
 
 
@@ -161,7 +161,8 @@ class DynamicInformativePrior(Plugin):
     citation = "A. Kori, M. Sharma. Dynamic regularizer with an informative prior."
     report_metrics = ("density", "mean_abs_w")
     hyperparameters = (
-        Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lambda (0: no penalty)"),
+        Hyperparameter("lam", float, 1e-4, low=0.0, search=LogUniform(1e-4, 100.0),
+                       help="penalty factor lambda (0: no penalty)"),
         Hyperparameter("experiments", int, 8, low=1, help="S, sampling experiments per step"),
         Hyperparameter("s_p", float, 0.01, low=0.0, high=1.0, low_inclusive=False,
                        help="sampling sparsity: share of axes in a projection"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.weights import weight_parameters
 
 
@@ -59,7 +59,8 @@ class GradientCoherentRegularization(Plugin):
     report_metrics = ("sparsity", "compression_vs_dense", "applied", "pi")
     hyperparameters = (
         Hyperparameter("norm", str, "l1", choices=("l1", "l2"), help="L1 (proximal step) or L2 (gradient)"),
-        Hyperparameter("lam", float, 1e-4, low=0.0, help="regularization strength lambda"),
+        Hyperparameter("lam", float, 1e-4, low=0.0, search=LogUniform(1e-6, 1.0),
+                       help="regularization strength lambda"),
         Hyperparameter("mode", str, "schedule", choices=("always", "orig", "schedule"),
                        help="always: the plain baseline; orig: lambda when pi > mu (eq. 8); "
                             "schedule: lambda from epoch gamma on (eq. 11)"),

@@ -11,7 +11,7 @@ import copy
 
 import torch
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.weights import layer_parameters, weight_modules
 
 VARIANTS = ("wd", "rwd", "pwd", "lpwd")
@@ -42,7 +42,8 @@ class LayerwisePreWeightDecay(Plugin):
     hyperparameters = (
         Hyperparameter("variant", str, "lpwd", choices=VARIANTS,
                        help="wd (eq. 1), rwd (eq. 7), pwd (Alg. 2), lpwd (Alg. 3)"),
-        Hyperparameter("lam", float, 1e-2, low=0.0, help="decay rate lambda; each step decays by lr * lambda_i"),
+        Hyperparameter("lam", float, 1e-2, low=0.0, search=LogUniform(1e-4, 100.0),
+                       help="decay rate lambda; each step decays by lr * lambda_i"),
         Hyperparameter("rop_every", int, 10, low=0,
                        help="measure the opposing-penalty rate R_op every N steps (0: never)"),
         Hyperparameter("zero_shot", bool, False,

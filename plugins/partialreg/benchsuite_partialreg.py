@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.tasks.spec import ARCHS
 from benchsuite.weights import weight_modules
 
@@ -135,7 +135,7 @@ class PartialRegularization(Plugin):
     hyperparameters = (
         Hyperparameter("variant", str, "igl", choices=VARIANTS,
                        help="gl, sgl (eqs. 2-3) or partial igl, isgl (eqs. 6-7)"),
-        Hyperparameter("lam", float, 1e-3, low=0.0,
+        Hyperparameter("lam", float, 1e-3, low=0.0, search=LogUniform(1e-6, 1e-1),
                        help="regularization factor (Table 1: 1e-3 toy/Boston, 1e-4 others)"),
         Hyperparameter("alpha", float, 0.1, low=0.0, high=1.0, help="weight of the L1 part in the sparse variants"),
         Hyperparameter("ratio_of_zeros", float, 0.125, low=0.0, high=1.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, Plugin, Uniform, hookimpl
 from benchsuite.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, fold, register
 
 
@@ -38,7 +38,8 @@ class Powerpropagation(ModifiedAdaptiveHooks, Plugin):
         "A sparsity inducing weight reparameterisation. NeurIPS 2021."
     )
     hyperparameters = (
-        Hyperparameter("alpha", float, 2.0, low=1.0, help="exponent alpha >= 1 (1: the plain network)"),
+        Hyperparameter("alpha", float, 2.0, low=1.0, search=Uniform(1.0, 4.0),
+                       help="exponent alpha >= 1 (1: the plain network)"),
         Hyperparameter("modified_adaptive", bool, True,
                        help="with Adam/AdamW: adaptive step from dL/dw, then scaled by dw/dv"),
     )

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.reparam import (
     Elementwise,
     ModifiedAdaptiveHooks,
@@ -131,9 +131,10 @@ class WeightCompander(ModifiedAdaptiveHooks, Plugin):
     name = "wc"
     citation = "R. Cakaj, J. Mehnert, B. Yang. Weight Compander: A Simple Weight Reparameterization for Regularization."
     hyperparameters = (
-        Hyperparameter("a", float, 0.5, low=0.0, low_inclusive=False,
+        # --tune: a and b, as the paper's grid (Table I); see README "Search space"
+        Hyperparameter("a", float, 0.5, low=0.0, low_inclusive=False, search=LogUniform(0.2, 2.0),
                        help="scale a (|w| < a*pi/2 for arctan); initial value when learnable"),
-        Hyperparameter("b", float, 1.0, low=0.0, low_inclusive=False,
+        Hyperparameter("b", float, 1.0, low=0.0, low_inclusive=False, search=LogUniform(0.25, 2.0),
                        help="stretch b along v; initial value when learnable"),
         Hyperparameter("fn", str, "arctan", choices=("arctan", "arsinh", "erf"), help="the function f"),
         Hyperparameter("granularity", str, "fixed", choices=("fixed", "fine", "coarse"),
