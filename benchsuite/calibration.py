@@ -4,7 +4,9 @@ Each simulated experiment is a results table of synthetic records (as
 :func:`benchsuite.testing.synthetic_record` writes them) analyzed by
 :func:`benchsuite.analysis.analyze` exactly as ``benchsuite report`` would. A *design* fixes
 the number of seeds, methods, tasks, the noise distribution, and K, the configurations each
-method is tuned over on validation (tested on the same seeds, or confirmed on fresh ones).
+method is tuned over on validation: tested on the same seeds (a grid), or tuned as ``run
+--tune`` does (every configuration on tuning seeds, the one best on validation, and the
+baseline, then on the report seeds).
 
 The model of one run: ``test = mu + shift + seed_effect + run_noise`` and ``val = mu +
 shift + seed_effect_val + rho * run_noise + sqrt(1 - rho**2) * other_noise``: the seed
@@ -39,13 +41,13 @@ class Design:
     tasks: int = 1
     noise: str = "normal"  # or "t3"
     configurations: int = 1
-    confirm: int = 0  # fresh seeds for the chosen configurations (0: tested on the tuning seeds)
+    tuning_seeds: int = 0  # K > 1: tuning seeds of the trials (0: the K share the report seeds)
     rho: float = 0.9  # correlation of a run's validation noise with its test noise
     shift: float = 0.0  # true improvement of the first method (0: A/A)
 
     def label(self) -> str:
-        procedure = "" if self.configurations == 1 else (f", confirm {self.confirm}" if self.confirm else
-                                                         ", same seeds")
+        procedure = "" if self.configurations == 1 else (f", tuned on {self.tuning_seeds} seeds" if self.tuning_seeds
+                                                         else ", same seeds")
         return (f"n={self.seeds} m={self.methods} tasks={self.tasks} {self.noise} K={self.configurations}"
                 f"{procedure}" + (f" shift={self.shift:g}" if self.shift else ""))
 
@@ -59,16 +61,22 @@ def _noise(rng, kind: str, size) -> np.ndarray:
 
 
 def experiment_records(design: Design, rng) -> list[dict]:
-    """One simulated experiment's records (finished runs of every task, method,
-    configuration and seed, plus confirmation runs where the design asks)."""
+    """One simulated experiment's records: finished runs of every task, method,
+    configuration and seed; a tuned design's trials on tuning seeds and its chosen
+    configurations (by :func:`benchsuite.tuning.choose_trial`) on the report seeds."""
+    from benchsuite.identity import TUNING_SEED_BASE
     from benchsuite.testing import synthetic_record
+    from benchsuite.tuning import choose_trial
 
     records = []
-    seeds = list(range(design.seeds))
+    tuned = design.tuning_seeds > 0 and design.configurations > 1
+    report = list(range(design.seeds))
+    tuning = [TUNING_SEED_BASE + i for i in range(design.tuning_seeds)] if tuned else []
     for t in range(design.tasks):
         task = f"task{t:02d}"
-        seed_test = SEED_SD * _noise(rng, design.noise, design.seeds + design.confirm)
-        seed_val = SEED_SD * _noise(rng, design.noise, design.seeds + design.confirm)
+        # one seed effect per seed, shared by every method and configuration run with it
+        seed_test = dict(zip(report + tuning, SEED_SD * _noise(rng, design.noise, len(report) + len(tuning))))
+        seed_val = dict(zip(report + tuning, SEED_SD * _noise(rng, design.noise, len(report) + len(tuning))))
 
         def run(seed, shift, seed_test=seed_test, seed_val=seed_val):
             own = RUN_SD * _noise(rng, design.noise, 2)
@@ -76,29 +84,25 @@ def experiment_records(design: Design, rng) -> list[dict]:
             val = MU + shift + seed_val[seed] + design.rho * own[0] + math.sqrt(1 - design.rho**2) * own[1]
             return float(test), float(val)
 
-        for s in seeds:
-            test, val = run(s, 0.0)
-            records.append(synthetic_record(task, "none", s, test, val=val))
+        def add(name, seeds, shift, hp=None, task=task):
+            vals = {}
+            for s in seeds:
+                test, val = run(s, shift)
+                vals[s] = val
+                records.append(synthetic_record(task, name, s, test, val=val, hyperparameters=hp))
+            return vals
+
+        add("none", tuning + report, 0.0)
         for m in range(design.methods):
             name = f"m{m + 1}"
             shift = design.shift if m == 0 else 0.0
-            vals = {}
-            for k in range(design.configurations):
-                hp = {name: {"lam": float(k + 1)}}
-                for s in seeds:
-                    test, val = run(s, shift)
-                    vals.setdefault(k, []).append(val)
-                    records.append(synthetic_record(task, name, s, test, val=val, hyperparameters=hp))
-            if design.confirm and design.configurations > 1:
-                chosen = max(vals, key=lambda k: np.mean(vals[k]))
-                hp = {name: {"lam": float(chosen + 1)}}
-                for s in range(design.seeds, design.seeds + design.confirm):
-                    test, val = run(s, shift)
-                    records.append(synthetic_record(task, name, s, test, val=val, hyperparameters=hp))
-        if design.confirm and design.configurations > 1:
-            for s in range(design.seeds, design.seeds + design.confirm):
-                test, val = run(s, 0.0)
-                records.append(synthetic_record(task, "none", s, test, val=val))
+            configs = [{name: {"lam": float(k + 1)}} for k in range(design.configurations)]
+            if not tuned:
+                for hp in configs:
+                    add(name, report, shift, hp)
+                continue
+            trials = [add(name, tuning, shift, hp) for hp in configs]
+            add(name, report, shift, configs[choose_trial(trials, tuning, higher_is_better=True)])
     return records
 
 
@@ -191,11 +195,11 @@ def meets_targets(result: dict, alpha: float = 0.05, confidence: float = 0.95) -
 
 def grid(seeds=(3, 5, 10), methods=(1, 5), tasks=(1, 4, 10), noises=("normal", "t3"),
          configurations=(1, 4, 12)) -> list[Design]:
-    """Every design of the calibration table; K > 1 both on the same seeds and confirmed
-    on as many fresh seeds as tuning seeds."""
+    """Every design of the calibration table; K > 1 both on the same seeds and tuned on as
+    many tuning seeds as report seeds."""
     designs = []
     for n, m, t, noise, k in itertools.product(seeds, methods, tasks, noises, configurations):
         designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k))
         if k > 1:
-            designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k, confirm=n))
+            designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k, tuning_seeds=n))
     return designs

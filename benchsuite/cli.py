@@ -9,7 +9,6 @@ written (an OS error, reported as one line).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; else
                  "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
                  "the end of an epoch when 30 s passed without one)")
 SHELLS = ("bash", "zsh", "tcsh")
+DEFAULT_TUNING_SEEDS = 2  # benchsuite.tuning's, not imported: `benchsuite --help` stays light
 
 
 def _results_dir(args) -> Path:
@@ -85,10 +85,17 @@ def _add_run(sub) -> None:
     what.add_argument("--replicate", default="", metavar="NAME",
                       help="salt every random stream of the selected methods with NAME: `--plugin none --replicate "
                            "aa` runs `none@aa` beside `none`, an A/A check (part of the runs' identity)")
-    what.add_argument("--confirm", type=int, default=None, metavar="N",
-                      help="after the runs, run each tuned method's configuration chosen on validation, and the "
-                           "baseline's, on N fresh seeds; the report tests those alone (default: the matrix "
-                           "file's `confirm`, else 0)")
+    what.add_argument("--tune", type=int, default=None, metavar="K",
+                      help="tune every method, the baseline included, with the same K trial configurations per "
+                           "task (its default, then quasirandom points of its search space) on tuning seeds, then "
+                           "run the trial best on validation on the report seeds (--seeds); reports test those "
+                           "alone (default: the matrix file's [tuning] budget, else no tuning)")
+    what.add_argument("--tune-seeds", type=int, default=None, metavar="N",
+                      help=f"tuning seeds per trial (default: the matrix file's, else {DEFAULT_TUNING_SEEDS})")
+    what.add_argument("--space", action="append", default=[], metavar="PLUGIN.NAME=SPACE",
+                      help="search this hyperparameter (or train.lr, train.weight_decay, train.momentum: then for "
+                           "every method) over SPACE: log:LOW:HIGH, linear:LOW:HIGH, int:LOW:HIGH, intlog:LOW:HIGH "
+                           "or choices:A,B,...; replaces the plugin's declared space (repeatable)")
     what.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                       help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
                            "(part of the runs' identity; repeatable)")
@@ -196,7 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--task", default=None, help="only this task")
     results.add_argument("--method", default=None, help="only this method (e.g. l2)")
     results.add_argument("--export", default=None, metavar="FILE", help="write the table to FILE (.csv or .parquet)")
-    results.add_argument("--summary", action="store_true", help="mean ± std per task and method instead of runs")
+    results.add_argument("--summary", action="store_true",
+                         help="mean ± std per task, configuration and role of its seeds (report or tuning) "
+                              "instead of runs")
+    results.add_argument("--metric", choices=("both", "val", "test"), default="both",
+                         help="with --summary: which values to show (val: validation alone, e.g. to choose a search "
+                              "space without looking at test values; default both)")
     results.add_argument("--json", action="store_true", help="every column of every run as JSON rows")
     results.add_argument("--wide", action="store_true",
                          help="every column (task spec, hyperparameters, timings, ...), not the terminal-wide view")
@@ -222,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="methods compared with the baseline per task (Holm over M; default 1)")
     plan.add_argument("--configurations", type=_positive_int, default=1, metavar="K",
                       help="configurations per method chosen on the same seeds (alpha / K; default 1; "
-                           "use 1 with --confirm)")
+                           "use 1 with --tune, whose report seeds are fresh)")
     plan.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
     plan.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     plan.add_argument("--baseline", default="none", help="method compared with (default none)")
@@ -332,47 +344,43 @@ def cmd_run(args) -> int:
                                threads=args.threads or (_default_threads(args.jobs) if args.deterministic else None))
     available = discover()
     _plugin_problems(available)
-    if args.matrix:
-        given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
-                                        ("--grid", args.grid), ("--seed", args.seed)) if value]
-        if given:
-            raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
-        if args.replicate:
-            raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
-        specs = matrix.load_matrix(args.matrix, available, args.tasks_dir, args.epochs, args.subset, args.seeds,
-                                   train_overrides=matrix.parse_train(args.train))
-        if args.confirm is None:
-            args.confirm = matrix.matrix_confirm(args.matrix)
-    else:
-        methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
-        tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset, matrix.parse_train(args.train))
-        seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
-        if args.replicate:
-            specs = matrix.with_replicate(tasks, methods, seeds, available, args.replicate)
-        else:
-            specs = matrix.expand(tasks, methods, seeds, available)
-    if args.confirm is not None and args.confirm < 0:
-        raise UsageError(f"--confirm must be >= 0, got {args.confirm}")
-    if args.precision:
-        specs = [dataclasses.replace(s, task=s.task.with_overrides(precision=args.precision)) for s in specs]
-    if replicas > 1:
-        specs = [dataclasses.replace(s, task=s.task.with_overrides(replicas=replicas)) for s in specs]
-    _preflight(specs, args.device, available)
+    groups, tuning = _selection(args, available)
+    for group in groups:
+        if args.precision:
+            group.tasks = [t.with_overrides(precision=args.precision) for t in group.tasks]
+        if replicas > 1:
+            group.tasks = [t.with_overrides(replicas=replicas) for t in group.tasks]
     store = Store(_results_dir(args))
+    plan = matrix.plan(groups, available, tuning, root=store.root)
+    specs = plan.runs
+    # a trial that a plugin's configure refuses is a lost trial, not bad input: only each
+    # study's default configuration is checked before anything trains
+    _preflight([s.spec(s.trials[0], s.seeds[0], available) for s in plan.studies] or specs, args.device, available)
     if not args.dry_run:
         _require_data(specs, store, args.download, args.force)  # bad input first: nothing written yet
         store.check_writable()
 
     if args.dry_run:
-        return _dry_run(args, specs, store)
+        return _dry_run(args, plan, store, available)
 
+    if plan.studies:  # the trials this command runs are written down before any of them trains
+        from benchsuite.tuning import save_studies
+
+        save_studies(plan.studies, store, lambda study: _report_runs_exist(study, plan, store, available), available)
+        specs = plan.runs = [spec for study in plan.studies for spec in study.trial_specs(available)]
     if args.executor != "inline":
-        return _submit(args, specs, store, options)
+        return _submit(args, specs + _report_runs(plan, store, available), store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs, force=args.force)
-    if args.confirm:
-        specs = specs + _confirm(args, specs, store, available, options, outcome)
-    records = [store.get(spec.run_id) for spec in specs]
+    report = _report_runs(plan, store, available)
+    if report:
+        print(f"report runs: the chosen trial of each of {len(plan.studies)} studies on its report seeds "
+              f"({len(report)} runs)", file=sys.stderr)
+        done = run_all(report, store, device=args.device, available=available, progress=not args.quiet,
+                       options=options, jobs=args.jobs, force=args.force)
+        outcome.executed += done.executed
+        outcome.skipped += done.skipped
+    records = [store.get(spec.run_id) for spec in specs + report]
     table = runs_table([r for r in records if r is not None])
     if args.json:
         print(json.dumps({"executed": len(outcome.executed), "skipped": len(outcome.skipped),
@@ -380,29 +388,107 @@ def cmd_run(args) -> int:
     else:
         print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
         print("\n".join(summary_lines(summary(table))))
+    if plan.studies:
+        return _tuned_exit_code(plan, report, store, available, args.allow_failures)
     return _exit_code(specs, records, args.allow_failures)
 
 
-def _confirm(args, specs, store, available, options, outcome) -> list:
-    """Run the confirmation runs (``--confirm N``) after ``specs``; add them to ``outcome``
-    and return their specs."""
-    from benchsuite.confirm import confirmation_specs
-    from benchsuite.executors import run_all
+def _selection(args, available):
+    """The command's groups of runs and its tuning settings (None: no tuning)."""
+    from benchsuite import matrix
+    from benchsuite.tuning import parse_space_args, settings
 
-    extra = confirmation_specs(specs, store, args.confirm)
-    print(f"confirmation: {len(extra)} runs on {args.confirm} fresh seed(s) for the tuned methods' chosen "
-          "configurations and the baseline", file=sys.stderr)
-    confirmed = run_all(extra, store, device=args.device, available=available, progress=not args.quiet,
-                        options=options, jobs=args.jobs, force=args.force)
-    outcome.executed += confirmed.executed
-    outcome.skipped += confirmed.skipped
-    return extra
+    spaces = parse_space_args(args.space)
+    if args.matrix:
+        given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
+                                        ("--grid", args.grid), ("--seed", args.seed)) if value]
+        if given:
+            raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
+        if args.replicate:
+            raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
+        groups, table = matrix.load_groups(args.matrix, available, args.tasks_dir, args.epochs, args.subset,
+                                           args.seeds, train_overrides=matrix.parse_train(args.train))
+        if table is None and args.tune is None:
+            _no_tuning_options(args)
+            return groups, None
+        table = table or {}
+        budget = args.tune if args.tune is not None else table.get("budget")
+        seeds = args.tune_seeds if args.tune_seeds is not None else table.get("seeds")
+        where = "--tune" if args.tune is not None else f"{args.matrix} [tuning]"
+        return groups, settings(budget, seeds, {**table.get("spaces", {}), **spaces}, where=where)
+    methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
+    tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset, matrix.parse_train(args.train))
+    seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
+    grids = matrix.assigned_names(args.grid, "--grid")
+    group = matrix.Group(tasks, methods, seeds, args.replicate, matrix.assigned_names(args.set) | grids, grids)
+    if args.tune is None:
+        _no_tuning_options(args)
+        return [group], None
+    return [group], settings(args.tune, args.tune_seeds, spaces)
 
 
-def _dry_run(args, specs, store) -> int:
-    """List the runs, which are done, and each pending run's estimated time; train nothing."""
+def _no_tuning_options(args) -> None:
+    used = [opt for opt, value in (("--tune-seeds", args.tune_seeds), ("--space", args.space)) if value]
+    if used:
+        raise UsageError(f"{', '.join(used)}: how methods are tuned; give --tune K (or a matrix with [tuning])")
+
+
+def _report_runs(plan, store, available) -> list:
+    """The report runs of every study whose trials are stored: its chosen trial on its
+    report seeds."""
+    if not plan.studies:
+        return []
+    from benchsuite.tuning import report_specs
+
+    return report_specs(plan.studies, store, plan.report_seeds, available)
+
+
+def _report_runs_exist(study, plan, store, available) -> bool:
+    seeds = plan.report_seeds[study.key]
+    return any(store.get(study.spec(t, s, available).run_id) is not None for t in study.trials for s in seeds)
+
+
+def _tuned_exit_code(plan, report, store, available, allow_failures: bool) -> int:
+    """Lost trials are outcomes of the search (each counts against its method's budget):
+    only lost report runs, and studies none of whose trials can be chosen, make exit 1."""
+    from benchsuite.tuning import chosen
+
+    lost = sum(1 for s in plan.runs if (store.get(s.run_id) or {}).get("status") != STATUS_FINISHED)
+    if lost:
+        print(f"{lost} of {len(plan.runs)} tuning run(s) lost (diverged or failed): each counts against its method's "
+              "budget and its trial is never chosen (the report lists them)", file=sys.stderr)
+    empty = [f"{s.method.name} on {s.task.name}" for s in plan.studies if chosen(s, store, available) is None]
+    if empty:
+        print(f"{len(empty)} stud(ies) with no trial that finished every tuning seed, so no report runs: "
+              + "; ".join(empty[:5]), file=sys.stderr)
+    code = _exit_code(report, [store.get(spec.run_id) for spec in report], allow_failures)
+    return 1 if empty and not allow_failures else code
+
+
+def _dry_run(args, plan, store, available) -> int:
+    """List the runs, which are done, and each pending run's estimated time; train nothing.
+    Under tuning: every trial run, then each study's report runs (pending its choice when
+    its trials are not all stored yet)."""
     from benchsuite.executors import estimate_seconds
+    from benchsuite.tuning import chosen
 
+    specs = list(plan.runs)
+    roles = {spec.run_id: ("tuning" if plan.studies else "report") for spec in specs}
+    trials, undecided = {}, []
+    for study in plan.studies:
+        for trial in study.trials:
+            for seed in study.seeds:
+                trials[study.spec(trial, seed, available).run_id] = trial["index"]
+        picked = chosen(study, store, available)
+        seeds = plan.report_seeds[study.key]
+        if picked is None:
+            undecided += [(study, seed) for seed in seeds]
+            continue
+        for seed in seeds:
+            spec = study.spec(picked, seed, available)
+            if spec.run_id not in roles:
+                roles[spec.run_id] = "report"
+                specs.append(spec)
     estimates = estimate_seconds(specs, store)
     done = {spec.run_id: store.is_done(spec.run_id) for spec in specs}
     store.refuse_newer()  # as the run itself would
@@ -410,21 +496,30 @@ def _dry_run(args, specs, store) -> int:
     known = [estimates[s.run_id] for s in to_run if estimates[s.run_id] is not None]
     n_done = sum(done.values())
     if args.json:
+        runs = [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": s.method.label,
+                 "seed": s.seed, "role": roles[s.run_id], "trial": trials.get(s.run_id),
+                 "rerun": args.force and done[s.run_id],
+                 "estimated_seconds": estimates[s.run_id] if args.force or not done[s.run_id] else None}
+                for s in specs]
+        runs += [{"run_id": None, "done": False, "task": study.task.name, "method": study.method.name, "seed": seed,
+                  "role": "report", "trial": None, "chosen": "the best trial on validation, once every trial is "
+                  "stored", "estimated_seconds": None} for study, seed in undecided]
         print(json.dumps({
-            "runs": [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": s.method.label,
-                      "seed": s.seed, "rerun": args.force and done[s.run_id],
-                      "estimated_seconds": estimates[s.run_id] if args.force or not done[s.run_id] else None}
-                     for s in specs],
-            "done": n_done, "pending": len(specs) - n_done, "to_run": len(to_run), "force": args.force,
-            "estimated_seconds": sum(known), "without_estimate": len(to_run) - len(known), "jobs": args.jobs,
-            "confirm": args.confirm or 0,
+            "runs": runs, "done": n_done, "pending": len(specs) - n_done + len(undecided), "to_run": len(to_run),
+            "force": args.force, "estimated_seconds": sum(known), "without_estimate": len(to_run) - len(known),
+            "jobs": args.jobs, "tuning": _studies_json(plan, store, available) if plan.studies else None,
         }, indent=1))
         return 0
     for spec in specs:
         state = ("rerun  " if args.force else "done   ") if done[spec.run_id] else "pending"
         cost = f"  ~{_duration(estimates[spec.run_id])}" if args.force or not done[spec.run_id] else ""
-        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}")
-    line = f"{len(specs)} runs: {n_done} done, {len(specs) - n_done} pending"
+        role = f"  [{roles[spec.run_id]}{' trial ' + str(trials[spec.run_id]) if spec.run_id in trials else ''}]" \
+            if plan.studies else ""
+        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}{role}")
+    for study, seed in undecided:
+        print(f"{'-' * 20}  pending  {study.task.name}  {study.method.name}  seed={seed}  [report: the trial best on "
+              "validation, chosen once every trial is stored]")
+    line = f"{len(specs) + len(undecided)} runs: {n_done} done, {len(specs) - n_done + len(undecided)} pending"
     if args.force and n_done:
         line += f" (--force: the {n_done} done run(s) run again too)"
     if known:
@@ -433,10 +528,29 @@ def _dry_run(args, specs, store) -> int:
     if len(known) < len(to_run):
         line += f"; {len(to_run) - len(known)} without an estimate (no stored run of their task)"
     print(line)
-    if args.confirm:
-        print(f"then {args.confirm} confirmation seed(s) for each tuned method's chosen configuration and the "
-              "baseline's (chosen on validation once these runs are done)")
+    for study in plan.studies:
+        for note in study.notes:
+            print(f"note: {note}")
     return 0
+
+
+def _studies_json(plan, store, available) -> list[dict]:
+    """Each study of a tuned plan: its task, method, dimensions, trials and the chosen one."""
+    from benchsuite.tuning import chosen
+
+    out = []
+    for study in plan.studies:
+        picked = chosen(study, store, available)
+        out.append({
+            "task": study.task.name, "method": study.method.name, "replicate": study.replicate, "study": study.key,
+            "budget": study.budget,
+            "k": len(study.trials), "tuning_seeds": study.seeds, "report_seeds": plan.report_seeds[study.key],
+            "space": {name: space.text() for name, space in sorted(study.dims.items())},
+            "trials": [{"index": t["index"], "label": study.trial_method(t).full_label, "origin": t["origin"],
+                        "hyperparameters": t["hyperparameters"], "train": t["train"]} for t in study.trials],
+            "chosen": None if picked is None else picked["index"], "notes": study.notes,
+        })
+    return out
 
 
 def _preflight(specs, device: str, available) -> None:
@@ -622,7 +736,9 @@ def cmd_plugins(args) -> int:
             print(f"  {d['description']}")
         print(f"  hooks: {', '.join(d['hooks']) or '-'}")
         for hp in d["hyperparameters"]:
-            print(f"  {d['name']}.{hp['name']}: {hp['type']} = {hp['default']!r}, range {hp['range']}  {hp['help']}")
+            searched = f", search {hp['search_text']}" if hp["search_text"] else ""
+            print(f"  {d['name']}.{hp['name']}: {hp['type']} = {hp['default']!r}, range {hp['range']}{searched}  "
+                  f"{hp['help']}")
         if d["citation"]:
             print(f"  cite: {d['citation']}")
     return 0
@@ -721,7 +837,7 @@ def cmd_results(args) -> int:
         print(f"wrote {len(table)} runs to {path}")
         return 0
     if args.summary:
-        print("\n".join(summary_lines(summary(table))))
+        print("\n".join(summary_lines(summary(table), args.metric)))
         left_out = superseded_runs(table)
         if left_out:
             print(f"left out: {sum(row['runs'] for row in left_out)} runs superseded by newer plugin versions "
@@ -777,6 +893,7 @@ def cmd_leaderboard(args) -> int:
     from benchsuite.analysis import analyze, read_runs_table, regressions
     from benchsuite.render import leaderboard, to_markdown
     from benchsuite.store import Store
+    from benchsuite.tuning import read_studies
 
     options = _analysis_options(args)
     if args.fail_on_regression and not args.reference:
@@ -787,8 +904,9 @@ def cmd_leaderboard(args) -> int:
             reference = read_runs_table(Path(args.reference))
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             raise UsageError(f"--reference {args.reference!r}: {exc}") from None
-    table = Store(_results_dir(args)).table()
-    analysis = analyze(table, **options)
+    store = Store(_results_dir(args))
+    table = store.table()
+    analysis = analyze(table, studies=read_studies(store.root), **options)
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)
@@ -820,6 +938,7 @@ def cmd_plan(args) -> int:
     from benchsuite import stats
     from benchsuite.plan import plan, plan_lines
     from benchsuite.store import Store
+    from benchsuite.tuning import read_studies
 
     try:
         effect = stats.Margin.parse(args.effect)
@@ -829,7 +948,8 @@ def cmd_plan(args) -> int:
         raise UsageError("--effect must be larger than 0")
     if not 0 < args.power < 1:
         raise UsageError(f"--power must be in (0, 1), got {args.power}")
-    table = Store(_results_dir(args)).table()
+    store = Store(_results_dir(args))
+    table = store.table()
     if args.task:
         table = table.filter(pl.col("task") == args.task)
     if table.is_empty():
@@ -837,7 +957,7 @@ def cmd_plan(args) -> int:
                          + (f" for task {args.task!r}" if args.task else "")
                          + ": run a pilot first, e.g. `benchsuite run --plugin none --task T --seeds 5`")
     rows = plan(table, effect, methods=args.methods, configurations=args.configurations, power=args.power,
-                alpha=args.alpha, baseline=args.baseline)
+                alpha=args.alpha, baseline=args.baseline, studies=read_studies(store.root))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -17,6 +17,16 @@ from benchsuite import plugins as plugin_registry
 from benchsuite.formatting import fmt_hyperparameters
 from benchsuite.tasks.spec import TaskSpec
 
+# Seeds from here up are tuning seeds (``run --tune``); report seeds lie below (``--seeds N``
+# gives 0..N-1, an explicit ``--seed`` must stay below it). A tuning run and a report run
+# never share a seed, and the seed alone tells which one a stored run is.
+TUNING_SEED_BASE = 1_000_000
+
+
+def seed_role(seed: int) -> str:
+    """"tuning" for a tuning seed, else "report"."""
+    return "tuning" if seed >= TUNING_SEED_BASE else "report"
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:

@@ -17,11 +17,13 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from benchsuite import tuning
 from benchsuite.errors import UsageError
 from benchsuite.identity import Method, RunSpec, make_run_spec
 from benchsuite.plugins import PluginInfo, resolve, unknown_hyperparameter_message
-from benchsuite.summary import BASELINE
+from benchsuite.summary import BASELINE, TUNABLE_TRAIN
 from benchsuite.tasks.spec import TaskSpec
+from benchsuite.tuning import check_report_seeds
 
 
 def _split_assignment(text: str, option: str) -> tuple[str, str, str]:
@@ -132,6 +134,7 @@ def parse_seeds(count: int | None, explicit: Iterable[int] | None, where: str = 
         seeds = list(dict.fromkeys(explicit))
         if any(s < 0 for s in seeds):
             raise UsageError("--seed values must be >= 0")
+        check_report_seeds(seeds)
         return seeds
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SEEDS:
         raise UsageError(f"{where} must be an integer from 1 to {MAX_SEEDS}, got {count!r}")
@@ -175,39 +178,123 @@ def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate
 
 
 MAX_SEEDS = 10_000
-MATRIX_KEYS = {"description", "paper", "seeds", "runs", "confirm"}
-GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate"}
+MATRIX_KEYS = {"description", "paper", "seeds", "runs", "tuning"}
+GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate", "spaces"}
+TUNING_KEYS = {"budget", "seeds", "spaces"}
 
 
-def matrix_confirm(path: str) -> int:
-    """The matrix file's ``confirm`` value: confirmation seeds per tuned method (0: none)."""
-    import tomllib
+@dataclasses.dataclass
+class Group:
+    """One selection of runs: a matrix file's ``[[runs]]`` group, or a command line."""
+
+    tasks: list[TaskSpec]
+    methods: list[Method]
+    seeds: list[int]
+    replicate: str = ""
+    fixed: frozenset[str] = frozenset()  # "plugin.name" values given by set or grid
+    grids: frozenset[str] = frozenset()  # those given by grid
+    spaces: dict[str, Any] = dataclasses.field(default_factory=dict)  # the group's own search spaces
+    where: str = "the command line"
+
+    def runs(self, available) -> list[RunSpec]:
+        if self.replicate:
+            return with_replicate(self.tasks, self.methods, self.seeds, available, self.replicate)
+        return expand(self.tasks, self.methods, self.seeds, available)
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a command runs. Without tuning, ``runs`` is every run. With tuning, ``runs``
+    is every trial of every study on its tuning seeds; each study's chosen trial then runs
+    on ``report_seeds[study.key]`` (known once its trials are stored)."""
+
+    runs: list[RunSpec]
+    studies: list = dataclasses.field(default_factory=list)
+    report_seeds: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+def assigned_names(items: Sequence[str], option: str = "--set") -> frozenset[str]:
+    """The ``plugin.name`` values of ``--set`` or ``--grid`` items: they are not searched."""
+    return frozenset(".".join(_split_assignment(text, option)[:2]) for text in items)
+
+
+def plan(groups: Sequence[Group], available, settings=None, root=None) -> Plan:
+    """The runs of ``groups``; with ``settings`` (:class:`benchsuite.tuning.Settings`), their
+    studies and trial runs (journals read from ``root``, written by nobody here). A study
+    or run two groups share is planned once, by the first."""
+    if settings is None:
+        return Plan(_unique(spec for group in groups for spec in group.runs(available)))
     from pathlib import Path
 
-    value = tomllib.loads(Path(path).read_text()).get("confirm", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{path}: 'confirm' must be a non-negative integer (confirmation seeds), got {value!r}")
-    return value
+    studies, report_seeds = [], {}
+    for group in groups:
+        mine = tuning.settings(settings.budget, settings.seeds, {**dict(settings.spaces), **group.spaces},
+                               where=group.where)
+        tuning.check_spaces(mine, available, where=f"{group.where}: space")
+        _check_tunable(group, available)
+        folder = Path(root) if root else None
+        planned = tuning.plan_studies(group.tasks, group.methods, mine, available, folder, group.fixed,
+                                      group.replicate)
+        if group.replicate:  # a replicate is compared with the unsalted baseline (see with_replicate)
+            planned += tuning.plan_studies(group.tasks, [m for m in group.methods if m.name == BASELINE], mine,
+                                           available, folder, group.fixed)
+        for study in planned:
+            if study.key not in report_seeds:
+                studies.append(study)
+                report_seeds[study.key] = group.seeds
+    runs = _unique(spec for study in studies for spec in study.trial_specs(available))
+    return Plan(runs, studies, report_seeds)
+
+
+def _check_tunable(group: Group, available) -> None:
+    """Under tuning, a numeric value is searched through its space, never gridded: a grid
+    may only name variants (text or switch values)."""
+    for name in sorted(group.grids):
+        plugin, key = name.split(".", 1)
+        if available[plugin].hyperparameters[key].type in (int, float):
+            raise UsageError(f"{group.where}: grid {name}: under tuning a numeric value is searched through its "
+                             f"space, not a grid; give a space (spaces = {{\"{name}\" = \"log:LOW:HIGH\"}}) "
+                             "or fix it with set")
+
+
+def _unique(specs) -> list[RunSpec]:
+    seen, out = set(), []
+    for spec in specs:
+        if spec.run_id not in seen:
+            seen.add(spec.run_id)
+            out.append(spec)
+    return out
 
 
 def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None,
                 train_overrides=None) -> list[RunSpec]:
-    """The runs a matrix file stands for, in file order.
+    """The runs a matrix file stands for now, in file order (see :func:`load_groups`): every
+    run, or, for a tuned matrix, every trial (each study's report runs follow its trials)."""
+    groups, table = load_groups(path, available, extra_dirs, epochs, subset, seeds, train_overrides)
+    settings = None if table is None else tuning.settings(table["budget"], table.get("seeds"),
+                                                             table.get("spaces"), where=f"{path} [tuning]")
+    return plan(groups, available, settings).runs
+
+
+def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None,
+                train_overrides=None) -> tuple[list[Group], dict | None]:
+    """A matrix file's groups, and its ``[tuning]`` table (None without one).
 
     A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
     ``[[runs]]`` table per group, each like one command line (``tasks``, ``plugins``,
     ``set``, ``grid``, optional ``seeds``, ``baseline``, ``replicate`` (a salt for an A/A
-    replicate, see ``--replicate``) and ``train``: overrides of the tasks' ``[train]``
+    replicate, see ``--replicate``), ``train``: overrides of the tasks' ``[train]``
     values, where a list is a grid axis, e.g. ``train = {optimizer = "adam", lr = [1e-3,
-    1e-4]}``). A top-level ``confirm = N`` runs N confirmation seeds for each tuned
-    method's chosen configuration (see ``--confirm``). Every task must exist;
-    a task the catalog does not provide yet is reported as not available, before
-    anything runs.
+    1e-4]}``, and ``spaces``: search spaces for this group's tasks). A ``[tuning]`` table
+    (``budget``, tuning ``seeds``, ``spaces``) tunes every method of every group, as
+    ``--tune``; ``seeds`` are then the report seeds. Every task must exist; a task the
+    catalog does not provide yet is reported as not available, before anything runs.
     """
     from benchsuite.tasks import registry
 
     raw = _read_matrix_file(path)
     groups = _checked_groups(raw, path, seeds)
+    tuning = _checked_tuning(raw, path)
     known = registry(extra_dirs)
     missing = sorted({t for g in groups for t in g.get("tasks", ()) if t not in known})
     if missing:
@@ -215,16 +302,31 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             f"{path}: task not available: {', '.join(missing)}. These are paper-scale tasks the "
             f"installed catalog does not provide yet; available tasks: {', '.join(sorted(known))}"
         )
-    specs: list[RunSpec] = []
-    seen: set[str] = set()
+    selections = []
     for index, group in enumerate(groups, 1):
         count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
         overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides}
-        for spec in _group_specs(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides):
-            if spec.run_id not in seen:
-                seen.add(spec.run_id)
-                specs.append(spec)
-    return specs
+        selections.append(_group(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides,
+                                 tuned=tuning is not None))
+    return selections, tuning
+
+
+def _checked_tuning(raw: dict, path: str) -> dict | None:
+    """The ``[tuning]`` table, its keys and types checked (values by :func:`benchsuite.tuning.settings`)."""
+    if "tuning" not in raw:
+        return None
+    table = raw["tuning"]
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: tuning must be a [tuning] table")
+    unknown = set(table) - TUNING_KEYS
+    if unknown:
+        raise UsageError(f"{path} [tuning]: unknown key {sorted(unknown)[0]!r}; "
+                         f"valid: {', '.join(sorted(TUNING_KEYS))}")
+    if "budget" not in table:
+        raise UsageError(f"{path} [tuning]: needs budget (the trials K every method gets per task)")
+    if not isinstance(table.get("spaces", {}), dict):
+        raise UsageError(f"{path} [tuning]: spaces must be a table of NAME = SPACE")
+    return table
 
 
 def _read_matrix_file(path: str) -> dict:
@@ -286,8 +388,8 @@ def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
     return groups
 
 
-def _group_specs(group: dict, where: str, available, extra_dirs, count, overrides: dict) -> list[RunSpec]:
-    """One ``[[runs]]`` group's runs: its methods x tasks (x ``train`` grid) x seeds."""
+def _group(group: dict, where: str, available, extra_dirs, count, overrides: dict, tuned: bool = False) -> Group:
+    """One ``[[runs]]`` group: its methods x tasks (x ``train`` grid) x seeds."""
     from benchsuite.tasks import get_task
 
     methods = parse_methods(
@@ -297,7 +399,15 @@ def _group_specs(group: dict, where: str, available, extra_dirs, count, override
     train = group.get("train", {})
     if not isinstance(train, dict):
         raise UsageError(f"{where}: 'train' must be a table of [train] overrides")
+    if not isinstance(group.get("spaces", {}), dict):
+        raise UsageError(f"{where}: spaces must be a table of NAME = SPACE")
+    if group.get("spaces") and not tuned:
+        raise UsageError(f"{where}: spaces are searched only under tuning: add a [tuning] table (budget = K)")
     axes = {k: v if isinstance(v, list) else [v] for k, v in train.items()}
+    swept = sorted(k for k, v in axes.items() if len(v) > 1 and f"train.{k}" in TUNABLE_TRAIN)
+    if tuned and swept:
+        raise UsageError(f"{where}: train.{swept[0]} is a grid; under tuning it is searched through a space "
+                         f"(spaces = {{\"train.{swept[0]}\" = \"log:LOW:HIGH\"}})")
     tasks = [
         get_task(t, extra_dirs).with_overrides(epochs=overrides["epochs"], subset=overrides["subset"],
                                                **{**dict(zip(axes, values)), **(overrides["train_overrides"] or {})})
@@ -305,6 +415,6 @@ def _group_specs(group: dict, where: str, available, extra_dirs, count, override
         for values in itertools.product(*axes.values())
     ]
     group_seeds = parse_seeds(count, None, f"{where}: seeds")
-    if group.get("replicate"):
-        return with_replicate(tasks, methods, group_seeds, available, group["replicate"])
-    return expand(tasks, methods, group_seeds, available)
+    grids = assigned_names(group.get("grid", ()), "--grid")
+    return Group(tasks, methods, group_seeds, group.get("replicate", ""),
+                 assigned_names(group.get("set", ())) | grids, grids, dict(group.get("spaces", {})), where)

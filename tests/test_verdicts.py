@@ -1,5 +1,5 @@
-"""Verdicts users can trust: edge cases of the analysis, selection among configurations,
-confirmation seeds, A/A replicates and seed planning."""
+"""Verdicts users can trust: edge cases of the analysis, selection among configurations
+(tuning itself: tests/test_tuning.py), A/A replicates and seed planning."""
 
 import json
 import math
@@ -161,14 +161,15 @@ def test_identical_means_share_a_rank():
     assert ranks["l1"] == ranks["l2"] == 1.5 and ranks["none"] == 3
 
 
-def _tuned(seeds, confirm=(), k=3, rng=None):
-    """l2 over k strengths on ``seeds``; the one best on validation (lam=1) also on ``confirm``."""
+def _tuned(seeds, k=3, rng=None):
+    """l2 over k strengths on ``seeds`` (a grid on the seeds it is tested on); lam=1 is best
+    on validation."""
     rng = rng or np.random.default_rng(2)
     records = []
-    for s in list(seeds) + list(confirm):
+    for s in seeds:
         b = 0.9 + rng.normal(0, 0.01)
         records.append(synthetic_record("t", "none", s, b, val=b))
-        for lam in range(k) if s in seeds else [1]:
+        for lam in range(k):
             v = b + 0.02 + rng.normal(0, 0.002)
             records.append(synthetic_record("t", "l2", s, v, val=v + (0.05 if lam == 1 else 0),
                                             hyperparameters={"l2": {"lam": float(lam)}}))
@@ -180,26 +181,6 @@ def test_best_of_k_on_the_same_seeds_is_tested_at_alpha_over_k():
     assert comp["display"] == "l2(lam=1)" and comp["selected_among"] == 3 and comp["configs_tried"] == 3
     assert comp["p"] == pytest.approx(min(1.0, 3 * comp["p_raw"]))
     assert "p × 3" in comp["procedure"]
-
-
-def test_confirmation_seeds_are_tested_alone():
-    analysis = analyze(runs_table(_tuned(range(5), confirm=range(5, 9))))
-    task = analysis["tasks"][0]
-    comp = task["comparisons"][0]
-    assert comp["display"] == "l2(lam=1)" and comp["selected_among"] == 1
-    assert comp["seeds_method"] == [5, 6, 7, 8] and comp["seeds_baseline"] == [5, 6, 7, 8]
-    assert "fresh seeds 5-8" in comp["procedure"]
-    chosen = next(c for c in task["configs"] if c["selected"] and c["method"] == "l2")
-    assert chosen["tuning_seeds"] == [0, 1, 2, 3, 4]
-
-
-def test_confirmation_seeds_never_change_the_choice():
-    records = _tuned(range(5))
-    # terrible validation values on extra seeds of the chosen configuration only
-    records += [synthetic_record("t", "l2", s, 0.5, val=0.0, hyperparameters={"l2": {"lam": 1.0}}) for s in (5, 6)]
-    records += [synthetic_record("t", "none", s, 0.9) for s in (5, 6)]
-    task = analyze(runs_table(records))["tasks"][0]
-    assert task["comparisons"][0]["display"] == "l2(lam=1)"
 
 
 def test_a_method_tuned_on_the_test_seeds_gets_no_pooled_interval():
@@ -238,21 +219,6 @@ def test_aa_check_from_the_command_line(tmp_path, capsys):
     text = (tmp_path / "rep" / "aa" / "index.md").read_text()
     assert "A/A check: `none@aa`" in text and "false positive" in text
     assert main(["run", "-p", "none", "--replicate", "a b", *FAST, "--results", str(results)]) == 2
-
-
-def test_confirm_runs_the_chosen_configuration_on_fresh_seeds(tmp_path, capsys):
-    results = tmp_path / "res"
-    argv = ["run", "-p", "l2", "--grid", "l2.lam=1e-5,1e-2", "--seeds", "2", "--confirm", "2", *FAST,
-            "--results", str(results)]
-    assert main(argv) == 0
-    assert "confirmation: 4 runs on 2 fresh seed(s)" in capsys.readouterr().err
-    table = Store(results).table()
-    fresh = table.filter(table["seed"] >= 2)
-    assert fresh.height == 4 and sorted(set(fresh["method"])) == ["l2", "none"]
-    assert fresh.filter(fresh["method"] == "l2")["method_label"].n_unique() == 1
-    comp = analyze(table)["tasks"][0]["comparisons"][0]
-    assert comp["selected_among"] == 1 and "fresh seeds 2,3" in comp["procedure"]
-    assert main(argv) == 0 and "0 runs executed, 10 already done" in capsys.readouterr().out  # resumable
 
 
 def test_plan_reaches_its_power_in_simulation():

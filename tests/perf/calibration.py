@@ -6,8 +6,9 @@ the real analysis path (benchsuite.analysis.analyze on synthetic records).
 
 Designs: n = 3, 5, 10 seeds; m = 1, 5 methods; 1, 4, 10 tasks; normal and heavy-tailed
 (Student-t, 3 df) noise; K = 1, 4, 12 configurations tuned on validation (rho = 0.9 between a
-run's validation and test noise), K > 1 both tested on the tuning seeds and confirmed on n
-fresh seeds. Columns (A/A: every method equals the baseline):
+run's validation and test noise), K > 1 both tested on the seeds it was chosen on (a grid)
+and tuned as `run --tune` does, on n tuning seeds, then tested on the n report seeds.
+Columns (A/A: every method equals the baseline):
 
 - FWER: share of task families (the m methods of one task, Holm's family) with any false
   better/worse verdict; target <= 0.05 + 2 SE.
@@ -36,7 +37,7 @@ from benchsuite.calibration import Design, grid, meets_targets, simulate
 
 
 def experiments_for(design: Design, budget: int, most: int) -> int:
-    units = design.tasks * (1 + design.methods * design.configurations) * (design.seeds + design.confirm)
+    units = design.tasks * (1 + design.methods * design.configurations) * (design.seeds + design.tuning_seeds)
     return max(30, min(most, budget // units))
 
 
