@@ -25,9 +25,20 @@ import numpy as np
 import polars as pl
 
 from benchsuite import stats
-from benchsuite.formatting import fmt_hyperparameter
+from benchsuite.identity import seed_role
 from benchsuite.status import STATUS_FINISHED, STATUSES
-from benchsuite.summary import BASELINE, _sort_value, current_runs, summary, superseded_runs, with_config_columns
+from benchsuite.studies import Journals
+from benchsuite.studies import effort as studies_effort
+from benchsuite.studies import sensitivity as trial_sensitivity
+from benchsuite.summary import (
+    BASELINE,
+    current_runs,
+    name_variants,
+    sort_value,
+    summary,
+    superseded_runs,
+    with_config_columns,
+)
 from benchsuite.tasks.spec import METRICS
 
 DEFAULT_MARGINS = {"accuracy": "0.005", "mse": "2%"}
@@ -49,9 +60,14 @@ def parse_margins(items: list[str] | None) -> dict[str, stats.Margin]:
 
 def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | None = None,
             alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
-            references: list[dict] | None = None) -> dict:
+            references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
-    the Monte Carlo permutation tests used when exact enumeration is too large."""
+    the Monte Carlo permutation tests used when exact enumeration is too large.
+    ``studies``: the results folder's tuning journals (:func:`benchsuite.tuning.read_studies`).
+
+    Runs on report seeds are what every test, mean, std and n rests on; runs on tuning
+    seeds (trials) give only their validation values, to choose among them and to show
+    the tuning effort (:mod:`benchsuite.studies`)."""
     margins = margins or parse_margins(None)
     current = current_runs(table)
     out = {
@@ -69,29 +85,45 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     if table.is_empty():
         return out
     runs = with_config_columns(table)
-    summ = summary(table, runs, baseline)
+    report_runs = runs.filter(pl.col("role") == "report")
+    tuning_runs = runs.filter(pl.col("role") == "tuning")
+    summ = summary(table, report_runs, baseline)
+    trial_summ = summary(table, tuning_runs, baseline)
     seeds = _Seeds()
-    for row in runs.select("task", "config", "seed", "status", "test", "val", "run_id").iter_rows():
+    for row in runs.select("task", "config", "seed", "status", "test", "val", "run_id", "train_seconds").iter_rows():
         seeds.add(*row)
-    for task in summ["task"].unique(maintain_order=True):
-        part = summ.filter(pl.col("task") == task)
-        out["tasks"].append(_analyze_task(task, part, seeds, baseline, margins, alpha, references or []))
+    journals = Journals(studies or [], runs)
+    for task in sorted(set(runs["task"])):
+        part = summ.filter(pl.col("task") == task) if not summ.is_empty() else summ
+        trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
+        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or [],
+                                          journals))
     out["overall"] = _analyze_overall(out["tasks"], seeds, baseline, alpha, resamples, seed)
     return out
 
 
 class _Seeds:
-    """Per (task, configuration): every seed run (any status), the finished runs' finite
-    test and validation values by seed, and the finished runs whose value was not finite."""
+    """Per (task, configuration), on report seeds: every seed run (any status), the
+    finished runs' finite test and validation values by seed, and the finished runs whose
+    value was not finite. On tuning seeds (trials): each seed's validation value, None
+    when the run was lost (diverged, failed, no finite validation value), and the training
+    seconds of them all; their test values are never kept."""
 
     def __init__(self):
         self.attempted: dict[tuple, set[int]] = {}
         self.test: dict[tuple, dict[int, float]] = {}
         self.val: dict[tuple, dict[int, float]] = {}
         self.nonfinite: dict[tuple, list[str]] = {}
+        self.trials: dict[tuple, dict[int, float | None]] = {}
+        self.seconds: dict[tuple, float] = {}
 
-    def add(self, task, config, seed, status, value, val, run_id) -> None:
+    def add(self, task, config, seed, status, value, val, run_id, train_seconds) -> None:
         key = (task, config)
+        if seed_role(seed) == "tuning":
+            usable = status == STATUS_FINISHED and val is not None and math.isfinite(val)
+            self.trials.setdefault(key, {})[seed] = float(val) if usable else None
+            self.seconds[key] = self.seconds.get(key, 0.0) + (train_seconds or 0.0)
+            return
         self.attempted.setdefault(key, set()).add(seed)
         if status != STATUS_FINISHED:
             return
@@ -115,36 +147,32 @@ def _config_dict(row: dict) -> dict:
 
 
 def _select(configs: list[dict], higher_is_better: bool, task: str, seeds: _Seeds) -> dict | None:
-    """The configuration a method is reported with: chosen on validation, never on test.
-    Among several configurations the choice uses only the *tuning seeds* (those every
-    configuration of the method was run with), so seeds added later for the chosen one
-    alone (confirmation seeds) never influence it. Configurations where every tuning seed
-    finished come first, so one lucky seed among diverged ones does not win. Sets
-    ``tuning_seeds`` and ``confirm_seeds`` on the chosen configuration."""
-    tuning = set.intersection(*(seeds.attempted.get((task, c["config"]), set()) for c in configs)) \
+    """The configuration an untuned method is reported with: chosen on validation, never
+    on test, over the seeds every configuration of the method was run with. Configurations
+    where every such seed finished come first, so one lucky seed among diverged ones does
+    not win; then the best validation mean; a tie goes to the first in the report's order
+    (numbers from small to large)."""
+    common = set.intersection(*(seeds.attempted.get((task, c["config"]), set()) for c in configs)) \
         if len(configs) > 1 else set()
 
-    def val_on_tuning(c):
+    def val_on_common(c):
         values = seeds.val.get((task, c["config"]), {})
-        chosen = [v for s, v in values.items() if s in tuning] if tuning else list(values.values())
+        chosen = [v for s, v in values.items() if s in common] if common else list(values.values())
         return float(np.mean(chosen)) if chosen else None
 
-    def lost_on_tuning(c):
+    def lost_on_common(c):
         done = set(seeds.test.get((task, c["config"]), {}))
-        wanted = tuning or seeds.attempted.get((task, c["config"]), set())
+        wanted = common or seeds.attempted.get((task, c["config"]), set())
         return len(wanted - done) > 0
 
-    candidates = [(c, val_on_tuning(c)) for c in configs]
+    candidates = [(c, val_on_common(c)) for c in configs]
     if len(configs) == 1:  # nothing to choose, so no validation value is needed
         candidates = [(c, 0.0 if v is None else v) for c, v in candidates if c["n"] > 0]
     candidates = [(c, v) for c, v in candidates if c["n"] > 0 and v is not None]
     if not candidates:
         return None
     sign = -1.0 if higher_is_better else 1.0
-    choice, _ = min(candidates, key=lambda cv: (lost_on_tuning(cv[0]), sign * cv[1]))
-    finished = set(seeds.test.get((task, choice["config"]), {}))
-    choice["tuning_seeds"] = sorted(tuning)
-    choice["confirm_seeds"] = sorted(finished - tuning) if tuning else []
+    choice, _ = min(candidates, key=lambda cv: (lost_on_common(cv[0]), sign * cv[1]))
     return choice
 
 
@@ -156,74 +184,110 @@ def _seed_range(seeds: list[int]) -> str:
     return ",".join(map(str, seeds))
 
 
+def _procedure(choice: dict, k: int, who: str = "") -> tuple[str, int]:
+    """How a side's configuration was chosen, and the K its test pays for it."""
+    tuned = choice.get("tuning")
+    if tuned and tuned["k"] > 1:
+        return (f"{who}best of {tuned['k']} trials on validation (tuning seeds "
+                f"{_seed_range(tuned['tuning_seeds'])}), tested on report seeds", 1)
+    if tuned:
+        return ("one configuration (nothing to tune: K = 1)" if not who else ""), 1
+    if k > 1:
+        return f"{who}best of {k} on validation, tested on the same seeds (p × {k})", k
+    return ("one configuration" if not who else ""), 1
+
+
 def _comparison_inputs(task: str, choice: dict, base: dict, k_method: int, k_base: int, seeds: _Seeds):
-    """The runs a method's verdict rests on, and K, the number of configuration pairs it
-    was chosen among on those same seeds. A configuration chosen among several, with at
-    least 2 confirmation seeds, is tested on those alone (K = 1); otherwise on every seed,
-    at alpha / K. The baseline's own tuning counts the same way."""
+    """The report-seed runs a method's verdict rests on, K (the configuration pairs it was
+    chosen among on those same seeds: 1 for a tuned method, whose trials ran on tuning
+    seeds) and how each side was chosen."""
     method_values = dict(seeds.test.get((task, choice["config"]), {}))
     base_values = dict(seeds.test.get((task, base["config"]), {}))
-    procedure = []
-    k = 1
-    if k_method > 1:
-        confirm = [s for s in choice["confirm_seeds"] if s in method_values]
-        if len(confirm) >= 2:
-            method_values = {s: method_values[s] for s in confirm}
-            if len([s for s in confirm if s in base_values]) >= 2:
-                base_values = {s: v for s, v in base_values.items() if s in method_values}
-            procedure.append(f"best of {k_method} on validation (seeds {_seed_range(choice['tuning_seeds'])}), "
-                             f"tested on fresh seeds {_seed_range(confirm)}")
-        else:
-            k *= k_method
-            procedure.append(f"best of {k_method} on validation, tested on the same seeds (p × {k_method})")
-    else:
-        procedure.append("one configuration")
-    if k_base > 1:
-        fresh = set(base["confirm_seeds"])
-        used = set(method_values) & set(base_values)
-        if len(used) >= 2 and used <= fresh:
-            procedure.append(f"baseline best of {k_base}, tested on fresh seeds")
-        else:
-            k *= k_base
-            procedure.append(f"baseline best of {k_base} on the same seeds (p × {k_base})")
-    return method_values, base_values, k, "; ".join(procedure)
+    method_text, k = _procedure(choice, k_method)
+    base_text, k_b = _procedure(base, k_base, "baseline ")
+    procedure = "; ".join(p for p in (method_text, base_text) if p)
+    return method_values, base_values, k * k_b, procedure
 
 
-def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha, references) -> dict:
-    metric = part["metric"][0]
-    higher = METRICS.get(metric) == "max"
-    configs = [_config_dict(r) for r in part.iter_rows(named=True)]
-    task_name, task_spec = part["task_name"][0], json.loads(part["task_spec"][0])
-    _name_variants(configs)
+def _variants(task: str, configs: list[dict], trials: list[dict], journals: Journals) -> tuple[dict, dict]:
+    """Report configurations and trials (configurations run on tuning seeds) by variant;
+    the values a study searched never split a variant."""
+    name_variants(configs + trials, journals.searched_on(task))
     by_method: dict[str, list[dict]] = {}
+    tuned: dict[str, list[dict]] = {}
     for c in configs:
         by_method.setdefault(c["variant"], []).append(c)
+    for c in trials:
+        tuned.setdefault(c["variant"], []).append(c)
+    return by_method, tuned
+
+
+def _choose_tuned(task, by_method, tuned, seeds, higher, journals, notes) -> tuple[dict, list]:
+    """The report configuration of each tuned variant (its chosen trial on report seeds:
+    its other report-seed configurations are left out, with a note) and each variant's
+    tuning effort."""
+    selected, efforts = {}, []
+    for variant, trials in tuned.items():
+        effort = studies_effort(task, variant, trials, seeds, higher, journals)
+        efforts.append(effort)
+        chosen = effort["chosen_config"]
+        reports = by_method.get(variant, [])
+        others = [c["display"] for c in reports if c["config"] != chosen]
+        if others:
+            notes.append(f"`{variant}` is tuned, so it is reported with its chosen trial alone; its other "
+                         f"report-seed runs are left out: {', '.join(others)}")
+        report = next((c for c in reports if c["config"] == chosen and c["n"] > 0), None)
+        if chosen is None:
+            notes.append(f"`{variant}`: none of its {effort['k']} trials finished every tuning seed, so none can be "
+                         "chosen: not tested")
+        elif report is None:
+            notes.append(f"`{variant}`: its chosen trial `{effort['chosen_display']}` has no finished run on report "
+                         "seeds yet: not tested (run the same command again)")
+        else:
+            report["tuning"] = {k: effort[k] for k in ("k", "tuning_seeds", "lost", "seconds", "chosen")}
+            selected[variant] = report
+    return selected, efforts
+
+
+def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha,
+                  references, journals: Journals) -> dict:
+    first = part if not part.is_empty() else trial_part
+    metric = first["metric"][0]
+    higher = METRICS.get(metric) == "max"
+    configs = [_config_dict(r) for r in part.iter_rows(named=True)]
+    trials = [_config_dict(r) for r in trial_part.iter_rows(named=True)]
+    task_name, task_spec = first["task_name"][0], json.loads(first["task_spec"][0])
+    by_method, tuned = _variants(task, configs, trials, journals)
     for c in configs:
         hp = c["hyperparameters"]
         c["paper"] = [r for r in references if _reference_matches(r, task_name, c["method"], hp, task_spec)]
-    selected = {}
-    for method, group in by_method.items():
-        choice = _select(group, higher, task, seeds)
-        if choice is not None:
-            choice["selected"] = True
-            selected[method] = choice
     notes = [f"`{c['display']}`: {line}: counted as diverged, left out"
              for c in configs for line in seeds.nonfinite.get((task, c["config"]), [])]
-    notes += [f"`{method}`: none of its {len(group)} configurations has a finite validation value, so none can "
-              "be chosen: not tested" for method, group in by_method.items()
-              if method not in selected and any(c["n"] > 0 for c in group)]
+    selected, efforts = _choose_tuned(task, by_method, tuned, seeds, higher, journals, notes)
+    for method, group in by_method.items():
+        if method in tuned:
+            continue
+        choice = _select(group, higher, task, seeds)
+        if choice is not None:
+            selected[method] = choice
+        elif any(c["n"] > 0 for c in group):
+            notes.append(f"`{method}`: none of its {len(group)} configurations has a finite validation value, so "
+                         "none can be chosen: not tested")
+    for choice in selected.values():
+        choice["selected"] = True
     base = selected.get(baseline)
     margin = margins.get(metric, stats.Margin(0.0))
     result = {
         "task": task, "task_name": task_name, "metric": metric, "direction": "max" if higher else "min",
         "headline": task_spec.get("eval", {}).get("headline", "selected"),
         "margin": str(margin), "margin_absolute": None, "baseline": base["display"] if base else None,
-        "configs": configs, "comparisons": [], "sensitivity": _sensitivity(by_method, selected),
+        "configs": configs, "comparisons": [], "tuning": efforts,
+        "sensitivity": _sensitivity(by_method, selected, tuned) + [c for e in efforts for c in trial_sensitivity(e)],
         "notes": notes,
     }
     if base is None:
-        notes.append(f"no finished `{baseline}` run with finite test and validation values on this task: "
-                     "nothing to compare with")
+        notes.append(f"no finished `{baseline}` run with finite test and validation values on report seeds of this "
+                     "task: nothing to compare with")
         return result
     margin_abs = margin.absolute(base["mean"])
     result["margin_absolute"] = margin_abs
@@ -238,44 +302,45 @@ def _analyze_task(task, part: pl.DataFrame, seeds: _Seeds, baseline, margins, al
         if comp is None:
             notes.append(f"`{choice['display']}`: fewer than 2 finished seeds on one side, not tested")
             continue
-        lost = _lost_seeds(task, choice, base, method_values, k_method > 1, seeds)
+        lost = _lost_seeds(task, choice, base, method_values, seeds)
         comparisons.append((choice, comp, procedure, method_values, base_values, lost))
     stats.decide([c for _, c, *_ in comparisons], alpha)
     for choice, comp, *_, lost in comparisons:
         _guard_survivors(comp, choice["display"], baseline, *lost)
     result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
                               "mean": ch["mean"], "std": ch["std"], "diverged": ch["diverged"],
-                              "failed": ch["failed"], "configs_tried": len(by_method[ch["variant"]]),
-                              "baseline_configs_tried": k_base, "procedure": procedure,
+                              "failed": ch["failed"],
+                              "configs_tried": ch["tuning"]["k"] if ch.get("tuning") else len(by_method[ch["variant"]]),
+                              "baseline_configs_tried": base["tuning"]["k"] if base.get("tuning") else k_base,
+                              "tuned": bool(ch.get("tuning")), "procedure": procedure,
                               "seeds_method": sorted(mv), "seeds_baseline": sorted(bv),
                               "values_method": mv, "values_baseline": bv,
                               "lost_method": lost[0], "lost_baseline": lost[1],
                               **comp.to_dict()} for ch, comp, procedure, mv, bv, lost in comparisons]
+    _exact_test_note(comparisons, alpha, notes)
+    return result
+
+
+def _exact_test_note(comparisons: list, alpha: float, notes: list[str]) -> None:
     exact_min = [c.exact_min_p * len(comparisons) for _, c, *_ in comparisons]
     if exact_min and min(exact_min) >= alpha:
         needed = stats.seeds_needed(len(comparisons), alpha)
         sizes = sorted({f"{c.n_pairs} paired" if c.paired else f"{c.n_method}/{c.n_baseline} unpaired"
                         for _, c, *_ in comparisons})
-        seeds = ", ".join(sizes) + " seeds"
         notes.append(
-            f"{seeds}: the exact test cannot reach p < {alpha:g}"
+            f"{', '.join(sizes)} seeds: the exact test cannot reach p < {alpha:g}"
             + (f" after Holm over {len(comparisons)} methods" if len(comparisons) > 1 else "")
             + f" (smallest possible p {min(1.0, min(exact_min)):.3g}); it needs at least {needed} paired seeds, "
             "so the verdicts rest on the t-test"
         )
-    return result
 
 
-def _lost_seeds(task, choice: dict, base: dict, method_values: dict, tuned: bool,
-                seeds: _Seeds) -> tuple[list[int], list[int]]:
-    """The seeds one side lost (diverged, failed, or finished without a finite value) where
-    the other side finished: the method's among the seeds its test draws on (its fresh
-    seeds when it was confirmed on them), the baseline's among the seeds the method's values
-    come from."""
+def _lost_seeds(task, choice: dict, base: dict, method_values: dict, seeds: _Seeds) -> tuple[list[int], list[int]]:
+    """The report seeds one side lost (diverged, failed, or finished without a finite
+    value) where the other side finished: the method's among the seeds it ran, the
+    baseline's among the seeds the method's values come from."""
     method_key, base_key = (task, choice["config"]), (task, base["config"])
     pool = seeds.attempted.get(method_key, set())
-    if tuned and set(method_values) <= set(choice.get("confirm_seeds") or ()):
-        pool = pool - set(choice.get("tuning_seeds") or ())
     method_lost = (pool - set(seeds.test.get(method_key, {}))) & set(seeds.test.get(base_key, {}))
     base_lost = (seeds.attempted.get(base_key, set()) - set(seeds.test.get(base_key, {}))) & set(method_values)
     return sorted(method_lost), sorted(base_lost)
@@ -295,31 +360,13 @@ def _guard_survivors(comp: stats.Comparison, name: str, baseline: str, method_lo
     comp.verdict = "inconclusive"
 
 
-def _name_variants(configs: list[dict]) -> None:
-    """Set each configuration's ``variant``: its plugins plus the categorical values (text,
-    switches) that vary among the configurations of the same plugins. A variant is compared
-    with the baseline as a method of its own (GCSR's mode, a group-lasso variant); numeric
-    values (strengths, learning rates) are tuned: the variant is reported with the
-    configuration chosen on validation."""
-    groups: dict[str, list[dict]] = {}
-    for c in configs:
-        groups.setdefault(c["method"], []).append(c)
-    for method, group in groups.items():
-        keys = sorted({(p, k) for c in group for p, hps in c["hyperparameters"].items() if p != "train"
-                       for k, v in hps.items() if isinstance(v, (str, bool))})
-        varying = [(p, k) for p, k in keys
-                   if len({json.dumps(c["hyperparameters"].get(p, {}).get(k)) for c in group}) > 1]
-        for c in group:
-            values = ",".join(f"{k}={fmt_hyperparameter(c['hyperparameters'][p].get(k))}" for p, k in varying)
-            c["variant"] = f"{method}({values})" if values else method
-
-
-def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]:
-    """For each method with several configurations: the metric against each swept value,
-    the other values held at the selected configuration's."""
+def _sensitivity(by_method: dict[str, list[dict]], selected: dict, tuned: dict) -> list[dict]:
+    """For each untuned method with several configurations on report seeds: the metric
+    against each swept value, the other values held at the selected configuration's (a
+    tuned method's curves are its trials', :func:`benchsuite.studies.sensitivity`)."""
     curves = []
     for method, group in by_method.items():
-        if len(group) < 2 or method not in selected:
+        if len(group) < 2 or method not in selected or method in tuned:
             continue
         chosen = selected[method]["hyperparameters"]
         axes = sorted({(p, k) for c in group for p, hps in c["hyperparameters"].items() for k in hps
@@ -332,7 +379,7 @@ def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]
             points = [c for c in group if others_match(c)]
             if len(points) < 2:
                 continue
-            points.sort(key=lambda c: _sort_value(c["hyperparameters"][plugin][key]))
+            points.sort(key=lambda c: sort_value(c["hyperparameters"][plugin][key]))
             curves.append({
                 "method": method, "hyperparameter": f"{plugin}.{key}",
                 "fixed": selected[method]["display"],
@@ -344,11 +391,8 @@ def _sensitivity(by_method: dict[str, list[dict]], selected: dict) -> list[dict]
 
 
 def _unselected_values(task: str, config: dict, seeds: _Seeds) -> dict[int, float]:
-    """A configuration's test values by seed, without the seeds it was chosen on when it
-    has at least 2 confirmation seeds."""
-    values = seeds.test.get((task, config["config"]), {})
-    confirm = [s for s in config.get("confirm_seeds") or [] if s in values]
-    return {s: values[s] for s in confirm} if len(confirm) >= 2 else dict(values)
+    """A configuration's test values by report seed."""
+    return dict(seeds.test.get((task, config["config"]), {}))
 
 
 @dataclasses.dataclass
@@ -365,12 +409,15 @@ class _AcrossTasks:
     optimistic: dict[str, int]  # method -> most configurations it was chosen among on the same seeds
     # method -> which sides lost seeds the other finished in some task ("method", "baseline")
     lost: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    tuning: dict[str, dict[str, dict]] = dataclasses.field(default_factory=dict)  # method -> task -> effort
 
 
 def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
     # every method with a run on some task, also one without any finished run there: its
     # lost runs are counted in its row
-    methods = sorted({c["variant"] for t in usable for c in t["configs"]}, key=lambda m: (m != baseline, m))
+    methods = sorted({c["variant"] for t in usable for c in t["configs"]} | {e["method"] for t in usable
+                                                                            for e in t.get("tuning", ())},
+                     key=lambda m: (m != baseline, m))
     got = _AcrossTasks(methods, {m: {} for m in methods}, {m: {} for m in methods},
                        {m: dict.fromkeys(VERDICTS, 0) for m in methods}, {m: [] for m in methods},
                        {m: {"diverged": 0, "failed": 0} for m in methods}, {m: [] for m in methods}, {})
@@ -379,9 +426,10 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
         sign = 1.0 if higher else -1.0
         chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
-        # each method's values are those its verdict rests on: a configuration confirmed on
-        # fresh seeds is ranked on those alone, never on the seeds it was chosen on
+        # each method's values are those its verdict rests on: report seeds alone
         tested = {comp["method"]: comp["values_method"] for comp in t["comparisons"]}
+        for effort in t.get("tuning", ()):
+            got.tuning.setdefault(effort["method"], {})[t["task"]] = effort
         for m, c in chosen.items():
             values = tested.get(m) or _unselected_values(t["task"], c, seeds)
             if values:
@@ -409,7 +457,7 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
     own = [name for name in task_names if name in got.scores[m]]
     overhead = got.overhead[m]
     row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None, "pooled": None,
-           "selected_among": got.optimistic.get(m, 1),
+           "selected_among": got.optimistic.get(m, 1), "tuning": _tuning_row(got.tuning.get(m)),
            "method": m, "tasks": len(own), "verdicts": got.verdicts[m], **got.runs_lost[m],
            "mean_rank": mean_ranks[in_every.index(m)] if m in in_every else None,
            "overhead": float(np.exp(np.mean(np.log(overhead)))) if overhead else None}
@@ -437,6 +485,31 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
     return row
 
 
+def _tuning_row(efforts: dict[str, dict] | None) -> dict | None:
+    """A method's tuning across tasks: K per task, trials lost, tuning seconds, and the
+    values it chose at an edge of what it tried."""
+    if not efforts:
+        return None
+    return {"k": {task: e["k"] for task, e in efforts.items()},
+            "lost": sum(e["lost"] for e in efforts.values()),
+            "seconds": math.fsum(e["seconds"] for e in efforts.values()),
+            "edges": [f"{task}: {edge['hyperparameter']} = {edge['value']:g}, the {edge['side']} tried"
+                      for task, e in efforts.items() for edge in e["edges"]]}
+
+
+def _budget_notes(tasks: list[dict]) -> list[str]:
+    """Tasks where the tuned methods did not all get the same budget."""
+    notes = []
+    for t in tasks:
+        asked = {e["method"]: e["budget"] if e["budget"] is not None else e["k"] for e in t.get("tuning", ())
+                 if e["k"] > 1 or e["budget"]}
+        if len(set(asked.values())) > 1:
+            notes.append(f"{t['task']}: the methods were not tuned with one budget ("
+                         + ", ".join(f"{m} K = {k}" for m, k in sorted(asked.items())) + "): not an equal-budget "
+                         "comparison")
+    return notes
+
+
 def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
     """Across tasks, for the method configurations selected per task.
 
@@ -445,7 +518,7 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     p, Holm over methods) and the Wilcoxon test over tasks rest on the same runs as the
     per-task verdicts; a method chosen among several configurations on the same seeds
     somewhere has an optimistic score, so it gets no pooled interval or test and is left
-    out of Friedman's test and the CD groups (confirm it on fresh seeds to include it)."""
+    out of Friedman's test and the CD groups (tune it with `--tune K` to include it)."""
     usable = [t for t in tasks if t["baseline"] is not None]
     if len(usable) < 1:
         return None
@@ -469,8 +542,9 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     if optimistic:
         notes.append("chosen among several configurations on the same seeds in some task, so their scores are "
                      "optimistic: no pooled interval or test, left out of Friedman's test and the CD groups "
-                     "(run the matrix with `--confirm N` to test them on fresh seeds): "
+                     "(tune them with `--tune K` to choose on tuning seeds and test on fresh report seeds): "
                      + ", ".join(f"{m} (K up to {k})" for m, k in sorted(optimistic.items())))
+    notes += _budget_notes(usable)
 
     # ranks over every method run on every task; Friedman and CD groups without the optimistic ones
     def means_of(chosen):

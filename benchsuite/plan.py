@@ -94,10 +94,12 @@ def noise(task: dict) -> tuple[float | None, int, str]:
 
 
 def plan(table: pl.DataFrame, effect: stats.Margin, *, methods: int = 1, configurations: int = 1,
-         power: float = 0.8, alpha: float = stats.ALPHA, baseline: str = BASELINE) -> list[dict]:
+         power: float = 0.8, alpha: float = stats.ALPHA, baseline: str = BASELINE,
+         studies: list[dict] | None = None) -> list[dict]:
     """Per task: the noise, the seeds it has, the power they give for ``effect``, the
-    smallest effect they detect, and the seeds needed (estimate and conservative)."""
-    analysis = analyze(table, baseline=baseline, resamples=100)
+    smallest effect they detect, and the seeds needed (estimate and conservative). Every
+    figure comes from report seeds, the runs the report's tests use (never trials)."""
+    analysis = analyze(table, baseline=baseline, resamples=100, studies=studies)
     level = alpha / max(1, methods) / max(1, configurations)
     rows = []
     for task in analysis["tasks"]:

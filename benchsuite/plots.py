@@ -1,6 +1,8 @@
 """Report figures (matplotlib, written as PNG): learning curves with seed bands, metric
-against a swept hyperparameter, per-layer weight percentiles per epoch, step-time overhead
-and the critical-difference diagram. Each function returns the figure's file name."""
+against a swept hyperparameter (test on report seeds, or a tuned method's trials on
+validation), the expected best validation score against the number of trials, per-layer
+weight percentiles per epoch, step-time overhead and the critical-difference diagram.
+Each function returns the figure's file name."""
 
 from __future__ import annotations
 
@@ -71,7 +73,10 @@ def _band(runs: list[list[dict]], key: str):
 
 
 def sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str:
-    """Test and validation metric (mean ± std over seeds) against a swept value."""
+    """Test and validation metric (mean ± std over seeds) against a swept value; for a
+    tuned method, each trial's validation mean over the tuning seeds (no test value)."""
+    if curve.get("kind") == "tuning":
+        return _trial_sensitivity(task, metric, curve, folder)
     points = [p for p in curve["points"] if p["mean"] is not None]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
@@ -93,6 +98,70 @@ def sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, folder, slug("sensitivity", task, curve["method"], curve["hyperparameter"]))
+
+
+def _log_axis(ax, xs) -> None:
+    numeric = [x for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if numeric and len(numeric) == len(xs) and min(numeric) > 0 and max(numeric) / min(numeric) >= 10:
+        ax.set_xscale("log")
+
+
+def _trial_sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str:
+    points = [p for p in curve["points"] if p["val_mean"] is not None]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    numeric = all(isinstance(p["value"], (int, float)) and not isinstance(p["value"], bool) for p in points)
+    xs = [p["value"] for p in points] if numeric else list(range(len(points)))
+    style = dict(marker="o", linestyle="none" if curve["others_vary"] else "--")
+    ax.plot(xs, [p["val_mean"] for p in points], label="trial: validation mean over the tuning seeds", **style)
+    for x, p in zip(xs, points):
+        if p["selected"]:
+            ax.axvline(x, color="grey", linewidth=0.8, linestyle=":")
+    _log_axis(ax, xs)
+    if metric != "accuracy":
+        ax.set_yscale("log")
+    if not numeric:
+        ax.set_xticks(xs, [str(p["value"]) for p in points])
+    lost = sum(1 for p in curve["points"] if p["val_mean"] is None)
+    ax.set_xlabel(curve["hyperparameter"] + (" (other searched values vary by trial)" if curve["others_vary"] else ""))
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{task}: {curve['method']} trials (dotted: chosen)" + (f", {lost} lost" if lost else ""), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, folder, slug("trials", task, curve["method"], curve["hyperparameter"]))
+
+
+def expected_best(task: str, metric: str, efforts: list[dict], folder: Path, higher: bool = True) -> str | None:
+    """Per tuned method: the expected best validation score of n trials (line, n = 1..K)
+    and its observed trials in the order drawn (points) with their running best (steps);
+    a method with one trial (nothing to tune) as a dashed level."""
+    usable = [e for e in efforts if any(p["value"] is not None for p in e["expected_best"])]
+    if not any(e["k"] > 1 for e in usable):
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    widest = max(e["k"] for e in usable)
+    for e in usable:
+        if e["k"] == 1:
+            ax.axhline(e["expected_best"][0]["value"], linestyle="--", linewidth=1.0, color="grey",
+                       label=f"{e['method']} (K=1)")
+            continue
+        n = [p["n"] for p in e["expected_best"] if p["value"] is not None]
+        (line,) = ax.plot(n, [p["value"] for p in e["expected_best"] if p["value"] is not None],
+                          label=f"{e['method']} (K={e['k']})", linewidth=1.5)
+        observed = [(i + 1, t["val_mean"]) for i, t in enumerate(e["trials"]) if t["val_mean"] is not None]
+        if observed:
+            ax.scatter(*zip(*observed), color=line.get_color(), s=14, alpha=0.6)
+            best = np.maximum.accumulate if higher else np.minimum.accumulate
+            ax.step([x for x, _ in observed], best([v for _, v in observed]), where="post",
+                    color=line.get_color(), linewidth=0.8, alpha=0.5)
+    ax.set_xticks(range(1, widest + 1) if widest <= 16 else np.linspace(1, widest, 9).round().astype(int))
+    if metric != "accuracy":
+        ax.set_yscale("log")
+    ax.set_xlabel("trials n (points: the trials in the order drawn, steps: their running best)")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title(f"{task}: expected best of n trials (Dodge et al. 2019)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, folder, slug("tuning", task))
 
 
 def has_percentiles(curve: list[dict]) -> bool:

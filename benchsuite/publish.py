@@ -23,18 +23,20 @@ from benchsuite.render import (
     to_markdown,
 )
 from benchsuite.store import runs_table
+from benchsuite.tuning import read_studies
 
 
 def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
                  plots: bool = True, **options) -> Path:
-    """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json and
-    plots/*.png. ``store`` is a :class:`~benchsuite.store.Store`; ``options`` go to
-    :func:`benchsuite.analysis.analyze`."""
+    """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json,
+    plots/*.png and, for a tuned results folder, tuning.json (its journals). ``store`` is a
+    :class:`~benchsuite.store.Store`; ``options`` go to :func:`benchsuite.analysis.analyze`."""
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     records = {r["run_id"]: r for r in store.records()}
     table = runs_table(records.values())
-    analysis = analyze(table, references=references, **options)
+    journals = read_studies(store.root)
+    analysis = analyze(table, references=references, studies=journals, **options)
     figure_dir = folder / "plots"
     for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
         old.unlink()
@@ -50,5 +52,10 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
     (folder / "stats.json").write_text(json.dumps(strict_json_values(analysis), indent=1, allow_nan=False))
     table.write_csv(folder / "results.csv")
+    tuning_file = folder / "tuning.json"
+    if journals:  # the trials each study drew, in order, and its changes: the choice can be redone from these
+        tuning_file.write_text(json.dumps(journals, indent=1, sort_keys=True))
+    elif tuning_file.exists():
+        tuning_file.unlink()
     return folder
 

@@ -85,8 +85,10 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
             "its test metric is compared with the baseline ", Code(analysis["baseline"]),
             f"'s, paired by seed (95% t-interval, paired t-test on the seeds both sides finished, Holm over the "
             f"methods of the task; Welch's test when fewer than 2 seeds pair). A configuration chosen among K on "
-            f"the same seeds it is tested on is tested at α/K (p × K, simultaneous interval); one confirmed on "
-            f"fresh seeds (`benchsuite run --confirm N`) is tested on those alone. Verdict at α = {alpha:g}: "
+            f"the same seeds it is tested on is tested at α/K (p × K, simultaneous interval); one tuned with "
+            f"`benchsuite run --tune K` (K trials on tuning seeds, the best on validation then run on the report "
+            f"seeds) is tested on the report seeds alone, which its choice never saw, with no penalty. "
+            f"Means, stds and n next to a test come from the seeds that test used. Verdict at α = {alpha:g}: "
             f"equivalent when the 90% interval (two one-sided tests) lies within the margin ({margins}); else "
             f"better/worse when the Holm-adjusted p < {alpha:g}; else inconclusive. Every seed giving the same "
             f"difference has no t-test: its p is the exact sign-flip test's, which cannot go below 2/2^n "
@@ -119,14 +121,17 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
                    f"pooled score lies inside the pooled margin, which is no improvement. IQM (interquartile "
                    f"mean of the runs' scores) and P(better than {baseline}) are point estimates: their "
                    f"bootstrap intervals under-cover at these numbers of seeds. Mean ranks use each task's "
-                   f"means (ties share a rank). Verdicts count the per-task tests below."),
+                   f"means (ties share a rank). Verdicts count the per-task tests below. K: the trial "
+                   f"configurations each method was tuned over per task (`--tune`: its default and points of its "
+                   f"search space, on tuning seeds; 1: nothing to tune); lost: trials that diverged or failed; "
+                   f"edge: a chosen value is the lowest or highest tried, so the space may be too narrow there."),
     ]
     rows = []
     for i, m in enumerate(overall["methods"], 1):
         iqm, poi, wil, pooled = m["iqm"], m["prob_improvement"], m["wilcoxon"], m.get("pooled")
         v = m["verdicts"]
         rows.append([
-            str(i), Code(m["method"]), fmt(m["mean_rank"], 3), _pooled_cell(pooled, len(overall["tasks"])),
+            str(i), Code(m["method"]), _k_cell(m), fmt(m["mean_rank"], 3), _pooled_cell(pooled, len(overall["tasks"])),
             _pooled_p_cell(pooled),
             f"{iqm['value']:+.4f}" if iqm else "-", f"{poi['value']:.2f}" if poi else "-",
             fmt_p(wil.get("p_holm")) if wil else "-",
@@ -134,10 +139,10 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
             f"{m['diverged']}/{m['failed']}", f"×{m['overhead']:.2f}" if m["overhead"] else "-",
         ])
     blocks.append(Block(
-        "table", header=["#", "method", "mean rank", "pooled score [95% CI]", "pooled p (Holm)", "IQM score",
+        "table", header=["#", "method", "K", "mean rank", "pooled score [95% CI]", "pooled p (Holm)", "IQM score",
                          f"P(better than {baseline})", "Wilcoxon p (Holm)", "better/equiv./inconcl./worse",
                          "diverged/failed", "step time"],
-        rows=rows, align="rlrrrrrrrrr"))
+        rows=rows, align="rllrrrrrrrrr"))
     fr = overall.get("friedman") or {}
     if "chi2" in fr and "p_perm" not in fr:  # a stats.json written before permutation p-values
         blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
@@ -158,6 +163,22 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
     for name in plots.get("overall", []):
         blocks.append(Block("figure", name))
     return blocks
+
+
+def _k_cell(row: dict) -> str:
+    """A leaderboard row's tuning: K per task (a range when it differs), lost trials, and
+    how many of its choices lie at an edge of what was tried."""
+    tuning = row.get("tuning")
+    if not tuning:
+        among = row.get("selected_among", 1)
+        return f"grid of {among}, same seeds" if among > 1 else "untuned"
+    ks = sorted(set(tuning["k"].values()))
+    text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
+    if tuning["lost"]:
+        text += f", {tuning['lost']} lost"
+    if tuning["edges"]:
+        text += f", {len(tuning['edges'])} at an edge"
+    return text
 
 
 def _aa_blocks(analysis: dict) -> list[Block]:
@@ -254,6 +275,7 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
             blocks.append(Block("list", list(dict.fromkeys(notes))))
     if task["notes"]:
         blocks.append(Block("list", list(task["notes"])))
+    blocks += _tuning_blocks(task)
     extra = list(dict.fromkeys(k for c in task["configs"] for k in c["plugin_metrics"]))
     has_paper = any(c["paper"] for c in task["configs"])
     rows = []
@@ -266,7 +288,7 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
             row.append(_paper_cell(c, metric) + (f" (ours: {ours})" if ours else ""))
         row += [fmt_list(c["plugin_metrics"].get(name)) for name in extra]
         rows.append(row)
-    blocks.append(Block("h3", "All configurations"))
+    blocks.append(Block("h3", "Configurations on report seeds"))
     blocks.append(Block("table", header=["method", "chosen", "n", "mean ± std", "val mean", "last epoch", "diverged",
                                          "failed", "ms/step", "train s"] + (["paper"] if has_paper else []) + extra,
                         rows=rows, align="lcrrrrrrrr" + ("l" if has_paper else "") + "r" * len(extra)))
@@ -276,6 +298,65 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
                                      f"{r.get('label', '')})" for c, r in other]))
     for name in figures:
         blocks.append(Block("figure", name))
+    return blocks
+
+
+def _expected_columns(k: int) -> list[int]:
+    """The numbers of trials shown: every n up to 10, else 1, 2, 4, 8, ... and K."""
+    return list(range(1, k + 1)) if k <= 10 else sorted({1, k} | {2**i for i in range(1, k.bit_length()) if 2**i < k})
+
+
+def _tuning_blocks(task: dict) -> list[Block]:
+    """A task's tuning: each method's K, lost trials, choice, expected best against the
+    number of trials, tuning seconds and edges; every trial's validation mean; the changes
+    its journal records."""
+    efforts = task.get("tuning") or []
+    if not efforts:
+        return []
+    rows, changes = [], []
+    for e in efforts:
+        chosen = next((t for t in e["trials"] if t["chosen"]), None)
+        rows.append([Code(e["method"]), str(e["k"]), f"{len(e['tuning_seeds'])}", str(e["lost"]),
+                     Code(chosen["display"]) if chosen else "none", fmt(chosen["val_mean"]) if chosen else "-",
+                     fmt(e["expected_best"][0]["value"]) if e["expected_best"] else "-",
+                     fmt(e["expected_best"][-1]["value"]) if e["expected_best"] else "-",
+                     f"{e['seconds']:.0f}",
+                     "; ".join(f"{x['hyperparameter']} {x['side']} ({x['value']:g})" for x in e["edges"]) or "-",
+                     ", ".join(f"{name} {text}" for name, text in sorted(e["space"].items())) or "-"])
+        for change in e["changes"]:
+            after = " after report-seed runs existed" if change.get("report_runs_existed") else ""
+            changes.append(f"`{e['method']}`: {change['change']} changed from {change['from']} to {change['to']}"
+                           f"{after} ({change['time']})")
+        if e["not_run"]:
+            changes.append(f"`{e['method']}`: {e['not_run']} of its {e['k']} trials have no run yet")
+    blocks = [
+        Block("h3", "Tuning"),
+        Block("p", "Each method's trials ran on the tuning seeds; the trial with the best mean validation value "
+                   "(ties: the earlier trial, the default first) is the one tested above, on the report seeds. "
+                   "No test value of a trial is used. Expected best: the expected best validation value of n "
+                   "trials drawn from the K observed (Dodge et al. 2019; biased at small K), shown for n = 1 and "
+                   "n = K; tuning s: training seconds of every trial run."),
+        Block("table", header=["method", "K", "tuning seeds", "lost trials", "chosen", "chosen val",
+                               "expected best, n = 1", "n = K", "tuning s", "chosen at an edge", "space"],
+              rows=rows, align="lrrrlrrrrll"),
+    ]
+    widest = max(e["k"] for e in efforts)
+    columns = _expected_columns(widest)
+    curve_rows = [[Code(e["method"])] + [fmt(next((p["value"] for p in e["expected_best"] if p["n"] == n), None))
+                                         if n <= e["k"] else "" for n in columns] for e in efforts if e["k"] > 1]
+    if curve_rows:
+        blocks += [Block("p", "Expected best validation value against the number of trials n:"),
+                   Block("table", header=["method"] + [f"n = {n}" for n in columns], rows=curve_rows,
+                         align="l" + "r" * len(columns))]
+    trial_rows = [[Code(e["method"]), str(t["trial"]), Code(t["display"]), fmt(t["val_mean"]),
+                   ", ".join(map(str, t["lost_seeds"])) or "-", "✓" if t["chosen"] else "", f"{t['train_seconds']:.0f}"]
+                  for e in efforts for t in e["trials"]]
+    blocks += [Block("p", "Every trial (validation mean over the tuning seeds; lost: the tuning seeds it diverged or "
+                          "failed on):"),
+               Block("table", header=["method", "trial", "configuration", "val mean", "lost seeds", "chosen",
+                                      "train s"], rows=trial_rows, align="lrlrlcr")]
+    if changes:
+        blocks.append(Block("list", changes))
     return blocks
 
 
@@ -446,7 +527,7 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
             placed["overall"].append(name)
     if table.is_empty():
         return placed
-    runs = with_config_columns(table).filter(pl.col("status") == STATUS_FINISHED)
+    runs = with_config_columns(table).filter((pl.col("status") == STATUS_FINISHED) & (pl.col("role") == "report"))
     curves: dict[tuple, list[list[dict]]] = {}
     for task, config, run_id in runs.sort("seed").select("task", "config", "run_id").iter_rows():
         record = records.get(run_id)
@@ -459,6 +540,10 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
                     if (task["task"], c["config"]) in curves}
         if by_label:
             figures.append(plots.learning_curves(task["task"], task["metric"], by_label, folder))
+        tuning_figure = plots.expected_best(task["task"], task["metric"], task.get("tuning", []), folder,
+                                             higher=task["direction"] == "max")
+        if tuning_figure:
+            figures.append(tuning_figure)
         for curve in task["sensitivity"]:
             figures.append(plots.sensitivity(task["task"], task["metric"], curve, folder))
         for c in chosen:

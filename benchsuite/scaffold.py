@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import torch
 
-from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.weights import regularized_weights
 
 
@@ -56,7 +56,9 @@ class {cls}(Plugin):
     name = "{name}"
     citation = ""  # the paper: authors, title, venue, year
     hyperparameters = (
-        Hyperparameter("lam", float, 1e-4, low=0.0, help="penalty factor lam"),
+        # search: the range `benchsuite run --tune K` draws trials from (its default is trial 0);
+        # say in README.md where it comes from (the paper's sweep, or a pilot on tuning seeds)
+        Hyperparameter("lam", float, 1e-4, low=0.0, search=LogUniform(1e-6, 1e-1), help="penalty factor lam"),
     )
 
     @hookimpl
@@ -93,6 +95,12 @@ Diagnostic: `{name}.sum_sq_w`, Σ w² of the final model.
 |---|---|---|
 | `lam` | 1e-4 | penalty factor λ |
 
+## Search space (`--tune`)
+
+| name | space | where the range comes from |
+|---|---|---|
+| `lam` | log-uniform on [1e-6, 0.1] | the paper's sweep (cite its table), or a pilot on tuning seeds |
+
 ## The paper's setup
 
 Tasks, models, optimizers, schedules, seeds and the tables' numbers; which benchsuite tasks
@@ -109,8 +117,10 @@ to `only-include` in `pyproject.toml`; `benchsuite claims --plugin {name}` runs 
 
 ## Offline results
 
-`benchsuite run --plugin {name} --task mnist1d-mlp,teacher-student --seeds 5` then
-`benchsuite report --name {name}`; quote the report here with a generated excerpt
+`benchsuite run --plugin {name} --plugin l2 --plugin wd --task mnist1d-mlp,teacher-student --tune 8 --seeds 5`
+(every method, the baseline too, tuned with the same 8 trials on tuning seeds, then tested
+on report seeds 0-4) then `benchsuite report --name {name}`; quote the report here with a
+generated excerpt
 (`<!-- benchsuite:verdicts report={name} methods={name} -->`, see `benchsuite excerpt`).
 '''
 
@@ -141,6 +151,13 @@ def test_a_short_run_finishes_and_reports_its_diagnostic(run_steps):
 
 def test_no_task_is_rejected_before_training():
     assert preflight_problems("{name}", tiny_task_spec()) == []
+
+
+def test_lam_is_searched_over_a_range_that_holds_its_default():
+    from benchsuite.plugins import discover
+
+    lam = discover()["{name}"].hyperparameters["lam"]
+    assert lam.search is not None and lam.search.contains(lam.default)
 '''
 
 

@@ -43,7 +43,10 @@ Choices, and why (see also the "Statistics" section of the README):
 - A configuration chosen among K on validation and tested on the same seeds is tested at
   alpha / K (Bonferroni over the K configurations, valid whatever the selection rule and
   the correlation of validation with test); its interval is the simultaneous 1 - alpha / K
-  one. Runs on confirmation seeds that selection never saw are tested with K = 1.
+  one. A configuration chosen by tuning (``run --tune``: trials on tuning seeds, the
+  chosen one on report seeds its selection never saw) is tested with K = 1.
+- Tuning effort: the expected best validation score of n trials drawn from the K observed
+  (Dodge et al., 2019), see :func:`expected_best`.
 """
 
 from __future__ import annotations
@@ -343,8 +346,8 @@ def compare(method: dict[int, float], baseline: dict[int, float], higher_is_bett
         comp.exact_min_p = min(1.0, k * comp.exact_min_p)
         comp.equivalence_p = min(1.0, k * comp.equivalence_p)
         comp.notes.append(f"chosen among {k} configurations on the same seeds: p, exact p and equivalence p "
-                          f"multiplied by {k} (Bonferroni), {100 * confidence:.4g}% interval; confirm on fresh "
-                          f"seeds (`--confirm N`) to test it alone")
+                          f"multiplied by {k} (Bonferroni), {100 * confidence:.4g}% interval; tune it with "
+                          f"`--tune K` to choose on tuning seeds and test it alone on fresh report seeds")
     return comp
 
 
@@ -608,3 +611,30 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
 def _spread(values: np.ndarray) -> float:
     """The variance of a mean of ``values``: var / n, 0 for values identical up to rounding."""
     return 0.0 if no_spread(values) else float(values.var(ddof=1)) / len(values)
+
+
+def expected_best(scores, higher_is_better: bool = True) -> list[dict]:
+    """The expected best of ``n`` trials drawn with replacement from the K observed, for
+    n = 1..K (Dodge et al., 2019, "Show Your Work"): with the scores sorted from worst to
+    best, ``v_1 .. v_K``, ``E[best of n] = sum_i v_i ((i/K)^n - ((i-1)/K)^n)``.
+
+    A lost trial (None or not finite: diverged, failed) is a draw worse than any other:
+    the expectation is over the draws that hold at least one usable trial, and
+    ``p_none`` is the chance that all n are lost ((L/K)^n). The estimator is biased at
+    small K (Tang et al., 2020); reports show it with the observed trials."""
+    usable = [float(v) for v in scores if v is not None and math.isfinite(v)]
+    k, lost = len(scores), len(scores) - len(usable)
+    if k == 0:
+        return []
+    ordered = sorted(usable, reverse=not higher_is_better)  # worst first
+    out = []
+    for n in range(1, k + 1):
+        p_none = (lost / k) ** n
+        if not usable:
+            out.append({"n": n, "value": None, "p_none": p_none})
+            continue
+        ranks = np.arange(lost + 1, k + 1)  # the usable trials' ranks, after the lost ones
+        weights = (ranks / k) ** n - ((ranks - 1) / k) ** n
+        value = float(np.dot(weights, ordered) / (1.0 - p_none))
+        out.append({"n": n, "value": value, "p_none": p_none})
+    return out

@@ -13,6 +13,7 @@ import polars as pl
 from packaging.version import InvalidVersion, Version
 
 from benchsuite.formatting import fmt, fmt_hyperparameter
+from benchsuite.identity import TUNING_SEED_BASE
 from benchsuite.tasks.spec import METRICS
 
 BASELINE = "none"  # the method every other is compared with unless --baseline says otherwise
@@ -24,9 +25,10 @@ TUNABLE_TRAIN = ("train.lr", "train.weight_decay", "train.momentum")
 # --- per task and configuration -------------------------------------------------------------
 
 def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baseline: str = BASELINE) -> pl.DataFrame:
-    """Per task and configuration (``baseline`` first): seeds finished, diverged, failed;
-    mean and std of the headline test metric over finished runs; validation mean; timing.
-    ``configured``: ``with_config_columns(table)`` when the caller has it already."""
+    """Per task, configuration and role of its seeds (report seeds, then tuning seeds:
+    never mixed in one row), ``baseline`` first: seeds finished, diverged, failed; mean
+    and std of the headline test metric and of the validation metric over finished runs;
+    timing. ``configured``: ``with_config_columns(table)`` when the caller has it already."""
     if table.is_empty():
         return pl.DataFrame()
     table = configured if configured is not None else with_config_columns(table)
@@ -36,7 +38,7 @@ def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baselin
     finished = (pl.col("status") == "finished") & finite
     val_finite = finished & pl.col("val").is_not_null() & pl.col("val").is_finite()
     summ = (
-        table.group_by("task", "metric", "config", maintain_order=True)
+        table.group_by("task", "metric", "config", "role", maintain_order=True)
         .agg(
             pl.col("task_name").first(),
             pl.col("task_spec").first(),
@@ -51,6 +53,7 @@ def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baselin
             pl.col("test").filter(finished).mean().alias("mean"),
             pl.col("test").filter(finished).std().alias("std"),
             pl.col("val").filter(val_finite).mean().alias("val_mean"),
+            pl.col("val").filter(val_finite).std().alias("val_std"),
             pl.col("test_last").filter(finished & pl.col("test_last").is_finite()).mean().alias("last_mean"),
             pl.col("step_ms").filter(finished).mean().alias("step_ms"),
             pl.col("train_seconds").filter(finished).mean().alias("train_seconds"),
@@ -64,6 +67,27 @@ def summary(table: pl.DataFrame, configured: pl.DataFrame | None = None, baselin
     summ = summ.with_columns(pl.Series("display", _display_labels(summ), dtype=pl.Utf8))
     order = sorted(range(summ.height), key=lambda i: _row_order(summ.row(i, named=True), baseline))
     return summ[order]
+
+
+def name_variants(configs: list[dict], searched: dict[str, set[str]] | None = None) -> None:
+    """Set each configuration's ``variant``: its plugins plus the categorical values (text,
+    switches) that vary among the configurations of the same plugins. A variant is compared
+    with the baseline as a method of its own (GCSR's mode, a group-lasso variant); numeric
+    values (strengths, learning rates) are tuned: the variant is reported with the
+    configuration chosen on validation. ``searched``: per method, the values (``plugin.name``)
+    a tuning study searched, which never make a variant even when categorical."""
+    groups: dict[str, list[dict]] = {}
+    for c in configs:
+        groups.setdefault(c["method"], []).append(c)
+    for method, group in groups.items():
+        skip = (searched or {}).get(method, set())
+        keys = sorted({(p, k) for c in group for p, hps in c["hyperparameters"].items() if p != "train"
+                       for k, v in hps.items() if isinstance(v, (str, bool)) and f"{p}.{k}" not in skip})
+        varying = [(p, k) for p, k in keys
+                   if len({json.dumps(c["hyperparameters"].get(p, {}).get(k)) for c in group}) > 1]
+        for c in group:
+            values = ",".join(f"{k}={fmt_hyperparameter(c['hyperparameters'][p].get(k))}" for p, k in varying)
+            c["variant"] = f"{method}({values})" if values else method
 
 
 # --- plugin versions --------------------------------------------------------------------------
@@ -147,7 +171,8 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
     """Add ``task_name`` (the file's name), ``task`` (the name qualified by the recipe
     values that differ, e.g. ``digits-mlp [train.epochs=2]``), ``config`` (a key per
     configuration), ``config_hp`` (hyperparameters as JSON, swept training values under
-    ``"train"``) and ``config_full`` (every value, for the Methods table). Only
+    ``"train"``), ``config_full`` (every value, for the Methods table) and ``role``
+    ("tuning" for a run on a tuning seed, else "report"). Only
     :func:`current_runs`: runs superseded by newer plugin versions of the same
     configuration are left out."""
     table = current_runs(table)
@@ -179,6 +204,7 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
     return table.rename({"task": "task_name"}).with_columns(
         pl.Series("task", tasks, dtype=pl.Utf8), pl.Series("config", configs, dtype=pl.Utf8),
         pl.Series("config_hp", hps, dtype=pl.Utf8), pl.Series("config_full", fulls, dtype=pl.Utf8),
+        pl.when(pl.col("seed") >= TUNING_SEED_BASE).then(pl.lit("tuning")).otherwise(pl.lit("report")).alias("role"),
     )
 
 
@@ -212,7 +238,7 @@ def _flatten(spec: dict, prefix: str = "") -> dict:
     return out
 
 
-def _sort_value(value) -> tuple:
+def sort_value(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
@@ -222,8 +248,8 @@ def _row_order(row: dict, baseline: str = BASELINE) -> tuple:
     values = []
     for plugin, hps in sorted(json.loads(row["hp_json"]).items()):
         for key, value in sorted(hps.items()):
-            values.append((plugin, key, _sort_value(value)))
-    return (row["task"], row["method"] != baseline, row["method"], values)
+            values.append((plugin, key, sort_value(value)))
+    return (row["task"], row.get("role") == "tuning", row["method"] != baseline, row["method"], values)
 
 
 def _display_labels(summ: pl.DataFrame) -> list[str]:
@@ -304,17 +330,25 @@ def run_lines(table: pl.DataFrame, width: int = 80) -> list[str]:
     return ["  ".join(cut(cell, w).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-def summary_lines(summ: pl.DataFrame) -> list[str]:
-    """Plain-text table: one line per task and configuration."""
+def summary_lines(summ: pl.DataFrame, metric: str = "both") -> list[str]:
+    """Plain-text table: one line per task, configuration and role of its seeds. Runs on
+    tuning seeds show their validation values alone: a trial's test value is never used,
+    so nobody needs to look at it. ``metric``: "both", "val" or "test"."""
     if summ.is_empty():
         return ["no runs"]
-    rows = [("task", "method", "metric", "n", "mean ± std", "diverged", "failed", "ms/step")]
+    head = ("task", "method", "seeds", "n") + (("test", "test mean ± std") if metric != "val" else ()) \
+        + (("val mean ± std",) if metric != "test" else ()) + ("diverged", "failed", "ms/step")
+    rows = [head]
     for r in summ.iter_rows(named=True):
         arrow = "↑" if METRICS.get(r["metric"]) == "max" else "↓"
-        rows.append((
-            r["task"], r["display"], f"test {r['metric']} {arrow}", str(r["n"]),
-            f"{fmt(r['mean'])} ± {fmt(r['std'])}", str(r["diverged"]), str(r["failed"]),
-            fmt(r["step_ms"], 3),
-        ))
+        tuning = r["role"] == "tuning"
+        test = (f"{r['metric']} {arrow}", "-" if tuning else f"{fmt(r['mean'])} ± {fmt(r['std'])}")
+        val = (f"{fmt(r['val_mean'])} ± {fmt(r['val_std'])}",)
+        rows.append((r["task"], r["display"], r["role"], str(r["n"])) + (test if metric != "val" else ())
+                    + (val if metric != "test" else ()) + (str(r["diverged"]), str(r["failed"]), fmt(r["step_ms"], 3)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if any(r == "tuning" for r in summ["role"]):
+        lines.append("seeds: report = the seeds reports test; tuning = trials, chosen among on validation (their test "
+                     "values are never used, so none is shown)")
+    return lines

@@ -86,7 +86,7 @@ def test_results_summary_says_how_many_runs_it_left_out(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "left out: 5 runs superseded by newer plugin versions" in out
     [dipr] = [line for line in out.splitlines() if line.startswith("digits-mlp") and " dipr " in line]
-    assert dipr.split()[5] == "3" and "0.91 ±" in dipr  # n and mean of dipr 0.10.0's runs alone
+    assert dipr.split()[3] == "3" and "0.91 ±" in dipr  # n and mean of dipr 0.10.0's runs alone
 
 
 def test_prune_moves_the_superseded_runs_out_and_keeps_them(tmp_path, capsys):

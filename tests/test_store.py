@@ -274,7 +274,7 @@ def test_results_reads_a_thousand_runs_without_torch_scipy_or_the_engine(tmp_pat
         f"    assert main(['results', '--results', {str(tmp_path / 'r')!r}, '--summary']) == 0\n"
         "heavy = sorted(m for m in ('torch', 'scipy', 'benchsuite.engine') if m in sys.modules)\n"
         "print(time.perf_counter() - start, heavy)\n"
-        "print(out.getvalue().count('test accuracy'))\n"
+        "print(out.getvalue().count('accuracy ↑'))\n"
     )
     lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
     seconds, loaded = lines[0].split(" ", 1)
