@@ -25,9 +25,9 @@ import numpy as np
 import polars as pl
 
 from benchsuite import stats
-from benchsuite.identity import seed_role
+from benchsuite.identity import TUNING_SEED_BASE, seed_role
 from benchsuite.status import STATUS_FINISHED, STATUSES
-from benchsuite.studies import Journals
+from benchsuite.studies import TuningRuns, name_studies
 from benchsuite.studies import effort as studies_effort
 from benchsuite.studies import sensitivity as trial_sensitivity
 from benchsuite.summary import (
@@ -84,20 +84,22 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     }
     if table.is_empty():
         return out
-    runs = with_config_columns(table)
+    # with journals, a training value is a configuration's only where a study searches it
+    searched = {dim.split(".", 1)[1] for j in studies or () for seq in j["sequences"] for dim in seq.get("dims", {})
+                if dim.startswith("train.")} if studies else None
+    out["searched_train"] = sorted(searched) if searched is not None else None
+    runs = with_config_columns(table, searched)
     report_runs = runs.filter(pl.col("role") == "report")
     tuning_runs = runs.filter(pl.col("role") == "tuning")
     summ = summary(table, report_runs, baseline)
     trial_summ = summary(table, tuning_runs, baseline)
-    seeds = _Seeds()
+    seeds = _Seeds(studies or [])
     for row in runs.select("task", "config", "seed", "status", "test", "val", "run_id", "train_seconds").iter_rows():
         seeds.add(*row)
-    journals = Journals(studies or [], runs)
     for task in sorted(set(runs["task"])):
         part = summ.filter(pl.col("task") == task) if not summ.is_empty() else summ
         trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
-        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or [],
-                                          journals))
+        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or []))
     out["overall"] = _analyze_overall(out["tasks"], seeds, baseline, alpha, resamples, seed)
     return out
 
@@ -105,24 +107,23 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
 class _Seeds:
     """Per (task, configuration), on report seeds: every seed run (any status), the
     finished runs' finite test and validation values by seed, and the finished runs whose
-    value was not finite. On tuning seeds (trials): each seed's validation value, None
-    when the run was lost (diverged, failed, no finite validation value), and the training
-    seconds of them all; their test values are never kept."""
+    value was not finite. Runs on tuning seeds (trials) go to ``tuning``
+    (:class:`benchsuite.studies.TuningRuns`) with their validation value alone (None when
+    lost: diverged, failed, no finite validation value) and training seconds; their test
+    values are never kept."""
 
-    def __init__(self):
+    def __init__(self, journals: list[dict]):
         self.attempted: dict[tuple, set[int]] = {}
         self.test: dict[tuple, dict[int, float]] = {}
         self.val: dict[tuple, dict[int, float]] = {}
         self.nonfinite: dict[tuple, list[str]] = {}
-        self.trials: dict[tuple, dict[int, float | None]] = {}
-        self.seconds: dict[tuple, float] = {}
+        self.tuning = TuningRuns(journals)
 
     def add(self, task, config, seed, status, value, val, run_id, train_seconds) -> None:
         key = (task, config)
         if seed_role(seed) == "tuning":
             usable = status == STATUS_FINISHED and val is not None and math.isfinite(val)
-            self.trials.setdefault(key, {})[seed] = float(val) if usable else None
-            self.seconds[key] = self.seconds.get(key, 0.0) + (train_seconds or 0.0)
+            self.tuning.add(run_id, task, config, seed, float(val) if usable else None, train_seconds)
             return
         self.attempted.setdefault(key, set()).add(seed)
         if status != STATUS_FINISHED:
@@ -209,29 +210,38 @@ def _comparison_inputs(task: str, choice: dict, base: dict, k_method: int, k_bas
     return method_values, base_values, k * k_b, procedure
 
 
-def _variants(task: str, configs: list[dict], trials: list[dict], journals: Journals) -> tuple[dict, dict]:
-    """Report configurations and trials (configurations run on tuning seeds) by variant;
-    the values a study searched never split a variant."""
-    name_variants(configs + trials, journals.searched_on(task))
+def _variants(task: str, configs: list[dict], trials: list[dict], seeds: _Seeds) -> tuple[dict, dict]:
+    """Report configurations by variant, and the tuned studies by variant. A report
+    configuration that is a study's trial takes the study's variant; the others are named
+    among themselves (:func:`benchsuite.summary.name_variants`)."""
+    studies = seeds.tuning.studies(task, {c["config"]: c for c in trials})
+    name_studies(studies)
+    variant_of = {t["config"]: study["variant"] for study in studies for t in study["trials"] if t["config"]}
+    untuned = [c for c in configs if c["config"] not in variant_of]
+    name_variants(untuned)
+    for c in configs:
+        if c["config"] in variant_of:
+            c["variant"] = variant_of[c["config"]]
     by_method: dict[str, list[dict]] = {}
-    tuned: dict[str, list[dict]] = {}
     for c in configs:
         by_method.setdefault(c["variant"], []).append(c)
-    for c in trials:
-        tuned.setdefault(c["variant"], []).append(c)
-    return by_method, tuned
+    return by_method, {study["variant"]: study for study in studies}
 
 
-def _choose_tuned(task, by_method, tuned, seeds, higher, journals, notes) -> tuple[dict, list]:
+def _choose_tuned(by_method, tuned, higher, notes) -> tuple[dict, list]:
     """The report configuration of each tuned variant (its chosen trial on report seeds:
-    its other report-seed configurations are left out, with a note) and each variant's
+    its other report-seed configurations are left out, with a note) and each study's
     tuning effort."""
     selected, efforts = {}, []
-    for variant, trials in tuned.items():
-        effort = studies_effort(task, variant, trials, seeds, higher, journals)
+    for variant, study in tuned.items():
+        effort = studies_effort(study, higher)
         efforts.append(effort)
-        chosen = effort["chosen_config"]
         reports = by_method.get(variant, [])
+        if not effort["decided"]:
+            notes.append(f"`{variant}`: {effort['not_run']} of its {effort['k']} trials have no run on every tuning "
+                         "seed yet, so none is chosen and nothing is tested (run the same command again)")
+            continue
+        chosen = effort["chosen_config"]
         others = [c["display"] for c in reports if c["config"] != chosen]
         if others:
             notes.append(f"`{variant}` is tuned, so it is reported with its chosen trial alone; its other "
@@ -250,20 +260,24 @@ def _choose_tuned(task, by_method, tuned, seeds, higher, journals, notes) -> tup
 
 
 def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha,
-                  references, journals: Journals) -> dict:
+                  references) -> dict:
     first = part if not part.is_empty() else trial_part
     metric = first["metric"][0]
     higher = METRICS.get(metric) == "max"
     configs = [_config_dict(r) for r in part.iter_rows(named=True)]
     trials = [_config_dict(r) for r in trial_part.iter_rows(named=True)]
     task_name, task_spec = first["task_name"][0], json.loads(first["task_spec"][0])
-    by_method, tuned = _variants(task, configs, trials, journals)
+    by_method, tuned = _variants(task, configs, trials, seeds)
     for c in configs:
         hp = c["hyperparameters"]
         c["paper"] = [r for r in references if _reference_matches(r, task_name, c["method"], hp, task_spec)]
     notes = [f"`{c['display']}`: {line}: counted as diverged, left out"
              for c in configs for line in seeds.nonfinite.get((task, c["config"]), [])]
-    selected, efforts = _choose_tuned(task, by_method, tuned, seeds, higher, journals, notes)
+    selected, efforts = _choose_tuned(by_method, tuned, higher, notes)
+    unlisted = seeds.tuning.unlisted.get(task)
+    if unlisted:
+        notes.append(f"{unlisted} run(s) on tuning seeds that no tuning journal of this results folder lists (an "
+                     "older plugin version's, or copied in) are left out")
     for method, group in by_method.items():
         if method in tuned:
             continue
@@ -308,7 +322,7 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
     for choice, comp, *_, lost in comparisons:
         _guard_survivors(comp, choice["display"], baseline, *lost)
     result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
-                              "mean": ch["mean"], "std": ch["std"], "diverged": ch["diverged"],
+                              **_on_tested_seeds(comp, mv, bv), "diverged": ch["diverged"],
                               "failed": ch["failed"],
                               "configs_tried": ch["tuning"]["k"] if ch.get("tuning") else len(by_method[ch["variant"]]),
                               "baseline_configs_tried": base["tuning"]["k"] if base.get("tuning") else k_base,
@@ -319,6 +333,15 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
                               **comp.to_dict()} for ch, comp, procedure, mv, bv, lost in comparisons]
     _exact_test_note(comparisons, alpha, notes)
     return result
+
+
+def _on_tested_seeds(comp: stats.Comparison, method_values: dict, base_values: dict) -> dict:
+    """The method's mean and std over the seeds its test used (the pairs, when paired), so
+    the numbers beside a test are the test's own."""
+    seeds = sorted(set(method_values) & set(base_values)) if comp.paired else sorted(method_values)
+    values = np.array([method_values[s] for s in seeds])
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "n_tested": len(seeds)}
 
 
 def _exact_test_note(comparisons: list, alpha: float, notes: list[str]) -> None:
@@ -498,15 +521,15 @@ def _tuning_row(efforts: dict[str, dict] | None) -> dict | None:
 
 
 def _budget_notes(tasks: list[dict]) -> list[str]:
-    """Tasks where the tuned methods did not all get the same budget."""
+    """Tasks where the tuned methods (those with something to tune) were not tried equally
+    often: K differs after a changed space or budget, or a space of few values ran out."""
     notes = []
     for t in tasks:
-        asked = {e["method"]: e["budget"] if e["budget"] is not None else e["k"] for e in t.get("tuning", ())
-                 if e["k"] > 1 or e["budget"]}
-        if len(set(asked.values())) > 1:
-            notes.append(f"{t['task']}: the methods were not tuned with one budget ("
-                         + ", ".join(f"{m} K = {k}" for m, k in sorted(asked.items())) + "): not an equal-budget "
-                         "comparison")
+        ks = {e["method"]: e["k"] for e in t.get("tuning", ()) if e["k"] > 1}
+        if len(set(ks.values())) > 1:
+            notes.append(f"{t['task']}: the tuned methods did not all get the same number of trials ("
+                         + ", ".join(f"{m} K = {k}" for m, k in sorted(ks.items())) + "): not an equal-budget "
+                         "comparison (each study's Tuning section says what changed)")
     return notes
 
 
@@ -651,7 +674,9 @@ def regressions(current: pl.DataFrame, reference: pl.DataFrame, *, margins: dict
     def seeds(table):
         out: dict[tuple, dict[int, float]] = {}
         meta = {}
-        for row in table.filter(pl.col("status") == STATUS_FINISHED).iter_rows(named=True):
+        # report seeds alone: a trial's test value is never compared, not even with itself
+        report = (pl.col("status") == STATUS_FINISHED) & (pl.col("seed") < TUNING_SEED_BASE)
+        for row in table.filter(report).iter_rows(named=True):
             if row["test"] is None or not math.isfinite(row["test"]):
                 continue
             key = (row["task"], row["task_spec"], row["method_full_label"])

@@ -407,7 +407,8 @@ def _selection(args, available):
         if args.replicate:
             raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
         groups, table = matrix.load_groups(args.matrix, available, args.tasks_dir, args.epochs, args.subset,
-                                           args.seeds, train_overrides=matrix.parse_train(args.train))
+                                           args.seeds, train_overrides=matrix.parse_train(args.train),
+                                           tuned=args.tune is not None)
         if table is None and args.tune is None:
             _no_tuning_options(args)
             return groups, None
@@ -415,16 +416,18 @@ def _selection(args, available):
         budget = args.tune if args.tune is not None else table.get("budget")
         seeds = args.tune_seeds if args.tune_seeds is not None else table.get("seeds")
         where = "--tune" if args.tune is not None else f"{args.matrix} [tuning]"
-        return groups, settings(budget, seeds, {**table.get("spaces", {}), **spaces}, where=where)
+        return groups, settings(budget, seeds, table.get("spaces", {}), where=where, command=spaces)
     methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
     tasks = _tasks_from(args.task, args.tasks_dir, args.epochs, args.subset, matrix.parse_train(args.train))
     seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
     grids = matrix.assigned_names(args.grid, "--grid")
-    group = matrix.Group(tasks, methods, seeds, args.replicate, matrix.assigned_names(args.set) | grids, grids)
+    trained = {f"train.{key}" for key in matrix.parse_train(args.train)}  # fixed by --train, not searched
+    group = matrix.Group(tasks, methods, seeds, args.replicate, matrix.assigned_names(args.set) | grids | trained,
+                         grids)
     if args.tune is None:
         _no_tuning_options(args)
         return [group], None
-    return [group], settings(args.tune, args.tune_seeds, spaces)
+    return [group], settings(args.tune, args.tune_seeds, command=spaces)
 
 
 def _no_tuning_options(args) -> None:
@@ -451,18 +454,24 @@ def _report_runs_exist(study, plan, store, available) -> bool:
 def _tuned_exit_code(plan, report, store, available, allow_failures: bool) -> int:
     """Lost trials are outcomes of the search (each counts against its method's budget):
     only lost report runs, and studies none of whose trials can be chosen, make exit 1."""
-    from benchsuite.tuning import chosen
+    from benchsuite.tuning import decision
 
-    lost = sum(1 for s in plan.runs if (store.get(s.run_id) or {}).get("status") != STATUS_FINISHED)
+    records = [store.get(s.run_id) for s in plan.runs]
+    lost = sum(1 for r in records if r is not None and r.get("status") != STATUS_FINISHED)
     if lost:
         print(f"{lost} of {len(plan.runs)} tuning run(s) lost (diverged or failed): each counts against its method's "
               "budget and its trial is never chosen (the report lists them)", file=sys.stderr)
-    empty = [f"{s.method.name} on {s.task.name}" for s in plan.studies if chosen(s, store, available) is None]
+    states = {s.key: decision(s, store, available)[0] for s in plan.studies}
+    empty = [f"{s.method.name} on {s.task.name}" for s in plan.studies if states[s.key] == "lost"]
     if empty:
         print(f"{len(empty)} stud(ies) with no trial that finished every tuning seed, so no report runs: "
               + "; ".join(empty[:5]), file=sys.stderr)
+    waiting = [f"{s.method.name} on {s.task.name}" for s in plan.studies if states[s.key] == "undecided"]
+    if waiting:  # a trial run another process holds, or one that ended without a record
+        print(f"{len(waiting)} stud(ies) with trial runs not stored yet, so nothing chosen: "
+              + "; ".join(waiting[:5]) + "; run the same command again", file=sys.stderr)
     code = _exit_code(report, [store.get(spec.run_id) for spec in report], allow_failures)
-    return 1 if empty and not allow_failures else code
+    return 1 if (empty or waiting) and not allow_failures else code
 
 
 def _dry_run(args, plan, store, available) -> int:
@@ -472,7 +481,7 @@ def _dry_run(args, plan, store, available) -> int:
     from benchsuite.executors import estimate_seconds
     from benchsuite.tuning import chosen
 
-    specs = list(plan.runs)
+    specs = list(plan.runs)  # a study's report runs are listed once every trial of it is stored
     roles = {spec.run_id: ("tuning" if plan.studies else "report") for spec in specs}
     trials, undecided = {}, []
     for study in plan.studies:
@@ -496,12 +505,13 @@ def _dry_run(args, plan, store, available) -> int:
     known = [estimates[s.run_id] for s in to_run if estimates[s.run_id] is not None]
     n_done = sum(done.values())
     if args.json:
-        runs = [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": s.method.label,
+        runs = [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name,
+                 "method": s.method.label + (f"@{s.replicate}" if s.replicate else ""),
                  "seed": s.seed, "role": roles[s.run_id], "trial": trials.get(s.run_id),
                  "rerun": args.force and done[s.run_id],
                  "estimated_seconds": estimates[s.run_id] if args.force or not done[s.run_id] else None}
                 for s in specs]
-        runs += [{"run_id": None, "done": False, "task": study.task.name, "method": study.method.name, "seed": seed,
+        runs += [{"run_id": None, "done": False, "task": study.task.name, "method": _study_label(study), "seed": seed,
                   "role": "report", "trial": None, "chosen": "the best trial on validation, once every trial is "
                   "stored", "estimated_seconds": None} for study, seed in undecided]
         print(json.dumps({
@@ -515,9 +525,10 @@ def _dry_run(args, plan, store, available) -> int:
         cost = f"  ~{_duration(estimates[spec.run_id])}" if args.force or not done[spec.run_id] else ""
         role = f"  [{roles[spec.run_id]}{' trial ' + str(trials[spec.run_id]) if spec.run_id in trials else ''}]" \
             if plan.studies else ""
-        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}  seed={spec.seed}{cost}{role}")
+        salt = f"@{spec.replicate}" if spec.replicate else ""
+        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}{salt}  seed={spec.seed}{cost}{role}")
     for study, seed in undecided:
-        print(f"{'-' * 20}  pending  {study.task.name}  {study.method.name}  seed={seed}  [report: the trial best on "
+        print(f"{'-' * 20}  pending  {study.task.name}  {_study_label(study)}  seed={seed}  [report: the trial best on "
               "validation, chosen once every trial is stored]")
     line = f"{len(specs) + len(undecided)} runs: {n_done} done, {len(specs) - n_done + len(undecided)} pending"
     if args.force and n_done:
@@ -532,6 +543,10 @@ def _dry_run(args, plan, store, available) -> int:
         for note in study.notes:
             print(f"note: {note}")
     return 0
+
+
+def _study_label(study) -> str:
+    return study.method.name + (f"@{study.replicate}" if study.replicate else "")
 
 
 def _studies_json(plan, store, available) -> list[dict]:

@@ -226,12 +226,27 @@ def plan(groups: Sequence[Group], available, settings=None, root=None) -> Plan:
         return Plan(_unique(spec for group in groups for spec in group.runs(available)))
     from pathlib import Path
 
-    studies, report_seeds = [], {}
+    tuning.check_spaces(settings, available)
+    tuning.check_spaces(tuning.Settings(1, spaces=settings.command), available)
+    selected = {name for group in groups for method in group.methods for name in method.names}
+    named = {name.split(".")[0] for name, _ in settings.spaces + settings.command} | {
+        name.split(".")[0] for group in groups for name in group.spaces}
+    unused = sorted(named - selected - {"train"})
+    if unused:
+        raise UsageError(f"space for {unused[0]}.*: plugin {unused[0]!r} is not selected "
+                         f"(selected: {', '.join(sorted(selected))})")
+    studies: dict[str, object] = {}
+    report_seeds: dict[str, list[int]] = {}
     for group in groups:
-        mine = tuning.settings(settings.budget, settings.seeds, {**dict(settings.spaces), **group.spaces},
-                               where=group.where)
+        mine_plugins = {name for method in group.methods for name in method.names}
+        stray = sorted(n for n in group.spaces if n.split(".")[0] not in mine_plugins | {"train"})
+        if stray:
+            raise UsageError(f"{group.where}: space {stray[0]}: plugin {stray[0].split('.')[0]!r} is not selected in "
+                             f"this group (selected: {', '.join(sorted(mine_plugins))})")
+        spaces = {**dict(settings.spaces), **group.spaces, **dict(settings.command)}
+        mine = tuning.settings(settings.budget, settings.seeds, spaces, where=group.where)
         tuning.check_spaces(mine, available, where=f"{group.where}: space")
-        _check_tunable(group, available)
+        _check_tunable(group, mine, available)
         folder = Path(root) if root else None
         planned = tuning.plan_studies(group.tasks, group.methods, mine, available, folder, group.fixed,
                                       group.replicate)
@@ -239,21 +254,27 @@ def plan(groups: Sequence[Group], available, settings=None, root=None) -> Plan:
             planned += tuning.plan_studies(group.tasks, [m for m in group.methods if m.name == BASELINE], mine,
                                            available, folder, group.fixed)
         for study in planned:
-            if study.key not in report_seeds:
-                studies.append(study)
-                report_seeds[study.key] = group.seeds
+            first = studies.setdefault(study.key, study)
+            if first.dims != study.dims:
+                raise UsageError(f"{group.where}: {study.method.name} on {study.task.name} is searched over another "
+                                 "space than in an earlier group; give one space per method and task")
+            # a study two groups share (the baseline, say) runs on every report seed either names
+            report_seeds[study.key] = sorted(set(report_seeds.get(study.key, ())) | set(group.seeds))
+    studies = list(studies.values())
     runs = _unique(spec for study in studies for spec in study.trial_specs(available))
     return Plan(runs, studies, report_seeds)
 
 
-def _check_tunable(group: Group, available) -> None:
-    """Under tuning, a numeric value is searched through its space, never gridded: a grid
-    may only name variants (text or switch values)."""
+def _check_tunable(group: Group, settings, available) -> None:
+    """Under tuning, a value with a search space (its plugin's, or one the command or matrix
+    gives) is searched, never gridded; a grid names variants, each tuned on its own (text
+    and switch values, or numbers nobody searches, such as dipr's experiments per step)."""
+    spaces = {name for name, _ in settings.spaces}
     for name in sorted(group.grids):
         plugin, key = name.split(".", 1)
-        if available[plugin].hyperparameters[key].type in (int, float):
-            raise UsageError(f"{group.where}: grid {name}: under tuning a numeric value is searched through its "
-                             f"space, not a grid; give a space (spaces = {{\"{name}\" = \"log:LOW:HIGH\"}}) "
+        if name in spaces or getattr(available[plugin].hyperparameters[key], "search", None) is not None:
+            raise UsageError(f"{group.where}: grid {name}: under tuning a value with a search space is searched, "
+                             f"not gridded; narrow its space instead (spaces = {{\"{name}\" = \"log:LOW:HIGH\"}}) "
                              "or fix it with set")
 
 
@@ -277,7 +298,7 @@ def load_matrix(path: str, available, extra_dirs=(), epochs=None, subset=None, s
 
 
 def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, seeds=None,
-                train_overrides=None) -> tuple[list[Group], dict | None]:
+                train_overrides=None, tuned: bool = False) -> tuple[list[Group], dict | None]:
     """A matrix file's groups, and its ``[tuning]`` table (None without one).
 
     A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
@@ -307,7 +328,7 @@ def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, s
         count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
         overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides}
         selections.append(_group(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides,
-                                 tuned=tuning is not None))
+                                 tuned=tuned or tuning is not None))
     return selections, tuning
 
 
@@ -416,5 +437,6 @@ def _group(group: dict, where: str, available, extra_dirs, count, overrides: dic
     ]
     group_seeds = parse_seeds(count, None, f"{where}: seeds")
     grids = assigned_names(group.get("grid", ()), "--grid")
+    trained = {f"train.{k}" for k in [*train, *(overrides["train_overrides"] or {})]}  # fixed, not searched
     return Group(tasks, methods, group_seeds, group.get("replicate", ""),
-                 assigned_names(group.get("set", ())) | grids, grids, dict(group.get("spaces", {})), where)
+                 assigned_names(group.get("set", ())) | grids | trained, grids, dict(group.get("spaces", {})), where)

@@ -106,6 +106,14 @@ def _log_axis(ax, xs) -> None:
         ax.set_xscale("log")
 
 
+def _log_values(ax, metric: str) -> None:
+    """A loss spanning more than a decade on a log scale (accuracy stays linear)."""
+    values = [y for line in ax.get_lines() for y in np.ravel(line.get_ydata()) if np.isfinite(y) and y > 0]
+    values += [y for c in ax.collections for y in np.ravel(c.get_offsets()[:, 1]) if np.isfinite(y) and y > 0]
+    if metric != "accuracy" and values and max(values) / min(values) > 10:
+        ax.set_yscale("log")
+
+
 def _trial_sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str:
     points = [p for p in curve["points"] if p["val_mean"] is not None]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -117,8 +125,7 @@ def _trial_sensitivity(task: str, metric: str, curve: dict, folder: Path) -> str
         if p["selected"]:
             ax.axvline(x, color="grey", linewidth=0.8, linestyle=":")
     _log_axis(ax, xs)
-    if metric != "accuracy":
-        ax.set_yscale("log")
+    _log_values(ax, metric)
     if not numeric:
         ax.set_xticks(xs, [str(p["value"]) for p in points])
     lost = sum(1 for p in curve["points"] if p["val_mean"] is None)
@@ -134,19 +141,21 @@ def expected_best(task: str, metric: str, efforts: list[dict], folder: Path, hig
     """Per tuned method: the expected best validation score of n trials (line, n = 1..K)
     and its observed trials in the order drawn (points) with their running best (steps);
     a method with one trial (nothing to tune) as a dashed level."""
-    usable = [e for e in efforts if any(p["value"] is not None for p in e["expected_best"])]
+    usable = [e for e in efforts if e.get("decided", True) and any(p["value"] is not None for p in e["expected_best"])]
     if not any(e["k"] > 1 for e in usable):
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.9))
     widest = max(e["k"] for e in usable)
-    for e in usable:
+    colors = plt.cm.tab20(np.linspace(0, 1, 20))  # more methods than the default cycle's 10 colors
+    for i, e in enumerate(usable):
+        color = colors[(2 * i) % 20 + (2 * i) // 20 % 2]
         if e["k"] == 1:
-            ax.axhline(e["expected_best"][0]["value"], linestyle="--", linewidth=1.0, color="grey",
+            ax.axhline(e["expected_best"][0]["value"], linestyle="--", linewidth=1.0, color=color,
                        label=f"{e['method']} (K=1)")
             continue
         n = [p["n"] for p in e["expected_best"] if p["value"] is not None]
         (line,) = ax.plot(n, [p["value"] for p in e["expected_best"] if p["value"] is not None],
-                          label=f"{e['method']} (K={e['k']})", linewidth=1.5)
+                          label=f"{e['method']} (K={e['k']})", linewidth=1.5, color=color)
         observed = [(i + 1, t["val_mean"]) for i, t in enumerate(e["trials"]) if t["val_mean"] is not None]
         if observed:
             ax.scatter(*zip(*observed), color=line.get_color(), s=14, alpha=0.6)
@@ -154,8 +163,7 @@ def expected_best(task: str, metric: str, efforts: list[dict], folder: Path, hig
             ax.step([x for x, _ in observed], best([v for _, v in observed]), where="post",
                     color=line.get_color(), linewidth=0.8, alpha=0.5)
     ax.set_xticks(range(1, widest + 1) if widest <= 16 else np.linspace(1, widest, 9).round().astype(int))
-    if metric != "accuracy":
-        ax.set_yscale("log")
+    _log_values(ax, metric)
     ax.set_xlabel("trials n (points: the trials in the order drawn, steps: their running best)")
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"{task}: expected best of n trials (Dodge et al. 2019)", fontsize=9)

@@ -259,7 +259,7 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
         rows = []
         for c in task["comparisons"]:
             rows.append([
-                Code(c["display"]), f"{c['n_method']}/{c['n_baseline']}", _pm(c["mean"], c["std"]),
+                Code(c["display"]), _n_cell(c), _pm(c["mean"], c["std"]),
                 f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["test"],
                 fmt_p(c["p"]), fmt_p(c["p_holm"]),
                 f"{fmt_p(c['exact_p'])} (min {fmt_p(c['exact_min_p'])})", fmt_p(c["equivalence_p"]),
@@ -267,8 +267,8 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
             ])
         blocks.append(Block("h3", "Against the baseline"))
         blocks.append(Block("table", header=[
-            "method", "n (method/baseline)", "mean ± std", "difference [95% CI]", "test", "p", "p (Holm)",
-            "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "selection"],
+            "method", "n (method/baseline)", "mean ± std (tested seeds)", "difference [95% CI]", "test", "p",
+            "p (Holm)", "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "selection"],
             rows=rows, align="lrrrlrrrrlrl"))
         notes = [f"{c['display']}: {n}" for c in task["comparisons"] for n in c["notes"]]
         if notes:
@@ -318,17 +318,20 @@ def _tuning_blocks(task: dict) -> list[Block]:
         chosen = next((t for t in e["trials"] if t["chosen"]), None)
         rows.append([Code(e["method"]), str(e["k"]), f"{len(e['tuning_seeds'])}", str(e["lost"]),
                      Code(chosen["display"]) if chosen else "none", fmt(chosen["val_mean"]) if chosen else "-",
-                     fmt(e["expected_best"][0]["value"]) if e["expected_best"] else "-",
-                     fmt(e["expected_best"][-1]["value"]) if e["expected_best"] else "-",
-                     f"{e['seconds']:.0f}",
+                     fmt(e["expected_best"][0]["value"]) if e["decided"] and e["expected_best"] else "-",
+                     fmt(e["expected_best"][-1]["value"]) if e["decided"] and e["expected_best"] else "-",
+                     fmt(e["seconds"], 3),
                      "; ".join(f"{x['hyperparameter']} {x['side']} ({x['value']:g})" for x in e["edges"]) or "-",
                      ", ".join(f"{name} {text}" for name, text in sorted(e["space"].items())) or "-"])
         for change in e["changes"]:
             after = " after report-seed runs existed" if change.get("report_runs_existed") else ""
-            changes.append(f"`{e['method']}`: {change['change']} changed from {change['from']} to {change['to']}"
-                           f"{after} ({change['time']})")
+            what = ("its journal was unreadable, set aside and started anew (its earlier changes are in the file "
+                    "set aside)" if change["change"] == "recreated"
+                    else f"{change['change']} changed from {change.get('from')} to {change.get('to')}")
+            changes.append(f"`{e['method']}`: {what}{after} ({change.get('time', '?')})")
         if e["not_run"]:
-            changes.append(f"`{e['method']}`: {e['not_run']} of its {e['k']} trials have no run yet")
+            changes.append(f"`{e['method']}`: {e['not_run']} of its {e['k']} trials have no run on every tuning seed "
+                           "yet: undecided")
     blocks = [
         Block("h3", "Tuning"),
         Block("p", "Each method's trials ran on the tuning seeds; the trial with the best mean validation value "
@@ -343,13 +346,14 @@ def _tuning_blocks(task: dict) -> list[Block]:
     widest = max(e["k"] for e in efforts)
     columns = _expected_columns(widest)
     curve_rows = [[Code(e["method"])] + [fmt(next((p["value"] for p in e["expected_best"] if p["n"] == n), None))
-                                         if n <= e["k"] else "" for n in columns] for e in efforts if e["k"] > 1]
+                                         if n <= e["k"] else "" for n in columns] for e in efforts
+                  if e["k"] > 1 and e["decided"]]
     if curve_rows:
         blocks += [Block("p", "Expected best validation value against the number of trials n:"),
                    Block("table", header=["method"] + [f"n = {n}" for n in columns], rows=curve_rows,
                          align="l" + "r" * len(columns))]
     trial_rows = [[Code(e["method"]), str(t["trial"]), Code(t["display"]), fmt(t["val_mean"]),
-                   ", ".join(map(str, t["lost_seeds"])) or "-", "✓" if t["chosen"] else "", f"{t['train_seconds']:.0f}"]
+                   ", ".join(map(str, t["lost_seeds"])) or "-", "✓" if t["chosen"] else "", fmt(t["train_seconds"], 3)]
                   for e in efforts for t in e["trials"]]
     blocks += [Block("p", "Every trial (validation mean over the tuning seeds; lost: the tuning seeds it diverged or "
                           "failed on):"),
@@ -358,6 +362,16 @@ def _tuning_blocks(task: dict) -> list[Block]:
     if changes:
         blocks.append(Block("list", changes))
     return blocks
+
+
+def _n_cell(c: dict) -> str:
+    """Seeds of a comparison: the pairs its paired test used, and the seeds each side
+    finished when some had no pair."""
+    both = f"{c['n_method']}/{c['n_baseline']}"
+    if not c["paired"]:
+        return both + " unpaired"
+    same = c["n_pairs"] == c["n_method"] == c["n_baseline"]
+    return both if same else f"{c['n_pairs']} pairs (of {both})"
 
 
 def _methods_blocks(analysis: dict) -> list[Block]:
@@ -527,7 +541,9 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
             placed["overall"].append(name)
     if table.is_empty():
         return placed
-    runs = with_config_columns(table).filter((pl.col("status") == STATUS_FINISHED) & (pl.col("role") == "report"))
+    searched = analysis.get("searched_train")
+    runs = with_config_columns(table, set(searched) if searched is not None else None).filter(
+        (pl.col("status") == STATUS_FINISHED) & (pl.col("role") == "report"))
     curves: dict[tuple, list[list[dict]]] = {}
     for task, config, run_id in runs.sort("seed").select("task", "config", "run_id").iter_rows():
         record = records.get(run_id)

@@ -167,12 +167,15 @@ def versions_text(versions: dict) -> str:
     return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
 
 
-def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
+def with_config_columns(table: pl.DataFrame, searched_train: set[str] | None = None) -> pl.DataFrame:
     """Add ``task_name`` (the file's name), ``task`` (the name qualified by the recipe
     values that differ, e.g. ``digits-mlp [train.epochs=2]``), ``config`` (a key per
     configuration), ``config_hp`` (hyperparameters as JSON, swept training values under
     ``"train"``), ``config_full`` (every value, for the Methods table) and ``role``
-    ("tuning" for a run on a tuning seed, else "report"). Only
+    ("tuning" for a run on a tuning seed, else "report"). ``searched_train``: when given
+    (the training values tuning studies search, e.g. ``{"lr"}``), the other tunable training
+    values are part of a task's recipe: runs a tuning study made at another fixed learning
+    rate form another task, with its own baseline. Only
     :func:`current_runs`: runs superseded by newer plugin versions of the same
     configuration are left out."""
     table = current_runs(table)
@@ -183,8 +186,9 @@ def with_config_columns(table: pl.DataFrame) -> pl.DataFrame:
     for name, variants in specs.items():
         for spec, mine in variants.items():
             differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
-            recipe = [k for k in differing if k not in TUNABLE_TRAIN]
-            swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in TUNABLE_TRAIN}
+            sweepable = TUNABLE_TRAIN if searched_train is None else {f"train.{k}" for k in searched_train}
+            recipe = [k for k in differing if k not in sweepable]
+            swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in sweepable}
             label = f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name
             recipes[(name, spec)] = (label, swept)
     columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run

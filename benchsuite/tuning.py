@@ -37,7 +37,7 @@ from typing import Any
 from benchsuite import search
 from benchsuite.errors import UsageError
 from benchsuite.files import atomic_write, set_aside
-from benchsuite.identity import TUNING_SEED_BASE, Method, RunSpec, make_run_spec
+from benchsuite.identity import TUNING_SEED_BASE, Method, RunSpec, check_replicate, make_run_spec
 from benchsuite.plugins import unknown_hyperparameter_message
 from benchsuite.tasks.spec import METRICS, TaskSpec
 
@@ -67,25 +67,32 @@ class Settings:
     budget: int
     seeds: int = DEFAULT_TUNING_SEEDS
     spaces: tuple[tuple[str, Any], ...] = ()
+    # the command line's --space: over a matrix group's spaces, which are over [tuning]'s
+    command: tuple[tuple[str, Any], ...] = ()
 
     def space_of(self, name: str):
         return dict(self.spaces).get(name)
 
 
-def settings(budget, seeds=None, spaces=None, where: str = "--tune") -> Settings:
-    """Checked settings: K >= 1, tuning seeds >= 1, each space parsed (text or TOML table)."""
+def settings(budget, seeds=None, spaces=None, where: str = "--tune", command=None) -> Settings:
+    """Checked settings: K >= 1, tuning seeds >= 1, each space parsed (text or TOML table);
+    ``command``: spaces that win over any a matrix gives."""
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
         raise UsageError(f"{where}: the budget K must be an integer from 1 to {MAX_BUDGET}, got {budget!r}")
     seeds = DEFAULT_TUNING_SEEDS if seeds is None else seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
         raise UsageError(f"{where}: tuning seeds must be an integer from 1 to 1000, got {seeds!r}")
+    return Settings(budget, seeds, _parsed(spaces, where), _parsed(command, "--space"))
+
+
+def _parsed(spaces, where: str) -> tuple[tuple[str, Any], ...]:
     parsed = {}
     for name, spec in (spaces or {}).items():
         name = name.strip()
         if name.count(".") != 1 or not all(name.split(".")):
             raise UsageError(f"{where}: space {name!r}: name it PLUGIN.NAME (l2.lam) or train.KEY (train.lr)")
         parsed[name] = search.parse_space(spec, f"{where}: space {name}")
-    return Settings(budget, seeds, tuple(sorted(parsed.items())))
+    return tuple(sorted(parsed.items()))
 
 
 def parse_space_args(items: Sequence[str]) -> dict[str, str]:
@@ -206,15 +213,22 @@ def plan_studies(tasks: Sequence[TaskSpec], methods: Sequence[Method], tuning: S
     studies = []
     for task in tasks:
         for method in methods:
-            clash = sorted(n for n, _ in tuning.spaces if n in fixed and n.split(".")[0] in method.names)
+            clash = sorted(n for n, _ in tuning.spaces if n in fixed
+                           and (n.split(".")[0] in method.names or n.startswith("train.")))
             if clash:
-                raise UsageError(f"{clash[0]}: both fixed (set or grid) and given a search space; give one")
-            key = study_key(task, method, replicate)
+                raise UsageError(f"{clash[0]}: both fixed (set, grid or train) and given a search space; give one")
+            try:
+                key = study_key(task, method, check_replicate(replicate))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
             stored = read_journal(root / "tuning" / journal_name(task.name, method.name, key), key) if root else None
             journal = stored or new_journal(task, method, key, replicate)
             seeds = sorted(set(journal["seeds"]) | set(tuning_seeds(tuning.seeds)))
             study = Study(key, task, method, replicate, study_dims(method, tuning, available, fixed), seeds,
                           tuning.budget, [dict(t) for t in journal["trials"]], journal)
+            if "train.momentum" in study.dims and task.train.optimizer != "sgd":
+                del study.dims["train.momentum"]  # only SGD has a momentum: the value would change nothing
+                study.notes.append(f"{task.name}: train.momentum is not searched: {task.train.optimizer} has none")
             _extend(study, available)
             studies.append(study)
     return studies
@@ -223,7 +237,7 @@ def plan_studies(tasks: Sequence[TaskSpec], methods: Sequence[Method], tuning: S
 def new_journal(task: TaskSpec, method: Method, key: str, replicate: str) -> dict:
     return {"journal_format": JOURNAL_FORMAT, "key": key, "task": task.name, "task_spec": task.to_dict(),
             "method": method.name, "replicate": replicate, "defaults": {n: dict(v) for n, v in method.plugins},
-            "budget": 0, "seeds": [], "trials": [], "sequences": [], "events": [], "run_ids": {}}
+            "budget": 0, "seeds": [], "space": {}, "trials": [], "sequences": [], "events": [], "run_ids": {}}
 
 
 def _extend(study: Study, available) -> None:
@@ -292,14 +306,18 @@ def save_studies(studies: Sequence[Study], store, report_runs_exist, available) 
     for study in studies:
         path = folder / study.file_name
         with store.claim(f"tuning-{study.key}"):
-            current = read_journal(path, study.key, set_aside_bad=True) or new_journal(
-                study.task, study.method, study.key, study.replicate)
+            existed = path.exists()
+            stored = read_journal(path, study.key, set_aside_bad=True)
+            recreated = existed and stored is None  # it was not a journal, and was set aside
+            current = stored or new_journal(study.task, study.method, study.key, study.replicate)
             merged = _merge(current, study)
             merged["run_ids"] = {str(t["index"]): {str(s): study.spec(t, s, available).run_id for s in study.seeds}
                                  for t in merged["trials"]}
             merged["budget"] = max(current["budget"], study.budget)
             merged["seeds"] = sorted(set(current["seeds"]) | set(study.seeds))
-            merged["events"] = current["events"] + _events(current, study, lambda s=study: report_runs_exist(s))
+            merged["events"] = current["events"] + _events(current, study, lambda s=study: report_runs_exist(s),
+                                                           recreated=recreated)
+            merged["space"] = {n: space.text() for n, space in sorted(study.dims.items())}
             if merged != current:
                 atomic_write(path, lambda fh, data=merged: json.dump(data, fh, indent=1, sort_keys=True))
             study.journal = merged
@@ -333,12 +351,15 @@ def _trial_text(trial: dict) -> str:
     return json.dumps([trial["hyperparameters"], trial["train"]], sort_keys=True)
 
 
-def _events(current: dict, study: Study, report_runs_exist) -> list[dict]:
+def _events(current: dict, study: Study, report_runs_exist, recreated: bool = False) -> list[dict]:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     space = {n: s.text() for n, s in sorted(study.dims.items())}
     if not current["events"]:
-        return [{"time": now, "change": "created", "budget": study.budget, "seeds": len(study.seeds),
-                 "space": space, "report_runs_existed": False}]
+        # a journal set aside as corrupt took its history with it: say so, and whether
+        # report-seed runs existed when it was made again
+        return [{"time": now, "change": "recreated" if recreated else "created", "budget": study.budget,
+                 "seeds": len(study.seeds), "space": space,
+                 "report_runs_existed": bool(report_runs_exist()) if recreated else False}]
     existed = None
 
     def event(change: str, before, after) -> dict:
@@ -348,11 +369,11 @@ def _events(current: dict, study: Study, report_runs_exist) -> list[dict]:
         return {"time": now, "change": change, "from": before, "to": after, "report_runs_existed": existed}
 
     events = []
-    last_space = next(e.get("space", e.get("to")) for e in reversed(current["events"])
-                      if e["change"] in ("created", "space"))
+    last_space = next((e.get("space", e.get("to")) for e in reversed(current["events"])
+                       if e["change"] in ("created", "recreated", "space")), None)
     if study.budget > current["budget"]:
         events.append(event("budget", current["budget"], study.budget))
-    if last_space != space:
+    if last_space is not None and last_space != space:
         events.append(event("space", last_space, space))
     if not set(study.seeds) <= set(current["seeds"]):
         events.append(event("seeds", len(current["seeds"]), len(set(current["seeds"]) | set(study.seeds))))
@@ -385,23 +406,64 @@ def _bad(path: Path, why: str, set_aside_bad: bool) -> None:
     return None
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problem_of_trials(trials) -> str | None:
+    for i, trial in enumerate(trials):
+        if not (isinstance(trial, dict) and trial.get("index") == i and isinstance(trial.get("train"), dict)
+                and isinstance(trial.get("hyperparameters"), dict)
+                and all(isinstance(v, dict) for v in trial["hyperparameters"].values())):
+            return f"trial {i} is malformed"
+    return None
+
+
+def _problem_of_sequences(sequences, n_trials: int) -> str | None:
+    for sequence in sequences:
+        if not (isinstance(sequence, dict) and isinstance(sequence.get("space"), str)
+                and _is_int(sequence.get("seed")) and _is_int(sequence.get("consumed"))
+                and isinstance(sequence.get("trials"), list)
+                and all(_is_int(i) and 0 <= i < n_trials for i in sequence["trials"])
+                and isinstance(sequence.get("dims", {}), dict)):
+            return "a sequence is malformed"
+    return None
+
+
+def _problem_of_run_ids(run_ids, n_trials: int) -> str | None:
+    if not isinstance(run_ids, dict):
+        return "'run_ids' is not an object"
+    for index, by_seed in run_ids.items():
+        if not (index.isdigit() and int(index) < n_trials and isinstance(by_seed, dict)
+                and all(seed.isdigit() and isinstance(run_id, str) for seed, run_id in by_seed.items())):
+            return f"'run_ids' of trial {index!r} is malformed"
+    return None
+
+
 def journal_problem(data, key: str | None = None) -> str | None:
+    """Why ``data`` is not a tuning journal (of study ``key``), or None: every field a
+    reader or writer uses, with its type."""
     if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
         return "not a tuning journal"
     if data.get("journal_format") != JOURNAL_FORMAT:
         return f"tuning journal of format {data.get('journal_format')!r}, this version reads {JOURNAL_FORMAT}"
     if key is not None and data.get("key") != key:
         return f"holds study {data.get('key')!r}, not {key!r} (copied or renamed?)"
-    for name, kind in (("sequences", list), ("events", list), ("task", str), ("method", str)):
+    kinds = {"key": str, "task": str, "method": str, "replicate": str, "task_spec": dict, "defaults": dict,
+             "sequences": list, "events": list, "seeds": list, "run_ids": dict}
+    for name, kind in kinds.items():
         if not isinstance(data.get(name), kind):
             return f"not a tuning journal ({name!r} is missing or not a {kind.__name__})"
-    for i, trial in enumerate(data["trials"]):
-        if not (isinstance(trial, dict) and trial.get("index") == i and isinstance(trial.get("hyperparameters"), dict)
-                and isinstance(trial.get("train"), dict)):
-            return f"not a tuning journal (trial {i} is malformed)"
-    if not isinstance(data.get("run_ids", {}), dict):
-        return "not a tuning journal ('run_ids' is not an object)"
-    return None
+    if not _is_int(data.get("budget")) or not all(_is_int(s) for s in data["seeds"]):
+        return "not a tuning journal ('budget' or 'seeds' is not made of integers)"
+    if not all(isinstance(e, dict) and isinstance(e.get("change"), str) for e in data["events"]):
+        return "not a tuning journal (an event is malformed)"
+    if not all(isinstance(v, dict) for v in data["defaults"].values()) or \
+            not isinstance(data.get("space", {}), dict):
+        return "not a tuning journal ('defaults' or 'space' is malformed)"
+    problem = (_problem_of_trials(data["trials"]) or _problem_of_sequences(data["sequences"], len(data["trials"]))
+               or _problem_of_run_ids(data["run_ids"], len(data["trials"])))
+    return f"not a tuning journal ({problem})" if problem else None
 
 
 def read_studies(root: Path) -> list[dict]:
@@ -430,31 +492,42 @@ def choose_trial(values: Sequence[dict[int, float | None]], seeds: Sequence[int]
     return best
 
 
-def trial_values(study: Study, store, available) -> list[dict[int, float | None]]:
-    """Each trial's validation value by tuning seed, from the stored records (None: lost)."""
+def trial_values(study: Study, store, available) -> list[dict[int, float | None]] | None:
+    """Each trial's validation value by tuning seed from the stored records (None: lost,
+    i.e. diverged, failed or no finite value), or None while some trial has no record on
+    some tuning seed: until then nothing is chosen."""
     metric = study.task.eval.metric
     out = []
     for trial in study.trials:
         by_seed = {}
         for seed in study.seeds:
             record = store.get(study.spec(trial, seed, available).run_id)
-            value = (record or {}).get("metrics", {}).get(f"val_{metric}") \
-                if (record or {}).get("status") == "finished" else None
+            if record is None:
+                return None
+            value = record.get("metrics", {}).get(f"val_{metric}") if record.get("status") == "finished" else None
             finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             by_seed[seed] = float(value) if finite else None
         out.append(by_seed)
     return out
 
 
+def decision(study: Study, store, available) -> tuple[str, dict | None]:
+    """("chosen", trial) once every trial is stored on every tuning seed and one finished
+    them all; ("lost", None) when none did; ("undecided", None) while a run is missing."""
+    values = trial_values(study, store, available)
+    if values is None:
+        return "undecided", None
+    index = choose_trial(values, study.seeds, study.higher_is_better)
+    return ("lost", None) if index is None else ("chosen", study.trials[index])
+
+
 def chosen(study: Study, store, available) -> dict | None:
-    """The study's chosen trial once its tuning runs are stored (None while none can be)."""
-    index = choose_trial(trial_values(study, store, available), study.seeds, study.higher_is_better)
-    return None if index is None else study.trials[index]
+    """The study's chosen trial, or None (undecided, or every trial lost)."""
+    return decision(study, store, available)[1]
 
 
 def report_specs(studies: Sequence[Study], store, seeds: dict[str, Sequence[int]], available) -> list[RunSpec]:
-    """The chosen trial of every study on its report seeds (``seeds[study.key]``); a study
-    with no choosable trial has none."""
+    """The chosen trial of every decided study on its report seeds (``seeds[study.key]``)."""
     specs = []
     for study in studies:
         trial = chosen(study, store, available)

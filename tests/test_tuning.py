@@ -207,15 +207,15 @@ def test_a_larger_budget_trains_only_the_new_trials(tmp_path, capsys):
     results = tmp_path / "r"
     base = ["run", "--plugin", "l2", *TOY, "--seeds", "2", "--tune-seeds", "1", "--results", str(results),
             "--no-baseline"]
-    assert main([*base, "--tune", "2"]) == 0
+    assert main([*base, "--tune", "4"]) == 0
     before = {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.json")}
     journal = read_studies(results)[0]
-    assert main([*base, "--tune", "4"]) == 0
+    assert main([*base, "--tune", "8"]) == 0
     after = {p.name: p.stat().st_mtime_ns for p in (results / "runs").glob("*.json")}
     assert all(after[name] == mtime for name, mtime in before.items())  # nothing redone
     extended = read_studies(results)[0]
-    assert extended["trials"][:2] == journal["trials"] and len(extended["trials"]) == 4
-    new_trial_runs = {extended["run_ids"][str(i)][str(TUNING_SEED_BASE)] + ".json" for i in (2, 3)}
+    assert extended["trials"][:4] == journal["trials"] and len(extended["trials"]) == 8
+    new_trial_runs = {extended["run_ids"][str(i)][str(TUNING_SEED_BASE)] + ".json" for i in range(4, 8)}
     new_tuning = {n for n in set(after) - set(before)
                   if json.loads((results / "runs" / n).read_text())["seed"] >= TUNING_SEED_BASE}
     assert new_tuning == new_trial_runs
@@ -223,10 +223,10 @@ def test_a_larger_budget_trains_only_the_new_trials(tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "rep"), "--name", "x",
                  "--no-plots"]) == 0
     text = (tmp_path / "rep" / "x" / "index.md").read_text()
-    assert "budget changed from 2 to 4 after report-seed runs existed" in text
+    assert "budget changed from 4 to 8 after report-seed runs existed" in text
     capsys.readouterr()
     assert main([*base, "--tune", "2", "--dry-run", "--json"]) == 0  # a smaller budget keeps every trial
-    assert len([r for r in json.loads(capsys.readouterr().out)["runs"] if r["role"] == "tuning"]) == 4
+    assert len([r for r in json.loads(capsys.readouterr().out)["runs"] if r["role"] == "tuning"]) == 8
 
 
 def test_stored_trials_are_reused_even_when_a_new_draw_would_differ(tmp_path, capsys):
@@ -266,7 +266,8 @@ def test_a_corrupt_journal_is_set_aside_and_its_trials_drawn_again(tmp_path, cap
     (["--tune", "2", "--space", "l2.lamb=log:1e-3:1"], "unknown hyperparameter l2.lamb"),
     (["--tune", "2", "--space", "l2.lam=log:1e-3:1", "--set", "l2.lam=0.1"], "both fixed"),
     (["--tune", "2", "--space", "train.epochs=int:1:9"], "train.epochs cannot be tuned"),
-    (["--tune", "2", "--grid", "l2.lam=0.1,0.2"], "under tuning a numeric value is searched"),
+    (["--tune", "2", "--space", "wc.a=log:0.3:1"], "plugin 'wc' is not selected"),
+    (["--tune", "2", "--grid", "l2.lam=0.1,0.2"], "under tuning a value with a search space is searched"),
     (["--space", "l2.lam=log:1e-3:1"], "give --tune K"),
     (["--tune", "2", "--seed", "1000000"], "tuning seeds"),
 ])
@@ -380,3 +381,181 @@ def test_results_summary_keeps_roles_apart_and_can_hide_test_values(tmp_path, ca
     assert report_l2.split()[3] == "4"  # n: the report seeds alone
     assert main(["results", "--results", str(tmp_path / "r"), "--summary", "--metric", "val"]) == 0
     assert "test mean" not in capsys.readouterr().out
+
+
+# --- the report chooses what the command chose -----------------------------------------------
+
+def _report_choices(results) -> dict:
+    analysis = analyze(Store(results).table(), studies=read_studies(results))
+    return {(t["task"], e["method"]): e for t in analysis["tasks"] for e in t["tuning"]}
+
+
+def _command_choices(results, capsys, *args) -> dict:
+    listed = dry_run(capsys, *args, "--results", str(results))
+    return {(s["task"], s["method"], s["study"]): s["chosen"] for s in listed["tuning"]}
+
+
+def test_the_report_chooses_the_trial_the_command_chose_study_by_study(tmp_path, capsys):
+    """Two studies of one method at two fixed learning rates: each chooses among its own
+    trials, the trial the command chose, and a fixed training value no study searches is
+    part of the task's recipe (its own task, with its own baseline)."""
+    results = tmp_path / "r"
+    base = ["--plugin", "l2", *TOY, "--tune", "3", "--seeds", "2", "--tune-seeds", "1"]
+    assert main(["run", *base, "--results", str(results)]) == 0
+    assert main(["run", *base, "--train", "lr=0.003", "--results", str(results)]) == 0
+    capsys.readouterr()
+    efforts = _report_choices(results)
+    assert sorted(efforts) == [("toy-regression [train.lr=0.003]", "l2"), ("toy-regression [train.lr=0.003]", "none"),
+                               ("toy-regression [train.lr=0.01]", "l2"), ("toy-regression [train.lr=0.01]", "none")]
+    assert [e["k"] for (_task, method), e in sorted(efforts.items()) if method == "l2"] == [3, 3]
+    commanded = {**_command_choices(results, capsys, *base),
+                 **_command_choices(results, capsys, *base, "--train", "lr=0.003")}
+    for e in efforts.values():
+        assert commanded[next(k for k in commanded if k[2] == e["study"])] == e["chosen"]
+    analysis = analyze(Store(results).table(), studies=read_studies(results))
+    assert [[c["method"] for c in t["comparisons"]] for t in analysis["tasks"]] == [["l2"], ["l2"]]
+    plain = analyze(Store(results).table())  # without journals: the learning rate is a swept value, as before
+    assert len(plain["tasks"]) == 1
+
+
+def test_runs_no_journal_lists_are_left_out_and_a_missing_trial_run_leaves_the_study_undecided(tmp_path, capsys):
+    results = tmp_path / "r"
+    args = ["--plugin", "l2", *TOY, "--tune", "3", "--seeds", "2", "--tune-seeds", "1", "--no-baseline"]
+    assert main(["run", *args, "--results", str(results)]) == 0
+    store = Store(results)
+    journal = read_studies(results)[0]
+    stray = store.get(journal["run_ids"]["1"][str(TUNING_SEED_BASE)])
+    stray = {**stray, "run_id": "f" * 20, "hyperparameters": {"l2": {"lam": 0.5}}, "method_label": "l2(lam=0.5)",
+             "method_full_label": "l2(lam=0.5)", "metrics": {**stray["metrics"], "val_mse": 1e-9}}
+    store.put(stray)  # a run on a tuning seed that no journal lists: an older version's, say
+    before = _report_choices(results)[("toy-regression", "l2")]
+    assert before["k"] == 3 and before["decided"]
+    notes = analyze(store.table(), studies=read_studies(results))["tasks"][0]["notes"]
+    assert any("no tuning journal of this results folder lists" in n for n in notes)
+    (results / "runs" / (journal["run_ids"]["2"][str(TUNING_SEED_BASE)] + ".json")).unlink()
+    after = _report_choices(results)[("toy-regression", "l2")]
+    assert not after["decided"] and after["chosen"] is None and after["not_run"] == 1
+    analysis = analyze(store.table(), studies=read_studies(results))
+    assert analysis["tasks"][0]["comparisons"] == [] or all(c["method"] != "l2" for c in analysis["tasks"][0]
+                                                             ["comparisons"])
+    listed = dry_run(capsys, *args, "--results", str(results))
+    report = [r for r in listed["runs"] if r["role"] == "report"]
+    assert report and all(r["run_id"] is None for r in report)  # no choice while a trial is missing
+
+
+def test_a_changed_space_is_recorded_and_unequal_budgets_are_named(tmp_path, capsys):
+    results = tmp_path / "r"
+    base = ["run", "--plugin", "l2", "--plugin", "l1", *TOY, "--tune", "3", "--seeds", "2", "--tune-seeds", "1",
+            "--results", str(results)]
+    assert main(base) == 0
+    assert main([*base, "--space", "l2.lam=log:1e-3:1e-1"]) == 0
+    journal = next(j for j in read_studies(results) if j["method"] == "l2")
+    assert journal["events"][-1]["change"] == "space" and journal["events"][-1]["report_runs_existed"]
+    assert journal["space"] == {"l2.lam": "log[0.001, 0.1]"}
+    analysis = analyze(Store(results).table(), studies=read_studies(results))
+    assert any("did not all get the same number of trials" in n and "l2 K = 5" in n and "l1 K = 3" in n
+               for n in analysis["overall"]["notes"])
+
+
+def test_a_study_two_groups_share_runs_on_every_report_seed_either_names(tmp_path, capsys):
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('[tuning]\nbudget = 2\nseeds = 1\n'
+                      '[[runs]]\ntasks = ["toy-regression"]\nplugins = ["l2"]\nseeds = 2\n'
+                      '[[runs]]\ntasks = ["toy-regression"]\nplugins = ["l1"]\nseeds = 4\n')
+    listed = dry_run(capsys, "--matrix", str(matrix), "--epochs", "3", "--results", str(tmp_path / "r"))
+    none = next(s for s in listed["tuning"] if s["method"] == "none")
+    assert none["report_seeds"] == [0, 1, 2, 3]
+    matrix.write_text(matrix.read_text() + '[[runs]]\ntasks = ["toy-regression"]\nplugins = ["l2"]\n'
+                      'spaces = {"l2.lam" = "log:1e-3:1e-1"}\n')
+    assert main(["run", "--matrix", str(matrix), "--dry-run"]) == 2
+    assert "another space than in an earlier group" in capsys.readouterr().err
+    matrix.write_text(matrix.read_text().replace('plugins = ["l1"]\n', 'plugins = ["l1"]\nspaces = {"l2.lam" = '
+                                                 '"log:1e-3:1e-1"}\n'))
+    assert main(["run", "--matrix", str(matrix), "--dry-run"]) == 2
+    assert "plugin 'l2' is not selected in this group" in capsys.readouterr().err
+
+
+def test_the_command_line_space_wins_over_a_matrix_groups_and_needs_no_tuning_table(tmp_path, capsys):
+    matrix = tmp_path / "m.toml"
+    matrix.write_text('[[runs]]\ntasks = ["toy-regression"]\nplugins = ["l2"]\nspaces = {"l2.lam" = "log:1e-3:1e-1"}\n')
+    assert main(["run", "--matrix", str(matrix), "--dry-run"]) == 2  # spaces without any tuning
+    assert "add a [tuning] table" in capsys.readouterr().err
+    listed = dry_run(capsys, "--matrix", str(matrix), "--tune", "2", "--space", "l2.lam=log:0.2:0.5",
+                     "--results", str(tmp_path / "r"))
+    assert next(s for s in listed["tuning"] if s["method"] == "l2")["space"] == {"l2.lam": "log[0.2, 0.5]"}
+
+
+def test_a_training_value_is_either_fixed_or_searched_and_momentum_only_where_it_acts(tmp_path, capsys):
+    args = ["run", "--plugin", "l2", *TOY, "--tune", "2", "--results", str(tmp_path / "r")]
+    assert main([*args, "--train", "lr=0.05", "--space", "train.lr=log:1e-3:1e-1", "--dry-run"]) == 2
+    assert "both fixed" in capsys.readouterr().err
+    listed = dry_run(capsys, "--plugin", "l2", *TOY, "--tune", "2", "--space", "train.momentum=linear:0:0.9",
+                     "--results", str(tmp_path / "r"))
+    l2 = next(s for s in listed["tuning"] if s["method"] == "l2")
+    assert l2["space"] == {"l2.lam": "log[1e-05, 1]"} and any("momentum is not searched" in n for n in l2["notes"])
+    listed = dry_run(capsys, "--plugin", "wd", *TOY, "--tune", "3", "--space", "train.weight_decay=log:1e-5:1e-2",
+                     "--results", str(tmp_path / "r"))
+    spaces = {s["method"]: s["space"] for s in listed["tuning"]}
+    assert "train.weight_decay" in spaces["none"] and "train.weight_decay" not in spaces["wd"]  # wd is the decay
+
+
+def test_a_bad_replicate_name_with_tuning_exits_2(tmp_path, capsys):
+    assert main(["run", "--plugin", "none", *TOY, "--tune", "2", "--replicate", "a b",
+                 "--results", str(tmp_path / "r")]) == 2
+    assert "replicate" in capsys.readouterr().err
+
+
+def test_a_tuned_aa_replicate_from_the_command_line(tmp_path, capsys):
+    """`none` against a salted copy of itself, both tuned: every verdict but equivalent or
+    inconclusive would be a false positive, and the report says so."""
+    results = tmp_path / "r"
+    assert main(["run", "--plugin", "none", "--replicate", "aa", *TOY, "--tune", "2", "--seeds", "3",
+                 "--tune-seeds", "1", "--results", str(results)]) == 0
+    table = Store(results).table()
+    assert sorted(set(table["method"])) == ["none", "none@aa"]
+    analysis = analyze(table, studies=read_studies(results))
+    comp = analysis["tasks"][0]["comparisons"][0]
+    assert comp["method"] == "none@aa" and comp["seeds_method"] == [0, 1, 2]
+    assert {e["method"] for e in analysis["tasks"][0]["tuning"]} == {"none", "none@aa"}
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda j: j.pop("seeds"), lambda j: j["trials"][0].update(hyperparameters={"l2": 5}),
+    lambda j: j.update(sequences=[{}]), lambda j: j.update(run_ids={"0": 5}), lambda j: j.update(events=[{}]),
+    lambda j: j.update(budget="x"), lambda j: j.update(run_ids={"9": {}}),
+])
+def test_a_malformed_journal_is_set_aside_not_trusted(tmp_path, capsys, mutate):
+    results = tmp_path / "r"
+    args = ["run", "--plugin", "l2", *TOY, "--tune", "2", "--seeds", "2", "--tune-seeds", "1", "--no-baseline",
+            "--results", str(results)]
+    assert main(args) == 0
+    path = next((results / "tuning").glob("*.json"))
+    journal = json.loads(path.read_text())
+    mutate(journal)
+    path.write_text(json.dumps(journal))
+    for command in (["leaderboard", "--results", str(results)], ["run", *args[1:], "--dry-run"]):
+        assert main(command) == 0
+    assert main(args) == 0
+    assert "not a tuning journal" in capsys.readouterr().err
+    rebuilt = read_studies(results)[0]
+    assert rebuilt["events"][0]["change"] == "recreated" and rebuilt["events"][0]["report_runs_existed"] is True
+
+
+def test_mean_std_and_n_beside_a_test_come_from_the_seeds_it_used():
+    records = [synthetic_record("t", "none", s, 0.9 + 0.01 * s) for s in (0, 1)]
+    records += [synthetic_record("t", "l2", s, value, hyperparameters={"l2": {"lam": 1.0}})
+                for s, value in ((0, 0.95), (1, 0.97), (2, 0.5), (3, 0.5))]
+    comp = analyze(runs_table(records))["tasks"][0]["comparisons"][0]
+    assert comp["n_pairs"] == 2 and comp["n_tested"] == 2
+    assert comp["mean"] == pytest.approx(0.96) and comp["std"] == pytest.approx(np.std([0.95, 0.97], ddof=1))
+
+
+def test_regression_checks_compare_report_seeds_only():
+    from benchsuite.analysis import regressions
+
+    rows = _tuned_store(0.5)
+    worse = [{**r, "metrics": {**r["metrics"], "test_accuracy": 0.0}} if r["seed"] >= TUNING_SEED_BASE else r
+             for r in rows]
+    checked = regressions(runs_table(worse), runs_table(rows))
+    assert checked and all(not c["regression"] for c in checked)
+    assert all(c["configuration"] in ("none", "l2(lam=2.0)") for c in checked)
