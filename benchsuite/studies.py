@@ -112,22 +112,37 @@ class TuningRuns:
 
 
 def name_studies(studies: list[dict]) -> None:
-    """Each journal study's variant: its method, plus the fixed values (text, switch or
-    number, training values too) that differ among the studies of the same method on the
-    task; a study chooses among its own trials only, so two studies are two variants."""
+    """Each journal study's variant: its method plus the text or switch values that differ
+    among the studies of the same method on the task (as variants are named elsewhere);
+    where that leaves two studies one name, the numbers and training values that tell them
+    apart too. A study chooses among its own trials only, so two studies are two variants."""
     by_method: dict[str, list[dict]] = {}
     for study in studies:
         if study.get("variant") is None:
             by_method.setdefault(study["method"], []).append(study)
     for method, group in by_method.items():
-        keys = sorted({(p, k) for s in group for p, values in s["fixed"].items() for k in values})
-        differing = [(p, k) for p, k in keys if len({json.dumps(s["fixed"].get(p, {}).get(k)) for s in group}) > 1]
+        text = _differing(group, lambda v: isinstance(v, (str, bool)))
+        _name(method, group, text)
+        named: dict[str, list[dict]] = {}
         for study in group:
-            inner = ",".join(f"{k}={fmt_hyperparameter(study['fixed'][p].get(k))}"
-                             for p, k in differing if p != "train")
-            train = ", ".join(f"train.{k}={fmt_hyperparameter(study['fixed']['train'].get(k))}"
-                              for p, k in differing if p == "train")
-            study["variant"] = (f"{method}({inner})" if inner else method) + (f" [{train}]" if train else "")
+            named.setdefault(study["variant"], []).append(study)
+        for same in named.values():
+            if len(same) > 1:
+                _name(method, same, sorted(set(text) | set(_differing(same, lambda v: True))))
+
+
+def _differing(group: list[dict], kind) -> list[tuple[str, str]]:
+    keys = sorted({(p, k) for s in group for p, values in s["fixed"].items() for k, v in values.items() if kind(v)})
+    return [(p, k) for p, k in keys if len({json.dumps(s["fixed"].get(p, {}).get(k)) for s in group}) > 1]
+
+
+def _name(method: str, group: list[dict], differing: list[tuple[str, str]]) -> None:
+    for study in group:
+        inner = ",".join(f"{k}={fmt_hyperparameter(study['fixed'][p].get(k))}"
+                         for p, k in differing if p != "train")
+        train = ", ".join(f"train.{k}={fmt_hyperparameter(study['fixed']['train'].get(k))}"
+                          for p, k in differing if p == "train")
+        study["variant"] = (f"{method}({inner})" if inner else method) + (f" [{train}]" if train else "")
 
 
 def _label(study: dict, trial: dict) -> str:

@@ -559,3 +559,17 @@ def test_regression_checks_compare_report_seeds_only():
     checked = regressions(runs_table(worse), runs_table(rows))
     assert checked and all(not c["regression"] for c in checked)
     assert all(c["configuration"] in ("none", "l2(lam=2.0)") for c in checked)
+
+
+def test_studies_are_named_by_their_text_values_and_by_numbers_only_where_those_tie():
+    from benchsuite.studies import name_studies
+
+    def study(**fixed):
+        return {"method": "lpwd", "fixed": {"lpwd": fixed, "train": {"lr": 0.001}}}
+
+    studies = [study(variant="wd", lam=0.01, zero_shot=False), study(variant="lpwd", lam=0.01, zero_shot=False),
+               study(variant="lpwd", lam=0.0, zero_shot=True), study(variant="lpwd", lam=0.5, zero_shot=True)]
+    name_studies(studies)
+    assert [s["variant"] for s in studies] == [
+        "lpwd(variant=wd,zero_shot=False)", "lpwd(variant=lpwd,zero_shot=False)",
+        "lpwd(lam=0,variant=lpwd,zero_shot=True)", "lpwd(lam=0.5,variant=lpwd,zero_shot=True)"]
