@@ -37,7 +37,7 @@ from typing import Any
 from benchsuite import search
 from benchsuite.errors import UsageError
 from benchsuite.files import atomic_write, set_aside
-from benchsuite.identity import TUNING_SEED_BASE, Method, RunSpec, check_replicate, make_run_spec
+from benchsuite.identity import TUNING_SEED_BASE, Method, RunSpec, check_replicate, make_run_spec, seed_role
 from benchsuite.plugins import unknown_hyperparameter_message
 from benchsuite.tasks.spec import METRICS, TaskSpec
 
@@ -47,10 +47,6 @@ MAX_BUDGET = 10_000
 # training values a space may hold (every method, the baseline included, then searches them):
 # name -> (lowest valid value, whether it is allowed, highest valid value)
 TRAIN_DIMENSIONS = {"lr": (0.0, False, None), "weight_decay": (0.0, True, None), "momentum": (0.0, True, 1.0)}
-
-
-def is_tuning_seed(seed: int) -> bool:
-    return seed >= TUNING_SEED_BASE
 
 
 def tuning_seeds(count: int) -> list[int]:
@@ -537,7 +533,7 @@ def report_specs(studies: Sequence[Study], store, seeds: dict[str, Sequence[int]
 
 
 def check_report_seeds(seeds: Sequence[int]) -> None:
-    high = [s for s in seeds if is_tuning_seed(s)]
+    high = [s for s in seeds if seed_role(s) == "tuning"]
     if high:
         raise UsageError(f"seed {high[0]}: seeds from {TUNING_SEED_BASE} up are tuning seeds (`--tune`); report "
                          f"seeds lie below")

@@ -573,3 +573,10 @@ def test_studies_are_named_by_their_text_values_and_by_numbers_only_where_those_
     assert [s["variant"] for s in studies] == [
         "lpwd(variant=wd,zero_shot=False)", "lpwd(variant=lpwd,zero_shot=False)",
         "lpwd(lam=0,variant=lpwd,zero_shot=True)", "lpwd(lam=0.5,variant=lpwd,zero_shot=True)"]
+
+
+def test_the_light_modules_copies_of_tuning_constants_agree():
+    from benchsuite import cli, summary, tuning
+
+    assert cli.DEFAULT_TUNING_SEEDS == tuning.DEFAULT_TUNING_SEEDS
+    assert {f"train.{k}" for k in tuning.TRAIN_DIMENSIONS} == set(summary.TUNABLE_TRAIN)
