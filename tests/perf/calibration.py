@@ -61,9 +61,15 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-power", action="store_true", help="skip the power rows")
+    parser.add_argument("--only", default=None, metavar="TEXT",
+                        help="only the A/A designs whose label contains TEXT (e.g. 'm=5 tasks=4 normal K=4, tuned')")
+    parser.add_argument("--experiments", type=int, default=None, metavar="N",
+                        help="with --only: N experiments per design, split over --jobs processes")
     parser.add_argument("--no-recheck", dest="recheck", action="store_false",
                         help="do not rerun the designs that missed a target (fresh seed, 4x experiments)")
     args = parser.parse_args(argv)
+    if args.only:
+        return _only(args)
     designs = grid()
     jobs = [(d, experiments_for(d, args.budget, args.most), args.seed + i) for i, d in enumerate(designs)]
     if not args.no_power:
@@ -101,6 +107,45 @@ def main(argv=None) -> int:
     print(f"{time.perf_counter() - started:.0f} s")
     still = [r for r in rechecked if meets_targets(r)] if args.recheck else missed
     return 1 if still else 0
+
+
+def _only(args) -> int:
+    """The A/A designs matching --only, each with --experiments split over --jobs
+    processes (each part its own random numbers), pooled into one row."""
+    designs = [d for d in grid() if args.only in d.label()]
+    if not designs:
+        print(f"no design's label contains {args.only!r}", file=sys.stderr)
+        return 2
+    count = args.experiments or args.most
+    parts = max(1, args.jobs)
+    jobs = [(d, count // parts, args.seed + 10 * i + j) for i, d in enumerate(designs) for j in range(parts)]
+    print(f"python tests/perf/calibration.py --only {args.only!r} --experiments {count} --seed {args.seed} "
+          f"--jobs {args.jobs}\n")
+    print("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | Friedman | power | targets |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    failed = 0
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        results = pool.map(_one, jobs)
+    for i in range(len(designs)):
+        merged = _pooled(results[i * parts:(i + 1) * parts])
+        missed = meets_targets(merged)
+        failed += bool(missed)
+        cells = [_cell(merged[k]) for k in ("fwer", "coverage", "pooled_coverage", "pooled_fwer", "friedman_fpr")]
+        print(f"| {merged['label']} | {merged['experiments']} | {' | '.join(cells)} | - | "
+              f"{'; '.join(missed) or 'met'} |")
+    return 1 if failed else 0
+
+
+def _pooled(parts: list[dict]) -> dict:
+    """One result from parts of the same design run on different random numbers."""
+    out = dict(parts[0])
+    for key, count in (("fwer", "families"), ("pooled_fwer", "experiments"), ("friedman_fpr", "friedman_tests"),
+                       ("coverage", "intervals"), ("pooled_coverage", "pooled_intervals")):
+        total = sum(p[count] for p in parts)
+        shown = [p for p in parts if p[key] is not None]
+        out[count] = total
+        out[key] = sum(p[key] * p[count] for p in shown) / sum(p[count] for p in shown) if shown else None
+    return out
 
 
 def _table(pool, jobs) -> list[dict]:
