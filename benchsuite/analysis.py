@@ -84,11 +84,7 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     }
     if table.is_empty():
         return out
-    # with journals, a training value is a configuration's only where a study searches it
-    searched = {dim.split(".", 1)[1] for j in studies or () for seq in j["sequences"] for dim in seq.get("dims", {})
-                if dim.startswith("train.")} if studies else None
-    out["searched_train"] = sorted(searched) if searched is not None else None
-    runs = with_config_columns(table, searched)
+    runs = with_config_columns(table, studies)
     report_runs = runs.filter(pl.col("role") == "report")
     tuning_runs = runs.filter(pl.col("role") == "tuning")
     summ = summary(table, report_runs, baseline)

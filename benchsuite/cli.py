@@ -318,7 +318,8 @@ def cmd_run(args) -> int:
     from benchsuite.executors import run_all
     from benchsuite.plugins import discover
     from benchsuite.store import Store, runs_table
-    from benchsuite.summary import RUN_COLUMNS, summary, summary_lines
+    from benchsuite.summary import RUN_COLUMNS, summary, summary_lines, with_config_columns
+    from benchsuite.tuning import read_studies
 
     replicas = int(os.environ.get("WORLD_SIZE", "1"))
     if replicas > 1:
@@ -372,6 +373,10 @@ def cmd_run(args) -> int:
         return _submit(args, specs + _report_runs(plan, store, available), store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs, force=args.force)
+    if plan.studies:
+        from benchsuite.tuning import record_choices
+
+        record_choices(plan.studies, store, available, lambda study: _report_runs_exist(study, plan, store, available))
     report = _report_runs(plan, store, available)
     if report:
         print(f"report runs: the chosen trial of each of {len(plan.studies)} studies on its report seeds "
@@ -387,7 +392,8 @@ def cmd_run(args) -> int:
                           "results": str(store.root), "runs": table.select(RUN_COLUMNS).to_dicts()}, indent=1))
     else:
         print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
-        print("\n".join(summary_lines(summary(table))))
+        journals = read_studies(store.root) if plan.studies else None
+        print("\n".join(summary_lines(summary(table, with_config_columns(table, journals)))))
     if plan.studies:
         return _tuned_exit_code(plan, report, store, available, args.allow_failures)
     return _exit_code(specs, records, args.allow_failures)
@@ -479,7 +485,7 @@ def _dry_run(args, plan, store, available) -> int:
     Under tuning: every trial run, then each study's report runs (pending its choice when
     its trials are not all stored yet)."""
     from benchsuite.executors import estimate_seconds
-    from benchsuite.tuning import chosen
+    from benchsuite.tuning import decision
 
     specs = list(plan.runs)  # a study's report runs are listed once every trial of it is stored
     roles = {spec.run_id: ("tuning" if plan.studies else "report") for spec in specs}
@@ -488,10 +494,12 @@ def _dry_run(args, plan, store, available) -> int:
         for trial in study.trials:
             for seed in study.seeds:
                 trials[study.spec(trial, seed, available).run_id] = trial["index"]
-        picked = chosen(study, store, available)
+        state, picked = decision(study, store, available)
         seeds = plan.report_seeds[study.key]
-        if picked is None:
+        if state == "undecided":
             undecided += [(study, seed) for seed in seeds]
+            continue
+        if picked is None:  # every trial lost: no report run will be made
             continue
         for seed in seeds:
             spec = study.spec(picked, seed, available)
@@ -551,11 +559,11 @@ def _study_label(study) -> str:
 
 def _studies_json(plan, store, available) -> list[dict]:
     """Each study of a tuned plan: its task, method, dimensions, trials and the chosen one."""
-    from benchsuite.tuning import chosen
+    from benchsuite.tuning import decision
 
     out = []
     for study in plan.studies:
-        picked = chosen(study, store, available)
+        state, picked = decision(study, store, available)
         out.append({
             "task": study.task.name, "method": study.method.name, "replicate": study.replicate, "study": study.key,
             "budget": study.budget,
@@ -563,7 +571,7 @@ def _studies_json(plan, store, available) -> list[dict]:
             "space": {name: space.text() for name, space in sorted(study.dims.items())},
             "trials": [{"index": t["index"], "label": study.trial_method(t).full_label, "origin": t["origin"],
                         "hyperparameters": t["hyperparameters"], "train": t["train"]} for t in study.trials],
-            "chosen": None if picked is None else picked["index"], "notes": study.notes,
+            "decision": state, "chosen": None if picked is None else picked["index"], "notes": study.notes,
         })
     return out
 
@@ -852,7 +860,11 @@ def cmd_results(args) -> int:
         print(f"wrote {len(table)} runs to {path}")
         return 0
     if args.summary:
-        print("\n".join(summary_lines(summary(table), args.metric)))
+        from benchsuite.summary import with_config_columns
+        from benchsuite.tuning import read_studies
+
+        journals = read_studies(_results_dir(args))  # the task labels the report gives
+        print("\n".join(summary_lines(summary(table, with_config_columns(table, journals)), args.metric)))
         left_out = superseded_runs(table)
         if left_out:
             print(f"left out: {sum(row['runs'] for row in left_out)} runs superseded by newer plugin versions "

@@ -40,7 +40,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     figure_dir = folder / "plots"
     for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
         old.unlink()
-    placed = make_plots(analysis, table, records, figure_dir) if plots else {}
+    placed = make_plots(analysis, table, records, figure_dir, journals) if plots else {}
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
     blocks[2:2] = environment_blocks(table, analysis["superseded"])

@@ -526,8 +526,10 @@ def strict_json_values(value):
     return value
 
 
-def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], folder: Path) -> dict:
-    """Every figure of the report, written under ``folder``; returns where each goes."""
+def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], folder: Path,
+               journals: list[dict] | None = None) -> dict:
+    """Every figure of the report, written under ``folder``; returns where each goes.
+    ``journals``: the tuning journals the analysis was given (the same task labels)."""
     from benchsuite import plots
     from benchsuite.summary import with_config_columns
 
@@ -541,8 +543,7 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
             placed["overall"].append(name)
     if table.is_empty():
         return placed
-    searched = analysis.get("searched_train")
-    runs = with_config_columns(table, set(searched) if searched is not None else None).filter(
+    runs = with_config_columns(table, journals).filter(
         (pl.col("status") == STATUS_FINISHED) & (pl.col("role") == "report"))
     curves: dict[tuple, list[list[dict]]] = {}
     for task, config, run_id in runs.sort("seed").select("task", "config", "run_id").iter_rows():

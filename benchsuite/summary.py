@@ -167,41 +167,47 @@ def versions_text(versions: dict) -> str:
     return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
 
 
-def with_config_columns(table: pl.DataFrame, searched_train: set[str] | None = None) -> pl.DataFrame:
+def with_config_columns(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
     """Add ``task_name`` (the file's name), ``task`` (the name qualified by the recipe
     values that differ, e.g. ``digits-mlp [train.epochs=2]``), ``config`` (a key per
     configuration), ``config_hp`` (hyperparameters as JSON, swept training values under
     ``"train"``), ``config_full`` (every value, for the Methods table) and ``role``
-    ("tuning" for a run on a tuning seed, else "report"). ``searched_train``: when given
-    (the training values tuning studies search, e.g. ``{"lr"}``), the other tunable training
-    values are part of a task's recipe: runs a tuning study made at another fixed learning
-    rate form another task, with its own baseline. Only
-    :func:`current_runs`: runs superseded by newer plugin versions of the same
+    ("tuning" for a run on a tuning seed, else "report").
+
+    A task's recipe is its spec less the tunable training values (learning rate, weight
+    decay, momentum), which are configurations of one task, as a grid sweeps them. With the
+    results folder's tuning ``journals``, a configuration a study ran (a trial, or its
+    chosen trial on report seeds) has the study's requested task as its recipe instead:
+    fixed training values are the recipe (two studies at two fixed learning rates are two
+    tasks, each with its own baseline), the values the study searched read ``tuned``, and
+    the weight decay a method that is itself the decay runs at (0) stays a configuration
+    value. Only :func:`current_runs`: runs superseded by newer plugin versions of the same
     configuration are left out."""
     table = current_runs(table)
-    specs: dict[str, dict[str, dict]] = {}
-    for name, spec in table.select("task", "task_spec").unique().iter_rows():
-        specs.setdefault(name, {})[spec] = _flatten(json.loads(spec))
-    recipes: dict[tuple[str, str], tuple[str, dict]] = {}
-    for name, variants in specs.items():
-        for spec, mine in variants.items():
-            differing = [k for k in mine if len({json.dumps(v.get(k)) for v in variants.values()}) > 1]
-            sweepable = TUNABLE_TRAIN if searched_train is None else {f"train.{k}" for k in searched_train}
-            recipe = [k for k in differing if k not in sweepable]
-            swept = {k.split(".", 1)[1]: mine[k] for k in differing if k in sweepable}
-            label = f"{name} [" + ", ".join(f"{k}={mine[k]}" for k in recipe) + "]" if recipe else name
-            recipes[(name, spec)] = (label, swept)
-    columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run
     keys = table.select("task", "task_spec", "method_label", "method_full_label", "hyperparameters").rows()
+    studied = _study_recipes(table, journals or [])
+    recipes: dict[tuple, dict] = {}
     for key in dict.fromkeys(keys):
-        name, spec, label, full, hp_json = key
-        task_label, swept = recipes[(name, spec)]
+        recipes[key] = studied.get((key[0], key[1], key[2], key[4])) or {
+            k: v for k, v in _flatten(json.loads(key[1])).items() if k not in TUNABLE_TRAIN}
+    labels = _recipe_labels(recipes, {key for key in recipes if (key[0], key[1], key[2], key[4]) in studied})
+    # a training value that differs among one task's configurations is theirs to show
+    flat = {key: _flatten(json.loads(key[1])) for key in recipes}
+    by_label: dict[str, list[dict]] = {}
+    for key, label in labels.items():
+        by_label.setdefault(label, []).append(flat[key])
+    columns: dict[tuple, tuple[str, str, str, str]] = {}  # one computation per configuration, not per run
+    for key, label in labels.items():
+        _name, _spec, method_label, full, hp_json = key
+        specs = by_label[label]
+        swept = {k.split(".", 1)[1]: flat[key].get(k) for k in TUNABLE_TRAIN
+                 if len({json.dumps(f.get(k)) for f in specs}) > 1}
         hp = json.loads(hp_json)
         if swept:
             hp["train"] = swept
         suffix = ", ".join(f"train.{k}={fmt_hyperparameter(v)}" for k, v in swept.items())
-        columns[key] = (task_label, f"{label} [{suffix}]" if suffix else label, json.dumps(hp, sort_keys=True),
-                        f"{full} [{suffix}]" if suffix else full)
+        columns[key] = (label, f"{method_label} [{suffix}]" if suffix else method_label,
+                        json.dumps(hp, sort_keys=True), f"{full} [{suffix}]" if suffix else full)
     columns = _distinct_configs(columns)
     tasks, configs, hps, fulls = (list(column) for column in zip(*(columns[key] for key in keys))) \
         if keys else ([], [], [], [])
@@ -210,6 +216,61 @@ def with_config_columns(table: pl.DataFrame, searched_train: set[str] | None = N
         pl.Series("config_hp", hps, dtype=pl.Utf8), pl.Series("config_full", fulls, dtype=pl.Utf8),
         pl.when(pl.col("seed") >= TUNING_SEED_BASE).then(pl.lit("tuning")).otherwise(pl.lit("report")).alias("role"),
     )
+
+
+def _recipe_labels(recipes: dict[tuple, dict], studied: set[tuple]) -> dict[tuple, str]:
+    """Each configuration's task label: its name and the recipe values that differ among
+    the task's recipes. A configuration no study ran (a plain run) joins the study recipe
+    that its non-training values and its fixed training values match (a weight decay of 0,
+    which a method that is the decay runs at, matches any), else the only study recipe
+    there is, else a label of its own."""
+    def label(name, recipe, among):
+        differing = [k for k in dict.fromkeys(k for r in among for k in r)
+                     if len({json.dumps(r.get(k)) for r in among}) > 1 and recipe.get(k) is not None]
+        return f"{name} [" + ", ".join(f"{k}={recipe[k]}" for k in differing) + "]" if differing else name
+
+    by_name: dict[str, list[tuple]] = {}
+    for key in recipes:
+        by_name.setdefault(key[0], []).append(key)
+    labels = {}
+    for name, group in by_name.items():
+        mine = [k for k in group if k in studied]
+        for key in mine:
+            labels[key] = label(name, recipes[key], [recipes[k] for k in mine])
+        plain = [k for k in group if k not in studied]
+        for key in plain:
+            own = recipes[key]
+            same = [k for k in mine if all(recipes[k].get(x) == v for x, v in own.items())]
+            values = _flatten(json.loads(key[1]))
+            fitting = [k for k in same if all(
+                v == "tuned" or values.get(x) == v or (x == "train.weight_decay" and values.get(x) == 0)
+                for x, v in recipes[k].items() if x in TUNABLE_TRAIN)]
+            match = fitting[:1] or (same if len(same) == 1 else [])
+            labels[key] = labels[match[0]] if match else label(name, own, [recipes[k] for k in plain] + [
+                {x: v for x, v in recipes[k].items() if x not in TUNABLE_TRAIN} for k in mine])
+    return labels
+
+
+def _study_recipes(table: pl.DataFrame, journals: list[dict]) -> dict[tuple, dict]:
+    """(task, spec, method label, hyperparameters) of every configuration a journal's runs
+    have -> the study's recipe: its requested task, the training values it searched marked
+    ``tuned``. The first journal that claims a configuration wins."""
+    if not journals or table.is_empty():
+        return {}
+    config_of = {row[0]: row[1:] for row in table.select("run_id", "task", "task_spec", "method_label",
+                                                          "hyperparameters").iter_rows()}
+    out: dict[tuple, dict] = {}
+    for journal in journals:
+        recipe = _flatten(journal["task_spec"])
+        for sequence in journal["sequences"]:
+            for dim in sequence.get("dims", {}):
+                if dim.startswith("train."):
+                    recipe[dim] = "tuned"
+        for by_seed in journal["run_ids"].values():
+            for run_id in by_seed.values():
+                if run_id in config_of:
+                    out.setdefault(config_of[run_id], recipe)
+    return out
 
 
 def _distinct_configs(columns: dict[tuple, tuple[str, str, str, str]]) -> dict[tuple, tuple[str, str, str, str]]:

@@ -307,10 +307,10 @@ def save_studies(studies: Sequence[Study], store, report_runs_exist, available) 
             recreated = existed and stored is None  # it was not a journal, and was set aside
             current = stored or new_journal(study.task, study.method, study.key, study.replicate)
             merged = _merge(current, study)
-            merged["run_ids"] = {str(t["index"]): {str(s): study.spec(t, s, available).run_id for s in study.seeds}
-                                 for t in merged["trials"]}
             merged["budget"] = max(current["budget"], study.budget)
             merged["seeds"] = sorted(set(current["seeds"]) | set(study.seeds))
+            merged["run_ids"] = {str(t["index"]): {str(s): study.spec(t, s, available).run_id for s in merged["seeds"]}
+                                 for t in merged["trials"]}
             merged["events"] = current["events"] + _events(current, study, lambda s=study: report_runs_exist(s),
                                                            recreated=recreated)
             merged["space"] = {n: space.text() for n, space in sorted(study.dims.items())}
@@ -406,12 +406,13 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _problem_of_trials(trials) -> str | None:
+def _problem_of_trials(trials, plugins: list[str]) -> str | None:
     for i, trial in enumerate(trials):
         if not (isinstance(trial, dict) and trial.get("index") == i and isinstance(trial.get("train"), dict)
                 and isinstance(trial.get("hyperparameters"), dict)
+                and sorted(trial["hyperparameters"]) == sorted(plugins)
                 and all(isinstance(v, dict) for v in trial["hyperparameters"].values())):
-            return f"trial {i} is malformed"
+            return f"trial {i} is malformed (or not of the plugins {'+'.join(plugins)})"
     return None
 
 
@@ -426,13 +427,15 @@ def _problem_of_sequences(sequences, n_trials: int) -> str | None:
     return None
 
 
-def _problem_of_run_ids(run_ids, n_trials: int) -> str | None:
+def _problem_of_run_ids(run_ids, n_trials: int, seeds: list[int]) -> str | None:
+    """The run ids must name, for trials of the journal, runs on its tuning seeds."""
     if not isinstance(run_ids, dict):
         return "'run_ids' is not an object"
     for index, by_seed in run_ids.items():
         if not (index.isdigit() and int(index) < n_trials and isinstance(by_seed, dict)
-                and all(seed.isdigit() and isinstance(run_id, str) for seed, run_id in by_seed.items())):
-            return f"'run_ids' of trial {index!r} is malformed"
+                and all(seed.isdigit() and int(seed) in seeds and isinstance(run_id, str)
+                        for seed, run_id in by_seed.items())):
+            return f"'run_ids' of trial {index!r} is malformed (or names a seed not among its tuning seeds)"
     return None
 
 
@@ -457,17 +460,55 @@ def journal_problem(data, key: str | None = None) -> str | None:
     if not all(isinstance(v, dict) for v in data["defaults"].values()) or \
             not isinstance(data.get("space", {}), dict):
         return "not a tuning journal ('defaults' or 'space' is malformed)"
-    problem = (_problem_of_trials(data["trials"]) or _problem_of_sequences(data["sequences"], len(data["trials"]))
-               or _problem_of_run_ids(data["run_ids"], len(data["trials"])))
+    if not isinstance(data["task_spec"].get("train", {}), dict):
+        return "not a tuning journal ('task_spec' has no [train] table)"
+    problem = (_problem_of_trials(data["trials"], data["method"].split("+"))
+               or _problem_of_sequences(data["sequences"], len(data["trials"]))
+               or _problem_of_run_ids(data["run_ids"], len(data["trials"]), data["seeds"]))
     return f"not a tuning journal ({problem})" if problem else None
 
 
 def read_studies(root: Path) -> list[dict]:
-    """Every valid journal under ``<root>/tuning`` (bad files reported and skipped)."""
+    """Every valid journal under ``<root>/tuning`` (bad files reported and skipped; of two
+    files holding one study, e.g. copied in from another folder, the first by name)."""
     folder = Path(root) / "tuning"
     if not folder.is_dir():
         return []
-    return [j for path in sorted(folder.glob("*.json")) if (j := read_journal(path)) is not None]
+    found: dict[str, dict] = {}
+    for path in sorted(folder.glob("*.json")):
+        journal = read_journal(path)
+        if journal is None:
+            continue
+        if journal["key"] in found:
+            print(f"benchsuite: warning: {path}: holds study {journal['key']} as another file does; ignored",
+                  file=sys.stderr)
+            continue
+        found[journal["key"]] = journal
+    return list(found.values())
+
+
+def record_choices(studies: Sequence[Study], store, available, report_runs_exist) -> None:
+    """Write each decided study's chosen trial into its journal; when it differs from the
+    one written before (a failed trial run that finished when run again, say), an event
+    says so, and whether report-seed runs existed then."""
+    folder = store.root / "tuning"
+    for study in studies:
+        state, trial = decision(study, store, available)
+        if state == "undecided":
+            continue
+        index = trial["index"] if trial is not None else None
+        path = folder / study.file_name
+        with store.claim(f"tuning-{study.key}"):
+            current = read_journal(path, study.key)
+            if current is None or current.get("chosen", "unset") == index:
+                continue
+            before = current.get("chosen", "unset")
+            current["chosen"] = index
+            if before != "unset":
+                now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                current["events"].append({"time": now, "change": "chosen trial", "from": before, "to": index,
+                                          "report_runs_existed": bool(report_runs_exist(study))})
+            atomic_write(path, lambda fh, data=current: json.dump(data, fh, indent=1, sort_keys=True))
 
 
 # --- choosing -----------------------------------------------------------------------------

@@ -580,3 +580,77 @@ def test_the_light_modules_copies_of_tuning_constants_agree():
 
     assert cli.DEFAULT_TUNING_SEEDS == tuning.DEFAULT_TUNING_SEEDS
     assert {f"train.{k}" for k in tuning.TRAIN_DIMENSIONS} == set(summary.TUNABLE_TRAIN)
+
+
+# --- task labels with journals -------------------------------------------------------------
+
+def _tasks_and_tests(results) -> dict:
+    analysis = analyze(Store(results).table(), studies=read_studies(results))
+    return {t["task"]: sorted(c["method"] for c in t["comparisons"]) for t in analysis["tasks"]}
+
+
+def test_a_method_that_is_the_decay_stays_on_its_baselines_task(tmp_path, capsys):
+    """wd runs with train.weight_decay = 0 where the task asks for 0.001: a value of its
+    configuration, not another task."""
+    results = tmp_path / "r"
+    assert main(["run", "--plugin", "wd", *TOY, "--tune", "2", "--seeds", "2", "--tune-seeds", "1",
+                 "--train", "weight_decay=0.001", "--results", str(results)]) == 0
+    assert _tasks_and_tests(results) == {"toy-regression": ["wd"]}
+
+
+def test_a_searched_and_a_fixed_learning_rate_are_two_tasks_each_with_its_baseline(tmp_path, capsys):
+    results = tmp_path / "r"
+    base = ["run", "--plugin", "l2", *TOY, "--tune", "2", "--seeds", "2", "--tune-seeds", "1", "--results",
+            str(results)]
+    assert main([*base, "--space", "train.lr=log:1e-3:1e-2"]) == 0
+    assert main([*base, "--train", "lr=0.003"]) == 0
+    assert _tasks_and_tests(results) == {"toy-regression [train.lr=0.003]": ["l2"],
+                                         "toy-regression [train.lr=tuned]": ["l2"]}
+    capsys.readouterr()
+    assert main(["results", "--results", str(results), "--summary"]) == 0  # the labels the report gives
+    out = capsys.readouterr().out
+    assert "toy-regression [train.lr=0.003]" in out and "toy-regression [train.lr=tuned]" in out
+
+
+def test_a_plain_baseline_run_joins_the_tuned_study_it_matches(tmp_path, capsys):
+    results = tmp_path / "r"
+    assert main(["run", "--plugin", "none", *TOY, "--seeds", "2", "--results", str(results)]) == 0
+    assert main(["run", "--plugin", "l2", *TOY, "--tune", "2", "--seeds", "2", "--tune-seeds", "1", "--no-baseline",
+                 "--results", str(results)]) == 0
+    assert _tasks_and_tests(results) == {"toy-regression": ["l2"]}
+
+
+def test_a_changed_choice_is_written_down_and_named(tmp_path, capsys):
+    """A trial's run that failed and finished when run again (here: its record edited) can
+    change the choice after report runs exist: the journal and the report say so."""
+    results = tmp_path / "r"
+    args = ["run", "--plugin", "l2", *TOY, "--tune", "3", "--seeds", "2", "--tune-seeds", "1", "--no-baseline",
+            "--results", str(results)]
+    assert main(args) == 0
+    journal = read_studies(results)[0]
+    first = journal["chosen"]
+    other = next(i for i in range(3) if i != first)
+    path = results / "runs" / (journal["run_ids"][str(other)][str(TUNING_SEED_BASE)] + ".json")
+    record = json.loads(path.read_text())
+    record["metrics"]["val_mse"] = 0.0
+    path.write_text(json.dumps(record))
+    assert main(args) == 0
+    journal = read_studies(results)[0]
+    assert journal["chosen"] == other
+    change = journal["events"][-1]
+    assert change["change"] == "chosen trial" and (change["from"], change["to"]) == (first, other)
+    assert change["report_runs_existed"] is True
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "rep"), "--name", "x",
+                 "--no-plots"]) == 0
+    assert f"chosen trial changed from {first} to {other} after report-seed runs existed" in \
+        (tmp_path / "rep" / "x" / "index.md").read_text()
+
+
+def test_a_study_whose_trials_are_all_lost_lists_no_report_run(tmp_path, capsys):
+    args = ["--plugin", "wc", "--task", "digits-mlp", "--epochs", "1", "--subset", "200", "-q", "--tune", "2",
+            "--seeds", "2", "--tune-seeds", "1", "--results", str(tmp_path / "r"), "--set", "wc.a=0.01",
+            "--space", "wc.b=log:0.5:2", "--no-baseline"]
+    assert main(["run", *args]) == 1
+    listed = dry_run(capsys, *args)
+    assert [r for r in listed["runs"] if r["role"] == "report"] == []
+    assert listed["tuning"][0]["decision"] == "lost"
