@@ -62,7 +62,7 @@ class TuningRuns:
             if not any(self.rows.get(run_id, (None,))[0] == task for run_id in ids):
                 continue
             seeds = sorted(journal["seeds"])
-            trials = [self._trial(journal, trial, seeds, configs) for trial in journal["trials"]]
+            trials = [self._trial(journal, trial, seeds) for trial in journal["trials"]]
             method = journal["method"] + (f"@{journal['replicate']}" if journal.get("replicate") else "")
             train = journal["task_spec"].get("train", {})
             fixed = {**{p: dict(v) for p, v in journal["defaults"].items()},
@@ -71,7 +71,7 @@ class TuningRuns:
                           "trials": trials, "journal": journal})
         return found
 
-    def _trial(self, journal: dict, trial: dict, seeds: list[int], configs: dict[str, dict]) -> dict:
+    def _trial(self, journal: dict, trial: dict, seeds: list[int]) -> dict:
         by_seed = journal["run_ids"].get(str(trial["index"]), {})
         values, missing, config, seconds = {}, [], None, 0.0
         for seed in seeds:
@@ -84,8 +84,7 @@ class TuningRuns:
             seconds += spent
         values_hp = {**trial["hyperparameters"], **({"train": trial["train"]} if trial["train"] else {})}
         return {"trial": trial["index"], "config": config, "hyperparameters": values_hp, "values": values,
-                "missing": missing, "seconds": seconds, "origin": trial.get("origin", ""),
-                "display": (configs.get(config) or {}).get("display")}
+                "missing": missing, "seconds": seconds, "origin": trial.get("origin", "")}
 
     def _inferred(self, task: str, configs: dict[str, dict]) -> list[dict]:
         by_config: dict[str, dict] = {}
@@ -103,7 +102,7 @@ class TuningRuns:
             entry = by_config[c["config"]]
             study["trials"].append({"trial": len(study["trials"]), "config": c["config"],
                                     "hyperparameters": c["hyperparameters"], "values": entry["values"],
-                                    "missing": [], "seconds": entry["seconds"], "origin": "", "display": c["display"]})
+                                    "missing": [], "seconds": entry["seconds"], "origin": ""})
         for study in found.values():
             study["seeds"] = sorted({s for t in study["trials"] for s in t["values"]})
             for t in study["trials"]:
