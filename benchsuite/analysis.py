@@ -58,7 +58,19 @@ def parse_margins(items: list[str] | None) -> dict[str, stats.Margin]:
     return margins
 
 
-def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | None = None,
+def parse_baselines(baseline: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"none,l2"`` or ``["none", "l2"]`` -> ``["none", "l2"]``; raises ValueError on an
+    empty or repeated name."""
+    names = [b.strip() for b in (baseline.split(",") if isinstance(baseline, str) else baseline)]
+    if not names or not all(names):
+        raise ValueError(f"baseline {baseline!r}: expected one method or a comma-separated list (none,l2,wd)")
+    repeated = sorted({b for b in names if names.count(b) > 1})
+    if repeated:
+        raise ValueError(f"baseline {baseline!r}: {', '.join(repeated)} named twice")
+    return names
+
+
+def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margins: dict | None = None,
             alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
             references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
@@ -67,12 +79,19 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
 
     Runs on report seeds are what every test, mean, std and n rests on; runs on tuning
     seeds (trials) give only their validation values, to choose among them and to show
-    the tuning effort (:mod:`benchsuite.studies`)."""
+    the tuning effort (:mod:`benchsuite.studies`).
+
+    ``baseline``: one method, or several (``"none,l2,wd"``): every method is then compared
+    with each, all those comparisons of a task in one Holm family, and the cross-task
+    section is made once per baseline (``overall_by_baseline``; ``overall`` is the first's)
+    with Holm over every baseline's rows together."""
+    baselines = parse_baselines(baseline)
+    baseline = baselines[0]
     margins = margins or parse_margins(None)
     current = current_runs(table)
     out = {
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "baseline": baseline, "alpha": alpha,
+        "baseline": baseline, "baselines": baselines, "alpha": alpha,
         "margins": {k: str(v) for k, v in margins.items()},
         "permutation": {"resamples": resamples, "seed": seed},
         "runs": {s: int((current["status"] == s).sum()) for s in STATUSES}
@@ -95,8 +114,12 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     for task in sorted(set(runs["task"])):
         part = summ.filter(pl.col("task") == task) if not summ.is_empty() else summ
         trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
-        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or []))
-    out["overall"] = _analyze_overall(out["tasks"], seeds, baseline, alpha, resamples, seed)
+        out["tasks"].append(_analyze_task(task, part, trials, seeds, baselines, margins, alpha, references or []))
+    overall = {b: _analyze_overall(out["tasks"], seeds, b, alpha, resamples, seed) for b in baselines}
+    _decide_overall([o for o in overall.values() if o], out["tasks"], alpha)
+    out["overall"] = overall[baselines[0]]
+    if len(baselines) > 1:
+        out["overall_by_baseline"] = overall
     return out
 
 
@@ -255,7 +278,7 @@ def _choose_tuned(by_method, tuned, higher, notes) -> tuple[dict, list]:
     return selected, efforts
 
 
-def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha,
+def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baselines, margins, alpha,
                   references) -> dict:
     first = part if not part.is_empty() else trial_part
     metric = first["metric"][0]
@@ -285,50 +308,94 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
                          "none can be chosen: not tested")
     for choice in selected.values():
         choice["selected"] = True
-    base = selected.get(baseline)
+    first = selected.get(baselines[0])
     margin = margins.get(metric, stats.Margin(0.0))
     result = {
         "task": task, "task_name": task_name, "metric": metric, "direction": "max" if higher else "min",
         "headline": task_spec.get("eval", {}).get("headline", "selected"),
-        "margin": str(margin), "margin_absolute": None, "baseline": base["display"] if base else None,
+        "margin": str(margin), "margin_absolute": margin.absolute(first["mean"]) if first else None,
+        "baseline": first["display"] if first else None,
+        "baselines": [{"method": b, "display": selected[b]["display"],
+                       "margin_absolute": margin.absolute(selected[b]["mean"])} for b in baselines if b in selected],
         "configs": configs, "comparisons": [], "tuning": efforts,
         "sensitivity": _sensitivity(by_method, selected, tuned) + [c for e in efforts for c in trial_sensitivity(e)],
         "notes": notes,
     }
-    if base is None:
-        notes.append(f"no finished `{baseline}` run with finite test and validation values on report seeds of this "
-                     "task: nothing to compare with")
-        return result
-    margin_abs = margin.absolute(base["mean"])
-    result["margin_absolute"] = margin_abs
-    comparisons = []
-    k_base = len(by_method[baseline])
-    for method, choice in selected.items():
-        if method == baseline:
-            continue
-        k_method = len(by_method[method])
-        method_values, base_values, k, procedure = _comparison_inputs(task, choice, base, k_method, k_base, seeds)
-        comp = stats.compare(method_values, base_values, higher, margin_abs, selected_among=k)
-        if comp is None:
-            notes.append(f"`{choice['display']}`: fewer than 2 finished seeds on one side, not tested")
-            continue
-        lost = _lost_seeds(task, choice, base, method_values, seeds)
-        comparisons.append((choice, comp, procedure, method_values, base_values, lost))
-    stats.decide([c for _, c, *_ in comparisons], alpha)
-    for choice, comp, *_, lost in comparisons:
-        _guard_survivors(comp, choice["display"], baseline, *lost)
-    result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
-                              **_on_tested_seeds(comp, mv, bv), "diverged": ch["diverged"],
-                              "failed": ch["failed"],
-                              "configs_tried": ch["tuning"]["k"] if ch.get("tuning") else len(by_method[ch["variant"]]),
-                              "baseline_configs_tried": base["tuning"]["k"] if base.get("tuning") else k_base,
-                              "tuned": bool(ch.get("tuning")), "procedure": procedure,
-                              "seeds_method": sorted(mv), "seeds_baseline": sorted(bv),
-                              "values_method": mv, "values_baseline": bv,
-                              "lost_method": lost[0], "lost_baseline": lost[1],
-                              **comp.to_dict()} for ch, comp, procedure, mv, bv, lost in comparisons]
-    _exact_test_note(comparisons, alpha, notes)
+    for b in baselines:
+        if b not in selected:
+            notes.append(f"no finished `{b}` run with finite test and validation values on report seeds of this "
+                         "task: nothing to compare with it")
+    comparisons = _compare_with_baselines(task, selected, by_method, baselines, higher, margin, seeds, notes)
+    originals = [c for c in comparisons if c["mirror_of"] is None]
+    stats.decide([c["comparison"] for c in originals], alpha)
+    for c in comparisons:
+        if c["mirror_of"] is not None:
+            _mirror_verdict(c["comparison"], c["mirror_of"]["comparison"])
+    for c in comparisons:
+        _guard_survivors(c["comparison"], c["choice"]["display"], c["baseline"], *c["lost"])
+    result["comparisons"] = [_comparison_row(c, by_method, alpha) for c in comparisons]
+    _exact_test_note([("", c["comparison"]) for c in originals], alpha, notes)
     return result
+
+
+def _compare_with_baselines(task, selected: dict, by_method: dict, baselines: list[str], higher: bool,
+                            margin: stats.Margin, seeds: _Seeds, notes: list[str]) -> list[dict]:
+    """Every selected method against every baseline of the report (one Holm family per
+    task). A baseline compared with a later one repeats the test already made the other way
+    round: that row is its mirror (same p, verdict reversed) and is not tested twice."""
+    made: dict[tuple[str, str], dict] = {}
+    out = []
+    for b in baselines:
+        base = selected.get(b)
+        if base is None:
+            continue
+        margin_abs = margin.absolute(base["mean"])
+        for method, choice in selected.items():
+            if method == b:
+                continue
+            method_values, base_values, k, procedure = _comparison_inputs(
+                task, choice, base, len(by_method[method]), len(by_method[b]), seeds)
+            comp = stats.compare(method_values, base_values, higher, margin_abs, selected_among=k)
+            if comp is None:
+                notes.append(f"`{choice['display']}` against `{b}`: fewer than 2 finished seeds on one side, "
+                             "not tested")
+                continue
+            item = {"choice": choice, "base": base, "baseline": b, "comparison": comp, "procedure": procedure,
+                    "method_values": method_values, "base_values": base_values,
+                    "lost": _lost_seeds(task, choice, base, method_values, seeds), "mirror_of": made.get((method, b))}
+            made[(b, method)] = item
+            out.append(item)
+    return out
+
+
+def _mirror_verdict(mirror: stats.Comparison, original: stats.Comparison) -> None:
+    """The verdict of baseline A against baseline B is that of B against A, reversed."""
+    mirror.p, mirror.p_holm = original.p, original.p_holm
+    mirror.verdict = {"better": "worse", "worse": "better"}.get(original.verdict, original.verdict)
+    mirror.notes.append("the same test as its row against the other baseline, the other way round (tested once "
+                        "in Holm's family)")
+
+
+def _comparison_row(item: dict, by_method: dict, alpha: float) -> dict:
+    """A comparison as the report's data: what was compared on which seeds, the test, the
+    verdict, whether it is fragile, and on which side of 0 an equivalent difference lies
+    when it is also significant."""
+    ch, base, comp = item["choice"], item["base"], item["comparison"]
+    mv, bv = item["method_values"], item["base_values"]
+    row = {"config": ch["config"], "display": ch["display"], "method": ch["variant"],
+           "baseline": item["baseline"], "baseline_display": base["display"],
+           "mirror": item["mirror_of"] is not None,
+           **_on_tested_seeds(comp, mv, bv), "diverged": ch["diverged"], "failed": ch["failed"],
+           "configs_tried": ch["tuning"]["k"] if ch.get("tuning") else len(by_method[ch["variant"]]),
+           "baseline_configs_tried": base["tuning"]["k"] if base.get("tuning") else len(by_method[item["baseline"]]),
+           "tuned": bool(ch.get("tuning")), "procedure": item["procedure"],
+           "seeds_method": sorted(mv), "seeds_baseline": sorted(bv), "values_method": mv, "values_baseline": bv,
+           "lost_method": item["lost"][0], "lost_baseline": item["lost"][1], **comp.to_dict()}
+    row["fragile"] = stats.fragile(comp.verdict, comp.p_holm, comp.equivalence_p, alpha)
+    # significant and inside the margin: both are true, and the reader sees both
+    row["significant_within_margin"] = ("better" if comp.improvement > 0 else "worse") \
+        if comp.verdict == "equivalent" and comp.p_holm < alpha else None
+    return row
 
 
 def _on_tested_seeds(comp: stats.Comparison, method_values: dict, base_values: dict) -> dict:
@@ -416,19 +483,27 @@ def _unselected_values(task: str, config: dict, seeds: _Seeds) -> dict[int, floa
 
 @dataclasses.dataclass
 class _AcrossTasks:
-    """Per method, what the tasks contribute to the cross-task aggregates."""
+    """Per method, what the tasks contribute to the cross-task aggregates against one baseline."""
 
     methods: list[str]
-    scores: dict[str, dict[str, np.ndarray]]  # normalized scores per task
+    scores: dict[str, dict[str, np.ndarray]]  # standardized scores of runs per task
     raw_means: dict[str, dict[str, float]]  # direction-signed means per task (for ranks)
     verdicts: dict[str, dict[str, int]]
     overhead: dict[str, list[float]]
     runs_lost: dict[str, dict[str, int]]
     parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better, margin) per task
-    optimistic: dict[str, int]  # method -> most configurations it was chosen among on the same seeds
+    # method -> the most configurations it and its baseline were chosen among on the same seeds
+    optimistic: dict[str, tuple[int, int]]
     # method -> which sides lost seeds the other finished in some task ("method", "baseline")
     lost: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     tuning: dict[str, dict[str, dict]] = dataclasses.field(default_factory=dict)  # method -> task -> effort
+    unscaled: list[str] = dataclasses.field(default_factory=list)  # tasks whose baseline runs have no spread
+
+
+def _baseline_scale(values: list[float]) -> float | None:
+    """A task's unit for standardized scores: the baseline's seed-to-seed standard deviation
+    on report seeds (None when its runs have no spread)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 and not stats.no_spread(values) else None
 
 
 def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
@@ -445,39 +520,62 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
         sign = 1.0 if higher else -1.0
         chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
+        mine = [c for c in t["comparisons"] if c["baseline"] == baseline]
+        scale = _baseline_scale(list(_unselected_values(t["task"], base, seeds).values()))
+        if scale is None:
+            got.unscaled.append(t["task"])
         # each method's values are those its verdict rests on: report seeds alone
-        tested = {comp["method"]: comp["values_method"] for comp in t["comparisons"]}
+        tested = {comp["method"]: comp["values_method"] for comp in mine}
         for effort in t.get("tuning", ()):
             got.tuning.setdefault(effort["method"], {})[t["task"]] = effort
         for m, c in chosen.items():
             values = tested.get(m) or _unselected_values(t["task"], c, seeds)
             if values:
-                got.scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher)
+                got.scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher, scale)
                 got.raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))
             if c["step_ms"] and base["step_ms"]:
                 got.overhead[m].append(c["step_ms"] / base["step_ms"])
         for c in t["configs"]:
             got.runs_lost[c["variant"]]["diverged"] += c["diverged"]
             got.runs_lost[c["variant"]]["failed"] += c["failed"]
-        for comp in t["comparisons"]:
+        for comp in mine:
             m = comp["method"]
             got.verdicts[m][comp["verdict"]] += 1
             got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0))
             got.lost.setdefault(m, set()).update(side for side in ("method", "baseline") if comp[f"lost_{side}"])
             if comp["selected_among"] > 1:
-                got.optimistic[m] = max(got.optimistic.get(m, 1), comp["selected_among"])
+                k_method = 1 if comp["tuned"] else comp["configs_tried"]
+                k_base = comp["selected_among"] // max(1, k_method)
+                before = got.optimistic.get(m, (1, 1))
+                got.optimistic[m] = (max(before[0], k_method), max(before[1], k_base))
     return got
+
+
+def _optimistic_note(m: str, baseline: str, ks: tuple[int, int]) -> str:
+    """Why a method's pooled score has no interval: which side was chosen among how many
+    configurations on the seeds it is tested on."""
+    sides = []
+    if ks[0] > 1:
+        sides.append(f"it was chosen among up to {ks[0]} configurations")
+    if ks[1] > 1:
+        sides.append(f"its baseline `{baseline}` was chosen among up to {ks[1]} configurations")
+    return " and ".join(sides) + " on the same seeds: no valid pooled interval"
 
 
 def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list[str], mean_ranks: list[float],
                 baseline, alpha) -> dict:
-    """One method's cross-task row: rank, IQM, mean score, P(improvement), and (unless it
-    was chosen on its test seeds) the pooled interval and Wilcoxon test, before Holm."""
+    """One method's cross-task row against ``baseline``: rank, IQM, mean score,
+    P(improvement), and (unless a side was chosen on its test seeds) the pooled interval
+    over these tasks, the random-effects estimate for another task and the Wilcoxon test,
+    all before Holm (:func:`_decide_overall`)."""
     own = [name for name in task_names if name in got.scores[m]]
     overhead = got.overhead[m]
+    ks = got.optimistic.get(m, (1, 1))
     row = {"iqm": None, "mean_score": None, "prob_improvement": None, "wilcoxon": None, "pooled": None,
-           "selected_among": got.optimistic.get(m, 1), "tuning": _tuning_row(got.tuning.get(m)),
+           "across": None, "baseline": baseline, "selected_among": ks[0] * ks[1],
+           "chosen_among": {"method": ks[0], "baseline": ks[1]}, "tuning": _tuning_row(got.tuning.get(m)),
            "method": m, "tasks": len(own), "verdicts": got.verdicts[m], **got.runs_lost[m],
+           "lost_sides": sorted(got.lost.get(m, set())),
            "mean_rank": mean_ranks[in_every.index(m)] if m in in_every else None,
            "overhead": float(np.exp(np.mean(np.log(overhead)))) if overhead else None}
     if not own:
@@ -488,19 +586,18 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
     if m == baseline or not parts:
         return row
     row["prob_improvement"] = {"value": stats.probability_of_improvement(
-        [list(p[0].values()) for p in parts], [list(p[1].values()) for p in parts])}
+        [list(p[0].values()) for p in parts], [list(p[1].values()) for p in parts], [p[2] for p in parts])}
     pooled = stats.pooled_improvement(parts, 1 - alpha)
-    if m in got.optimistic:
-        pooled.update(low=None, high=None, p=None,
-                      note=f"chosen among up to {got.optimistic[m]} configurations on the same seeds: "
-                           "no valid pooled interval")
     row["pooled"] = pooled
-    if m not in got.optimistic:
-        diffs = [np.mean(list(p[0].values())) - np.mean(list(p[1].values())) for p in parts]
-        signs = [1.0 if p[2] else -1.0 for p in parts]
-        scaled = [s * d / (abs(np.mean(list(p[1].values()))) or 1.0) for s, d, p in zip(signs, diffs, parts)]
-        p_value, min_p = stats.wilcoxon(scaled)
-        row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(scaled)}
+    if m in got.optimistic:
+        pooled.update(low=None, high=None, p=None, equivalence_p=None, note=_optimistic_note(m, baseline, ks))
+        return row
+    per_task = pooled.get("per_task") or []
+    if per_task:
+        row["across"] = stats.random_effects([t["effect"] for t in per_task],
+                                             [t["se_with_scale"] ** 2 for t in per_task], 1 - alpha, pooled["margin"])
+        p_value, min_p = stats.wilcoxon([t["effect"] for t in per_task])
+        row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(per_task)}
     return row
 
 
@@ -530,15 +627,18 @@ def _budget_notes(tasks: list[dict]) -> list[str]:
 
 
 def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
-    """Across tasks, for the method configurations selected per task.
+    """Across tasks, for the method configurations selected per task, against ``baseline``.
 
-    Ranks use each task's raw means (direction-aware), so equal means tie exactly. The
-    pooled score (mean over tasks of the normalized difference, with its t-interval and
-    p, Holm over methods) and the Wilcoxon test over tasks rest on the same runs as the
-    per-task verdicts; a method chosen among several configurations on the same seeds
-    somewhere has an optimistic score, so it gets no pooled interval or test and is left
-    out of Friedman's test and the CD groups (tune it with `--tune K` to include it)."""
-    usable = [t for t in tasks if t["baseline"] is not None]
+    Ranks use each task's raw means (direction-aware), so equal means tie exactly. Two
+    estimates rest on the same runs as the per-task verdicts, both on the standardized
+    scale (:func:`benchsuite.stats.standardized_effect`): the pooled score over these tasks
+    and the random-effects estimate for another task like them
+    (:func:`benchsuite.stats.random_effects`); with the Wilcoxon test over tasks they are
+    decided, Holm over methods, in :func:`_decide_overall`. A method chosen among several
+    configurations on the same seeds somewhere (or whose baseline was) has an optimistic
+    score, so it gets no pooled interval or test and is left out of Friedman's test and the
+    CD groups (tune it with `--tune K` to include it)."""
+    usable = [t for t in tasks if any(c["variant"] == baseline and c["selected"] for c in t["configs"])]
     if len(usable) < 1:
         return None
     got = _collect_across_tasks(usable, seeds, baseline)
@@ -559,10 +659,14 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     if left:
         notes.append(f"no finished run on every task, so left out of ranks and the Friedman test: {', '.join(left)}")
     if optimistic:
-        notes.append("chosen among several configurations on the same seeds in some task, so their scores are "
-                     "optimistic: no pooled interval or test, left out of Friedman's test and the CD groups "
-                     "(tune them with `--tune K` to choose on tuning seeds and test on fresh report seeds): "
-                     + ", ".join(f"{m} (K up to {k})" for m, k in sorted(optimistic.items())))
+        notes.append("chosen, or compared with a baseline chosen, among several configurations on the same seeds in "
+                     "some task, so their scores are optimistic: no pooled interval or test, left out of Friedman's "
+                     "test and the CD groups (tune with `--tune K` to choose on tuning seeds and test on fresh report "
+                     "seeds): " + ", ".join(f"{m} ({_optimistic_note(m, baseline, ks).split(' on the same')[0]})"
+                                            for m, ks in sorted(optimistic.items())))
+    if got.unscaled:
+        notes.append(f"the baseline's runs have no seed-to-seed spread on {', '.join(got.unscaled)}: its scores there "
+                     "are relative to the baseline's mean, and the standardized effects use the method's spread")
     notes += _budget_notes(usable)
 
     # ranks over every method run on every task; Friedman and CD groups without the optimistic ones
@@ -579,37 +683,53 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         if len(testable) >= 2 and len(task_names) >= 2 else None
 
     rows = [_method_row(m, got, task_names, in_every, mean_ranks, baseline, alpha) for m in methods]
-    wilcoxon_rows = [r for r in rows if r["wilcoxon"] is not None]
-    pooled_rows = [r for r in rows if r["pooled"] is not None and r["pooled"]["p"] is not None]
-    for row, adjusted in zip(wilcoxon_rows, stats.holm([r["wilcoxon"]["p"] for r in wilcoxon_rows])):
-        row["wilcoxon"]["p_holm"] = adjusted
-    for row, adjusted in zip(pooled_rows, stats.holm([r["pooled"]["p"] for r in pooled_rows])):
-        row["pooled"]["p_holm"] = adjusted
-        # as per task: inside the margin is equivalent, never an improvement however consistent
-        if (row["pooled"].get("equivalence_p") or 1.0) < alpha:
-            row["pooled"]["verdict"] = "equivalent"
-        else:
-            row["pooled"]["verdict"] = ("better" if row["pooled"]["value"] > 0 else "worse") if adjusted < alpha \
-                else "inconclusive"
-        # as per task: survivors alone do not decide in the favour of the side that lost seeds
-        sides = got.lost.get(row["method"], set())
-        lost = stats.lost_against(row["pooled"]["verdict"], ["method"] if "method" in sides else [],
-                                  ["baseline"] if "baseline" in sides else [])
-        if lost:
-            row["pooled"]["note"] = (f"{row['pooled']['verdict']} on the seeds both sides finished, but in some task "
-                                     f"the {' and the '.join(sorted(lost))} lost seeds (diverged or failed) the other "
-                                     "side finished: inconclusive")
-            row["pooled"]["verdict"] = "inconclusive"
-    if wilcoxon_rows and stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows) >= alpha:
-        notes.append(
-            f"{len(task_names)} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
-            f"{len(wilcoxon_rows)} methods (minimum p "
-            f"{min(1.0, stats.min_sign_flip_p(len(task_names)) * len(wilcoxon_rows)):.3g})"
-        )
     rows.sort(key=lambda r: (r["mean_rank"] is None, r["mean_rank"] or 0,
                             -(r["iqm"]["value"] if r["iqm"] else -math.inf)))
-    return {"tasks": task_names, "complete_tasks": complete_tasks, "methods": rows, "ranked": in_every,
-            "friedman": friedman, "cd": cd, "notes": notes}
+    return {"baseline": baseline, "tasks": task_names, "complete_tasks": complete_tasks, "methods": rows,
+            "ranked": in_every, "friedman": friedman, "cd": cd, "notes": notes}
+
+
+def _decide_overall(overalls: list[dict], tasks: list[dict], alpha: float) -> None:
+    """Holm over every method row of every baseline, separately for the pooled score, the
+    random-effects estimate and the Wilcoxon test; then each row's readings
+    (:func:`benchsuite.stats.across_task_reading`) and fragility (in place)."""
+    rows = [r for o in overalls for r in o["methods"]]
+    wilcoxon_rows = [r for r in rows if r["wilcoxon"] is not None]
+    for row, adjusted in zip(wilcoxon_rows, stats.holm([r["wilcoxon"]["p"] for r in wilcoxon_rows])):
+        row["wilcoxon"]["p_holm"] = adjusted
+    for key in ("pooled", "across"):
+        tested = [r for r in rows if r[key] is not None and r[key].get("p") is not None]
+        for row, adjusted in zip(tested, stats.holm([r[key]["p"] for r in tested])):
+            estimate = row[key]
+            estimate["p_holm"] = adjusted
+            estimate["verdict"] = stats.across_task_reading(
+                p_holm=adjusted, value=estimate["value"], equivalence_p=estimate.get("equivalence_p"),
+                task_verdicts=row["verdicts"], alpha=alpha, margin=estimate.get("margin") or 0.0,
+                prediction=(estimate.get("prediction_low"), estimate.get("prediction_high")) if key == "across"
+                else None, tau2=estimate.get("tau2"))
+            _guard_pooled(row, estimate)
+            estimate["fragile"] = stats.fragile(estimate["verdict"], adjusted, estimate.get("equivalence_p"), alpha)
+            estimate["significant_within_margin"] = ("better" if estimate["value"] > 0 else "worse") \
+                if estimate["verdict"] == "equivalent" and adjusted < alpha else None
+    for o in overalls:
+        ps = [r["wilcoxon"]["p_holm"] for r in o["methods"] if r["wilcoxon"] is not None]
+        if ps and stats.min_sign_flip_p(len(o["tasks"])) * len(wilcoxon_rows) >= alpha:
+            o["notes"].append(
+                f"{len(o['tasks'])} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
+                f"{len(wilcoxon_rows)} methods (minimum p "
+                f"{min(1.0, stats.min_sign_flip_p(len(o['tasks'])) * len(wilcoxon_rows)):.3g})")
+
+
+def _guard_pooled(row: dict, estimate: dict) -> None:
+    """As per task: survivors alone do not decide in the favour of the side that lost seeds."""
+    sides = set(row["lost_sides"])
+    lost = stats.lost_against(estimate["verdict"], ["method"] if "method" in sides else [],
+                              ["baseline"] if "baseline" in sides else [])
+    if lost:
+        estimate["note"] = (f"{estimate['verdict']} on the seeds both sides finished, but in some task the "
+                            f"{' and the '.join(sorted(lost))} lost seeds (diverged or failed) the other side "
+                            "finished: inconclusive")
+        estimate["verdict"] = "inconclusive"
 
 
 # --- paper reference numbers ------------------------------------------------------------

@@ -277,7 +277,10 @@ def _add_collect(sub) -> None:
 
 
 def _statistics_options(parser) -> None:
-    parser.add_argument("--baseline", default="none", help="method every other is compared with (default none)")
+    parser.add_argument("--baseline", default="none", metavar="METHOD[,METHOD...]",
+                        help="method every other is compared with (default none); a comma-separated list "
+                             "(none,l2,wd) compares every method with each, all tests in one Holm family per task, "
+                             "one leaderboard table per baseline")
     parser.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
@@ -882,7 +885,7 @@ def cmd_results(args) -> int:
 
 
 def _analysis_options(args) -> dict:
-    from benchsuite.analysis import load_references, parse_margins
+    from benchsuite.analysis import load_references, parse_baselines, parse_margins
     from benchsuite.tasks import builtin_task_dirs
 
     try:
@@ -898,7 +901,11 @@ def _analysis_options(args) -> dict:
         references = load_references(folders)
     except (OSError, ValueError) as exc:
         raise UsageError(f"paper reference file: {exc}") from None
-    return {"baseline": args.baseline, "alpha": args.alpha, "margins": margins, "resamples": args.bootstrap,
+    try:
+        baselines = parse_baselines(args.baseline)
+    except ValueError as exc:
+        raise UsageError(f"--baseline: {exc}") from None
+    return {"baseline": baselines, "alpha": args.alpha, "margins": margins, "resamples": args.bootstrap,
             "seed": args.bootstrap_seed, "references": references}
 
 

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from benchsuite.formatting import fmt, fmt_p
-from benchsuite.render import leaderboard_blocks, to_markdown
+from benchsuite.render import leaderboard_blocks, to_markdown, verdict_text
 
 BLOCK = re.compile(
     r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard|claims)(?P<args>[^>]*?)-->\n)"
@@ -53,11 +53,11 @@ def verdicts_markdown(analysis: dict, methods: list[str] | None = None) -> str:
              "|---|---|---:|---:|---:|---|---|"]
     for task in analysis["tasks"]:
         for c in task["comparisons"]:
-            if not wanted(c["method"]):
+            if not wanted(c["method"]) or c.get("baseline", analysis["baseline"]) != analysis["baseline"]:
                 continue
             ci = f"[{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]" if c["ci_low"] is not None else "(no interval)"
             lines.append(f"| {task['task']} | `{c['display']}` | {c['n_method']}/{c['n_baseline']} | "
-                         f"{fmt(c['diff'])} {ci} | {fmt_p(c['p_holm'])} | {c['verdict']} | "
+                         f"{fmt(c['diff'])} {ci} | {fmt_p(c['p_holm'])} | {verdict_text(c)} | "
                          f"{c.get('procedure', '')} |")
     if len(lines) == 2:
         return "No comparison of these methods in the report.\n"

@@ -21,7 +21,19 @@ from benchsuite.formatting import fmt, fmt_list, fmt_p
 from benchsuite.status import STATUS_FINISHED
 
 VERDICT_MARK = {"better": "better ▲", "worse": "worse ▼", "equivalent": "equivalent =",
-                "inconclusive": "inconclusive ?"}
+                "inconclusive": "inconclusive ?", "mixed": "mixed ▲▼"}
+
+
+def verdict_text(item: dict | None) -> str:
+    """A verdict as the reader sees it: a significant difference inside the margin reads as
+    both ("equivalent: worse by less than the margin"), and a verdict whose p lies within a
+    factor of 2 of its threshold is marked fragile (another machine's noise may flip it)."""
+    if not item or not item.get("verdict"):
+        return "-"
+    text = VERDICT_MARK[item["verdict"]]
+    if item.get("significant_within_margin"):
+        text = f"equivalent: {item['significant_within_margin']} by less than the margin"
+    return text + (" (fragile)" if item.get("fragile") else "")
 
 
 @dataclass
@@ -105,45 +117,70 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
     return blocks
 
 
+LEADERBOARD_READING = (
+    "How to read it. Every score is in units of each task's seed-to-seed standard deviation of the baseline (+1: "
+    "better by one such deviation; higher accuracy or lower loss), so a task whose baseline is near zero counts no "
+    "more than another. **These tasks**: the mean over these tasks of each task's effect, with its 95% interval "
+    "and p (paired by seed, Holm over every method and baseline): what the method did here. **Another task**: a "
+    "random-effects estimate that treats these tasks as a sample of tasks (Paule-Mandel between-task variance τ², "
+    "Hartung-Knapp interval, I² the share of the spread that is between tasks), and the 95% prediction interval for "
+    "the effect on one new task like these: what to expect elsewhere. A verdict reads *mixed* when the per-task "
+    "verdicts include both better and worse, or when the prediction interval reaches beyond the margin on the other "
+    "side; *equivalent* when the estimate lies inside the margin (with the direction when it is also significant); "
+    "*fragile* when its p is within a factor of 2 of α. P(better than {baseline}): the chance that a run of the "
+    "method beats a run of the baseline on the same task (lower is better for a loss), averaged over tasks. Mean "
+    "ranks use each task's means. Verdict counts are the per-task tests below. K: trial configurations per task "
+    "(`--tune`; 1: nothing to tune); lost: trials that diverged or failed; edge: a chosen value at the edge of what "
+    "was tried.")
+
+
 def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "h2") -> list[Block]:
     plots = plots or {}
     overall = analysis.get("overall")
-    baseline = analysis["baseline"]
     if not overall:
         return [Block(level, "Leaderboard"), Block("p", "No task has a finished baseline run: nothing to rank.")]
-    blocks = [
-        Block(level, "Leaderboard"),
-        Block("p", f"Across {len(overall['tasks'])} task(s): {', '.join(overall['tasks'])}. Score = improvement "
-                   f"over the baseline's mean, relative to its magnitude, positive = better (higher accuracy, "
-                   f"lower loss). Pooled score: the mean over tasks of each task's score, with a 95% t-interval "
-                   f"that carries the baseline's noise as well as the method's (paired by seed, "
-                   f"Welch-Satterthwaite degrees of freedom) and its p, Holm over methods; \"(equivalent)\": the "
-                   f"pooled score lies inside the pooled margin, which is no improvement. IQM (interquartile "
-                   f"mean of the runs' scores) and P(better than {baseline}) are point estimates: their "
-                   f"bootstrap intervals under-cover at these numbers of seeds. Mean ranks use each task's "
-                   f"means (ties share a rank). Verdicts count the per-task tests below. K: the trial "
-                   f"configurations each method was tuned over per task (`--tune`: its default and points of its "
-                   f"search space, on tuning seeds; 1: nothing to tune); lost: trials that diverged or failed; "
-                   f"edge: a chosen value is the lowest or highest tried, so the space may be too narrow there."),
-    ]
+    by_baseline = analysis.get("overall_by_baseline") or {analysis["baseline"]: overall}
+    blocks = [Block(level, "Leaderboard")]
+    if len(by_baseline) > 1:
+        blocks.append(Block("p", f"Against each of {len(by_baseline)} baselines ({', '.join(by_baseline)}), one "
+                                 "table each; every test of the report is in one Holm family per kind (per task, "
+                                 "pooled, across tasks)."))
+    blocks.append(Block("p", LEADERBOARD_READING.format(baseline=" / ".join(by_baseline))))
+    for baseline, board in by_baseline.items():
+        if board is None:
+            blocks.append(Block("p", f"Against `{baseline}`: no task has a finished `{baseline}` run."))
+            continue
+        blocks += _board_blocks(board, baseline, len(by_baseline) > 1)
+    blocks += _aa_blocks(analysis)
+    blocks += _verdict_matrix(analysis)
+    for name in plots.get("overall", []):
+        blocks.append(Block("figure", name))
+    return blocks
+
+
+def _board_blocks(board: dict, baseline: str, titled: bool) -> list[Block]:
+    """One baseline's leaderboard table, its Friedman test and notes."""
+    blocks = [Block("h3", f"Against {baseline}")] if titled else []
+    blocks.append(Block("p", f"Across {len(board['tasks'])} task(s): {', '.join(board['tasks'])}."))
     rows = []
-    for i, m in enumerate(overall["methods"], 1):
-        iqm, poi, wil, pooled = m["iqm"], m["prob_improvement"], m["wilcoxon"], m.get("pooled")
+    for i, m in enumerate(board["methods"], 1):
+        poi, wil, pooled, across = m["prob_improvement"], m["wilcoxon"], m.get("pooled"), m.get("across")
         v = m["verdicts"]
         rows.append([
-            str(i), Code(m["method"]), _k_cell(m), fmt(m["mean_rank"], 3), _pooled_cell(pooled, len(overall["tasks"])),
-            _pooled_p_cell(pooled),
-            f"{iqm['value']:+.4f}" if iqm else "-", f"{poi['value']:.2f}" if poi else "-",
-            fmt_p(wil.get("p_holm")) if wil else "-",
+            str(i), Code(m["method"]), _k_cell(m), fmt(m["mean_rank"], 3),
+            _pooled_cell(pooled, len(board["tasks"])), _pooled_p_cell(pooled), verdict_text(pooled),
+            _across_cell(across), _prediction_cell(across), _heterogeneity_cell(across), verdict_text(across),
+            f"{poi['value']:.2f}" if poi else "-", fmt_p(wil.get("p_holm")) if wil else "-",
             f"{v['better']}/{v['equivalent']}/{v['inconclusive']}/{v['worse']}",
             f"{m['diverged']}/{m['failed']}", f"×{m['overhead']:.2f}" if m["overhead"] else "-",
         ])
     blocks.append(Block(
-        "table", header=["#", "method", "K", "mean rank", "pooled score [95% CI]", "pooled p (Holm)", "IQM score",
+        "table", header=["#", "method", "K", "mean rank", "these tasks [95% CI]", "p (Holm)", "verdict",
+                         "another task [95% CI]", "prediction interval", "τ² (I²)", "verdict",
                          f"P(better than {baseline})", "Wilcoxon p (Holm)", "better/equiv./inconcl./worse",
                          "diverged/failed", "step time"],
-        rows=rows, align="rllrrrrrrrrr"))
-    fr = overall.get("friedman") or {}
+        rows=rows, align="rllrrrlrrrlrrrrr"))
+    fr = board.get("friedman") or {}
     if "chi2" in fr and "p_perm" not in fr:  # a stats.json written before permutation p-values
         blocks.append(Block("p", f"Friedman test over {fr['n_tasks']} tasks and {fr['k']} methods: "
                                  f"χ² = {fr['chi2']:.3f}, p = {fmt_p(fr['p'])}."))
@@ -156,13 +193,35 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
                                     else "") + ")."))
     elif fr.get("note"):
         blocks.append(Block("p", fr["note"] + "."))
-    if overall.get("notes"):
-        blocks.append(Block("list", list(overall["notes"])))
-    blocks += _aa_blocks(analysis)
-    blocks += _verdict_matrix(analysis)
-    for name in plots.get("overall", []):
-        blocks.append(Block("figure", name))
+    notes = list(board.get("notes") or [])
+    fragile = [m["method"] for m in board["methods"]
+               if any((m.get(k) or {}).get("fragile") for k in ("pooled", "across"))]
+    if fragile:
+        notes.append(f"fragile (p within a factor of 2 of α): {', '.join(fragile)}; more seeds "
+                     "(`run --seeds MIN:MAX`) are what resolve it")
+    if notes:
+        blocks.append(Block("list", notes))
     return blocks
+
+
+def _across_cell(across: dict | None) -> str:
+    if not across or across.get("value") is None:
+        return "-"
+    if across.get("low") is None:
+        return f"{across['value']:+.3f} (no interval: {across.get('note') or 'see notes'})"
+    return f"{across['value']:+.3f} [{across['low']:+.3f}, {across['high']:+.3f}], p {fmt_p(across.get('p_holm'))}"
+
+
+def _prediction_cell(across: dict | None) -> str:
+    if not across or across.get("prediction_low") is None:
+        return "-" if not across or across.get("value") is None else "(needs 3 tasks)"
+    return f"[{across['prediction_low']:+.3f}, {across['prediction_high']:+.3f}]"
+
+
+def _heterogeneity_cell(across: dict | None) -> str:
+    if not across or across.get("tau2") is None:
+        return "-"
+    return f"{across['tau2']:.3g} ({100 * across['i2']:.0f}%)"
 
 
 def _k_cell(row: dict) -> str:
@@ -205,12 +264,8 @@ def _aa_blocks(analysis: dict) -> list[Block]:
 
 
 def _pooled_p_cell(pooled: dict | None) -> str:
-    """The pooled p after Holm; a pooled score shown inside the margin says so, since a
-    small p there is no improvement."""
-    if not pooled:
-        return "-"
-    text = fmt_p(pooled.get("p_holm"))
-    return f"{text} (equivalent)" if pooled.get("verdict") == "equivalent" else text
+    """The pooled p after Holm (the verdict beside it says when it is inside the margin)."""
+    return fmt_p(pooled.get("p_holm")) if pooled else "-"
 
 
 def _pooled_cell(pooled: dict | None, of_tasks: int | None = None) -> str:
@@ -226,22 +281,33 @@ def _pooled_cell(pooled: dict | None, of_tasks: int | None = None) -> str:
 
 
 def _verdict_matrix(analysis: dict) -> list[Block]:
-    """Methods by tasks: each cell the verdict and the difference to the baseline."""
-    tasks = [t for t in analysis["tasks"] if t["comparisons"]]
+    """Methods by tasks: each cell the verdict against the (first) baseline and the
+    difference to it."""
+    baseline = analysis["baseline"]
+    tasks = [t for t in analysis["tasks"] if any(c.get("baseline", baseline) == baseline for c in t["comparisons"])]
     if not tasks:
         return []
-    methods = list(dict.fromkeys(c["method"] for t in tasks for c in t["comparisons"]))
+    methods = list(dict.fromkeys(c["method"] for t in tasks for c in t["comparisons"]
+                                 if c.get("baseline", baseline) == baseline))
     rows = []
     for m in methods:
         row = [Code(m)]
         for t in tasks:
-            comp = next((c for c in t["comparisons"] if c["method"] == m), None)
-            row.append(f"{VERDICT_MARK[comp['verdict']]} ({comp['diff']:+.3g})" if comp else "-")
+            comp = next((c for c in t["comparisons"] if c["method"] == m and c.get("baseline", baseline) == baseline),
+                        None)
+            row.append(f"{verdict_text(comp)} ({comp['diff']:+.3g})" if comp else "-")
         rows.append(row)
     return [
-        Block("p", "Per task: verdict against the baseline (difference of means in the metric's units)."),
+        Block("p", f"Per task: verdict against `{baseline}` (difference of means in the metric's units)."),
         Block("table", header=["method"] + [t["task"] for t in tasks], rows=rows, align="l" + "l" * len(tasks)),
     ]
+
+
+def _baselines_text(task: dict) -> str:
+    listed = task.get("baselines")
+    if not listed or len(listed) == 1:
+        return "Baseline: " + (task["baseline"] or "none finished") + "."
+    return "Baselines: " + ", ".join(f"{b['display']} (margin {fmt(b['margin_absolute'])})" for b in listed) + "."
 
 
 def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
@@ -253,26 +319,34 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
         Block("h2", task["task"], anchor=task["task"]),
         Block("p", f"Metric: test {metric} ({better}), {headline}. Margin of equivalence: ±{task['margin']}"
                    + (f" (= {fmt(task['margin_absolute'])})" if task["margin_absolute"] is not None else "")
-                   + ". Baseline: " + (task["baseline"] or "none finished") + "."),
+                   + ". " + _baselines_text(task)),
     ]
-    if task["comparisons"]:
+    baselines = [b["method"] for b in task.get("baselines") or []] or [None]
+    for baseline in baselines:
+        mine = [c for c in task["comparisons"] if c.get("baseline") == baseline or baseline is None]
+        if not mine:
+            continue
         rows = []
-        for c in task["comparisons"]:
+        for c in mine:
             rows.append([
                 Code(c["display"]), _n_cell(c), _pm(c["mean"], c["std"]),
                 f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["test"],
                 fmt_p(c["p"]), fmt_p(c["p_holm"]),
                 f"{fmt_p(c['exact_p'])} (min {fmt_p(c['exact_min_p'])})", fmt_p(c["equivalence_p"]),
-                VERDICT_MARK[c["verdict"]], f"{c['diverged']}/{c['failed']}", c.get("procedure", ""),
+                verdict_text(c), f"{c['diverged']}/{c['failed']}", c.get("procedure", ""),
             ])
-        blocks.append(Block("h3", "Against the baseline"))
+        title = "Against the baseline" if len(baselines) == 1 else f"Against {baseline}"
+        blocks.append(Block("h3", title))
         blocks.append(Block("table", header=[
             "method", "n (method/baseline)", "mean ± std (tested seeds)", "difference [95% CI]", "test", "p",
             "p (Holm)", "exact p (min attainable)", "equivalence p", "verdict", "diverged/failed", "selection"],
             rows=rows, align="lrrrlrrrrlrl"))
-        notes = [f"{c['display']}: {n}" for c in task["comparisons"] for n in c["notes"]]
+        notes = [f"{c['display']}: {n}" for c in mine for n in c["notes"]]
         if notes:
             blocks.append(Block("list", list(dict.fromkeys(notes))))
+    if any(c.get("fragile") for c in task["comparisons"]):
+        blocks.append(Block("p", f"Fragile: a verdict whose p lies within a factor of 2 of α = {alpha:g} (a p between "
+                                 f"{alpha / 2:g} and {2 * alpha:g}); another machine or batch of seeds may flip it."))
     if task["notes"]:
         blocks.append(Block("list", list(task["notes"])))
     blocks += _tuning_blocks(task)
@@ -501,12 +575,18 @@ def _anchor(text: str) -> str:
 # --- files --------------------------------------------------------------------------------------
 
 def leaderboard_json(analysis: dict) -> str:
+    """The leaderboard as JSON: ``leaderboard`` is the (first) baseline's rows,
+    ``leaderboards`` every baseline's, ``verdicts`` every per-task comparison."""
     overall = analysis.get("overall") or {}
+    by_baseline = analysis.get("overall_by_baseline") or {analysis["baseline"]: overall}
     return json.dumps({
-        "generated": analysis["generated"], "baseline": analysis["baseline"], "alpha": analysis["alpha"],
+        "generated": analysis["generated"], "baseline": analysis["baseline"],
+        "baselines": analysis.get("baselines", [analysis["baseline"]]), "alpha": analysis["alpha"],
         "leaderboard": overall.get("methods", []), "friedman": overall.get("friedman"),
+        "leaderboards": {b: (board or {}).get("methods", []) for b, board in by_baseline.items()},
         "verdicts": [{"task": t["task"], "metric": t["metric"], "method": c["method"], "display": c["display"],
-                      "verdict": c["verdict"], "diff": c["diff"], "p_holm": c["p_holm"]}
+                      "baseline": c.get("baseline", analysis["baseline"]), "verdict": c["verdict"],
+                      "fragile": c.get("fragile", False), "diff": c["diff"], "p_holm": c["p_holm"]}
                      for t in analysis["tasks"] for c in t["comparisons"]],
     }, indent=1, allow_nan=False, default=_json_default)
 

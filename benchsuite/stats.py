@@ -384,11 +384,13 @@ def seeds_needed(n_methods: int, alpha: float = ALPHA) -> int:
 
 # --- across tasks ------------------------------------------------------------------------
 
-def normalized(values, baseline_mean: float, higher_is_better: bool):
-    """Direction-aware improvement over the baseline mean, relative to its magnitude:
-    0 is the baseline, +0.01 is 1% better (higher accuracy or lower loss)."""
+def normalized(values, baseline_mean: float, higher_is_better: bool, scale: float | None = None):
+    """Direction-aware improvement over the baseline mean, positive = better (higher
+    accuracy or lower loss), in units of ``scale`` (the baseline's seed-to-seed standard
+    deviation in reports: +1 is one such deviation better); without one, relative to the
+    baseline's magnitude (+0.01 is 1% better)."""
     sign = 1.0 if higher_is_better else -1.0
-    scale = abs(baseline_mean) or 1.0
+    scale = scale if scale else (abs(baseline_mean) or 1.0)
     return sign * (np.asarray(values, dtype=float) - baseline_mean) / scale
 
 
@@ -522,12 +524,20 @@ def iqm(values) -> float:
     return float(_st.trim_mean(np.asarray(values, dtype=float), 0.25))
 
 
-def probability_of_improvement(x_by_task, y_by_task) -> float:
-    """P(X > Y) + P(X = Y) / 2 within each task, averaged over tasks (higher = X better)."""
+def probability_of_improvement(x_by_task, y_by_task, higher_is_better=True) -> float:
+    """P(X better than Y) + P(tie) / 2 within each task, averaged over tasks: the chance that
+    a run of X beats a run of Y (Mann-Whitney's U / (n_x n_y)). ``higher_is_better`` is one
+    bool for every task or one per task: on a lower-is-better metric (MSE) a run beats
+    another when its value is lower. 1.0 = every run of X beats every run of Y."""
+    directions = list(higher_is_better) if isinstance(higher_is_better, (list, tuple)) \
+        else [bool(higher_is_better)] * len(x_by_task)
+    if len(directions) != len(x_by_task):
+        raise ValueError(f"{len(directions)} directions for {len(x_by_task)} tasks")
     values = []
-    for x, y in zip(x_by_task, y_by_task):
+    for x, y, higher in zip(x_by_task, y_by_task, directions):
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        greater = (x[:, None] > y[None, :]).mean()
+        sign = 1.0 if higher else -1.0
+        greater = (sign * x[:, None] > sign * y[None, :]).mean()
         ties = (x[:, None] == y[None, :]).mean()
         values.append(greater + 0.5 * ties)
     return float(np.mean(values))
@@ -550,55 +560,103 @@ def stratified_bootstrap(groups, statistic, resamples: int = 2000, seed: int = 0
     return float(point), float(low), float(high)
 
 
+def standardized_effect(method: dict[int, float], baseline: dict[int, float], higher_is_better: bool,
+                        margin: float = 0.0) -> dict:
+    """One task's improvement over the baseline in units of the baseline's seed-to-seed
+    standard deviation (Glass's delta): ``effect = sign * (mean method - mean baseline) / S``,
+    positive = better, where ``S`` is the standard deviation of the baseline's finished
+    runs. Every method on a task shares that denominator, and a task whose baseline is near
+    zero (an MSE of 1e-4) counts no more than any other: what matters is how large the
+    difference is against the noise of seeds, not against the baseline's magnitude.
+
+    The difference of means is paired on the seeds both sides finished (at least 2), else
+    the two sides' means (Welch). ``components`` are the variance of that difference divided
+    by ``S**2`` with its degrees of freedom (0 when the values have no spread,
+    :func:`no_spread`): the variance of the effect in the task's observed unit ``S``, which is
+    what the test of a zero effect needs (the difference of means is independent of the
+    standard deviations for normal runs, so holding ``S`` fixed leaves that test valid).
+    ``scale_variance`` = ``effect**2 / (2 (n_b - 1))`` adds the uncertainty of ``S`` itself
+    (Hedges & Olkin, 1985; the delta method on a sample standard deviation), for estimates of
+    what to expect on another task: it grows with the effect, so an inverse-variance
+    combination gives any one task a bounded pull. When the baseline's runs have no spread,
+    ``S`` is the method's (with a note); when neither has any, there is no standardized
+    effect (``effect`` None).
+
+    Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
+    (variance, df)), ``scale_variance``, ``margin`` (``margin`` / S), ``scale`` (S),
+    ``difference_spread`` (False when the difference of means has no spread), ``note``."""
+    sign = 1.0 if higher_is_better else -1.0
+    a_all = np.array(list(method.values()), dtype=float)
+    b_all = np.array(list(baseline.values()), dtype=float)
+    out = {"effect": None, "variance": None, "components": [], "margin": None, "scale": None,
+           "difference_spread": False, "note": None}
+    if len(a_all) < 2 or len(b_all) < 2:
+        out["note"] = "fewer than 2 finished runs on one side"
+        return out
+    scale_from = b_all
+    if no_spread(b_all):
+        scale_from = a_all
+        out["note"] = "the baseline's runs have no spread: scaled by the method's standard deviation"
+    if no_spread(scale_from):
+        out["note"] = "no seed-to-seed spread on either side: no standardized effect"
+        return out
+    scale = float(scale_from.std(ddof=1))
+    shared = sorted(set(method) & set(baseline))
+    if len(shared) >= 2:
+        d = np.array([method[s] - baseline[s] for s in shared], dtype=float) / scale
+        diff = float(d.mean())
+        components = [(_spread(d), len(d) - 1)]
+    else:
+        a, b = a_all / scale, b_all / scale
+        diff = float(a.mean() - b.mean())
+        components = [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
+    effect = sign * diff
+    out.update(effect=effect, variance=math.fsum(v for v, _ in components), components=components,
+               scale_variance=effect**2 / (2 * (len(scale_from) - 1)), margin=float(margin) / scale, scale=scale,
+               difference_spread=any(v > 0 for v, _ in components))
+    return out
+
+
 def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
-    """Mean over tasks of each task's normalized improvement over the baseline, with a
-    t-interval that carries the baseline's uncertainty as well as the method's.
+    """Over these tasks (the tasks fixed, their seeds random): the mean of the tasks'
+    standardized effects (:func:`standardized_effect`, each in its task's observed unit),
+    with a t-interval that carries the baseline's uncertainty as well as the method's.
 
     ``parts`` is one ``(method, baseline, higher_is_better[, margin])`` per task, each side
     a dict seed -> finished value, ``margin`` the task's equivalence margin in the metric's
-    units (0 when absent). Per task the difference of means is normalized by |baseline
-    mean| (sign: positive = better); its variance is var(paired differences) / n_pairs when
-    at least 2 seeds pair, else Welch's var_m / n_m + var_b / n_b, and 0 where the values
-    have no spread (:func:`no_spread`: identical up to rounding, as the per-task tests
-    read them). The pooled standard error adds the tasks' variances (tasks are fixed, their
-    seeds independent) and the degrees of freedom are Welch-Satterthwaite's over every
-    variance component. The pooled margin is the mean of the tasks' normalized margins, and
-    ``equivalence_p`` the two one-sided tests' p of the pooled score lying within it.
-    Returns ``value``, ``low``, ``high``, ``p`` (two-sided, of value = 0), ``se``, ``df``,
-    ``margin``, ``equivalence_p``, ``n_tasks``; ``low``/``high``/``p``/``equivalence_p``
+    units (0 when absent). The pooled standard error adds the tasks' variance components
+    (tasks are fixed, their seeds independent) and the degrees of freedom are
+    Welch-Satterthwaite's over them. The pooled margin is the mean of the tasks'
+    standardized margins, and ``equivalence_p`` the two one-sided tests' p of the pooled
+    score lying within it. Returns ``value``, ``low``, ``high``, ``p`` (two-sided, of value
+    = 0), ``se``, ``df``, ``margin``, ``equivalence_p``, ``n_tasks``, ``per_task`` (each
+    task's effect, its standard error without and with its scale's uncertainty, and its
+    margin); ``low``/``high``/``p``/``equivalence_p``
     are None, with a ``note``, when no interval exists (a task with fewer than 2 runs on a
-    side, or no spread at all)."""
-    estimates, components, margins = [], [], []
+    side or no spread on either side, or differences with no spread in any task)."""
+    effects = []
     for method, baseline, higher, *rest in parts:
-        if len(method) < 2 or len(baseline) < 2:
+        effect = standardized_effect(method, baseline, higher, float(rest[0] if rest else 0.0))
+        if effect["effect"] is None:
             return {"value": None, "low": None, "high": None, "p": None, "n_tasks": len(parts),
-                    "note": "a task has fewer than 2 finished runs on one side"}
-        sign = 1.0 if higher else -1.0
-        b_all = np.array(list(baseline.values()), dtype=float)
-        scale = abs(float(b_all.mean())) or 1.0
-        margins.append(float(rest[0] if rest else 0.0) / scale)
-        shared = sorted(set(method) & set(baseline))
-        if len(shared) >= 2:
-            d = np.array([method[s] - baseline[s] for s in shared], dtype=float) / scale
-            estimates.append(sign * float(d.mean()))
-            components.append((_spread(d), len(d) - 1))
-        else:
-            a = np.array(list(method.values()), dtype=float) / scale
-            b = b_all / scale
-            estimates.append(sign * float(a.mean() - b.mean()))
-            components += [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
-    n_tasks = len(estimates)
+                    "note": f"a task has {effect['note']}"}
+        effects.append(effect)
+    n_tasks = len(effects)
     if n_tasks == 0:
         return {"value": None, "low": None, "high": None, "p": None, "n_tasks": 0, "note": "no task"}
-    value = float(np.mean(estimates))
-    variance = sum(v for v, _ in components) / n_tasks**2
-    margin = float(np.mean(margins))
+    value = float(np.mean([e["effect"] for e in effects]))
+    components = [c for e in effects for c in e["components"]]
+    variance = math.fsum(v for v, _ in components) / n_tasks**2
+    margin = float(np.mean([e["margin"] for e in effects]))
     out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks, "margin": margin,
-           "equivalence_p": None}
-    if variance <= 0 or not math.isfinite(variance):
+           "equivalence_p": None,
+           "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]),
+                         "se_with_scale": math.sqrt(e["variance"] + e["scale_variance"]), "margin": e["margin"]}
+                        for e in effects]}
+    if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance):
         out["note"] = "no spread in any task"
         return out
-    df = sum(v for v, _ in components) ** 2 / sum(v**2 / d for v, d in components if v > 0)
+    df = math.fsum(v for v, _ in components) ** 2 / math.fsum(v**2 / d for v, d in components if v > 0)
     se = math.sqrt(variance)
     half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
     equivalence_p = max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)) \
@@ -606,6 +664,100 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     out.update(low=value - half, high=value + half, se=se, df=float(df),
                p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), equivalence_p=_floor_p(float(equivalence_p)))
     return out
+
+
+def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: float = 0.0) -> dict:
+    """What to expect on another task like these: a random-effects combination of per-task
+    effects (each with its variance), the tasks a sample from a population of tasks.
+
+    statsmodels' ``combine_effects`` estimates the between-task variance tau^2 by Paule and
+    Mandel's method and the mean effect with inverse-variance weights ``1 / (v_i + tau^2)``.
+    The interval is Hartung-Knapp-Sidik-Jonkman's (t with k - 1 degrees of freedom), in its
+    modified form that is never narrower than the plain random-effects interval (Roever et
+    al., 2015): with few tasks the normal interval is far too narrow. The prediction interval
+    for the effect on a new task is ``mean +- t(k - 2) * sqrt(tau^2 + se^2)`` (Higgins,
+    Thompson & Spiegelhalter, 2009), which needs k >= 3 tasks. ``equivalence_p`` is the two
+    one-sided tests' p of the mean effect lying within ``margin`` (same t).
+
+    Returns ``value``, ``low``, ``high``, ``se``, ``df``, ``p``, ``tau2``, ``i2``,
+    ``prediction_low``, ``prediction_high``, ``equivalence_p``, ``margin``, ``n_tasks``,
+    ``weights``; intervals None, with a ``note``, when they do not exist."""
+    y = np.asarray(effects, dtype=float)
+    v = np.asarray(variances, dtype=float)
+    k = len(y)
+    out = {"value": None, "low": None, "high": None, "se": None, "df": None, "p": None, "tau2": None, "i2": None,
+           "prediction_low": None, "prediction_high": None, "equivalence_p": None, "margin": float(margin),
+           "n_tasks": k, "weights": None, "note": None}
+    if k == 0:
+        out["note"] = "no task"
+        return out
+    if k < 2:
+        out.update(value=float(y[0]), note="one task: nothing to say about another task")
+        return out
+    if not np.all(np.isfinite(y)) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        out.update(value=float(y.mean()), note="a task's effect has no variance (no spread): no random-effects "
+                                               "estimate")
+        return out
+    from statsmodels.stats.meta_analysis import combine_effects  # a second or so to import: only when used
+
+    res = combine_effects(y, v, method_re="iterated", use_t=True)
+    value = float(res.mean_effect_re)
+    se = max(float(res.sd_eff_w_re_hksj), float(res.sd_eff_w_re))
+    tau2 = max(0.0, float(res.tau2))
+    df = k - 1
+    half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    out.update(value=value, low=value - half, high=value + half, se=se, df=float(df),
+               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), tau2=tau2,
+               i2=float(max(0.0, res.i2)) if math.isfinite(res.i2) else 0.0,
+               weights=(np.asarray(res.weights_rel_re, dtype=float)).tolist())
+    if margin > 0:
+        out["equivalence_p"] = _floor_p(max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)))
+    if k >= 3:
+        spread = float(_st.t.ppf(1 - (1 - confidence) / 2, k - 2)) * math.sqrt(tau2 + se**2)
+        out.update(prediction_low=value - spread, prediction_high=value + spread)
+    else:
+        out["note"] = "two tasks: no prediction interval (it needs at least 3)"
+    return out
+
+
+def across_task_reading(*, p_holm, value, equivalence_p, task_verdicts: dict, alpha: float = ALPHA,
+                        prediction=None, margin: float = 0.0, tau2: float | None = None) -> str:
+    """The verdict of a pooled or across-task estimate, in this order: ``mixed`` when the
+    per-task verdicts include both better and worse, or when the tasks disagree (tau^2 > 0)
+    so much that the prediction interval for a new task reaches beyond the margin on both
+    sides; ``equivalent`` when the two one-sided tests put the mean inside the margin (as per
+    task: a difference shown smaller than the margin is no improvement, however
+    consistent); ``better``/``worse`` when the (Holm-adjusted) p is below alpha, unless the
+    prediction interval reaches beyond the margin on the other side (then ``mixed``: better
+    on average, yet a new task may see it worse); else ``inconclusive``. A mixed method is
+    never read as plainly better or worse."""
+    if task_verdicts.get("better") and task_verdicts.get("worse"):
+        return "mixed"
+    low, high = prediction if prediction else (None, None)
+    if low is not None and (tau2 or 0.0) > 0 and low < -margin and high > margin:
+        return "mixed"
+    if equivalence_p is not None and equivalence_p < alpha:
+        return "equivalent"
+    if p_holm is not None and p_holm < alpha:
+        if low is not None and ((value > 0 and low < -margin) or (value < 0 and high > margin)):
+            return "mixed"
+        return "better" if value > 0 else "worse"
+    return "inconclusive"
+
+
+def fragile(verdict: str, p_holm, equivalence_p, alpha: float = ALPHA) -> bool:
+    """A verdict whose deciding p lies within a factor of 2 of alpha (alpha / 2 <= p < 2
+    alpha): the p of the verdict reached (Holm-adjusted for better/worse, the equivalence p
+    for equivalent), or for an inconclusive one either p that nearly decided it. Another
+    machine's or another batch of seeds' noise can flip it; more seeds resolve it."""
+    def near(p):
+        return p is not None and math.isfinite(p) and alpha / 2 <= p < 2 * alpha
+
+    if verdict in ("better", "worse"):
+        return near(p_holm)
+    if verdict == "equivalent":
+        return near(equivalence_p)
+    return near(p_holm) or near(equivalence_p)
 
 
 def _spread(values: np.ndarray) -> float:

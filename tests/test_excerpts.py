@@ -32,7 +32,7 @@ def test_excerpt_blocks_are_generated_and_checked(tmp_path, capsys):
     text = readme.read_text()
     assert "hand-written claim" not in text and "| t | `l2` | 4/4 |" in text and "better" in text
     assert "`wd`" not in text.split("<!-- /benchsuite:verdicts -->")[0]  # only the methods asked for
-    assert "pooled score [95% CI]" in text and text.endswith("tail\n")
+    assert "these tasks [95% CI]" in text and text.endswith("tail\n")
     assert main(["excerpt", "--reports", str(reports), "--check", str(readme)]) == 0
     readme.write_text(text.replace("better", "worse", 1))
     assert main(["excerpt", "--reports", str(reports), "--check", str(readme)]) == 1

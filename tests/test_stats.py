@@ -356,41 +356,75 @@ def test_friedman_permutation_p_is_exact_for_few_tasks():
 
 
 def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
+    """Each task's effect in units of its baseline's seed-to-seed standard deviation, the
+    variance of the paired differences in that unit, Welch-Satterthwaite over the tasks'
+    components, by hand; the scale's own uncertainty (effect**2 / (2 (n_b - 1))) only in
+    the per-task standard error given to the across-task estimate."""
     t1_base = {0: 0.80, 1: 0.82, 2: 0.81}
     t1_method = {0: 0.83, 1: 0.84, 2: 0.85}
     t2_base = {0: 2.0, 1: 2.2, 2: 2.1, 3: 2.3}      # mse: lower is better
     t2_method = {0: 1.9, 1: 2.0, 2: 2.1, 3: 2.0}
     out = stats.pooled_improvement([(t1_method, t1_base, True), (t2_method, t2_base, False)])
-    d1 = np.array([t1_method[s] - t1_base[s] for s in range(3)]) / np.mean(list(t1_base.values()))
-    d2 = -np.array([t2_method[s] - t2_base[s] for s in range(4)]) / np.mean(list(t2_base.values()))
-    v1, v2 = d1.var(ddof=1) / 3, d2.var(ddof=1) / 4
-    value = (d1.mean() + d2.mean()) / 2
-    se = math.sqrt(v1 + v2) / 2
-    df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 3)
+    s1, s2 = np.std(list(t1_base.values()), ddof=1), np.std(list(t2_base.values()), ddof=1)
+    d1 = np.array([t1_method[s] - t1_base[s] for s in range(3)]) / s1
+    d2 = -np.array([t2_method[s] - t2_base[s] for s in range(4)]) / s2
+    e1, e2 = d1.mean(), d2.mean()
+    components = [(d1.var(ddof=1) / 3, 2), (d2.var(ddof=1) / 4, 3)]
+    value = (e1 + e2) / 2
+    total = sum(v for v, _ in components)
+    se = math.sqrt(total) / 2
+    df = total**2 / sum(v**2 / d for v, d in components)
     half = st.t.ppf(0.975, df) * se
     assert out["value"] == pytest.approx(value)
     assert (out["low"], out["high"]) == pytest.approx((value - half, value + half))
     assert out["p"] == pytest.approx(2 * st.t.sf(value / se, df))
+    assert [t["effect"] for t in out["per_task"]] == pytest.approx([e1, e2])
+    assert [t["se_with_scale"] ** 2 for t in out["per_task"]] == pytest.approx(
+        [d1.var(ddof=1) / 3 + e1**2 / 4, d2.var(ddof=1) / 4 + e2**2 / 6])
     # no spread anywhere: no interval rather than a zero-width one
     flat = stats.pooled_improvement([({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9}, True)])
-    assert flat["low"] is None and "no spread" in flat["note"]
-    # the same difference on every seed, which dividing by the baseline's mean turns into
-    # rounding noise: no spread either, not a t-test on the 17th digit
+    assert flat["value"] is None and "no seed-to-seed spread" in flat["note"]
+    # the same difference on every seed: the differences have no spread, so no t-test on the
+    # 17th digit (only the scale's uncertainty would be left, which says nothing about the sign)
     base = {0: 0.901, 1: 0.913, 2: 0.927, 3: 0.889, 4: 0.934}
     rounded = stats.pooled_improvement([({s: v + 0.003 for s, v in base.items()}, base, True)])
     assert rounded["p"] is None and "no spread" in rounded["note"]
 
 
+def test_a_task_with_a_baseline_near_zero_does_not_decide_the_pooled_score_alone():
+    """On the relative scale an MSE task whose baseline is 1e-4 turned a difference of 3e-5
+    (against a seed-to-seed spread of 3e-5) into -30%, outweighing two accuracy tasks where
+    the method is clearly better by 2 of their seed deviations. In units of each task's
+    seed-to-seed spread, the MSE task's difference is one deviation, and the pooled score
+    follows the tasks as a whole."""
+    rng = np.random.default_rng(5)
+    parts = []
+    for _ in range(2):  # accuracy tasks: +0.02 against seeds that vary by 0.01
+        base = {s: 0.80 + rng.normal(0, 0.01) for s in range(10)}
+        parts.append(({s: v + 0.02 + rng.normal(0, 0.003) for s, v in base.items()}, base, True, 0.005))
+    mse_base = {s: 1e-4 + rng.normal(0, 3e-5) for s in range(10)}
+    parts.append(({s: v + 3e-5 + rng.normal(0, 1e-5) for s, v in mse_base.items()}, mse_base, False,
+                  0.02 * 1e-4))
+    relative = np.mean([(1 if h else -1) * (np.mean(list(m.values())) - np.mean(list(b.values())))
+                        / np.mean(list(b.values())) for m, b, h, _ in parts])
+    assert relative < 0  # the old score: decided by the MSE task alone
+    out = stats.pooled_improvement(parts)
+    effects = [t["effect"] for t in out["per_task"]]
+    assert effects[2] < 0 < effects[0] and effects[1] > 0
+    assert out["value"] > 0 and out["p"] < 0.05
+    assert max(abs(e) for e in effects) / sum(abs(e) for e in effects) < 0.5  # no task is most of the score
+
+
 def test_pooled_equivalence_uses_the_tasks_margins():
     """Two one-sided tests of the pooled score against the mean of the tasks' margins
-    (each normalized by its baseline mean), by hand."""
+    (each in units of its baseline's seed-to-seed standard deviation), by hand."""
     rng = np.random.default_rng(3)
     parts = []
     for _ in range(3):
         base = {s: 0.9 + rng.normal(0, 0.01) for s in range(10)}
         parts.append(({s: v + 0.0004 + rng.normal(0, 0.0002) for s, v in base.items()}, base, True, 0.005))
     out = stats.pooled_improvement(parts)
-    margin = np.mean([0.005 / abs(np.mean(list(b.values()))) for _, b, _, _ in parts])
+    margin = np.mean([0.005 / np.std(list(b.values()), ddof=1) for _, b, _, _ in parts])
     assert out["margin"] == pytest.approx(margin)
     expected = max(st.t.sf((out["value"] + margin) / out["se"], out["df"]),
                    st.t.sf((margin - out["value"]) / out["se"], out["df"]))
