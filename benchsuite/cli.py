@@ -166,7 +166,8 @@ def _add_claims(sub) -> None:
     claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
     claims.add_argument("--results", default=None, help=RESULTS_HELP)
     claims.add_argument("--out", default=None, metavar="DIR",
-                        help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
+                        help="also write DIR/index.md, index.html, claims.json and results.csv (one row per run; "
+                             "e.g. reports/claims)")
     claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     claims.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="runs at a time")
     claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -1034,8 +1035,8 @@ def cmd_claims(args) -> int:
         _run_claims(args, selected, available, store)
     rows = claim_mod.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
     if args.out:
-        claim_mod.write(rows, Path(args.out))
-        print(f"wrote {args.out}/index.md, index.html, claims.json", file=sys.stderr)
+        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, args.tasks_dir))
+        print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:
