@@ -59,7 +59,7 @@ def parse_margins(items: list[str] | None) -> dict[str, stats.Margin]:
 
 
 def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | None = None,
-            alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
+            alpha: float = stats.ALPHA, resamples: int = stats.MONTE_CARLO_RESAMPLES, seed: int = 0,
             references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
     the Monte Carlo permutation tests used when exact enumeration is too large.

@@ -277,15 +277,20 @@ def _add_collect(sub) -> None:
                          help="machine-readable output: each submitted run's state, job and error, and the counts")
 
 
+# stats.MONTE_CARLO_RESAMPLES (not imported here: scipy is not needed to parse a command line)
+RESAMPLES = 100_000
+
+
 def _statistics_options(parser) -> None:
     parser.add_argument("--baseline", default="none", help="method every other is compared with (default none)")
     parser.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
                              "(mse=2%%); defaults accuracy=0.005, mse=2%%")
-    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=_positive_int, default=2000,
-                        metavar="N", help="Monte Carlo draws for permutation tests too large to enumerate "
-                                          "(default 2000; Friedman uses at least 1000)")
+    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=_positive_int, default=RESAMPLES,
+                        metavar="N", help="Monte Carlo draws of Friedman's permutation test when it is too large to "
+                                          f"enumerate (default {RESAMPLES:,}, the draws of the sign-flip and unpaired "
+                                          "permutation tests; at least 1,000)")
     parser.add_argument("--resample-seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
                         help="seed of those draws (default 0)")
     parser.add_argument("--references", action="append", default=None, metavar="DIR",
