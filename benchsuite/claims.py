@@ -31,7 +31,8 @@ has the claimed sign; ``contradicted`` when it is significant with the other sig
 bound is broken); ``inconclusive`` otherwise; ``not run`` / ``incomplete`` when runs are
 missing (with the command that runs them and, at paper scale, the data it needs); ``invalid``
 when the claim names a task, plugin or value this installation does not accept (the row says
-which; the other claims go on).
+which; the other claims go on). ``benchsuite claims --out DIR`` also writes DIR/results.csv,
+one row per run each claim uses (:func:`run_rows`), from which each p can be recomputed.
 """
 
 from __future__ import annotations
