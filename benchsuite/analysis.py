@@ -71,7 +71,7 @@ def parse_baselines(baseline: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margins: dict | None = None,
-            alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
+            alpha: float = stats.ALPHA, resamples: int = stats.MONTE_CARLO_RESAMPLES, seed: int = 0,
             references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
     the Monte Carlo permutation tests used when exact enumeration is too large.
@@ -170,15 +170,18 @@ def _select(configs: list[dict], higher_is_better: bool, task: str, seeds: _Seed
     """The configuration an untuned method is reported with: chosen on validation, never
     on test, over the seeds every configuration of the method was run with. Configurations
     where every such seed finished come first, so one lucky seed among diverged ones does
-    not win; then the best validation mean; a tie goes to the first in the report's order
-    (numbers from small to large)."""
+    not win (and a configuration that lost a seed loses a tie to a complete one); then the
+    best validation mean; an exact tie goes to the earlier configuration in the report's
+    order (:func:`benchsuite.summary.summary`: hyperparameter values plugin by plugin and
+    name by name, numbers from small to large). Means are exactly rounded sums
+    (``math.fsum``), so the order the runs were read in cannot make or break a tie."""
     common = set.intersection(*(seeds.attempted.get((task, c["config"]), set()) for c in configs)) \
         if len(configs) > 1 else set()
 
     def val_on_common(c):
         values = seeds.val.get((task, c["config"]), {})
         chosen = [v for s, v in values.items() if s in common] if common else list(values.values())
-        return float(np.mean(chosen)) if chosen else None
+        return math.fsum(chosen) / len(chosen) if chosen else None
 
     def lost_on_common(c):
         done = set(seeds.test.get((task, c["config"]), {}))

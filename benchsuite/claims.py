@@ -31,7 +31,8 @@ has the claimed sign; ``contradicted`` when it is significant with the other sig
 bound is broken); ``inconclusive`` otherwise; ``not run`` / ``incomplete`` when runs are
 missing (with the command that runs them and, at paper scale, the data it needs); ``invalid``
 when the claim names a task, plugin or value this installation does not accept (the row says
-which; the other claims go on).
+which; the other claims go on). ``benchsuite claims --out DIR`` also writes DIR/results.csv,
+one row per run each claim uses (:func:`run_rows`), from which each p can be recomputed.
 """
 
 from __future__ import annotations
@@ -437,6 +438,46 @@ def _comparison(row: dict, claim: Claim, mine: dict, theirs: dict, counts: dict)
     row["verdict"] = INCONCLUSIVE  # until Holm over every comparison
 
 
+RUN_COLUMNS = ("claim", "task", "arm", "method", "configuration", "train", "seed", "status", "test", "val",
+               "metric", "value", "run_id")
+
+
+def run_rows(claims: list[Claim], store, available, task_dirs=()) -> list[dict]:
+    """One row per stored run each claim uses (the per-seed data behind its p), in the
+    report's order: claims as given, then task, arm (``method`` before ``versus``), seed.
+    Each row has :data:`RUN_COLUMNS`: the configuration as the run's label, ``train`` the
+    claim's [train] values, ``test`` and ``val`` the task's headline values, ``metric``
+    the claim's metric and ``value`` its value where the claim's test counts the run
+    (finished with a finite value; None for a diverged or failed run or one without it,
+    as :func:`evaluate` leaves them out). Runs not stored yet have no row; a claim this
+    installation cannot run (``invalid``) has none."""
+    from benchsuite.store import _row
+
+    out = []
+    for claim in claims:
+        try:
+            specs = run_specs(claim, available, task_dirs)
+        except UsageError:
+            continue
+        train = ";".join(f"{key}={value}" for key, value in claim.train)
+        for task in claim.tasks:
+            for arm in ("method", "versus"):
+                for spec in specs.get((task, arm), ()):
+                    record = store.get(spec.run_id)
+                    if record is None:
+                        continue
+                    value = _value(record, claim.metric) if record["status"] == STATUS_FINISHED else None
+                    headline = _row(record)
+                    out.append({
+                        "claim": claim.id, "task": task, "arm": arm, "method": record["method"],
+                        "configuration": record.get("method_full_label", record["method_label"]), "train": train,
+                        "seed": spec.seed, "status": record["status"], "test": headline["test"],
+                        "val": headline["val"], "metric": claim.metric,
+                        "value": value if value is not None and math.isfinite(value) else None,
+                        "run_id": spec.run_id})
+    return out
+
+
 def summary(rows: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in rows:
@@ -562,13 +603,56 @@ def _claims_without_importing() -> list[Claim] | None:
     return claims
 
 
-def write(rows: list[dict], folder: Path, title: str = "benchsuite claims") -> Path:
-    """``folder``/index.md, index.html and claims.json."""
+def recompute_blocks(rows: list[dict]) -> list:
+    """How to recompute a claim's p from ``results.csv`` (:func:`run_rows`): the per-seed
+    data, the test and the correction the verdicts use."""
+    from benchsuite.render import Block, Code
+
+    tested = sum(1 for r in rows if r.get("p") is not None)
+    return [
+        Block("h2", "Per-seed data"),
+        Block("p", [Code("results.csv"), " has one row per stored run these claims use: ",
+                    Code("claim, task, arm, method, configuration, train, seed, status, test, val, metric, value, "
+                         "run_id"),
+                    ". ", Code("arm"), " is ", Code("method"), " or ", Code("versus"), " (the claim's two "
+                    "configurations), ", Code("test"), " and ", Code("val"), " the task's headline values, ",
+                    Code("value"), " the claim's metric where the test counts the run (empty for a diverged or "
+                    "failed run, or one without a finite value); runs not stored yet have no row. To recompute a "
+                    "claim's p: take its rows with a value, pair ", Code("method"), " and ", Code("versus"),
+                    " by seed, and run the paired t-test on the seeds both have (at least 2), ",
+                    Code("scipy.stats.ttest_rel(method, versus).pvalue"), ". The table's p (Holm) is that p after "
+                    f"Holm's correction over the {tested} comparisons tested together (one per claim and task with "
+                    "a p): sort their p, multiply the i-th smallest by "
+                    f"{tested} − i + 1, keep the running maximum, cap at 1 (each p before it is ", Code("p"),
+                    " in claims.json). A bound claim has no p: every run's ", Code("value"),
+                    " is compared with the bound. Where every seed gives the same difference the t-test is "
+                    "undefined and the p is the exact sign-flip test's. The README's section on the claims has "
+                    "this recipe as code."]),
+    ]
+
+
+def write_runs_csv(runs: list[dict], path: Path) -> None:
+    """``runs`` (:func:`run_rows`) as CSV: :data:`RUN_COLUMNS`, numbers at full precision
+    (Python's repr, so values read back are the ones tested), None as an empty cell."""
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(RUN_COLUMNS)
+        for run in runs:
+            writer.writerow(["" if run[c] is None else repr(run[c]) if isinstance(run[c], float) else run[c]
+                             for c in RUN_COLUMNS])
+
+
+def write(rows: list[dict], folder: Path, runs: list[dict], title: str = "benchsuite claims") -> Path:
+    """``folder``/index.md, index.html, claims.json and results.csv (``runs``, from
+    :func:`run_rows`: the per-seed data that recomputes each p)."""
     from benchsuite.render import Block, to_html, to_markdown
 
     folder.mkdir(parents=True, exist_ok=True)
-    content = [Block("h1", title)] + blocks(rows)
+    content = [Block("h1", title)] + blocks(rows) + recompute_blocks(rows)
     (folder / "index.md").write_text(to_markdown(content))
     (folder / "index.html").write_text(to_html(content, title))
     (folder / "claims.json").write_text(json.dumps(rows, indent=1, allow_nan=False))
+    write_runs_csv(runs, folder / "results.csv")
     return folder

@@ -166,7 +166,8 @@ def _add_claims(sub) -> None:
     claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
     claims.add_argument("--results", default=None, help=RESULTS_HELP)
     claims.add_argument("--out", default=None, metavar="DIR",
-                        help="also write DIR/index.md, index.html and claims.json (e.g. reports/claims)")
+                        help="also write DIR/index.md, index.html, claims.json and results.csv (one row per run; "
+                             "e.g. reports/claims)")
     claims.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
     claims.add_argument("--jobs", "-j", type=_positive_int, default=1, metavar="N", help="runs at a time")
     claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -276,6 +277,10 @@ def _add_collect(sub) -> None:
                          help="machine-readable output: each submitted run's state, job and error, and the counts")
 
 
+# stats.MONTE_CARLO_RESAMPLES (not imported here: scipy is not needed to parse a command line)
+RESAMPLES = 100_000
+
+
 def _statistics_options(parser) -> None:
     parser.add_argument("--baseline", default="none", metavar="METHOD[,METHOD...]",
                         help="method every other is compared with (default none); a comma-separated list "
@@ -285,9 +290,10 @@ def _statistics_options(parser) -> None:
     parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                         help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
                              "(mse=2%%); defaults accuracy=0.005, mse=2%%")
-    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=_positive_int, default=2000,
-                        metavar="N", help="Monte Carlo draws for permutation tests too large to enumerate "
-                                          "(default 2000; Friedman uses at least 1000)")
+    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=_positive_int, default=RESAMPLES,
+                        metavar="N", help="Monte Carlo draws of Friedman's permutation test when it is too large to "
+                                          f"enumerate (default {RESAMPLES:,}, the draws of the sign-flip and unpaired "
+                                          "permutation tests; at least 1,000)")
     parser.add_argument("--resample-seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
                         help="seed of those draws (default 0)")
     parser.add_argument("--references", action="append", default=None, metavar="DIR",
@@ -1041,8 +1047,8 @@ def cmd_claims(args) -> int:
         _run_claims(args, selected, available, store)
     rows = claim_mod.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
     if args.out:
-        claim_mod.write(rows, Path(args.out))
-        print(f"wrote {args.out}/index.md, index.html, claims.json", file=sys.stderr)
+        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, args.tasks_dir))
+        print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:

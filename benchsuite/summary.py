@@ -308,13 +308,14 @@ def sort_value(value) -> tuple:
 
 
 def _row_order(row: dict, baseline: str = BASELINE) -> tuple:
-    """Task, baseline first, then by method and its hyperparameter values, numbers in
-    numeric order (so a lambda sweep reads from small to large)."""
+    """Task, baseline first, then by method and its hyperparameter values plugin by plugin
+    and name by name, numbers in numeric order (so a lambda sweep reads from small to
+    large), then the configuration's key: a total order, which breaks ties in selection."""
     values = []
     for plugin, hps in sorted(json.loads(row["hp_json"]).items()):
         for key, value in sorted(hps.items()):
             values.append((plugin, key, sort_value(value)))
-    return (row["task"], row.get("role") == "tuning", row["method"] != baseline, row["method"], values)
+    return (row["task"], row.get("role") == "tuning", row["method"] != baseline, row["method"], values, row["config"])
 
 
 def _display_labels(summ: pl.DataFrame) -> list[str]:

@@ -516,8 +516,10 @@ def record_choices(studies: Sequence[Study], store, available, report_runs_exist
 def choose_trial(values: Sequence[dict[int, float | None]], seeds: Sequence[int], higher_is_better: bool) -> int | None:
     """The trial a method is reported with: among the trials that finished every tuning
     seed in ``seeds`` with a finite validation value (``values[i][seed]``; None or missing:
-    lost), the best mean; a tie goes to the earlier trial (the default first, then the
-    order drawn). None when no trial finished every seed: a lost trial is never chosen."""
+    lost), the best mean; an exact tie goes to the earlier trial (trial 0, the default,
+    then the order drawn). Means are exactly rounded sums (``math.fsum``), so the order of
+    the seeds cannot make or break a tie. None when no trial finished every seed: a lost
+    trial is never chosen, so it loses even a tie to a complete one."""
     best, best_mean = None, None
     for index, by_seed in enumerate(values):
         got = [by_seed.get(s) for s in seeds]

@@ -1,10 +1,14 @@
 """Executable paper claims: the file format, the verdicts, the command and the report section."""
 
+import contextlib
+import csv
+import io
 import json
 import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,8 @@ from benchsuite.plugins import discover
 from benchsuite.testing import synthetic_record
 
 SEED_PLUGINS = ("wc", "partialreg", "lpwd", "gcsr", "dipr")
+ROOT = Path(__file__).resolve().parents[1]
+README_CLAIM = 'claim = "wc-keeps-accuracy-where-l2-degrades"\n'  # the committed claim the README's recipe names
 
 TINY_TASK = """name = "tiny-claims"
 description = "four blobs"
@@ -243,6 +249,12 @@ def test_claims_command_runs_what_is_missing_resumes_and_writes_the_report(tiny_
     installed = discover()["l2"].version
     assert rows[0]["versions"]["l2"] == installed
     assert re.search(rf"Plugin versions: [^\n]*\bl2 {re.escape(installed)}[;.]", (out / "index.md").read_text())
+    with (out / "results.csv").open(newline="") as handle:
+        runs = list(csv.DictReader(handle))
+    assert list(runs[0]) == list(claim_mod.RUN_COLUMNS)
+    assert [(r["arm"], r["seed"]) for r in runs] == [(arm, str(s)) for arm in ("method", "versus") for s in range(4)]
+    assert {r["configuration"] for r in runs if r["arm"] == "method"} == {"l2(lam=0.001)"}
+    assert "## Per-seed data" in (out / "index.md").read_text() and "ttest_rel" in (out / "index.html").read_text()
     assert main(args + ["--json"]) == 0  # everything stored: nothing runs again
     again = capsys.readouterr()
     assert "runs to do" not in again.err
@@ -338,3 +350,85 @@ def test_a_report_loads_the_plugins_only_when_a_stored_run_may_belong_to_a_claim
     assert report() == ["0", "False", "False"]
     store.put(synthetic_record("mnist1d-mlp", "gcsr", 0, 0.5))  # gcsr's claims are on mnist1d-mlp
     assert report() == ["0", "True", "True"]
+
+
+def readme_recipe() -> str:
+    """The README's code that recomputes a claim's p from reports/claims/results.csv."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## What the papers claim, tested\n"):]
+    section = section[:section.index("\n## ")]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "reports/claims/results.csv" in b]
+    assert block.count(README_CLAIM) == 1
+    return block
+
+
+def run_recipe(block: str, folder: Path, monkeypatch) -> dict[tuple[str, str], float]:
+    """Run the recipe from ``folder`` (which holds reports/claims/); what it prints, by (claim, task)."""
+    monkeypatch.chdir(folder)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme_recipe"})
+    return {(claim, task): float(p) for claim, task, p in (line.split() for line in printed.getvalue().splitlines())}
+
+
+def printed_p(index_md: str, claim: str, task: str) -> str:
+    """The p (Holm) cell of ``claim`` on ``task`` in a claims report's verdict table."""
+    for line in index_md.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0] == f"`{claim}`" and cells[1] == task:
+            return cells[5]
+    raise AssertionError(f"{claim} on {task} not in the verdict table")
+
+
+def test_the_readme_recipe_recomputes_the_p_a_claims_report_prints(tiny_tasks, tmp_path, monkeypatch):
+    """The recipe, run on a claims report made here (three comparisons under Holm, a seed
+    lost on one side, a bound claim beside them), prints the p the report's table shows."""
+    from benchsuite.formatting import fmt_p
+
+    available, store = discover(), FakeStore()
+    better = claim_of(id='"l2-better"', seeds="5")
+    close = claim_of(id='"l2-close"', method='{ plugin = "l2", set = ["l2.lam=0.01"] }', seeds="5")
+    lossy = claim_of(id='"l2-lossy"', method='{ plugin = "l2", set = ["l2.lam=0.1"] }', seeds="5")
+    bound = claim_of(id='"l2-bound"', versus=None, bound="0.5", direction='"below"', metric='"l2.max_w"')
+    base = [0.80, 0.81, 0.79, 0.80, 0.82]
+    fill(store, better, tiny_tasks, [0.90, 0.92, 0.89, 0.91, 0.90], base)
+    fill(store, close, tiny_tasks, [0.81, 0.83, 0.78, 0.82, 0.85])
+    fill(store, bound, tiny_tasks, [0.3, 0.4, 0.2, 0.45], metric_name="l2.max_w")
+    specs = claim_mod.run_specs(lossy, available, [tiny_tasks])
+    for spec, value in zip(specs[("tiny-claims", "method")], [0.84, 0.86, 0.81, 0.85, None]):
+        store.add(spec, value, status="finished" if value is not None else "diverged")
+    chosen = [better, close, lossy, bound]
+    rows = claim_mod.evaluate(chosen, store, available, [tiny_tasks])
+    folder = tmp_path / "reports" / "claims"
+    claim_mod.write(rows, folder, claim_mod.run_rows(chosen, store, available, [tiny_tasks]))
+    index = (folder / "index.md").read_text()
+    block = readme_recipe()
+    for row in rows:
+        if row["p"] is None:
+            continue
+        printed = run_recipe(block.replace(README_CLAIM, f'claim = "{row["claim"]}"\n'), tmp_path, monkeypatch)
+        assert list(printed) == [(row["claim"], "tiny-claims")]
+        p = printed[(row["claim"], "tiny-claims")]
+        assert fmt_p(p) == printed_p(index, row["claim"], "tiny-claims"), row["claim"]
+        assert p == pytest.approx(row["p_holm"], rel=1e-9)
+    lossy_row = next(r for r in rows if r["claim"] == "l2-lossy")
+    assert lossy_row["n"] == 4 and lossy_row["p_holm"] < 1.0  # the lost seed left out, and Holm changed p
+    assert lossy_row["p_holm"] > lossy_row["p"]
+    with (folder / "results.csv").open(newline="") as handle:
+        lost = [r for r in csv.DictReader(handle) if r["claim"] == "l2-lossy" and r["seed"] == "4"]
+    assert [(r["arm"], r["status"], r["value"]) for r in lost] == [("method", "diverged", ""), ("versus", "finished",
+                                                                                               "0.82")]
+
+
+def test_the_readme_recipe_recomputes_the_committed_claims_p(monkeypatch):
+    """On the committed reports/claims/results.csv, the README's recipe prints the p the
+    committed report shows for the claim it names."""
+    from benchsuite.formatting import fmt_p
+
+    folder = ROOT / "reports" / "claims"
+    printed = run_recipe(readme_recipe(), ROOT, monkeypatch)
+    rows = {(r["claim"], r["task"]): r for r in json.loads((folder / "claims.json").read_text())}
+    assert printed and all(claim == README_CLAIM.split('"')[1] for claim, _ in printed)
+    for (claim, task), p in printed.items():
+        assert fmt_p(p) == printed_p((folder / "index.md").read_text(), claim, task)
+        assert p == pytest.approx(rows[(claim, task)]["p_holm"], rel=1e-9)

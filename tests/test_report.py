@@ -107,6 +107,50 @@ def test_a_configuration_with_diverged_seeds_does_not_win_selection():
     assert [c["display"] for c in task["configs"] if c["selected"] and c["method"] == "l2"] == ["l2(lam=0.01)"]
 
 
+# Three validation values whose sum, added in the two orders, differs in the last bit:
+# (0.1 + 0.2) + 0.3 = 0.6000000000000001 but (0.3 + 0.2) + 0.1 = 0.6; exactly, both are 0.6.
+TIED_VAL = (0.1, 0.2, 0.3)
+
+
+def _sweep(higher: bool, lost_first: bool = False) -> list[dict]:
+    """A grid of l2 on report seeds 0-2: lam=0.1 and lam=1.0 have the same validation values
+    in opposite seed orders (an exact tie, which a plain running sum would break in favour
+    of lam=1.0 when higher is better), lam=10 a worse mean; with ``lost_first`` a lam=0.01
+    ties too on the seeds it finished but diverged on seed 2."""
+    metric = "accuracy" if higher else "mse"
+    worse = 0.0 if higher else 1.0
+    records = []
+    for s in range(3):
+        records.append(synthetic_record("t", "none", s, 0.5, val=0.5, metric=metric))
+        for lam, val in ((0.1, TIED_VAL[::-1][s] if higher else TIED_VAL[s]),
+                         (1.0, TIED_VAL[s] if higher else TIED_VAL[::-1][s]), (10.0, worse)):
+            records.append(synthetic_record("t", "l2", s, lam, val=val, metric=metric,
+                                            hyperparameters={"l2": {"lam": lam}}))
+        if lost_first:  # seeds 0 and 1 have mean 0.2, as the complete ones; seed 2 diverged
+            records.append(synthetic_record("t", "l2", s, 0.01, val=(0.1, 0.3)[s] if s < 2 else None, metric=metric,
+                                            hyperparameters={"l2": {"lam": 0.01}},
+                                            status="finished" if s < 2 else "diverged"))
+    return records
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_an_exact_validation_tie_goes_to_the_first_configuration_in_the_reports_order(higher):
+    """The README's rule: an exact tie in validation mean goes to the earlier configuration
+    in the report's order (numbers from small to large), whatever order the runs are read in."""
+    for records in (_sweep(higher), _sweep(higher)[::-1]):
+        task = analyze(runs_table(records), resamples=10)["tasks"][0]
+        chosen = [c for c in task["configs"] if c["selected"] and c["method"] == "l2"]
+        assert [c["display"] for c in chosen] == ["l2(lam=0.1)"]
+        assert [c["display"] for c in task["configs"] if c["method"] == "l2"][:2] == ["l2(lam=0.1)", "l2(lam=1)"]
+
+
+def test_a_configuration_that_lost_a_seed_loses_a_validation_tie_to_a_complete_one():
+    task = analyze(runs_table(_sweep(True, lost_first=True)), resamples=10)["tasks"][0]
+    configs = [c for c in task["configs"] if c["method"] == "l2"]
+    assert configs[0]["display"] == "l2(lam=0.01)" and configs[0]["diverged"] == 1  # first in the report's order
+    assert [c["display"] for c in configs if c["selected"]] == ["l2(lam=0.1)"]
+
+
 def test_swept_learning_rate_is_a_configuration_not_a_task():
     records = [synthetic_record("t", m, s, 0.9 + (0.01 if lr == 0.1 else 0), val=0.9 + (0.01 if lr == 0.1 else 0),
                                 train={"lr": lr}, hyperparameters={} if m == "none" else {"l2": {"lam": 0.1}})

@@ -3,6 +3,7 @@ enumeration, or a published worked example."""
 
 import itertools
 import math
+import re
 
 import numpy as np
 import polars as pl
@@ -444,3 +445,27 @@ def test_selection_among_k_is_bonferroni():
     half = st.t.ppf(1 - 0.05 / 24, 5) * d.std(ddof=1) / math.sqrt(6)
     assert (twelve.ci_low, twelve.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
     assert any("among 12 configurations" in n for n in twelve.notes)
+
+
+def test_friedman_draws_as_many_as_the_other_monte_carlo_tests_by_default_and_prints_them():
+    """The report's default (the command line's --resamples, analyze's) is the draws of the
+    sign-flip and unpaired permutation tests; --resamples overrides Friedman's, and the kind
+    it reports names the draws used."""
+    import inspect
+
+    from benchsuite.cli import build_parser
+    from benchsuite.render import report_blocks, to_markdown
+
+    assert stats.FRIEDMAN_RESAMPLES == stats.MONTE_CARLO_RESAMPLES == 100_000
+    assert inspect.signature(analyze).parameters["resamples"].default == stats.MONTE_CARLO_RESAMPLES
+    assert build_parser().parse_args(["report"]).bootstrap == stats.MONTE_CARLO_RESAMPLES
+    assert build_parser().parse_args(["report", "--resamples", "5000"]).bootstrap == 5000
+    big = np.tile(np.arange(6.0), (6, 1))  # 6 methods x 6 tasks: (6!)^5 orders, too many to enumerate
+    assert stats.friedman(big)["perm"] == "Monte Carlo, 100,000 draws"
+    assert stats.friedman(big, resamples=5000)["perm"] == "Monte Carlo, 5,000 draws"
+    records = [synthetic_record(f"task{t}", method, s, 0.8 + 0.01 * m + 0.001 * ((s * 7 + t * 3 + m) % 5))
+               for t in range(4) for m, method in enumerate(("none", "l1", "l2", "wd", "wn")) for s in range(3)]
+    analysis = analyze(runs_table(records))  # 5 methods x 4 tasks: (5!)^3 orders, Monte Carlo
+    assert analysis["overall"]["friedman"]["perm"] == "Monte Carlo, 100,000 draws"
+    text = to_markdown(report_blocks(analysis, "r", {}))
+    assert re.search(r"permutation p = \S+ \(Monte Carlo, 100,000 draws;", text)

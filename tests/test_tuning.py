@@ -149,6 +149,43 @@ def test_the_best_mean_validation_is_chosen_ties_go_to_the_earlier_trial_and_los
     assert choose_trial([{a: None, b: 0.1}, {a: float("nan"), b: 0.2}], seeds, True) is None
 
 
+def test_an_exact_tie_goes_to_the_earlier_trial_whatever_the_order_of_its_seeds():
+    """(0.1 + 0.2) + 0.3 and (0.3 + 0.2) + 0.1 differ in the last bit; the means are exact
+    sums, so these trials tie and the earlier wins, for either direction, and a trial that
+    lost a seed loses the tie (it is never chosen)."""
+    seeds = [TUNING_SEED_BASE + i for i in range(3)]
+    ascending, descending = dict(zip(seeds, (0.1, 0.2, 0.3))), dict(zip(seeds, (0.3, 0.2, 0.1)))
+    for higher in (True, False):
+        assert choose_trial([ascending, descending], seeds, higher) == 0
+        assert choose_trial([descending, ascending], seeds, higher) == 0
+        lost = dict(zip(seeds, (0.1, 0.3, None)))  # mean 0.2 on the seeds it finished
+        assert choose_trial([lost, descending, ascending], seeds, higher) == 1
+
+
+def test_a_tuning_studys_tie_goes_to_the_earlier_trial_in_the_report_too():
+    """Without journals a study's trials come in the report's order (numbers from small to
+    large): lam=1 and lam=2 tie exactly on validation, lam=0.5 lost a tuning seed, lam=3 is
+    worse; the report chooses lam=1 and tests it on the report seeds."""
+    seeds = [TUNING_SEED_BASE + i for i in range(3)]
+    records = []
+    for i, s in enumerate(seeds):
+        records.append(synthetic_record("t", "none", s, 0.5, val=0.5))
+        for lam, val in ((0.5, (0.1, 0.3, None)[i]), (1.0, (0.3, 0.2, 0.1)[i]), (2.0, (0.1, 0.2, 0.3)[i]),
+                         (3.0, 0.05)):
+            records.append(synthetic_record("t", "l2", s, 0.5, val=val, hyperparameters={"l2": {"lam": lam}},
+                                            status="finished" if val is not None else "diverged"))
+    for s in range(3):
+        records.append(synthetic_record("t", "none", s, 0.5, val=0.5))
+        records.append(synthetic_record("t", "l2", s, 0.6, val=0.6, hyperparameters={"l2": {"lam": 1.0}}))
+    for order in (records, records[::-1]):
+        task = analyze(runs_table(order))["tasks"][0]
+        effort = next(e for e in task["tuning"] if e["method"] == "l2")
+        assert [t["display"] for t in effort["trials"]] == ["l2(lam=0.5)", "l2(lam=1)", "l2(lam=2)", "l2(lam=3)"]
+        assert [t["chosen"] for t in effort["trials"]] == [False, True, False, False]
+        assert effort["trials"][0]["lost_seeds"] == [seeds[2]]
+        assert task["comparisons"][0]["config"] == "l2(lam=1.0)"
+
+
 def test_expected_best_matches_brute_force_enumeration():
     scores = [0.61, 0.58, 0.7, None, 0.64]
     k = len(scores)
