@@ -229,8 +229,9 @@ def _k_cell(row: dict) -> str:
     how many of its choices lie at an edge of what was tried."""
     tuning = row.get("tuning")
     if not tuning:
-        among = row.get("selected_among", 1)
-        return f"grid of {among}, same seeds" if among > 1 else "untuned"
+        among = row.get("chosen_among") or {"method": row.get("selected_among", 1), "baseline": 1}
+        text = f"grid of {among['method']}, same seeds" if among["method"] > 1 else "untuned"
+        return text + (f" (baseline: grid of {among['baseline']})" if among["baseline"] > 1 else "")
     ks = sorted(set(tuning["k"].values()))
     text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
     if tuning["lost"]:

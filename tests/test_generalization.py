@@ -261,6 +261,8 @@ def test_no_grid_advice_for_a_method_with_one_configuration_against_a_swept_base
     result = analyze(runs_table(records), baseline="l2")
     note = _row(result, "none")["pooled"]["note"]
     assert "its baseline `l2` was chosen among up to 3" in note and "it was chosen" not in note
+    row = next(line for line in leaderboard(result, "md").splitlines() if "| `none` |" in line)
+    assert "untuned (baseline: grid of 3)" in row and "confirm" not in row
 
 
 def test_significant_inside_the_margin_reads_as_both():
