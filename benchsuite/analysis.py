@@ -494,7 +494,7 @@ class _AcrossTasks:
     verdicts: dict[str, dict[str, int]]
     overhead: dict[str, list[float]]
     runs_lost: dict[str, dict[str, int]]
-    parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better, margin) per task
+    parts: dict[str, list[tuple]]  # (method values, baseline values, higher is better, margin, task) per task
     # method -> the most configurations it and its baseline were chosen among on the same seeds
     optimistic: dict[str, tuple[int, int]]
     # method -> which sides lost seeds the other finished in some task ("method", "baseline")
@@ -544,7 +544,8 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
         for comp in mine:
             m = comp["method"]
             got.verdicts[m][comp["verdict"]] += 1
-            got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0))
+            got.parts[m].append((comp["values_method"], comp["values_baseline"], higher, comp["margin"] or 0.0,
+                                 t["task"]))
             got.lost.setdefault(m, set()).update(side for side in ("method", "baseline") if comp[f"lost_{side}"])
             if comp["selected_among"] > 1:
                 k_method = 1 if comp["tuned"] else comp["configs_tried"]
@@ -591,6 +592,8 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
     row["prob_improvement"] = {"value": stats.probability_of_improvement(
         [list(p[0].values()) for p in parts], [list(p[1].values()) for p in parts], [p[2] for p in parts])}
     pooled = stats.pooled_improvement(parts, 1 - alpha)
+    for part, (*_, task) in zip(pooled.get("per_task") or [], parts):
+        part["task"] = task
     row["pooled"] = pooled
     if m in got.optimistic:
         pooled.update(low=None, high=None, p=None, equivalence_p=None, note=_optimistic_note(m, baseline, ks))

@@ -18,7 +18,9 @@ Student-t with 3 degrees of freedom scaled to the same standard deviation (heavy
 Measured per design: the family-wise false-positive rate of the per-task verdicts (any
 better/worse among the m methods of one task; Holm's family), the coverage of every
 printed per-task interval and of the pooled interval, the false-positive rate of the
-pooled verdict (Holm over methods) and of Friedman's test, and, with a shift, the power.
+pooled verdict (Holm over methods), the coverage and false-positive rate of the random-effects
+estimate for another task (designs of 2 tasks or more), and of Friedman's test, and, with a shift, the
+power.
 """
 
 from __future__ import annotations
@@ -117,7 +119,11 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
     comparisons = false_verdicts = found = first_method = 0
     intervals = covered = 0
     pooled_shown = pooled_covered = pooled_families = pooled_errors = 0
+    across_shown = across_covered = across_families = across_errors = 0
     friedman_runs = friedman_errors = 0
+    # the leaderboard's unit: the baseline's seed-to-seed standard deviation (its seed
+    # effect and its run noise)
+    unit = math.sqrt(SEED_SD**2 + RUN_SD**2)
     for _ in range(experiments):
         analysis = analyze(runs_table(experiment_records(design, rng)), margins=margins, alpha=alpha, resamples=200)
         for task in analysis["tasks"]:
@@ -140,19 +146,25 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
             family_errors += wrong
         overall = analysis["overall"] or {}
         pooled_families += 1
-        pooled_wrong = False
+        pooled_wrong = across_wrong = False
         for row in overall.get("methods", []):
-            pooled = row.get("pooled")
-            if not pooled or pooled.get("value") is None:
-                continue
-            truth = design.shift / MU if row["method"] == "m1" else 0.0
-            if pooled.get("low") is not None:
-                pooled_shown += 1
-                pooled_covered += pooled["low"] <= truth <= pooled["high"]
-            verdict = pooled.get("verdict")
-            if verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0)):
-                pooled_wrong = True
+            truth = design.shift / unit if row["method"] == "m1" else 0.0
+            pooled, across = row.get("pooled"), row.get("across")
+            if pooled and pooled.get("value") is not None:
+                if pooled.get("low") is not None:
+                    pooled_shown += 1
+                    pooled_covered += pooled["low"] <= truth <= pooled["high"]
+                verdict = pooled.get("verdict")
+                pooled_wrong |= verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0))
+            if across and across.get("low") is not None:
+                across_shown += 1
+                across_covered += across["low"] <= truth <= across["high"]
+                verdict = across.get("verdict")
+                across_wrong |= verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0))
         pooled_errors += pooled_wrong
+        if design.tasks > 1:
+            across_families += 1
+            across_errors += across_wrong
         fr = overall.get("friedman") or {}
         if "p_perm" in fr and design.shift == 0:
             friedman_runs += 1
@@ -165,6 +177,8 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
         "coverage": rate(covered, intervals), "intervals": intervals,
         "pooled_coverage": rate(pooled_covered, pooled_shown), "pooled_intervals": pooled_shown,
         "pooled_fwer": rate(pooled_errors, pooled_families),
+        "across_coverage": rate(across_covered, across_shown), "across_intervals": across_shown,
+        "across_fwer": rate(across_errors, across_families), "across_families": across_families,
         "friedman_fpr": rate(friedman_errors, friedman_runs), "friedman_tests": friedman_runs,
         "power": rate(found, first_method) if design.shift else None,
     }
@@ -178,13 +192,15 @@ def meets_targets(result: dict, alpha: float = 0.05, confidence: float = 0.95) -
     """The targets a result misses: family-wise false-positive rates <= alpha + 2 SE and
     coverages >= confidence - 2 SE (SE of the nominal rate at the result's counts)."""
     misses = []
-    for key, count in (("fwer", "families"), ("pooled_fwer", "experiments"), ("friedman_fpr", "friedman_tests")):
+    for key, count in (("fwer", "families"), ("pooled_fwer", "experiments"), ("across_fwer", "across_families"),
+                       ("friedman_fpr", "friedman_tests")):
         value = result.get(key)
         if value is not None and result["design"]["shift"] == 0:
             bound = alpha + 2 * standard_error(alpha, result[count])
             if value > bound:
                 misses.append(f"{key} {value:.3f} > {bound:.3f}")
-    for key, count in (("coverage", "intervals"), ("pooled_coverage", "pooled_intervals")):
+    for key, count in (("coverage", "intervals"), ("pooled_coverage", "pooled_intervals"),
+                       ("across_coverage", "across_intervals")):
         value = result.get(key)
         if value is not None:
             bound = confidence - 2 * standard_error(1 - confidence, result[count])

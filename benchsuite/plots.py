@@ -1,7 +1,8 @@
 """Report figures (matplotlib, written as PNG): learning curves with seed bands, metric
 against a swept hyperparameter (test on report seeds, or a tuned method's trials on
 validation), the expected best validation score against the number of trials, per-layer
-weight percentiles per epoch, step-time overhead and the critical-difference diagram.
+weight percentiles per epoch, step-time overhead, the critical-difference diagram and the
+forest plot of effects across tasks.
 Each function returns the figure's file name."""
 
 from __future__ import annotations
@@ -212,6 +213,64 @@ def overhead(methods: list[dict], folder: Path) -> str | None:
     ax.set_xlabel("time per training step / baseline's")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, folder, "overhead")
+
+
+def forest(methods: list[dict], baseline: str, folder: Path) -> str | None:
+    """Per method: each task's effect with its 95% interval (in units of the baseline's
+    seed-to-seed standard deviation), the pooled score over these tasks (square), the
+    estimate for another task (diamond) and its prediction interval (thin line)."""
+    rows = [m for m in methods if (m.get("pooled") or {}).get("per_task")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.22 * sum(len(m["pooled"]["per_task"]) + 3 for m in rows)))
+    y, ticks, labels, predictions = 0.0, [], [], []
+    colors = plt.get_cmap("tab10")
+    for m in rows:
+        pooled, across = m["pooled"], m.get("across") or {}
+        for i, part in enumerate(pooled["per_task"]):
+            half = 1.96 * part["se"]
+            ax.errorbar(part["effect"], y, xerr=half, fmt="o", color=colors(i % 10), markersize=3, linewidth=1)
+            ticks.append(y)
+            labels.append(f"{m['method']}: {part.get('task', i)}")
+            y += 1
+        if pooled.get("low") is not None:
+            ax.errorbar(pooled["value"], y, fmt="s", color="black", markersize=4, linewidth=1.5,
+                        xerr=[[pooled["value"] - pooled["low"]], [pooled["high"] - pooled["value"]]])
+            ticks.append(y)
+            labels.append(f"{m['method']}: these tasks")
+            y += 1
+        if across.get("low") is not None:
+            if across.get("prediction_low") is not None:
+                ax.hlines(y, across["prediction_low"], across["prediction_high"], color="#888888", linewidth=1)
+                predictions.append((y, across["prediction_low"], across["prediction_high"]))
+            ax.fill([across["low"], across["value"], across["high"], across["value"]],
+                    [y, y + 0.3, y, y - 0.3], color="#c44e52")
+            ticks.append(y)
+            labels.append(f"{m['method']}: another task")
+            y += 1
+        y += 0.8
+    # the prediction intervals of few tasks can be 10x wider than everything else: the axis
+    # shows the tasks' and the estimates' intervals, a clipped prediction interval ends in an arrow
+    ends = [e for m in rows for part in m["pooled"]["per_task"]
+            for e in (part["effect"] - 1.96 * part["se"], part["effect"] + 1.96 * part["se"])]
+    ends += [v for m in rows for key in ("pooled", "across") for v in ((m.get(key) or {}).get("low"),
+                                                                      (m.get(key) or {}).get("high")) if v is not None]
+    low, high = min(ends + [0.0]), max(ends + [0.0])
+    pad = 0.08 * (high - low or 1.0)
+    ax.set_xlim(low - pad, high + pad)
+    arrow = {"arrowstyle": "->", "lw": 0.8, "color": "#888888"}
+    for y_at, left, right in predictions:
+        if left < low - pad:
+            ax.annotate("", (low - pad, y_at), (low - 0.3 * pad, y_at), arrowprops=arrow)
+        if right > high + pad:
+            ax.annotate("", (high + pad, y_at), (high + 0.3 * pad, y_at), arrowprops=arrow)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(ticks, labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_title(f"effect against {baseline} (units: its seed-to-seed std; + = better); grey: prediction interval",
+                 fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, folder, slug("forest", baseline))
 
 
 def cd_diagram(cd: dict, folder: Path) -> str:

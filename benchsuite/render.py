@@ -622,6 +622,10 @@ def make_plots(analysis: dict, table: pl.DataFrame, records: dict[str, dict], fo
         name = plots.overhead(overall["methods"], folder)
         if name:
             placed["overall"].append(name)
+        for baseline, board in (analysis.get("overall_by_baseline") or {analysis["baseline"]: overall}).items():
+            name = plots.forest(board["methods"], baseline, folder) if board else None
+            if name:
+                placed["overall"].append(name)
     if table.is_empty():
         return placed
     runs = with_config_columns(table, journals).filter(
