@@ -153,9 +153,31 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
         blocks += _board_blocks(board, baseline, len(by_baseline) > 1)
     blocks += _aa_blocks(analysis)
     blocks += _verdict_matrix(analysis)
+    blocks += _fragile_blocks(analysis)
     for name in plots.get("overall", []):
         blocks.append(Block("figure", name))
     return blocks
+
+
+def fragile_counts(analysis: dict) -> dict:
+    """How many of the report's distinct per-task verdicts (a mirrored row counted once) are
+    fragile, by verdict."""
+    comps = [c for t in analysis["tasks"] for c in t["comparisons"] if not c.get("mirror")]
+    fragile = [c for c in comps if c.get("fragile")]
+    return {"verdicts": len(comps), "fragile": len(fragile),
+            "by_verdict": {v: sum(c["verdict"] == v for c in fragile) for v in VERDICT_MARK
+                           if any(c["verdict"] == v for c in fragile)}}
+
+
+def _fragile_blocks(analysis: dict) -> list[Block]:
+    counts = fragile_counts(analysis)
+    if not counts["verdicts"]:
+        return []
+    detail = ", ".join(f"{n} {v}" for v, n in counts["by_verdict"].items())
+    return [Block("p", f"Fragile per-task verdicts (a p within a factor of 2 of α = {analysis['alpha']:g}): "
+                       f"{counts['fragile']} of {counts['verdicts']}" + (f" ({detail})" if detail else "")
+                       + ". The same matrix on another machine may flip these; more seeds resolve them "
+                         "(`run --seeds MIN:MAX`).")]
 
 
 def _board_blocks(board: dict, baseline: str, titled: bool) -> list[Block]:

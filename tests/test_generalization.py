@@ -186,8 +186,11 @@ def test_the_report_marks_fragile_verdicts():
         if 0.025 <= comp["p_holm"] < 0.1:
             break
     assert comp["fragile"] and "(fragile)" in verdict_text(comp)
-    from benchsuite.render import report_blocks, to_markdown
-    assert "Fragile: a verdict whose p lies within a factor of 2" in to_markdown(report_blocks(result, "r"))
+    from benchsuite.render import fragile_counts, report_blocks, to_markdown
+    text = to_markdown(report_blocks(result, "r"))
+    assert "Fragile: a verdict whose p lies within a factor of 2" in text
+    assert fragile_counts(result) == {"verdicts": 1, "fragile": 1, "by_verdict": {comp["verdict"]: 1}}
+    assert "Fragile per-task verdicts (a p within a factor of 2 of α = 0.05): 1 of 1" in text
 
 
 # --- 7. several baselines in one report ----------------------------------------------------
