@@ -504,8 +504,10 @@ class _AcrossTasks:
 
 
 def _baseline_scale(values: list[float]) -> float | None:
-    """A task's unit for standardized scores: the baseline's seed-to-seed standard deviation
-    on report seeds (None when its runs have no spread)."""
+    """A task's unit for the runs' standardized scores (the IQM in ``stats.json``): the
+    baseline's seed-to-seed standard deviation on report seeds, one unit for every run of
+    the task (None when its runs have no spread). The effects behind every interval and
+    test use both sides' deviations (:func:`benchsuite.stats.standardized_effect`)."""
     return float(np.std(values, ddof=1)) if len(values) > 1 and not stats.no_spread(values) else None
 
 
@@ -671,8 +673,8 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
                      "seeds): " + ", ".join(f"{m} ({_optimistic_note(m, baseline, ks).split(' on the same')[0]})"
                                             for m, ks in sorted(optimistic.items())))
     if got.unscaled:
-        notes.append(f"the baseline's runs have no seed-to-seed spread on {', '.join(got.unscaled)}: its scores there "
-                     "are relative to the baseline's mean, and the standardized effects use the method's spread")
+        notes.append(f"the baseline's runs have no seed-to-seed spread on {', '.join(got.unscaled)}: the runs' "
+                     "scores there (IQM) are relative to the baseline's mean")
     notes += _budget_notes(usable)
 
     # ranks over every method run on every task; Friedman and CD groups without the optimistic ones

@@ -121,8 +121,8 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
     pooled_shown = pooled_covered = pooled_families = pooled_errors = 0
     across_shown = across_covered = across_families = across_errors = 0
     friedman_runs = friedman_errors = 0
-    # the leaderboard's unit: the baseline's seed-to-seed standard deviation (its seed
-    # effect and its run noise)
+    # the leaderboard's unit: the seed-to-seed standard deviation of either side (a seed
+    # effect and a run's noise; the same for both sides here)
     unit = math.sqrt(SEED_SD**2 + RUN_SD**2)
     for _ in range(experiments):
         analysis = analyze(runs_table(experiment_records(design, rng)), margins=margins, alpha=alpha, resamples=200)

@@ -216,8 +216,8 @@ def overhead(methods: list[dict], folder: Path) -> str | None:
 
 
 def forest(methods: list[dict], baseline: str, folder: Path) -> str | None:
-    """Per method: each task's effect with its 95% interval (in units of the baseline's
-    seed-to-seed standard deviation), the pooled score over these tasks (square), the
+    """Per method: each task's effect with its 95% interval (in units of the seed-to-seed
+    standard deviation of the method and the baseline), the pooled score over these tasks (square), the
     estimate for another task (diamond) and its prediction interval (thin line)."""
     rows = [m for m in methods if (m.get("pooled") or {}).get("per_task")]
     if not rows:
@@ -267,7 +267,7 @@ def forest(methods: list[dict], baseline: str, folder: Path) -> str | None:
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(ticks, labels, fontsize=6)
     ax.invert_yaxis()
-    ax.set_title(f"effect against {baseline} (units: its seed-to-seed std; + = better); grey: prediction interval",
+    ax.set_title(f"effect against {baseline} (units: seed-to-seed std; + = better); grey: prediction interval",
                  fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, folder, slug("forest", baseline))

@@ -118,9 +118,10 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
 
 
 LEADERBOARD_READING = (
-    "How to read it. Every score is in units of each task's seed-to-seed standard deviation of the baseline (+1: "
-    "better by one such deviation; higher accuracy or lower loss), so a task whose baseline is near zero counts no "
-    "more than another. **These tasks**: the mean over these tasks of each task's effect, with its 95% interval "
+    "How to read it. Every effect is a difference of means in units of the task's seed-to-seed standard deviation "
+    "(the root mean square of the method's and the baseline's; +1: better by one such deviation, higher accuracy or "
+    "lower loss), so a task whose baseline is near zero counts no more than another. "
+    "**These tasks**: the mean over these tasks of each task's effect, with its 95% interval "
     "and p (paired by seed, Holm over every method and baseline): what the method did here. **Another task**: a "
     "random-effects estimate that treats these tasks as a sample of tasks (Paule-Mandel between-task variance τ², "
     "Hartung-Knapp interval, I² the share of the spread that is between tasks), and the 95% prediction interval for "

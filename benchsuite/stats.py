@@ -564,25 +564,27 @@ def stratified_bootstrap(groups, statistic, resamples: int = 2000, seed: int = 0
 
 def standardized_effect(method: dict[int, float], baseline: dict[int, float], higher_is_better: bool,
                         margin: float = 0.0) -> dict:
-    """One task's improvement over the baseline in units of the baseline's seed-to-seed
-    standard deviation (Glass's delta): ``effect = sign * (mean method - mean baseline) / S``,
-    positive = better, where ``S`` is the standard deviation of the baseline's finished
-    runs. Every method on a task shares that denominator, and a task whose baseline is near
-    zero (an MSE of 1e-4) counts no more than any other: what matters is how large the
-    difference is against the noise of seeds, not against the baseline's magnitude.
+    """One task's improvement over the baseline in units of the two sides' seed-to-seed
+    standard deviation: ``effect = sign * (mean method - mean baseline) / S`` with ``S =
+    sqrt((s_method**2 + s_baseline**2) / 2)`` (Cohen's d_av, Lakens 2013), positive = better.
+    A task whose baseline is near zero (an MSE of 1e-4) counts no more than any other: what
+    matters is how large the difference is against the noise of seeds, not against the
+    baseline's magnitude. Both sides' deviations enter because a regularizer can change the
+    spread: against the baseline's alone (Glass's delta), a method far noisier than a very
+    stable baseline would get an enormous effect for a difference its own noise leaves
+    insignificant.
 
     The difference of means is paired on the seeds both sides finished (at least 2), else
     the two sides' means (Welch). ``components`` are the variance of that difference divided
     by ``S**2`` with its degrees of freedom (0 when the values have no spread,
     :func:`no_spread`): the variance of the effect in the task's observed unit ``S``, which is
-    what the test of a zero effect needs (the difference of means is independent of the
-    standard deviations for normal runs, so holding ``S`` fixed leaves that test valid).
-    ``scale_variance`` = ``effect**2 / (2 (n_b - 1))`` adds the uncertainty of ``S`` itself
-    (Hedges & Olkin, 1985; the delta method on a sample standard deviation), for estimates of
-    what to expect on another task: it grows with the effect, so an inverse-variance
-    combination gives any one task a bounded pull. When the baseline's runs have no spread,
-    ``S`` is the method's (with a note); when neither has any, there is no standardized
-    effect (``effect`` None).
+    what the test of a zero effect needs (for normal runs the difference of means is
+    independent of the standard deviations, so holding ``S`` fixed leaves that test valid).
+    ``scale_variance`` = ``effect**2 / (2 (n_m + n_b - 2))`` adds the uncertainty of ``S``
+    itself (Hedges & Olkin, 1985), for estimates of what to expect on another task: it grows
+    with the effect, so an inverse-variance combination gives any one task a bounded pull.
+    When neither side's runs have any spread there is no standardized effect (``effect``
+    None).
 
     Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
     (variance, df)), ``scale_variance``, ``margin`` (``margin`` / S), ``scale`` (S),
@@ -590,19 +592,19 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     sign = 1.0 if higher_is_better else -1.0
     a_all = np.array(list(method.values()), dtype=float)
     b_all = np.array(list(baseline.values()), dtype=float)
-    out = {"effect": None, "variance": None, "components": [], "margin": None, "scale": None,
-           "difference_spread": False, "note": None}
+    out = {"effect": None, "variance": None, "components": [], "scale_variance": None, "margin": None,
+           "scale": None, "difference_spread": False, "note": None}
     if len(a_all) < 2 or len(b_all) < 2:
         out["note"] = "fewer than 2 finished runs on one side"
         return out
-    scale_from = b_all
-    if no_spread(b_all):
-        scale_from = a_all
-        out["note"] = "the baseline's runs have no spread: scaled by the method's standard deviation"
-    if no_spread(scale_from):
+    if no_spread(a_all) and no_spread(b_all):
         out["note"] = "no seed-to-seed spread on either side: no standardized effect"
         return out
-    scale = float(scale_from.std(ddof=1))
+
+    def variance(x):
+        return 0.0 if no_spread(x) else float(x.var(ddof=1))
+
+    scale = math.sqrt((variance(a_all) + variance(b_all)) / 2)
     shared = sorted(set(method) & set(baseline))
     if len(shared) >= 2:
         d = np.array([method[s] - baseline[s] for s in shared], dtype=float) / scale
@@ -614,8 +616,8 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
         components = [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
     effect = sign * diff
     out.update(effect=effect, variance=math.fsum(v for v, _ in components), components=components,
-               scale_variance=effect**2 / (2 * (len(scale_from) - 1)), margin=float(margin) / scale, scale=scale,
-               difference_spread=any(v > 0 for v, _ in components))
+               scale_variance=effect**2 / (2 * (len(a_all) + len(b_all) - 2)), margin=float(margin) / scale,
+               scale=scale, difference_spread=any(v > 0 for v, _ in components))
     return out
 
 
@@ -681,15 +683,22 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
     Thompson & Spiegelhalter, 2009), which needs k >= 3 tasks. ``equivalence_p`` is the two
     one-sided tests' p of the mean effect lying within ``margin`` (same t).
 
+    A task where the method equals the baseline on every seed (effect 0, no variance) has
+    nothing to weight it by: it is left out and counted in ``left_out``.
+
     Returns ``value``, ``low``, ``high``, ``se``, ``df``, ``p``, ``tau2``, ``i2``,
     ``prediction_low``, ``prediction_high``, ``equivalence_p``, ``margin``, ``n_tasks``,
-    ``weights``; intervals None, with a ``note``, when they do not exist."""
+    ``weights``, ``left_out``; intervals None, with a ``note``, when they do not exist."""
     y = np.asarray(effects, dtype=float)
     v = np.asarray(variances, dtype=float)
+    # a task where the method equals the baseline on every seed has an effect of exactly 0
+    # and no variance to weight it by: it is left out, and counted
+    exact = (v == 0) & (y == 0)
+    y, v = y[~exact], v[~exact]
     k = len(y)
     out = {"value": None, "low": None, "high": None, "se": None, "df": None, "p": None, "tau2": None, "i2": None,
            "prediction_low": None, "prediction_high": None, "equivalence_p": None, "margin": float(margin),
-           "n_tasks": k, "weights": None, "note": None}
+           "n_tasks": k, "weights": None, "note": None, "left_out": int(exact.sum())}
     if k == 0:
         out["note"] = "no task"
         return out
@@ -719,6 +728,9 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
         out.update(prediction_low=value - spread, prediction_high=value + spread)
     else:
         out["note"] = "two tasks: no prediction interval (it needs at least 3)"
+    if exact.any():
+        out["note"] = ((out["note"] + "; ") if out["note"] else "") + (
+            f"{int(exact.sum())} task(s) where every seed gives the method the baseline's value left out")
     return out
 
 

@@ -91,6 +91,10 @@ def test_random_effects_matches_statsmodels_with_hartung_knapp_and_the_predictio
     two = stats.random_effects([0.2, 0.3], [0.01, 0.01])
     assert two["prediction_low"] is None and "at least 3" in two["note"]
     assert stats.random_effects([0.2], [0.01])["low"] is None
+    # a task where the method equals the baseline on every seed has nothing to weight it by
+    same = stats.random_effects([0.5, 0.1, 0.3, 0.0], [0.01, 0.02, 0.015, 0.0])
+    assert same["left_out"] == 1 and same["n_tasks"] == 3 and "left out" in same["note"]
+    assert same["value"] == pytest.approx(stats.random_effects([0.5, 0.1, 0.3], [0.01, 0.02, 0.015])["value"])
 
 
 def test_effects_of_plus_2_minus_2_plus_2_percent_are_mixed_never_plainly_better():

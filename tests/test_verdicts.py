@@ -64,7 +64,7 @@ def test_a_pooled_difference_inside_the_margin_is_equivalent_not_better():
     pooled = next(r for r in result["overall"]["methods"] if r["method"] == "l2")["pooled"]
     assert pooled["p_holm"] < 0.05 and pooled["verdict"] == "equivalent"
     table = leaderboard(result, "md")
-    assert f"| {fmt_p(pooled['p_holm'])} (equivalent) |" in table
+    assert f"| {fmt_p(pooled['p_holm'])} | equivalent: better by less than the margin |" in table
 
 
 def test_a_single_configuration_without_validation_values_is_still_tested():
