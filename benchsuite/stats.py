@@ -711,7 +711,8 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
         return out
     from statsmodels.stats.meta_analysis import combine_effects  # a second or so to import: only when used
 
-    res = combine_effects(y, v, method_re="iterated", use_t=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # I^2 = 1 - 1/H^2 divides by 0 when the tasks agree exactly
+        res = combine_effects(y, v, method_re="iterated", use_t=True)
     value = float(res.mean_effect_re)
     se = max(float(res.sd_eff_w_re_hksj), float(res.sd_eff_w_re))
     tau2 = max(0.0, float(res.tau2))
