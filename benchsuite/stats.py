@@ -347,9 +347,10 @@ def compare(method: dict[int, float], baseline: dict[int, float], higher_is_bett
         comp.exact_p = min(1.0, k * comp.exact_p)
         comp.exact_min_p = min(1.0, k * comp.exact_min_p)
         comp.equivalence_p = min(1.0, k * comp.equivalence_p)
-        comp.notes.append(f"chosen among {k} configurations on the same seeds: p, exact p and equivalence p "
-                          f"multiplied by {k} (Bonferroni), {100 * confidence:.4g}% interval; tune it with "
-                          f"`--tune K` to choose on tuning seeds and test it alone on fresh report seeds")
+        comp.notes.append(f"chosen among {k} configuration pairs (the method's choices times the baseline's) on "
+                          f"the same seeds: p, exact p and equivalence p multiplied by {k} (Bonferroni), "
+                          f"{100 * confidence:.4g}% interval; `--tune K` chooses on tuning seeds instead and tests "
+                          "the choice alone on fresh report seeds")
     return comp
 
 

@@ -270,6 +270,10 @@ def test_no_grid_advice_for_a_method_with_one_configuration_against_a_swept_base
     assert "its baseline `l2` was chosen among up to 3" in note and "it was chosen" not in note
     row = next(line for line in leaderboard(result, "md").splitlines() if "| `none` |" in line)
     assert "untuned (baseline: grid of 3)" in row and "confirm" not in row
+    comp = next(c for c in result["tasks"][0]["comparisons"] if c["method"] == "none")
+    assert comp["procedure"] == "one configuration; baseline best of 3 on validation, tested on the same seeds (p × 3)"
+    assert any("chosen among 3 configuration pairs (the method's choices times the baseline's)" in n
+               for n in comp["notes"])
 
 
 def test_significant_inside_the_margin_reads_as_both():
