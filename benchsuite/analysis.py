@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchsuite import sequential as seq
 from benchsuite import stats
 from benchsuite.identity import TUNING_SEED_BASE, seed_role
 from benchsuite.status import STATUS_FINISHED, STATUSES
@@ -60,10 +61,13 @@ def parse_margins(items: list[str] | None) -> dict[str, stats.Margin]:
 
 def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | None = None,
             alpha: float = stats.ALPHA, resamples: int = 2000, seed: int = 0,
-            references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
+            references: list[dict] | None = None, studies: list[dict] | None = None,
+            sequential: seq.Plan | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
     the Monte Carlo permutation tests used when exact enumeration is too large.
     ``studies``: the results folder's tuning journals (:func:`benchsuite.tuning.read_studies`).
+    ``sequential``: the results folder's sequential plan (:func:`benchsuite.sequential.read_plan`):
+    each per-task verdict then comes from its deciding look (:func:`benchsuite.sequential.decide`).
 
     Runs on report seeds are what every test, mean, std and n rests on; runs on tuning
     seeds (trials) give only their validation values, to choose among them and to show
@@ -82,6 +86,8 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
         "superseded": superseded_runs(table),
         "tasks": [], "overall": None,
     }
+    if sequential is not None:
+        out["sequential"] = sequential.to_dict()
     if table.is_empty():
         return out
     runs = with_config_columns(table, studies)
@@ -95,7 +101,8 @@ def analyze(table: pl.DataFrame, *, baseline: str = BASELINE, margins: dict | No
     for task in sorted(set(runs["task"])):
         part = summ.filter(pl.col("task") == task) if not summ.is_empty() else summ
         trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
-        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or []))
+        out["tasks"].append(_analyze_task(task, part, trials, seeds, baseline, margins, alpha, references or [],
+                                          sequential))
     out["overall"] = _analyze_overall(out["tasks"], seeds, baseline, alpha, resamples, seed)
     return out
 
@@ -256,7 +263,7 @@ def _choose_tuned(by_method, tuned, higher, notes) -> tuple[dict, list]:
 
 
 def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baseline, margins, alpha,
-                  references) -> dict:
+                  references, sequential=None) -> dict:
     first = part if not part.is_empty() else trial_part
     metric = first["metric"][0]
     higher = METRICS.get(metric) == "max"
@@ -314,7 +321,10 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
             continue
         lost = _lost_seeds(task, choice, base, method_values, seeds)
         comparisons.append((choice, comp, procedure, method_values, base_values, lost))
-    stats.decide([c for _, c, *_ in comparisons], alpha)
+    if sequential is None:
+        stats.decide([c for _, c, *_ in comparisons], alpha)
+    else:
+        comparisons = _sequential_verdicts(comparisons, sequential, task, base, higher, margin_abs, seeds, notes)
     for choice, comp, *_, lost in comparisons:
         _guard_survivors(comp, choice["display"], baseline, *lost)
     result["comparisons"] = [{"config": ch["config"], "display": ch["display"], "method": ch["variant"],
@@ -329,6 +339,27 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
                               **comp.to_dict()} for ch, comp, procedure, mv, bv, lost in comparisons]
     _exact_test_note(comparisons, alpha, notes)
     return result
+
+
+def _sequential_verdicts(comparisons: list, plan: seq.Plan, task, base: dict, higher: bool, margin_abs: float,
+                         seeds: _Seeds, notes: list[str]) -> list:
+    """The task's comparisons with each verdict from its deciding look (or its last look
+    taken), on the seeds below that look's count: the values, seeds and lost seeds beside
+    each test are the look's own."""
+    base_seeds = seeds.attempted.get((task, base["config"]), set())
+    looked = seq.decide([(mv, bv) for _, _, _, mv, bv, _ in comparisons], plan, higher, margin_abs,
+                        [c.selected_among for _, c, *_ in comparisons],
+                        [(seeds.attempted.get((task, ch["config"]), set()), base_seeds) for ch, *_ in comparisons])
+    kept = []
+    for (choice, _, procedure, mv, bv, lost), comp in zip(comparisons, looked):
+        if comp is None:
+            notes.append(f"`{choice['display']}`: its first look (seeds 0-{plan.min - 1} on both sides) is not "
+                         "complete, or has fewer than 2 finished seeds on a side: not tested")
+            continue
+        n = comp.n_at_decision
+        kept.append((choice, comp, procedure, seq.first_seeds(mv, n), seq.first_seeds(bv, n),
+                     tuple([s for s in side if s < n] for side in lost)))
+    return kept
 
 
 def _on_tested_seeds(comp: stats.Comparison, method_values: dict, base_values: dict) -> dict:
