@@ -72,6 +72,17 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _add_seed_options(group) -> None:
+    group.add_argument("--seeds", type=_seed_count, default=None, metavar="N|MIN:MAX[:BATCH]",
+                       help="run seeds 0..N-1 (default 5, or the matrix file's); MIN:MAX[:BATCH] (e.g. 5:20) runs "
+                            "seeds 0..MIN-1, then BATCH (default MIN) more at a time only for the comparisons with "
+                            "the baseline still undecided, up to MAX, by a group-sequential rule that keeps the "
+                            "false-verdict rate at alpha (README, Statistics); a rerun continues where it stopped")
+    group.add_argument("--spending", choices=("pocock", "obrien-fleming"), default=None,
+                       help="with sequential --seeds: how alpha is spent over the looks (default pocock: nearly "
+                            "even; obrien-fleming: little early, most at MAX)")
+
+
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
     what = run.add_argument_group("what to run")
@@ -85,14 +96,7 @@ def _add_run(sub) -> None:
                       help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
     what.add_argument("--matrix", "-m", default=None, metavar="FILE",
                       help="run the matrix file (tasks/matrices/*.toml) instead of --plugin/--task")
-    what.add_argument("--seeds", type=_seed_count, default=None, metavar="N|MIN:MAX[:BATCH]",
-                      help="run seeds 0..N-1 (default 5, or the matrix file's); MIN:MAX[:BATCH] (e.g. 5:20) runs "
-                           "seeds 0..MIN-1, then BATCH (default MIN) more at a time only for the comparisons with "
-                           "the baseline still undecided, up to MAX, by a group-sequential rule that keeps the "
-                           "false-verdict rate at alpha (README, Statistics); a rerun continues where it stopped")
-    what.add_argument("--spending", choices=("pocock", "obrien-fleming"), default=None,
-                      help="with sequential --seeds: how alpha is spent over the looks (default pocock: nearly "
-                           "even; obrien-fleming: little early, most at MAX)")
+    _add_seed_options(what)
     what.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
                       help="explicit seeds instead of --seeds")
     what.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
@@ -380,10 +384,7 @@ def cmd_run(args) -> int:
         store.check_writable()
 
     if args.dry_run:
-        if sequential is not None:
-            print(f"{sequential.describe()}; listed: the first look's runs (the later looks' depend on their "
-                  "verdicts)", file=sys.stderr)
-        return _dry_run(args, plan, store, available)
+        return _dry_run(args, plan, store, available, sequential)
     _record_sequential_plan(sequential, store)
 
     if plan.studies:  # the trials this command runs are written down before any of them trains
@@ -392,9 +393,8 @@ def cmd_run(args) -> int:
         save_studies(plan.studies, store, lambda study: _report_runs_exist(study, plan, store, available), available)
         specs = plan.runs = [spec for study in plan.studies for spec in study.trial_specs(available)]
     if args.executor != "inline":
-        more = _sequential_needs(sequential, store, _known_specs(specs + _report_runs(plan, store, available)),
-                                 available) if sequential else []
-        return _submit(args, specs + _report_runs(plan, store, available) + more, store, options)
+        return _submit(args, _with_next_look(sequential, store, specs + _report_runs(plan, store, available),
+                                             available), store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs, force=args.force)
     if plan.studies:
@@ -409,11 +409,7 @@ def cmd_run(args) -> int:
                        options=options, jobs=args.jobs, force=args.force)
         outcome.executed += done.executed
         outcome.skipped += done.skipped
-    if sequential is not None:
-        grown, executed = _take_looks(sequential, store, available, specs + report, args, options)
-        outcome.executed += executed
-        report = report + grown if plan.studies else report
-        specs = specs if plan.studies else specs + grown
+    specs, report = _take_looks(sequential, plan, store, available, (specs, report), args, options, outcome)
     records = [store.get(spec.run_id) for spec in specs + report]
     table = runs_table([r for r in records if r is not None])
     if args.json:
@@ -465,6 +461,18 @@ def _record_sequential_plan(plan, store) -> None:
               "command adds", file=sys.stderr)
 
 
+def _note_sequential(plan) -> None:
+    if plan is not None:
+        print(f"{plan.describe()}; listed: the first look's runs (the later looks' depend on their verdicts)",
+              file=sys.stderr)
+
+
+def _with_next_look(plan, store, specs, available) -> list:
+    """``specs`` and, under sequential seeds, the runs the next looks need (a submitting
+    executor runs one batch per command: run it again once the jobs end)."""
+    return specs + _sequential_needs(plan, store, _known_specs(specs), available)
+
+
 def _known_specs(specs) -> dict:
     return {spec.run_id: spec for spec in specs}
 
@@ -480,6 +488,8 @@ def _sequential_needs(plan, store, known: dict, available) -> list:
     from benchsuite.summary import BASELINE, with_config_columns
     from benchsuite.tuning import read_studies
 
+    if plan is None:
+        return []
     table = store.table()
     journals = read_studies(store.root)
     analysis = analyze(table, studies=journals, alpha=plan.alpha, sequential=plan)
@@ -504,26 +514,29 @@ def _sequential_needs(plan, store, known: dict, available) -> list:
     return list(needed.values())
 
 
-def _take_looks(plan, store, available, specs, args, options) -> tuple[list, list]:
+def _take_looks(plan, run_plan, store, available, lists, args, options, outcome) -> tuple[list, list]:
     """Run the next looks' seeds until every comparison is decided or at its last look:
-    after each batch the stored runs are analyzed again. Returns the runs added (specs) and
-    the records of those this process computed."""
+    after each batch the stored runs are analyzed again. ``lists`` are the command's runs
+    and (tuned) report runs; returns them with the runs added (to the report runs when
+    tuned), and adds the records computed to ``outcome``."""
     from benchsuite.executors import run_all
 
-    known, added, executed, tried = _known_specs(specs), [], [], set()
+    specs, report = lists
+    if plan is None:
+        return specs, report
+    known, added, tried = _known_specs(specs + report), [], set()
     while True:
         todo = _sequential_needs(plan, store, known, available)
-        if not todo:
-            return added, executed
         stuck = [spec for spec in todo if spec.run_id in tried]
         if stuck:  # tried, yet not stored: held by another process, or ended without a record
             print(f"sequential seeds: {len(stuck)} run(s) of the next look are not stored yet (another process may "
                   "hold them); run the same command again to take the look", file=sys.stderr)
-            return added, executed
+        if not todo or stuck:
+            return (specs, report + added) if run_plan.studies else (specs + added, report)
         print(f"sequential seeds: {len(todo)} more run(s) for the comparisons still undecided (seeds "
               f"{min(s.seed for s in todo)}-{max(s.seed for s in todo)})", file=sys.stderr)
-        executed += run_all(todo, store, device=args.device, available=available, progress=not args.quiet,
-                            options=options, jobs=args.jobs).executed
+        outcome.executed += run_all(todo, store, device=args.device, available=available,
+                                    progress=not args.quiet, options=options, jobs=args.jobs).executed
         tried |= {spec.run_id for spec in todo}
         known.update(_known_specs(todo))
         added += todo
@@ -610,10 +623,11 @@ def _tuned_exit_code(plan, report, store, available, allow_failures: bool) -> in
     return 1 if (empty or waiting) and not allow_failures else code
 
 
-def _dry_run(args, plan, store, available) -> int:
+def _dry_run(args, plan, store, available, sequential=None) -> int:
     """List the runs, which are done, and each pending run's estimated time; train nothing.
     Under tuning: every trial run, then each study's report runs (pending its choice when
-    its trials are not all stored yet)."""
+    its trials are not all stored yet). Under sequential seeds: the first look's runs."""
+    _note_sequential(sequential)
     from benchsuite.executors import estimate_seconds
     from benchsuite.tuning import decision
 

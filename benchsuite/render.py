@@ -316,9 +316,11 @@ def _look_text(c: dict) -> str:
     """Where a sequential verdict was reached: `` (look k of L, n seeds)``; empty without looks."""
     if not c.get("looks"):
         return ""
-    where = f"look {c['look']} of {c['looks']}, {c['n_at_decision']} seeds"
-    state = "decided at" if c["decided"] else "at the last," if c["look"] == c["looks"] else "still open after"
-    return f" ({state} {where})"
+    if c["decided"]:
+        return f" (decided at look {c['look']} of {c['looks']}, {c['n_at_decision']} seeds)"
+    if c["look"] == c["looks"]:
+        return f" (undecided at the last look, {c['n_at_decision']} seeds)"
+    return f" (open after look {c['look']} of {c['looks']}, {c['n_at_decision']} seeds: run the same command again)"
 
 
 def _expected_columns(k: int) -> list[int]:
