@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchsuite import sequential as seq
 from benchsuite import stats
 from benchsuite.identity import TUNING_SEED_BASE, seed_role
 from benchsuite.status import STATUS_FINISHED, STATUSES
@@ -72,10 +73,13 @@ def parse_baselines(baseline: str | list[str] | tuple[str, ...]) -> list[str]:
 
 def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margins: dict | None = None,
             alpha: float = stats.ALPHA, resamples: int = stats.MONTE_CARLO_RESAMPLES, seed: int = 0,
-            references: list[dict] | None = None, studies: list[dict] | None = None) -> dict:
+            references: list[dict] | None = None, studies: list[dict] | None = None,
+            sequential: seq.Plan | None = None) -> dict:
     """Every statistic a report shows, as JSON-ready data. ``resamples`` and ``seed`` drive
     the Monte Carlo permutation tests used when exact enumeration is too large.
     ``studies``: the results folder's tuning journals (:func:`benchsuite.tuning.read_studies`).
+    ``sequential``: the results folder's sequential plan (:func:`benchsuite.sequential.read_plan`):
+    each per-task verdict then comes from its deciding look (:func:`benchsuite.sequential.decide`).
 
     Runs on report seeds are what every test, mean, std and n rests on; runs on tuning
     seeds (trials) give only their validation values, to choose among them and to show
@@ -101,6 +105,8 @@ def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margin
         "superseded": superseded_runs(table),
         "tasks": [], "overall": None,
     }
+    if sequential is not None:
+        out["sequential"] = sequential.to_dict()
     if table.is_empty():
         return out
     runs = with_config_columns(table, studies)
@@ -114,7 +120,8 @@ def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margin
     for task in sorted(set(runs["task"])):
         part = summ.filter(pl.col("task") == task) if not summ.is_empty() else summ
         trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
-        out["tasks"].append(_analyze_task(task, part, trials, seeds, baselines, margins, alpha, references or []))
+        out["tasks"].append(_analyze_task(task, part, trials, seeds, baselines, margins, alpha, references or [],
+                                          sequential))
     overall = {b: _analyze_overall(out["tasks"], seeds, b, alpha, resamples, seed) for b in baselines}
     _decide_overall([o for o in overall.values() if o], out["tasks"], alpha)
     out["overall"] = overall[baselines[0]]
@@ -282,7 +289,7 @@ def _choose_tuned(by_method, tuned, higher, notes) -> tuple[dict, list]:
 
 
 def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Seeds, baselines, margins, alpha,
-                  references) -> dict:
+                  references, sequential=None) -> dict:
     first = part if not part.is_empty() else trial_part
     metric = first["metric"][0]
     higher = METRICS.get(metric) == "max"
@@ -330,9 +337,20 @@ def _analyze_task(task, part: pl.DataFrame, trial_part: pl.DataFrame, seeds: _Se
                          "task: nothing to compare with it")
     comparisons = _compare_with_baselines(task, selected, by_method, baselines, higher, margin, seeds, notes)
     originals = [c for c in comparisons if c["mirror_of"] is None]
-    stats.decide([c["comparison"] for c in originals], alpha)
+    if sequential is None:
+        stats.decide([c["comparison"] for c in originals], alpha)
+    else:
+        originals = _sequential_verdicts(originals, sequential, task, higher, seeds, notes)
+        comparisons = [c for c in comparisons if (c["mirror_of"] or c) in originals]
     for c in comparisons:
         if c["mirror_of"] is not None:
+            if sequential is not None:  # the same seeds as the test it mirrors
+                n = c["mirror_of"]["comparison"].n_at_decision
+                c.update(method_values=seq.first_seeds(c["method_values"], n),
+                         base_values=seq.first_seeds(c["base_values"], n),
+                         lost=tuple([s for s in side if s < n] for side in c["lost"]))
+                c["comparison"] = stats.compare(c["method_values"], c["base_values"], higher,
+                                                c["comparison"].margin, c["comparison"].selected_among)
             _mirror_verdict(c["comparison"], c["mirror_of"]["comparison"])
     for c in comparisons:
         _guard_survivors(c["comparison"], c["choice"]["display"], c["baseline"], *c["lost"])
@@ -371,6 +389,32 @@ def _compare_with_baselines(task, selected: dict, by_method: dict, baselines: li
     return out
 
 
+def _sequential_verdicts(items: list[dict], plan: seq.Plan, task, higher: bool, seeds: _Seeds,
+                         notes: list[str]) -> list[dict]:
+    """The task's comparisons with each verdict from its deciding look (or its last look
+    taken), on the seeds below that look's count (:func:`benchsuite.sequential.decide`, one
+    Holm family per look over every baseline's comparisons): the values, seeds and lost
+    seeds beside each test are the look's own. A comparison whose first look is not
+    complete is left out, with a note."""
+    looked = seq.decide([(c["method_values"], c["base_values"]) for c in items], plan, higher,
+                        [c["comparison"].margin for c in items], [c["comparison"].selected_among for c in items],
+                        [(seeds.attempted.get((task, c["choice"]["config"]), set()),
+                          seeds.attempted.get((task, c["base"]["config"]), set())) for c in items])
+    kept = []
+    for item, comp in zip(items, looked):
+        if comp is None:
+            notes.append(f"`{item['choice']['display']}` against `{item['baseline']}`: its first look (seeds "
+                         f"0-{plan.min - 1} on both sides) is not complete, or has fewer than 2 finished seeds on a "
+                         "side: not tested")
+            continue
+        n = comp.n_at_decision
+        item.update(comparison=comp, method_values=seq.first_seeds(item["method_values"], n),
+                    base_values=seq.first_seeds(item["base_values"], n),
+                    lost=tuple([s for s in side if s < n] for side in item["lost"]))
+        kept.append(item)
+    return kept
+
+
 def _mirror_verdict(mirror: stats.Comparison, original: stats.Comparison) -> None:
     """The verdict of baseline A against baseline B is that of B against A, reversed."""
     mirror.p, mirror.p_holm = original.p, original.p_holm
@@ -394,10 +438,16 @@ def _comparison_row(item: dict, by_method: dict, alpha: float) -> dict:
            "tuned": bool(ch.get("tuning")), "procedure": item["procedure"],
            "seeds_method": sorted(mv), "seeds_baseline": sorted(bv), "values_method": mv, "values_baseline": bv,
            "lost_method": item["lost"][0], "lost_baseline": item["lost"][1], **comp.to_dict()}
-    row["fragile"] = stats.fragile(comp.verdict, comp.p_holm, comp.equivalence_p, alpha)
+    # under sequential seeds a verdict is decided at its look's share of alpha
+    level = getattr(item["mirror_of"]["comparison"] if item["mirror_of"] else comp, "alpha_look", alpha)
+    row["fragile"] = stats.fragile(comp.verdict, comp.p_holm, comp.equivalence_p, level)
     # significant and inside the margin: both are true, and the reader sees both
     row["significant_within_margin"] = ("better" if comp.improvement > 0 else "worse") \
-        if comp.verdict == "equivalent" and comp.p_holm < alpha else None
+        if comp.verdict == "equivalent" and comp.p_holm < level else None
+    if item["mirror_of"] and hasattr(item["mirror_of"]["comparison"], "look"):
+        original = item["mirror_of"]["comparison"]
+        row.update(look=original.look, looks=original.looks, n_at_decision=original.n_at_decision,
+                   alpha_look=original.alpha_look, decided=original.decided)
     return row
 
 

@@ -219,3 +219,96 @@ def grid(seeds=(3, 5, 10), methods=(1, 5), tasks=(1, 4, 10), noises=("normal", "
         if k > 1:
             designs.append(Design(seeds=n, methods=m, tasks=t, noise=noise, configurations=k, tuning_seeds=n))
     return designs
+
+
+# --- sequential seeds (run --seeds MIN:MAX[:BATCH]) -----------------------------------------------
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """A task's m methods against the baseline under a sequential plan. Each seed's values
+    follow the model above (a seed effect shared by the methods and the baseline, plus run
+    noise); ``effect`` is the first method's true improvement in standard deviations of a
+    per-seed difference (method minus baseline on one seed, ``sqrt(2) RUN_SD``), the
+    others equal the baseline."""
+
+    seeds: str = "5:20"
+    spending: str = "pocock"
+    methods: int = 1
+    effect: float = 0.0
+    noise: str = "normal"
+
+    def plan(self):
+        from benchsuite.sequential import make_plan, parse_schedule
+
+        return make_plan(parse_schedule(self.seeds), self.spending)
+
+    def label(self) -> str:
+        return (f"{self.seeds} {self.spending} m={self.methods} {self.noise}"
+                + (f" effect={self.effect:g} SD" if self.effect else ""))
+
+
+def sequential_values(design: SequentialDesign, rng, count: int) -> list[tuple[dict, dict]]:
+    """One simulated task: per method, its values and the baseline's on seeds 0..count-1."""
+    shift = design.effect * math.sqrt(2) * RUN_SD
+    seed_effect = SEED_SD * _noise(rng, design.noise, count)
+    base = MU + seed_effect + RUN_SD * _noise(rng, design.noise, count)
+    baseline = {s: float(v) for s, v in enumerate(base)}
+    sides = []
+    for m in range(design.methods):
+        values = MU + (shift if m == 0 else 0.0) + seed_effect + RUN_SD * _noise(rng, design.noise, count)
+        sides.append(({s: float(v) for s, v in enumerate(values)}, baseline))
+    return sides
+
+
+def simulate_sequential(design: SequentialDesign, experiments: int, seed: int = 0) -> dict:
+    """Per simulated task, the verdicts of :func:`benchsuite.sequential.decide` (margin 0:
+    better/worse/inconclusive alone) and the runs they needed (the baseline runs as many
+    seeds as its most demanding comparison); beside it, the verdicts of a fixed count n
+    (:func:`benchsuite.stats.compare` and :func:`benchsuite.stats.decide` on seeds 0..n-1,
+    as a report without looks) for n = MAX and, under an effect, every n from MIN to MAX, on
+    the same values. Returns
+    the family-wise false-verdict rate (any better/worse among the methods without an
+    effect), the first method's power under an effect, the mean runs with their standard
+    deviations, and the fixed counts' rates."""
+    from benchsuite import sequential, stats
+
+    plan = design.plan()
+    rng = np.random.default_rng(seed)
+    # A/A: the fixed count MAX for reference; with an effect, every count, to find the one of equal power
+    fixed_counts = list(range(plan.min, plan.max + 1)) if design.effect else [plan.max]
+    false_families = found = 0
+    runs = []
+    looks = np.zeros(len(plan.looks()), dtype=int)
+    fixed_false = dict.fromkeys(fixed_counts, 0)
+    fixed_found = dict.fromkeys(fixed_counts, 0)
+    for _ in range(experiments):
+        sides = sequential_values(design, rng, plan.max)
+        verdicts = sequential.decide(sides, plan, higher_is_better=True, margin=0.0)
+        claimed = [v.verdict in ("better", "worse") for v in verdicts]
+        nulls = claimed[1:] if design.effect else claimed
+        false_families += any(nulls)
+        found += bool(design.effect) and verdicts[0].verdict == "better"
+        looks[verdicts[0].look - 1] += 1
+        seeds_used = [v.n_at_decision for v in verdicts]
+        runs.append(max(seeds_used) + sum(seeds_used))
+        for n in fixed_counts:
+            comps = [stats.compare(sequential.first_seeds(m, n), sequential.first_seeds(b, n), True, 0.0)
+                     for m, b in sides]
+            stats.decide(comps, plan.alpha)
+            said = [c.verdict in ("better", "worse") for c in comps]
+            fixed_false[n] += any(said[1:] if design.effect else said)
+            fixed_found[n] += bool(design.effect) and comps[0].verdict == "better"
+    runs = np.asarray(runs, dtype=float)
+    power = found / experiments if design.effect else None
+    fixed_power = {n: fixed_found[n] / experiments for n in fixed_counts} if design.effect else None
+    equal = next((n for n in fixed_counts if fixed_power and fixed_power[n] >= power), None) if design.effect else None
+    return {
+        "design": asdict(design), "label": design.label(), "experiments": experiments, "plan": plan.to_dict(),
+        "fwer": false_families / experiments, "power": power,
+        "runs_mean": float(runs.mean()), "runs_se": float(runs.std(ddof=1) / math.sqrt(experiments)),
+        "first_method_looks": looks.tolist(),
+        "fixed": {n: {"fwer": fixed_false[n] / experiments,
+                      "power": fixed_power[n] if fixed_power else None,
+                      "runs": n * (design.methods + 1)} for n in fixed_counts},
+        "fixed_at_equal_power": equal,
+    }

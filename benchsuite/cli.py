@@ -51,6 +51,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed_count(text: str) -> int | tuple[int, int, int]:
+    """``N`` (a count) or sequential seeds ``MIN:MAX[:BATCH]`` as (min, max, batch)."""
+    from benchsuite.sequential import parse_schedule
+
+    try:
+        schedule = parse_schedule(text, "--seeds")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _positive_int(text) if schedule is None else schedule
+
+
 def _seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -59,6 +70,17 @@ def _seed_list(text: str) -> list[int]:
     if not seeds or min(seeds) < 0:
         raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
     return seeds
+
+
+def _add_seed_options(group) -> None:
+    group.add_argument("--seeds", type=_seed_count, default=None, metavar="N|MIN:MAX[:BATCH]",
+                       help="run seeds 0..N-1 (default 5, or the matrix file's); MIN:MAX[:BATCH] (e.g. 5:20) runs "
+                            "seeds 0..MIN-1, then BATCH (default MIN) more at a time only for the comparisons with "
+                            "the baseline still undecided, up to MAX, by a group-sequential rule that keeps the "
+                            "false-verdict rate at alpha (README, Statistics); a rerun continues where it stopped")
+    group.add_argument("--spending", choices=("pocock", "obrien-fleming"), default=None,
+                       help="with sequential --seeds: how alpha is spent over the looks (default pocock: nearly "
+                            "even; obrien-fleming: little early, most at MAX)")
 
 
 def _add_run(sub) -> None:
@@ -74,8 +96,7 @@ def _add_run(sub) -> None:
                       help="task name (see `benchsuite tasks`) or path of a task file; repeatable, comma-separated")
     what.add_argument("--matrix", "-m", default=None, metavar="FILE",
                       help="run the matrix file (tasks/matrices/*.toml) instead of --plugin/--task")
-    what.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
-                      help="run seeds 0..N-1 (default 5, or the matrix file's)")
+    _add_seed_options(what)
     what.add_argument("--seed", type=_seed_list, default=None, metavar="S[,S...]",
                       help="explicit seeds instead of --seeds")
     what.add_argument("--set", action="append", default=[], metavar="PLUGIN.NAME=VALUE", help="fix a hyperparameter")
@@ -354,6 +375,7 @@ def cmd_run(args) -> int:
                                threads=args.threads or (_default_threads(args.jobs) if args.deterministic else None))
     available = discover()
     _plugin_problems(available)
+    sequential = _sequential_plan(args, replicas)
     groups, tuning = _selection(args, available)
     for group in groups:
         if args.precision:
@@ -371,7 +393,8 @@ def cmd_run(args) -> int:
         store.check_writable()
 
     if args.dry_run:
-        return _dry_run(args, plan, store, available)
+        return _dry_run(args, plan, store, available, sequential)
+    _record_sequential_plan(sequential, store)
 
     if plan.studies:  # the trials this command runs are written down before any of them trains
         from benchsuite.tuning import save_studies
@@ -379,7 +402,8 @@ def cmd_run(args) -> int:
         save_studies(plan.studies, store, lambda study: _report_runs_exist(study, plan, store, available), available)
         specs = plan.runs = [spec for study in plan.studies for spec in study.trial_specs(available)]
     if args.executor != "inline":
-        return _submit(args, specs + _report_runs(plan, store, available), store, options)
+        return _submit(args, _with_next_look(sequential, store, specs + _report_runs(plan, store, available),
+                                             available), store, options)
     outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
                       options=options, jobs=args.jobs, force=args.force)
     if plan.studies:
@@ -394,6 +418,7 @@ def cmd_run(args) -> int:
                        options=options, jobs=args.jobs, force=args.force)
         outcome.executed += done.executed
         outcome.skipped += done.skipped
+    specs, report = _take_looks(sequential, plan, store, available, (specs, report), args, options, outcome)
     records = [store.get(spec.run_id) for spec in specs + report]
     table = runs_table([r for r in records if r is not None])
     if args.json:
@@ -406,6 +431,124 @@ def cmd_run(args) -> int:
     if plan.studies:
         return _tuned_exit_code(plan, report, store, available, args.allow_failures)
     return _exit_code(specs, records, args.allow_failures)
+
+
+def _sequential_plan(args, replicas: int):
+    """The command's sequential plan (``--seeds MIN:MAX[:BATCH]``, or a matrix file's
+    ``seeds = "MIN:MAX"``), or None; ``args.seeds`` becomes the first look's count."""
+    from benchsuite import matrix, sequential
+
+    plan = None
+    if isinstance(args.seeds, tuple):
+        if args.seed:
+            raise UsageError("--seed lists seeds, sequential --seeds MIN:MAX counts them: give one of the two")
+        plan = sequential.make_plan(args.seeds, args.spending or "pocock")
+        args.seeds = plan.min
+    elif args.matrix and args.seeds is None:
+        plan = matrix.sequential_plan(args.matrix, args.spending)
+    if plan is None and args.spending:
+        raise UsageError("--spending: how sequential seeds spend alpha; give --seeds MIN:MAX (or a matrix file "
+                         "with seeds = \"MIN:MAX\")")
+    if plan is not None and (replicas > 1 or args.force):
+        raise UsageError("sequential --seeds MIN:MAX decides from stored runs between looks: not under torchrun, "
+                         "and not with --force (give a count, --seeds N)")
+    return plan
+
+
+def _record_sequential_plan(plan, store) -> None:
+    """Write the command's plan into the results folder (or check it against the one there);
+    a count of seeds in a folder with a plan is run, with a warning that reports apply the plan."""
+    from benchsuite.sequential import read_plan, save_plan
+
+    if plan is not None:
+        save_plan(store, plan)
+        return
+    stored = read_plan(store.root)
+    if stored is not None:
+        print(f"benchsuite run: warning: {store.root} has sequential seeds {stored.text()}: its reports take "
+              f"verdicts at the looks {', '.join(map(str, stored.looks()))} of that plan, whatever seeds this "
+              "command adds", file=sys.stderr)
+
+
+def _note_sequential(plan) -> None:
+    if plan is not None:
+        print(f"{plan.describe()}; listed: the first look's runs (the later looks' depend on their verdicts)",
+              file=sys.stderr)
+
+
+def _with_next_look(plan, store, specs, available) -> list:
+    """``specs`` and, under sequential seeds, the runs the next looks need (a submitting
+    executor runs one batch per command: run it again once the jobs end)."""
+    return specs + _sequential_needs(plan, store, _known_specs(specs), available)
+
+
+def _known_specs(specs) -> dict:
+    return {spec.run_id: spec for spec in specs}
+
+
+def _sequential_needs(plan, store, known: dict, available) -> list:
+    """The runs the next looks need, from the stored runs: for each comparison still undecided
+    (analyzed as ``report`` does, :func:`benchsuite.sequential.decide`), its method's and its
+    baseline's seeds below its next look's count that are not stored. Only configurations
+    this command runs (``known``: run id -> spec) grow."""
+    from benchsuite.analysis import analyze
+    from benchsuite.identity import make_run_spec
+    from benchsuite.sequential import next_look_size
+    from benchsuite.summary import BASELINE, with_config_columns
+    from benchsuite.tuning import read_studies
+
+    if plan is None:
+        return []
+    table = store.table()
+    journals = read_studies(store.root)
+    analysis = analyze(table, studies=journals, alpha=plan.alpha, sequential=plan)
+    runs = with_config_columns(table, journals) if not table.is_empty() else table
+    spec_of = {}
+    for task, config, run_id in (runs.select("task", "config", "run_id").iter_rows() if not table.is_empty() else ()):
+        if run_id in known:
+            spec_of.setdefault((task, config), known[run_id])
+    needed = {}
+    for task in analysis["tasks"]:
+        base = next((c for c in task["configs"] if c["selected"] and c["variant"] == BASELINE), None)
+        for comp in task["comparisons"]:
+            n = next_look_size(comp["decided"], comp["look"], plan)
+            pair = [spec_of.get((task["task"], comp["config"])), spec_of.get((task["task"], base and base["config"]))]
+            if n is None or None in pair:
+                continue
+            for spec in pair:
+                for seed in range(n):
+                    more = make_run_spec(spec.task, spec.method, seed, available, spec.replicate)
+                    if store.get(more.run_id) is None:
+                        needed.setdefault(more.run_id, more)
+    return list(needed.values())
+
+
+def _take_looks(plan, run_plan, store, available, lists, args, options, outcome) -> tuple[list, list]:
+    """Run the next looks' seeds until every comparison is decided or at its last look:
+    after each batch the stored runs are analyzed again. ``lists`` are the command's runs
+    and (tuned) report runs; returns them with the runs added (to the report runs when
+    tuned), and adds the records computed to ``outcome``."""
+    from benchsuite.executors import run_all
+
+    specs, report = lists
+    if plan is None:
+        return specs, report
+    known, added, tried = _known_specs(specs + report), [], set()
+    while True:
+        todo = _sequential_needs(plan, store, known, available)
+        stuck = [spec for spec in todo if spec.run_id in tried]
+        if stuck:  # tried, yet not stored: held by another process, or ended without a record
+            print(f"sequential seeds: {len(stuck)} run(s) of the next look are not stored yet (another process may "
+                  "hold them); run the same command again to take the look", file=sys.stderr)
+        if not todo or stuck:
+            return (specs, report + added) if run_plan.studies else (specs + added, report)
+        print(f"sequential seeds: {len(todo)} more run(s) for the comparisons still undecided (seeds "
+              f"{min(s.seed for s in todo)}-{max(s.seed for s in todo)})", file=sys.stderr)
+        outcome.executed += run_all(todo, store, device=args.device, available=available,
+                                    progress=not args.quiet, options=options, jobs=args.jobs).executed
+        tried |= {spec.run_id for spec in todo}
+        known.update(_known_specs(todo))
+        added += todo
 
 
 def _selection(args, available):
@@ -489,10 +632,11 @@ def _tuned_exit_code(plan, report, store, available, allow_failures: bool) -> in
     return 1 if (empty or waiting) and not allow_failures else code
 
 
-def _dry_run(args, plan, store, available) -> int:
+def _dry_run(args, plan, store, available, sequential=None) -> int:
     """List the runs, which are done, and each pending run's estimated time; train nothing.
     Under tuning: every trial run, then each study's report runs (pending its choice when
-    its trials are not all stored yet)."""
+    its trials are not all stored yet). Under sequential seeds: the first look's runs."""
+    _note_sequential(sequential)
     from benchsuite.executors import estimate_seconds
     from benchsuite.tuning import decision
 
@@ -932,6 +1076,7 @@ def cmd_leaderboard(args) -> int:
 
     from benchsuite.analysis import analyze, read_runs_table, regressions
     from benchsuite.render import leaderboard, to_markdown
+    from benchsuite.sequential import read_plan
     from benchsuite.store import Store
     from benchsuite.tuning import read_studies
 
@@ -946,7 +1091,7 @@ def cmd_leaderboard(args) -> int:
             raise UsageError(f"--reference {args.reference!r}: {exc}") from None
     store = Store(_results_dir(args))
     table = store.table()
-    analysis = analyze(table, studies=read_studies(store.root), **options)
+    analysis = analyze(table, studies=read_studies(store.root), sequential=read_plan(store.root), **options)
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)

@@ -178,7 +178,8 @@ def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate
 
 
 MAX_SEEDS = 10_000
-MATRIX_KEYS = {"description", "paper", "seeds", "runs", "tuning"}
+MATRIX_KEYS = {"description", "paper", "seeds", "runs", "tuning", "sequential"}
+SEQUENTIAL_KEYS = {"spending", "alpha"}
 GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate", "spaces"}
 TUNING_KEYS = {"budget", "seeds", "spaces"}
 
@@ -301,7 +302,8 @@ def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, s
                 train_overrides=None, tuned: bool = False) -> tuple[list[Group], dict | None]:
     """A matrix file's groups, and its ``[tuning]`` table (None without one).
 
-    A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` and one
+    A matrix file is TOML: top-level ``description``, ``paper``, ``seeds`` (a count, or
+    sequential seeds ``"MIN:MAX[:BATCH]"``, see :func:`sequential_plan`) and one
     ``[[runs]]`` table per group, each like one command line (``tasks``, ``plugins``,
     ``set``, ``grid``, optional ``seeds``, ``baseline``, ``replicate`` (a salt for an A/A
     replicate, see ``--replicate``), ``train``: overrides of the tasks' ``[train]``
@@ -323,9 +325,10 @@ def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, s
             f"{path}: task not available: {', '.join(missing)}. These are paper-scale tasks the "
             f"installed catalog does not provide yet; available tasks: {', '.join(sorted(known))}"
         )
+    top = _top_seed_count(raw, path)
     selections = []
     for index, group in enumerate(groups, 1):
-        count = seeds if seeds is not None else group.get("seeds", raw.get("seeds", 5))
+        count = seeds if seeds is not None else group.get("seeds", top)
         overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides}
         selections.append(_group(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides,
                                  tuned=tuned or tuning is not None))
@@ -348,6 +351,51 @@ def _checked_tuning(raw: dict, path: str) -> dict | None:
     if not isinstance(table.get("spaces", {}), dict):
         raise UsageError(f"{path} [tuning]: spaces must be a table of NAME = SPACE")
     return table
+
+
+def _top_seed_count(raw: dict, path: str) -> int:
+    """The file's seed count: its ``seeds``, or the first look of sequential seeds
+    ``"MIN:MAX[:BATCH]"`` (default 5)."""
+    value = raw.get("seeds", 5)
+    if not isinstance(value, str):
+        return value
+    return _schedule(value, path)[0]
+
+
+def _schedule(value: str, path: str) -> tuple[int, int, int]:
+    from benchsuite.sequential import parse_schedule
+
+    try:
+        schedule = parse_schedule(value, f"{path}: seeds")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if schedule is None:
+        raise UsageError(f"{path}: seeds = {value!r}: a count is a number (seeds = 5); sequential seeds are "
+                         "\"MIN:MAX\" or \"MIN:MAX:BATCH\"")
+    return schedule
+
+
+def sequential_plan(path: str, spending: str | None = None):
+    """The matrix file's sequential plan (:class:`benchsuite.sequential.Plan`): top-level
+    ``seeds = "MIN:MAX[:BATCH]"``, with an optional ``[sequential]`` table of ``spending``
+    (``"pocock"``, ``"obrien-fleming"``) and ``alpha``; ``spending`` (``--spending``) wins
+    over the table's. None when its seeds are a count."""
+    from benchsuite.sequential import make_plan
+
+    raw = _read_matrix_file(path)
+    table = raw.get("sequential", {})
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: sequential must be a [sequential] table (spending, alpha)")
+    unknown = set(table) - SEQUENTIAL_KEYS
+    if unknown:
+        raise UsageError(f"{path} [sequential]: unknown key {sorted(unknown)[0]!r}; valid: "
+                         f"{', '.join(sorted(SEQUENTIAL_KEYS))}")
+    if not isinstance(raw.get("seeds"), str):
+        if table:
+            raise UsageError(f"{path} [sequential]: needs sequential seeds, e.g. seeds = \"5:20\" at the top")
+        return None
+    return make_plan(_schedule(raw["seeds"], path), spending or table.get("spending", "pocock"),
+                     table.get("alpha", 0.05), where=f"{path} [sequential]")
 
 
 def _read_matrix_file(path: str) -> dict:
@@ -386,7 +434,7 @@ def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
         raise UsageError(f"{path}: runs must be [[runs]] tables, got {groups!r}")
     if not groups:
         raise UsageError(f"{path}: no [[runs]] groups")
-    if "seeds" in raw and seeds is None:
+    if "seeds" in raw and seeds is None and not isinstance(raw["seeds"], str):
         parse_seeds(raw["seeds"], None, f"{path}: seeds")
     for index, group in enumerate(groups, 1):
         where = f"{path} [[runs]] #{index}"
@@ -405,6 +453,9 @@ def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
         if not isinstance(group.get("replicate", ""), str):
             raise UsageError(f"{where}: replicate must be a name (a string)")
         if "seeds" in group and seeds is None:
+            if isinstance(raw.get("seeds"), str):
+                raise UsageError(f"{where}: seeds: the file's seeds = {raw['seeds']!r} are sequential, for every "
+                                 "group; drop this group's seeds")
             parse_seeds(group["seeds"], None, f"{where}: seeds")
     return groups
 

@@ -22,6 +22,7 @@ from benchsuite.render import (
     to_html,
     to_markdown,
 )
+from benchsuite.sequential import read_plan
 from benchsuite.store import runs_table
 from benchsuite.tuning import read_studies
 
@@ -29,14 +30,15 @@ from benchsuite.tuning import read_studies
 def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
                  plots: bool = True, **options) -> Path:
     """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json,
-    plots/*.png and, for a tuned results folder, tuning.json (its journals). ``store`` is a
+    plots/*.png and, for a tuned results folder, tuning.json (its journals); the folder's
+    sequential plan (``run --seeds MIN:MAX``) decides the per-task verdicts. ``store`` is a
     :class:`~benchsuite.store.Store`; ``options`` go to :func:`benchsuite.analysis.analyze`."""
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     records = {r["run_id"]: r for r in store.records()}
     table = runs_table(records.values())
     journals = read_studies(store.root)
-    analysis = analyze(table, references=references, studies=journals, **options)
+    analysis = analyze(table, references=references, studies=journals, sequential=read_plan(store.root), **options)
     figure_dir = folder / "plots"
     for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
         old.unlink()

@@ -108,6 +108,8 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
             f"T × α false verdicts can be expected.",
         ]),
     ]
+    if analysis.get("sequential"):
+        blocks.append(Block("p", _sequential_sentence(analysis["sequential"])))
     overall = analysis.get("overall")
     if overall:
         blocks += leaderboard_blocks(analysis, plots, level="h2")
@@ -357,7 +359,7 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
                 f"{fmt(c['diff'])} [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]", c["test"],
                 fmt_p(c["p"]), fmt_p(c["p_holm"]),
                 f"{fmt_p(c['exact_p'])} (min {fmt_p(c['exact_min_p'])})", fmt_p(c["equivalence_p"]),
-                verdict_text(c), f"{c['diverged']}/{c['failed']}", c.get("procedure", ""),
+                verdict_text(c) + _look_text(c), f"{c['diverged']}/{c['failed']}", c.get("procedure", ""),
             ])
         title = "Against the baseline" if len(baselines) == 1 else f"Against {baseline}"
         blocks.append(Block("h3", title))
@@ -397,6 +399,26 @@ def _task_blocks(task: dict, figures: list[str], alpha: float) -> list[Block]:
     for name in figures:
         blocks.append(Block("figure", name))
     return blocks
+
+
+def _sequential_sentence(plan: dict) -> str:
+    """The group-sequential rule of a results folder run with ``--seeds MIN:MAX:BATCH``."""
+    return (f"Sequential seeds {plan['min']}:{plan['max']}:{plan['batch']}: verdicts are taken at looks of "
+            f"{', '.join(map(str, plan['looks']))} seeds, each at the level its {plan['spending']} alpha-spending "
+            f"function gives it ({', '.join(f'{a:.3g}' for a in plan['levels'])}, adding up to α = "
+            f"{plan['alpha']:g}), with Holm over the task's comparisons not yet decided better or worse; a decided "
+            f"comparison keeps its verdict and got no more seeds (see the README, Statistics).")
+
+
+def _look_text(c: dict) -> str:
+    """Where a sequential verdict was reached: `` (look k of L, n seeds)``; empty without looks."""
+    if not c.get("looks"):
+        return ""
+    if c["decided"]:
+        return f" (decided at look {c['look']} of {c['looks']}, {c['n_at_decision']} seeds)"
+    if c["look"] == c["looks"]:
+        return f" (undecided at the last look, {c['n_at_decision']} seeds)"
+    return f" (open after look {c['look']} of {c['looks']}, {c['n_at_decision']} seeds: run the same command again)"
 
 
 def _expected_columns(k: int) -> list[int]:

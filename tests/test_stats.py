@@ -449,7 +449,7 @@ def test_selection_among_k_is_bonferroni():
     d = np.array([method[s] - base[s] for s in range(6)])
     half = st.t.ppf(1 - 0.05 / 24, 5) * d.std(ddof=1) / math.sqrt(6)
     assert (twelve.ci_low, twelve.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
-    assert any("among 12 configurations" in n for n in twelve.notes)
+    assert any("among 12 configuration pairs" in n for n in twelve.notes)
 
 
 def test_friedman_draws_as_many_as_the_other_monte_carlo_tests_by_default_and_prints_them():

@@ -22,6 +22,16 @@ Columns (A/A: every method equals the baseline):
   run sd 0.005): share of its per-task verdicts that say better.
 
 Each design's experiment count is shown; SE is that of the nominal rate at the count.
+
+    python tests/perf/calibration.py --sequential --jobs 1   # sequential seeds (run --seeds 5:20), ~5 min
+
+Sequential seeds: A/A tasks of m = 1 and 4 methods under the plan 5:20 (looks at 5, 10, 15, 20
+seeds; Pocock and O'Brien-Fleming spending), verdicts by benchsuite.sequential.decide: the
+family-wise false-verdict rate (target <= 0.05 + 2 SE) and the mean runs; then the power of one
+method with a true effect (0.5 and 1 SD of a per-seed difference) and its mean runs, against
+fixed seed counts analyzed as a report without looks: the fixed 20, and the smallest fixed count
+whose power reaches the sequential rule's ("runs saved at equal power" = its runs minus the
+sequential mean).
 """
 
 from __future__ import annotations
@@ -33,7 +43,15 @@ import sys
 import time
 from dataclasses import replace
 
-from benchsuite.calibration import Design, grid, meets_targets, simulate
+from benchsuite.calibration import (
+    Design,
+    SequentialDesign,
+    grid,
+    meets_targets,
+    simulate,
+    simulate_sequential,
+    standard_error,
+)
 
 
 def experiments_for(design: Design, budget: int, most: int) -> int:
@@ -67,7 +85,12 @@ def main(argv=None) -> int:
                         help="with --only: N experiments per design, split over --jobs processes")
     parser.add_argument("--no-recheck", dest="recheck", action="store_false",
                         help="do not rerun the designs that missed a target (fresh seed, 4x experiments)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="only the sequential-seeds experiments (A/A and power; --experiments N A/A tasks per "
+                             "design, half as many for power)")
     args = parser.parse_args(argv)
+    if args.sequential:
+        return _sequential(args)
     if args.only:
         return _only(args)
     designs = grid()
@@ -134,6 +157,57 @@ def _only(args) -> int:
         print(f"| {merged['label']} | {merged['experiments']} | {' | '.join(cells)} | - | "
               f"{'; '.join(missed) or 'met'} |")
     return 1 if failed else 0
+
+
+SEQUENTIAL_AA = [SequentialDesign(methods=m, spending=spending, noise=noise)
+                 for spending in ("pocock", "obrien-fleming") for m in (1, 4) for noise in ("normal", "t3")
+                 if noise == "normal" or (m == 4 and spending == "pocock")]
+SEQUENTIAL_POWER = [SequentialDesign(effect=effect, spending=spending)
+                    for spending in ("pocock", "obrien-fleming") for effect in (0.5, 1.0)]
+
+
+def _one_sequential(job):
+    design, experiments, seed = job
+    return simulate_sequential(design, experiments, seed=seed)
+
+
+def _sequential(args) -> int:
+    """The sequential-seeds tables: A/A false-verdict rates and power at equal runs."""
+    count = args.experiments or 4000
+    jobs = [(d, count, args.seed + i) for i, d in enumerate(SEQUENTIAL_AA)]
+    jobs += [(d, count // 2, args.seed + 100 + i) for i, d in enumerate(SEQUENTIAL_POWER)]
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
+        results = pool.map(_one_sequential, jobs, chunksize=1)
+    print(f"python tests/perf/calibration.py --sequential --experiments {count} --seed {args.seed} --jobs {args.jobs}"
+          f"   # {platform.machine()}, {time.perf_counter() - started:.0f} s\n")
+    print("A/A (no method differs from the baseline): share of simulated tasks with any better/worse verdict.\n")
+    print("| plan | spending | methods | noise | tasks | false-verdict rate (± MC SE) | target ≤ α + 2 SE | "
+          "fixed 20 seeds: rate | mean runs, sequential (± SE) | runs, fixed 20 |\n"
+          "|---|---|---:|---|---:|---:|---|---:|---:|---:|")
+    missed = 0
+    for r in results[:len(SEQUENTIAL_AA)]:
+        d, n = r["design"], r["experiments"]
+        bound = 0.05 + 2 * standard_error(0.05, n)
+        missed += r["fwer"] > bound
+        print(f"| {d['seeds']} | {d['spending']} | {d['methods']} | {d['noise']} | {n} | {r['fwer']:.4f} ± "
+              f"{standard_error(r['fwer'], n):.4f} | {'met' if r['fwer'] <= bound else 'MISSED'} ({bound:.4f}) | "
+              f"{r['fixed'][20]['fwer']:.4f} | {r['runs_mean']:.2f} ± {r['runs_se']:.2f} | {r['fixed'][20]['runs']} |")
+    print("\nPower (one method against the baseline, true effect in SDs of a per-seed difference): share of tasks "
+          "where it is called better.\n")
+    print("| plan | spending | effect | tasks | power, sequential (± MC SE) | mean runs (± SE) | stopped at look "
+          "1/2/3/4 (4: also undecided) | fixed 20: power | fixed 20: runs | fixed n of equal power | its runs | "
+          "runs saved at equal power |\n|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in results[len(SEQUENTIAL_AA):]:
+        d, n, equal = r["design"], r["experiments"], r["fixed_at_equal_power"]
+        equal_runs = r["fixed"][equal]["runs"] if equal else None
+        saved = f"{equal_runs - r['runs_mean']:+.2f}" if equal_runs else "-"
+        print(f"| {d['seeds']} | {d['spending']} | {d['effect']:g} | {n} | {r['power']:.3f} ± "
+              f"{standard_error(r['power'], n):.3f} | {r['runs_mean']:.2f} ± {r['runs_se']:.2f} | "
+              f"{'/'.join(map(str, r['first_method_looks']))} | {r['fixed'][20]['power']:.3f} | "
+              f"{r['fixed'][20]['runs']} | {equal or '> 20'} | {equal_runs or '-'} | "
+              f"{saved} |")
+    return 1 if missed else 0
 
 
 def _pooled(parts: list[dict]) -> dict:
