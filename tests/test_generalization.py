@@ -283,3 +283,31 @@ def test_significant_inside_the_margin_reads_as_both():
     assert comp["verdict"] == "equivalent" and comp["p_holm"] < 0.05
     assert comp["significant_within_margin"] == "worse"
     assert verdict_text(comp) == "equivalent: worse by less than the margin"
+
+
+def test_sequential_looks_with_several_baselines():
+    """Under sequential seeds the comparisons against every baseline share each look's Holm
+    family; a mirrored row carries the look and the seeds of the test it mirrors."""
+    from benchsuite import sequential as seq
+
+    rng = np.random.default_rng(8)
+    records = []
+    for s in range(20):
+        b = 0.8 + rng.normal(0, 0.01)
+        records.append(synthetic_record("t", "none", s, b))
+        records.append(synthetic_record("t", "l2", s, b + 0.03 + rng.normal(0, 0.002),
+                                        hyperparameters={"l2": {"lam": 0.1}}))
+        records.append(synthetic_record("t", "wd", s, b + 0.0305 + rng.normal(0, 0.004),
+                                        hyperparameters={"wd": {"lam": 0.1}}))
+    plan = seq.make_plan((5, 20, 5))
+    result = analyze(runs_table(records), baseline="none,l2", sequential=plan)
+    pairs = {(c["baseline"], c["method"]): c for c in result["tasks"][0]["comparisons"]}
+    assert pairs[("none", "l2")]["verdict"] == "better" and pairs[("none", "l2")]["look"] == 1
+    mirror = pairs[("l2", "none")]
+    assert mirror["mirror"] and mirror["look"] == 1 and mirror["n_tested"] == 5 and mirror["verdict"] == "worse"
+    # l2 and wd differ by far less than the margin: equivalent or still open, never decided on all 20 seeds at once
+    assert pairs[("l2", "wd")]["looks"] == 4 and pairs[("l2", "wd")]["verdict"] in ("equivalent", "inconclusive")
+    from benchsuite.render import report_blocks, to_markdown
+    text = to_markdown(report_blocks(result, "r"))
+    assert "### Against none" in text and "### Against l2" in text
+    assert text.count("(decided at look 1 of 4, 5 seeds)") >= 2  # l2 against none, and its mirror
