@@ -46,12 +46,16 @@ class Design:
     tuning_seeds: int = 0  # K > 1: tuning seeds of the trials (0: the K share the report seeds)
     rho: float = 0.9  # correlation of a run's validation noise with its test noise
     shift: float = 0.0  # true improvement of the first method (0: A/A)
+    # standard deviation over tasks of every method's true effect (0: the same on every task);
+    # the population's mean effect is ``shift`` for the first method and 0 for the others
+    task_sd: float = 0.0
 
     def label(self) -> str:
         procedure = "" if self.configurations == 1 else (f", tuned on {self.tuning_seeds} seeds" if self.tuning_seeds
                                                          else ", same seeds")
         return (f"n={self.seeds} m={self.methods} tasks={self.tasks} {self.noise} K={self.configurations}"
-                f"{procedure}" + (f" shift={self.shift:g}" if self.shift else ""))
+                f"{procedure}" + (f" shift={self.shift:g}" if self.shift else "")
+                + (f" task_sd={self.task_sd:g}" if self.task_sd else ""))
 
 
 def _noise(rng, kind: str, size) -> np.ndarray:
@@ -97,7 +101,7 @@ def experiment_records(design: Design, rng) -> list[dict]:
         add("none", tuning + report, 0.0)
         for m in range(design.methods):
             name = f"m{m + 1}"
-            shift = design.shift if m == 0 else 0.0
+            shift = (design.shift if m == 0 else 0.0) + (design.task_sd * rng.normal() if design.task_sd else 0.0)
             configs = [{name: {"lam": float(k + 1)}} for k in range(design.configurations)]
             if not tuned:
                 for hp in configs:
@@ -120,13 +124,16 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
     intervals = covered = 0
     pooled_shown = pooled_covered = pooled_families = pooled_errors = 0
     across_shown = across_covered = across_families = across_errors = 0
+    pooled_found = across_found = 0
     friedman_runs = friedman_errors = 0
     # the leaderboard's unit: the seed-to-seed standard deviation of either side (a seed
     # effect and a run's noise; the same for both sides here)
     unit = math.sqrt(SEED_SD**2 + RUN_SD**2)
     for _ in range(experiments):
         analysis = analyze(runs_table(experiment_records(design, rng)), margins=margins, alpha=alpha, resamples=200)
-        for task in analysis["tasks"]:
+        # with effects that vary over tasks the per-task truths are not kept: only the
+        # cross-task estimates are measured, against the population's mean effect
+        for task in analysis["tasks"] if not design.task_sd else []:
             families += 1
             wrong = False
             for comp in task["comparisons"]:
@@ -156,17 +163,19 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
                     pooled_covered += pooled["low"] <= truth <= pooled["high"]
                 verdict = pooled.get("verdict")
                 pooled_wrong |= verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0))
+                pooled_found += truth > 0 and verdict == "better"
             if across and across.get("low") is not None:
                 across_shown += 1
                 across_covered += across["low"] <= truth <= across["high"]
                 verdict = across.get("verdict")
                 across_wrong |= verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0))
+                across_found += truth > 0 and verdict == "better"
         pooled_errors += pooled_wrong
         if design.tasks > 1:
             across_families += 1
             across_errors += across_wrong
         fr = overall.get("friedman") or {}
-        if "p_perm" in fr and design.shift == 0:
+        if "p_perm" in fr and design.shift == 0 and not design.task_sd:
             friedman_runs += 1
             friedman_errors += fr["p_perm"] < alpha
     rate = lambda hits, total: hits / total if total else None  # noqa: E731
@@ -179,6 +188,8 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
         "pooled_fwer": rate(pooled_errors, pooled_families),
         "across_coverage": rate(across_covered, across_shown), "across_intervals": across_shown,
         "across_fwer": rate(across_errors, across_families), "across_families": across_families,
+        "pooled_power": rate(pooled_found, experiments) if design.shift else None,
+        "across_power": rate(across_found, experiments) if design.shift and design.tasks > 1 else None,
         "friedman_fpr": rate(friedman_errors, friedman_runs), "friedman_tests": friedman_runs,
         "power": rate(found, first_method) if design.shift else None,
     }
