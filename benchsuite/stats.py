@@ -576,25 +576,27 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     insignificant.
 
     The difference of means is paired on the seeds both sides finished (at least 2), else
-    the two sides' means (Welch). ``components`` are the variance of that difference divided
-    by ``S**2`` with its degrees of freedom (0 when the values have no spread,
-    :func:`no_spread`): the variance of the effect in the task's observed unit ``S``, which is
-    what the test of a zero effect needs (for normal runs the difference of means is
-    independent of the standard deviations, so holding ``S`` fixed leaves that test valid).
-    ``scale_variance`` = ``effect**2 / (2 (n_m + n_b - 2))`` adds the uncertainty of ``S``
-    itself (Hedges & Olkin, 1985), for estimates of what to expect on another task: it grows
-    with the effect, so an inverse-variance combination gives any one task a bounded pull.
-    When neither side's runs have any spread there is no standardized effect (``effect``
-    None).
+    the two sides' means (Welch); divided by ``S`` and multiplied by Hedges' small-sample
+    correction ``J = 1 - 3 / (4 df - 1)``, ``df = n_m + n_b - 2`` (``S`` from few seeds is
+    too small on average, so ``d / S`` overstates the effect), it estimates the effect in
+    units of the true seed-to-seed deviation. Its variance has two ``components``, each with
+    its degrees of freedom: that of the difference of means in units of ``S`` (0 when the
+    values have no spread, :func:`no_spread`), and ``effect**2 / (2 df)``, the uncertainty
+    of ``S`` itself (Hedges & Olkin, 1985). The second is 0 when the effect is, so the test
+    of a zero effect is the difference of means' alone (for normal runs it is independent
+    of the standard deviations); it grows with the effect, so intervals cover the effect in
+    true units and an inverse-variance combination gives any one task a bounded pull. When
+    neither side's runs have any spread there is no standardized effect (``effect`` None).
 
     Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
-    (variance, df)), ``scale_variance``, ``margin`` (``margin`` / S), ``scale`` (S),
-    ``difference_spread`` (False when the difference of means has no spread), ``note``."""
+    (variance, df)), ``margin`` (``margin`` / S, times J), ``scale`` (S), ``correction``
+    (J), ``difference_spread`` (False when the difference of means has no spread),
+    ``note``."""
     sign = 1.0 if higher_is_better else -1.0
     a_all = np.array(list(method.values()), dtype=float)
     b_all = np.array(list(baseline.values()), dtype=float)
-    out = {"effect": None, "variance": None, "components": [], "scale_variance": None, "margin": None,
-           "scale": None, "difference_spread": False, "note": None}
+    out = {"effect": None, "variance": None, "components": [], "margin": None, "scale": None,
+           "correction": None, "difference_spread": False, "note": None}
     if len(a_all) < 2 or len(b_all) < 2:
         out["note"] = "fewer than 2 finished runs on one side"
         return out
@@ -615,17 +617,21 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
         a, b = a_all / scale, b_all / scale
         diff = float(a.mean() - b.mean())
         components = [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
-    effect = sign * diff
+    df = len(a_all) + len(b_all) - 2
+    correction = 1 - 3 / (4 * df - 1)
+    effect = correction * sign * diff
+    difference_spread = any(v > 0 for v, _ in components)
+    components = [(correction**2 * v, d) for v, d in components] + [(effect**2 / (2 * df), df)]
     out.update(effect=effect, variance=math.fsum(v for v, _ in components), components=components,
-               scale_variance=effect**2 / (2 * (len(a_all) + len(b_all) - 2)), margin=float(margin) / scale,
-               scale=scale, difference_spread=any(v > 0 for v, _ in components))
+               margin=correction * float(margin) / scale, scale=scale, correction=correction,
+               difference_spread=difference_spread)
     return out
 
 
 def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     """Over these tasks (the tasks fixed, their seeds random): the mean of the tasks'
-    standardized effects (:func:`standardized_effect`, each in its task's observed unit),
-    with a t-interval that carries the baseline's uncertainty as well as the method's.
+    standardized effects (:func:`standardized_effect`), with a t-interval that carries the
+    baseline's uncertainty as well as the method's, and that of each task's unit.
 
     ``parts`` is one ``(method, baseline, higher_is_better[, margin])`` per task, each side
     a dict seed -> finished value, ``margin`` the task's equivalence margin in the metric's
@@ -635,8 +641,7 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     standardized margins, and ``equivalence_p`` the two one-sided tests' p of the pooled
     score lying within it. Returns ``value``, ``low``, ``high``, ``p`` (two-sided, of value
     = 0), ``se``, ``df``, ``margin``, ``equivalence_p``, ``n_tasks``, ``per_task`` (each
-    task's effect, its standard error without and with its scale's uncertainty, and its
-    margin); ``low``/``high``/``p``/``equivalence_p``
+    task's effect, its standard error and its margin); ``low``/``high``/``p``/``equivalence_p``
     are None, with a ``note``, when no interval exists (a task with fewer than 2 runs on a
     side or no spread on either side, or differences with no spread in any task)."""
     effects = []
@@ -655,8 +660,7 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     margin = float(np.mean([e["margin"] for e in effects]))
     out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks, "margin": margin,
            "equivalence_p": None,
-           "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]),
-                         "se_with_scale": math.sqrt(e["variance"] + e["scale_variance"]), "margin": e["margin"]}
+           "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]), "margin": e["margin"]}
                         for e in effects]}
     if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance):
         out["note"] = "no spread in any task"

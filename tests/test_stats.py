@@ -358,23 +358,23 @@ def test_friedman_permutation_p_is_exact_for_few_tasks():
 
 def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     """Each task's effect in units of the root mean square of its two sides' seed-to-seed
-    standard deviations (Cohen's d_av), the
-    variance of the paired differences in that unit, Welch-Satterthwaite over the tasks'
-    components, by hand; the scale's own uncertainty (effect**2 / (2 (n_b - 1))) only in
-    the per-task standard error given to the across-task estimate."""
+    standard deviations (Cohen's d_av) times Hedges' correction J = 1 - 3 / (4 df - 1); its
+    variance the paired differences' in that unit (times J^2) plus the unit's own
+    uncertainty, effect^2 / (2 df); Welch-Satterthwaite over every component, by hand."""
     t1_base = {0: 0.80, 1: 0.82, 2: 0.81}
     t1_method = {0: 0.83, 1: 0.84, 2: 0.85}
     t2_base = {0: 2.0, 1: 2.2, 2: 2.1, 3: 2.3}      # mse: lower is better
     t2_method = {0: 1.9, 1: 2.0, 2: 2.1, 3: 2.0}
     out = stats.pooled_improvement([(t1_method, t1_base, True), (t2_method, t2_base, False)])
+
     def unit(method, base):
         return math.sqrt((np.var(list(method.values()), ddof=1) + np.var(list(base.values()), ddof=1)) / 2)
 
-    s1, s2 = unit(t1_method, t1_base), unit(t2_method, t2_base)
-    d1 = np.array([t1_method[s] - t1_base[s] for s in range(3)]) / s1
-    d2 = -np.array([t2_method[s] - t2_base[s] for s in range(4)]) / s2
+    j1, j2 = 1 - 3 / (4 * 4 - 1), 1 - 3 / (4 * 6 - 1)  # df = 3 + 3 - 2 and 4 + 4 - 2
+    d1 = j1 * np.array([t1_method[s] - t1_base[s] for s in range(3)]) / unit(t1_method, t1_base)
+    d2 = -j2 * np.array([t2_method[s] - t2_base[s] for s in range(4)]) / unit(t2_method, t2_base)
     e1, e2 = d1.mean(), d2.mean()
-    components = [(d1.var(ddof=1) / 3, 2), (d2.var(ddof=1) / 4, 3)]
+    components = [(d1.var(ddof=1) / 3, 2), (e1**2 / (2 * 4), 4), (d2.var(ddof=1) / 4, 3), (e2**2 / (2 * 6), 6)]
     value = (e1 + e2) / 2
     total = sum(v for v, _ in components)
     se = math.sqrt(total) / 2
@@ -384,7 +384,7 @@ def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     assert (out["low"], out["high"]) == pytest.approx((value - half, value + half))
     assert out["p"] == pytest.approx(2 * st.t.sf(value / se, df))
     assert [t["effect"] for t in out["per_task"]] == pytest.approx([e1, e2])
-    assert [t["se_with_scale"] ** 2 for t in out["per_task"]] == pytest.approx(
+    assert [t["se"] ** 2 for t in out["per_task"]] == pytest.approx(
         [d1.var(ddof=1) / 3 + e1**2 / (2 * 4), d2.var(ddof=1) / 4 + e2**2 / (2 * 6)])
     # no spread anywhere: no interval rather than a zero-width one
     flat = stats.pooled_improvement([({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9}, True)])
@@ -429,8 +429,9 @@ def test_pooled_equivalence_uses_the_tasks_margins():
         base = {s: 0.9 + rng.normal(0, 0.01) for s in range(10)}
         parts.append(({s: v + 0.0004 + rng.normal(0, 0.0002) for s, v in base.items()}, base, True, 0.005))
     out = stats.pooled_improvement(parts)
-    margin = np.mean([0.005 / math.sqrt((np.var(list(m.values()), ddof=1) + np.var(list(b.values()), ddof=1)) / 2)
-                      for m, b, _, _ in parts])
+    correction = 1 - 3 / (4 * 18 - 1)  # Hedges' J at 10 + 10 seeds
+    margin = np.mean([correction * 0.005 / math.sqrt((np.var(list(m.values()), ddof=1)
+                                                      + np.var(list(b.values()), ddof=1)) / 2) for m, b, _, _ in parts])
     assert out["margin"] == pytest.approx(margin)
     expected = max(st.t.sf((out["value"] + margin) / out["se"], out["df"]),
                    st.t.sf((margin - out["value"]) / out["se"], out["df"]))
