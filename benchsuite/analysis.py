@@ -652,7 +652,7 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
         return row
     per_task = pooled.get("per_task") or []
     if per_task:
-        row["across"] = stats.random_effects([t["effect"] for t in per_task], [t["se"] ** 2 for t in per_task],
+        row["across"] = stats.random_effects([t["effect"] for t in per_task], stats.weighting_variances(per_task),
                                              1 - alpha, pooled["margin"])
         p_value, min_p = stats.wilcoxon([t["effect"] for t in per_task])
         row["wilcoxon"] = {"p": p_value, "min_p": min_p, "n_tasks": len(per_task)}

@@ -577,9 +577,12 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
 
     The difference of means is paired on the seeds both sides finished (at least 2), else
     the two sides' means (Welch); divided by ``S`` and multiplied by Hedges' small-sample
-    correction ``J = 1 - 3 / (4 df - 1)``, ``df = n_m + n_b - 2`` (``S`` from few seeds is
-    too small on average, so ``d / S`` overstates the effect), it estimates the effect in
-    units of the true seed-to-seed deviation. Its variance has two ``components``, each with
+    correction ``J = 1 - 3 / (4 df - 1)`` (``S`` from few seeds is too small on average, so
+    ``d / S`` overstates the effect), it estimates the effect in units of the true
+    seed-to-seed deviation. ``df = n_m + n_b - 2``, divided by ``1 + r**2`` when seeds pair,
+    ``r`` the two sides' correlation over the shared seeds: sides that share each seed's
+    effect move together, and the average of two correlated variances has that many fewer
+    independent degrees of freedom. Its variance has two ``components``, each with
     its degrees of freedom: that of the difference of means in units of ``S`` (0 when the
     values have no spread, :func:`no_spread`), and ``effect**2 / (2 df)``, the uncertainty
     of ``S`` itself (Hedges & Olkin, 1985). The second is 0 when the effect is, so the test
@@ -589,9 +592,10 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     neither side's runs have any spread there is no standardized effect (``effect`` None).
 
     Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
-    (variance, df)), ``margin`` (``margin`` / S, times J), ``scale`` (S), ``correction``
-    (J), ``difference_spread`` (False when the difference of means has no spread),
-    ``note``."""
+    (variance, df), the unit's last), ``scale_coefficient`` (1 / (2 df): the unit's variance
+    is that times the squared effect), ``margin`` (``margin`` / S, times J), ``scale`` (S),
+    ``correction`` (J), ``difference_spread`` (False when the difference of means has no
+    spread), ``note``."""
     sign = 1.0 if higher_is_better else -1.0
     a_all = np.array(list(method.values()), dtype=float)
     b_all = np.array(list(baseline.values()), dtype=float)
@@ -609,23 +613,40 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
 
     scale = math.sqrt((variance(a_all) + variance(b_all)) / 2)
     shared = sorted(set(method) & set(baseline))
+    df = len(a_all) + len(b_all) - 2
     if len(shared) >= 2:
         d = np.array([method[s] - baseline[s] for s in shared], dtype=float) / scale
         diff = float(d.mean())
         components = [(_spread(d), len(d) - 1)]
+        # paired sides move together (a seed's effect is shared), so their two variances
+        # carry fewer independent degrees of freedom: Var((s_m^2 + s_b^2) / 2) grows by 1 + r^2
+        a_shared, b_shared = np.array([method[s] for s in shared]), np.array([baseline[s] for s in shared])
+        r = 0.0 if no_spread(a_shared) or no_spread(b_shared) else float(np.corrcoef(a_shared, b_shared)[0, 1])
+        df = max(1.0, df / (1 + r**2))
     else:
         a, b = a_all / scale, b_all / scale
         diff = float(a.mean() - b.mean())
         components = [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
-    df = len(a_all) + len(b_all) - 2
     correction = 1 - 3 / (4 * df - 1)
     effect = correction * sign * diff
     difference_spread = any(v > 0 for v, _ in components)
     components = [(correction**2 * v, d) for v, d in components] + [(effect**2 / (2 * df), df)]
     out.update(effect=effect, variance=math.fsum(v for v, _ in components), components=components,
                margin=correction * float(margin) / scale, scale=scale, correction=correction,
-               difference_spread=difference_spread)
+               difference_spread=difference_spread, scale_coefficient=1 / (2 * df))
     return out
+
+
+def weighting_variances(per_task: list[dict]) -> list[float]:
+    """The variances that weigh tasks' standardized effects against each other: each task's
+    difference-of-means variance plus its unit's uncertainty evaluated at the unweighted mean
+    effect over the tasks, not at its own. With its own effect in it, a task whose estimate
+    came out smaller would get a larger weight, and the combined estimate would lean toward
+    0 (measured: 70% coverage of a true effect of one seed deviation over 10 tasks, 95% with
+    the mean effect); the mean effect is the usual remedy in meta-analyses of standardized
+    mean differences."""
+    mean = float(np.mean([t["effect"] for t in per_task])) if per_task else 0.0
+    return [t["difference_variance"] + t["scale_coefficient"] * mean**2 for t in per_task]
 
 
 def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
@@ -660,8 +681,9 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     margin = float(np.mean([e["margin"] for e in effects]))
     out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks, "margin": margin,
            "equivalence_p": None,
-           "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]), "margin": e["margin"]}
-                        for e in effects]}
+           "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]), "margin": e["margin"],
+                         "difference_variance": math.fsum(v for v, _ in e["components"][:-1]),
+                         "scale_coefficient": e["scale_coefficient"]} for e in effects]}
     if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance):
         out["note"] = "no spread in any task"
         return out
