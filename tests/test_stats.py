@@ -370,11 +370,16 @@ def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     def unit(method, base):
         return math.sqrt((np.var(list(method.values()), ddof=1) + np.var(list(base.values()), ddof=1)) / 2)
 
-    j1, j2 = 1 - 3 / (4 * 4 - 1), 1 - 3 / (4 * 6 - 1)  # df = 3 + 3 - 2 and 4 + 4 - 2
+    def paired_df(method, base):  # n_m + n_b - 2 over 1 + r^2, r the sides' correlation over seeds
+        r = np.corrcoef(list(method.values()), list(base.values()))[0, 1]
+        return (2 * len(method) - 2) / (1 + r**2)
+
+    f1, f2 = paired_df(t1_method, t1_base), paired_df(t2_method, t2_base)
+    j1, j2 = 1 - 3 / (4 * f1 - 1), 1 - 3 / (4 * f2 - 1)
     d1 = j1 * np.array([t1_method[s] - t1_base[s] for s in range(3)]) / unit(t1_method, t1_base)
     d2 = -j2 * np.array([t2_method[s] - t2_base[s] for s in range(4)]) / unit(t2_method, t2_base)
     e1, e2 = d1.mean(), d2.mean()
-    components = [(d1.var(ddof=1) / 3, 2), (e1**2 / (2 * 4), 4), (d2.var(ddof=1) / 4, 3), (e2**2 / (2 * 6), 6)]
+    components = [(d1.var(ddof=1) / 3, 2), (e1**2 / (2 * f1), f1), (d2.var(ddof=1) / 4, 3), (e2**2 / (2 * f2), f2)]
     value = (e1 + e2) / 2
     total = sum(v for v, _ in components)
     se = math.sqrt(total) / 2
@@ -385,7 +390,7 @@ def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     assert out["p"] == pytest.approx(2 * st.t.sf(value / se, df))
     assert [t["effect"] for t in out["per_task"]] == pytest.approx([e1, e2])
     assert [t["se"] ** 2 for t in out["per_task"]] == pytest.approx(
-        [d1.var(ddof=1) / 3 + e1**2 / (2 * 4), d2.var(ddof=1) / 4 + e2**2 / (2 * 6)])
+        [d1.var(ddof=1) / 3 + e1**2 / (2 * f1), d2.var(ddof=1) / 4 + e2**2 / (2 * f2)])
     # no spread anywhere: no interval rather than a zero-width one
     flat = stats.pooled_improvement([({0: 1.0, 1: 1.0}, {0: 0.9, 1: 0.9}, True)])
     assert flat["value"] is None and "no seed-to-seed spread" in flat["note"]
@@ -429,9 +434,13 @@ def test_pooled_equivalence_uses_the_tasks_margins():
         base = {s: 0.9 + rng.normal(0, 0.01) for s in range(10)}
         parts.append(({s: v + 0.0004 + rng.normal(0, 0.0002) for s, v in base.items()}, base, True, 0.005))
     out = stats.pooled_improvement(parts)
-    correction = 1 - 3 / (4 * 18 - 1)  # Hedges' J at 10 + 10 seeds
-    margin = np.mean([correction * 0.005 / math.sqrt((np.var(list(m.values()), ddof=1)
-                                                      + np.var(list(b.values()), ddof=1)) / 2) for m, b, _, _ in parts])
+    def corrected_margin(method, base):  # Hedges' J at 10 + 10 paired seeds, then the unit
+        r = np.corrcoef(list(method.values()), list(base.values()))[0, 1]
+        correction = 1 - 3 / (4 * 18 / (1 + r**2) - 1)
+        return correction * 0.005 / math.sqrt((np.var(list(method.values()), ddof=1)
+                                               + np.var(list(base.values()), ddof=1)) / 2)
+
+    margin = np.mean([corrected_margin(m, b) for m, b, _, _ in parts])
     assert out["margin"] == pytest.approx(margin)
     expected = max(st.t.sf((out["value"] + margin) / out["se"], out["df"]),
                    st.t.sf((margin - out["value"]) / out["se"], out["df"]))

@@ -124,7 +124,7 @@ def test_survivors_alone_do_not_decide_a_verdict(lost_side, shift, called):
     assert any(n.startswith(f"{called} on the seeds both finished") and "lost seed(s) 6, 7" in n for n in comp["notes"])
     assert (comp["lost_method"], comp["lost_baseline"]) == (([6, 7], []) if lost_side == "method" else ([], [6, 7]))
     pooled = next(r for r in result["overall"]["methods"] if r["method"] == "l2")["pooled"]
-    assert pooled["p_holm"] < 0.001 and pooled["verdict"] == "inconclusive"
+    assert pooled["p_holm"] < 0.05 and pooled["verdict"] == "inconclusive"
     assert pooled["note"].startswith(f"{called} on the seeds both sides finished")
     # the same numbers without the lost seeds on record: decided as before
     kept = [r for r in records if r["status"] == "finished"]
