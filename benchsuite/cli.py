@@ -19,6 +19,7 @@ from pathlib import Path
 from benchsuite import __version__
 from benchsuite.errors import UsageError
 from benchsuite.status import STATUS_FINISHED
+from benchsuite.tasks.spec import VARIABLE_SOURCES
 
 DEFAULT_RESULTS = "results"
 RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
@@ -99,6 +100,10 @@ def _add_run(sub) -> None:
     what.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                       help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
                            "(part of the runs' identity; repeatable)")
+    what.add_argument("--vary", action="append", default=[], choices=VARIABLE_SOURCES, metavar="SOURCE",
+                      help="what each seed varies beyond initialization, data order and plugin randomness: "
+                           "`split` draws each seed's own train/val/test split (and generated data's sample), "
+                           "shared by every method of that seed; overrides the tasks and matrix")
     what.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     what.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -351,6 +356,7 @@ def cmd_run(args) -> int:
             group.tasks = [t.with_overrides(precision=args.precision) for t in group.tasks]
         if replicas > 1:
             group.tasks = [t.with_overrides(replicas=replicas) for t in group.tasks]
+        group.tasks = [t.with_varied(args.vary) for t in group.tasks]
     store = Store(_results_dir(args))
     plan = matrix.plan(groups, available, tuning, root=store.root)
     specs = plan.runs
@@ -920,7 +926,9 @@ def cmd_leaderboard(args) -> int:
     from benchsuite.analysis import analyze, read_runs_table, regressions
     from benchsuite.render import leaderboard, to_markdown
     from benchsuite.store import Store
+    from benchsuite.summary import current_runs
     from benchsuite.tuning import read_studies
+    from benchsuite.variation import seeds_varied
 
     options = _analysis_options(args)
     if args.fail_on_regression and not args.reference:
@@ -934,6 +942,7 @@ def cmd_leaderboard(args) -> int:
     store = Store(_results_dir(args))
     table = store.table()
     analysis = analyze(table, studies=read_studies(store.root), **options)
+    analysis["variation"] = seeds_varied(current_runs(table))
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)

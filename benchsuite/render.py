@@ -96,6 +96,8 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
             f"T × α false verdicts can be expected.",
         ]),
     ]
+    if analysis.get("variation"):  # what the seeds varied, so what the verdicts are about (benchsuite.variation)
+        blocks.append(Block("p", analysis["variation"]["text"]))
     overall = analysis.get("overall")
     if overall:
         blocks += leaderboard_blocks(analysis, plots, level="h2")
@@ -124,7 +126,8 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
                    f"means (ties share a rank). Verdicts count the per-task tests below. K: the trial "
                    f"configurations each method was tuned over per task (`--tune`: its default and points of its "
                    f"search space, on tuning seeds; 1: nothing to tune); lost: trials that diverged or failed; "
-                   f"edge: a chosen value is the lowest or highest tried, so the space may be too narrow there."),
+                   f"edge: a chosen value is the lowest or highest tried, so the space may be too narrow there."
+                   + (f" {analysis['variation']['short']}" if analysis.get("variation") else "")),
     ]
     rows = []
     for i, m in enumerate(overall["methods"], 1):
@@ -505,6 +508,7 @@ def leaderboard_json(analysis: dict) -> str:
     return json.dumps({
         "generated": analysis["generated"], "baseline": analysis["baseline"], "alpha": analysis["alpha"],
         "leaderboard": overall.get("methods", []), "friedman": overall.get("friedman"),
+        "variation": analysis.get("variation"),
         "verdicts": [{"task": t["task"], "metric": t["metric"], "method": c["method"], "display": c["display"],
                       "verdict": c["verdict"], "diff": c["diff"], "p_holm": c["p_holm"]}
                      for t in analysis["tasks"] for c in t["comparisons"]],
