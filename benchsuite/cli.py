@@ -26,6 +26,9 @@ RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESU
 PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
                  "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
                  "the end of an epoch when 30 s passed without one)")
+VARY_HELP = ("what each seed varies beyond initialization, data order and plugin randomness: `split` draws each "
+             "seed's own train/val/test split (and generated data's sample), shared by every method of that seed; "
+             "overrides the tasks and a matrix file")
 SHELLS = ("bash", "zsh", "tcsh")
 DEFAULT_TUNING_SEEDS = 2  # benchsuite.tuning's, not imported: `benchsuite --help` stays light
 
@@ -100,10 +103,7 @@ def _add_run(sub) -> None:
     what.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                       help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
                            "(part of the runs' identity; repeatable)")
-    what.add_argument("--vary", action="append", default=[], choices=VARIABLE_SOURCES, metavar="SOURCE",
-                      help="what each seed varies beyond initialization, data order and plugin randomness: "
-                           "`split` draws each seed's own train/val/test split (and generated data's sample), "
-                           "shared by every method of that seed; overrides the tasks and matrix")
+    what.add_argument("--vary", action="append", default=[], choices=VARIABLE_SOURCES, metavar="SOURCE", help=VARY_HELP)
     what.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     what.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
