@@ -2,6 +2,12 @@
 seed drawing its own (``run --vary split``), compared per task and method, as Markdown.
 
     python tests/perf/split_variance.py --fixed results/small-data-fixed --resampled results/small-data-split
+    python tests/perf/split_variance.py --fixed results/small-data-fixed --fixed-seeds 0-4 \
+        --resampled results/small-data-fixed --resampled-seeds 5-9     # a control: other seeds, same split
+
+``--fixed-seeds`` and ``--resampled-seeds`` keep only those report seeds of a folder (tuning
+runs stay), so two sets of seeds of one folder can be compared: how much verdicts move
+between two experiments that differ only in their seeds.
 
 Both folders go through ``benchsuite.analysis.analyze`` as ``benchsuite report`` reads them
 (report seeds only; tuned methods with their chosen trial). Per task: the seed-to-seed std of
@@ -22,15 +28,35 @@ from pathlib import Path
 from scipy import stats as sps
 
 from benchsuite.analysis import analyze
+from benchsuite.identity import TUNING_SEED_BASE
 from benchsuite.store import Store
 from benchsuite.tuning import read_studies
+from benchsuite.variation import split_modes
 
 
-def analysis_of(folder: Path, baseline: str) -> dict:
-    """The report's analysis of a results folder: per task name, its analyzed task."""
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``0-4`` or ``0,1,2`` (None: every report seed)."""
+    if not text:
+        return None
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds += list(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+def analysis_of(folder: Path, baseline: str, seeds: list[int] | None = None) -> tuple[dict, str]:
+    """The report's analysis of a results folder (only report seeds ``seeds``, when given):
+    per task name, its analyzed task; and what its runs did with the split (``fixed``,
+    ``resampled``)."""
+    import polars as pl
+
     store = Store(folder)
-    analysis = analyze(store.table(), baseline=baseline, studies=read_studies(store.root))
-    return {task["task"]: task for task in analysis["tasks"]}
+    table = store.table()
+    if seeds is not None:
+        table = table.filter(pl.col("seed").is_in(seeds) | (pl.col("seed") >= TUNING_SEED_BASE))
+    analysis = analyze(table, baseline=baseline, studies=read_studies(store.root))
+    return {task["task"]: task for task in analysis["tasks"]}, "/".join(sorted(set(split_modes(table).values())))
 
 
 def _std(values) -> float | None:
@@ -110,13 +136,13 @@ def method_rows(name: str, fixed: dict, resampled: dict) -> tuple[list[str], lis
 
 def markdown(fixed: dict, resampled: dict, labels: tuple[str, str]) -> str:
     tasks = [t for t in fixed if t in resampled]
-    out = [f"Fixed splits: `{labels[0]}`; resampled splits: `{labels[1]}`. Each cell: fixed → resampled.", "",
+    out = [f"First: `{labels[0]}; second: `{labels[1]}. Each cell: first → second.", "",
            "| task | baseline n | baseline std | variance ratio [95% CI] | median method std | "
            "median paired-difference std | median 95% CI width of the difference |",
            "|---|---|---|---|---|---|---|"]
     for t in tasks:
         out += task_summary(t, fixed[t], resampled[t])
-    out += ["", "| task | chosen trial (fixed / resampled) | std | paired-difference std | 95% CI width | "
+    out += ["", "| task | chosen trial (first / second) | std | paired-difference std | 95% CI width | "
                 "difference | verdict |", "|---|---|---|---|---|---|---|"]
     changes, total = [], 0
     for t in tasks:
@@ -133,14 +159,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixed", required=True, type=Path, help="results folder of the fixed-split runs")
     parser.add_argument("--resampled", required=True, type=Path, help="results folder of the resampled-split runs")
+    parser.add_argument("--fixed-seeds", default=None, metavar="SEEDS", help="only these report seeds (0-4, 0,2)")
+    parser.add_argument("--resampled-seeds", default=None, metavar="SEEDS", help="only these report seeds")
     parser.add_argument("--baseline", default="none", help="the method compared with (default none)")
     args = parser.parse_args(argv)
     for folder in (args.fixed, args.resampled):
         if not (folder / "runs").is_dir():
             print(f"{folder}: not a results folder (no runs/)", file=sys.stderr)
             return 2
-    print(markdown(analysis_of(args.fixed, args.baseline), analysis_of(args.resampled, args.baseline),
-                   (str(args.fixed), str(args.resampled))))
+    (first, first_split), (second, second_split) = (
+        analysis_of(folder, args.baseline, parse_seeds(seeds))
+        for folder, seeds in ((args.fixed, args.fixed_seeds), (args.resampled, args.resampled_seeds)))
+    labels = tuple(f"{folder}" + (f" seeds {seeds}" if seeds else "") + f"` ({split} split)"
+                   for folder, seeds, split in ((args.fixed, args.fixed_seeds, first_split),
+                                                (args.resampled, args.resampled_seeds, second_split)))
+    print(markdown(first, second, labels))
     return 0
 
 
