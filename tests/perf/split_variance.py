@@ -13,7 +13,9 @@ Both folders go through ``benchsuite.analysis.analyze`` as ``benchsuite report``
 (report seeds only; tuned methods with their chosen trial). Per task: the seed-to-seed std of
 the baseline with the 95% interval of the ratio of the two variances (an F interval: the two
 folders' runs are independent), then the medians over methods of the method's std, of the std
-of its paired differences to the baseline and of the width of the difference's 95% interval.
+of its paired differences to the baseline and of the width of the difference's 95% interval,
+over the methods whose tuning chose the same trial in both folders (a resampled split gives
+the tuning seed another split too, so a choice may change, and with it the method).
 Per task and method: those numbers side by side, and both verdicts. The methods of one task
 share their seeds, so their ratios are not independent evidence.
 """
@@ -111,10 +113,11 @@ def task_summary(name: str, fixed: dict, resampled: dict) -> list[str]:
     if not methods:
         return []
     base_a, base_b = a[methods[0]]["base_values"], b[methods[0]]["base_values"]
-    med = {key: (_median(a[m][key] for m in methods), _median(b[m][key] for m in methods))
+    same = [m for m in methods if a[m]["display"] == b[m]["display"]]  # tuning chose the same trial on both sides
+    med = {key: (_median(a[m][key] for m in same), _median(b[m][key] for m in same))
            for key in ("std", "paired", "width")}
     return [f"| {name} | {len(base_a)}/{len(base_b)} | {_f(_std(base_a))} → {_f(_std(base_b))} | "
-            f"{variance_ratio_interval(base_a, base_b)} | "
+            f"{variance_ratio_interval(base_a, base_b)} | {len(same)} of {len(methods)} | "
             + " | ".join(f"{_f(med[k][0])} → {_f(med[k][1])} ({_ratio(*med[k])}×)" for k in ("std", "paired", "width"))
             + " |"]
 
@@ -137,9 +140,9 @@ def method_rows(name: str, fixed: dict, resampled: dict) -> tuple[list[str], lis
 def markdown(fixed: dict, resampled: dict, labels: tuple[str, str]) -> str:
     tasks = [t for t in fixed if t in resampled]
     out = [f"First: `{labels[0]}; second: `{labels[1]}. Each cell: first → second.", "",
-           "| task | baseline n | baseline std | variance ratio [95% CI] | median method std | "
-           "median paired-difference std | median 95% CI width of the difference |",
-           "|---|---|---|---|---|---|---|"]
+           "| task | baseline n | baseline std | variance ratio [95% CI] | methods with the same chosen trial | "
+           "their median std | their median paired-difference std | their median 95% CI width of the difference |",
+           "|---|---|---|---|---|---|---|---|"]
     for t in tasks:
         out += task_summary(t, fixed[t], resampled[t])
     out += ["", "| task | chosen trial (first / second) | std | paired-difference std | 95% CI width | "
