@@ -19,12 +19,16 @@ from pathlib import Path
 from benchsuite import __version__
 from benchsuite.errors import UsageError
 from benchsuite.status import STATUS_FINISHED
+from benchsuite.tasks.spec import VARIABLE_SOURCES
 
 DEFAULT_RESULTS = "results"
 RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
 PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
                  "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
                  "the end of an epoch when 30 s passed without one)")
+VARY_HELP = ("what each seed varies beyond initialization, data order and plugin randomness: `split` draws each "
+             "seed's own train/val/test split (and generated data's sample), shared by every method of that seed; "
+             "overrides the tasks and a matrix file")
 SHELLS = ("bash", "zsh", "tcsh")
 DEFAULT_TUNING_SEEDS = 2  # benchsuite.tuning's, not imported: `benchsuite --help` stays light
 
@@ -120,6 +124,7 @@ def _add_run(sub) -> None:
     what.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
                       help="override a [train] value of every task, e.g. weight_decay=0 or optimizer=sgd "
                            "(part of the runs' identity; repeatable)")
+    what.add_argument("--vary", action="append", default=[], choices=VARIABLE_SOURCES, metavar="SOURCE", help=VARY_HELP)
     what.add_argument("--epochs", type=_positive_int, default=None, help="override the task's epochs (smoke runs)")
     what.add_argument("--subset", type=_positive_int, default=None, help="use only the first N training examples")
     how.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -364,12 +369,7 @@ def cmd_run(args) -> int:
         raise UsageError("--force reruns runs on this machine only (the inline executor; --jobs N for several "
                          "at a time): submitted jobs skip stored runs")
     _check_task_dirs(args.tasks_dir)
-    if args.data_dir:
-        os.environ["BENCHSUITE_DATA"] = args.data_dir
-    if args.download:
-        os.environ["BENCHSUITE_DOWNLOAD"] = "1"
-    if args.workers is not None:
-        os.environ["BENCHSUITE_WORKERS"] = str(args.workers)
+    _export_run_environment(args)
     options = ExecutionOptions(checkpoint_interval=args.checkpoint_interval, channels_last=args.channels_last,
                                compile=args.compile, deterministic=args.deterministic,
                                threads=args.threads or (_default_threads(args.jobs) if args.deterministic else None))
@@ -382,6 +382,7 @@ def cmd_run(args) -> int:
             group.tasks = [t.with_overrides(precision=args.precision) for t in group.tasks]
         if replicas > 1:
             group.tasks = [t.with_overrides(replicas=replicas) for t in group.tasks]
+        group.tasks = [t.with_varied(args.vary) for t in group.tasks]
     store = Store(_results_dir(args))
     plan = matrix.plan(groups, available, tuning, root=store.root)
     specs = plan.runs
@@ -431,6 +432,16 @@ def cmd_run(args) -> int:
     if plan.studies:
         return _tuned_exit_code(plan, report, store, available, args.allow_failures)
     return _exit_code(specs, records, args.allow_failures)
+
+
+def _export_run_environment(args) -> None:
+    """Options that the runs read from the environment (worker processes inherit it)."""
+    if args.data_dir:
+        os.environ["BENCHSUITE_DATA"] = args.data_dir
+    if args.download:
+        os.environ["BENCHSUITE_DOWNLOAD"] = "1"
+    if args.workers is not None:
+        os.environ["BENCHSUITE_WORKERS"] = str(args.workers)
 
 
 def _sequential_plan(args, replicas: int):
@@ -1078,7 +1089,9 @@ def cmd_leaderboard(args) -> int:
     from benchsuite.render import leaderboard, to_markdown
     from benchsuite.sequential import read_plan
     from benchsuite.store import Store
+    from benchsuite.summary import current_runs
     from benchsuite.tuning import read_studies
+    from benchsuite.variation import seeds_varied
 
     options = _analysis_options(args)
     if args.fail_on_regression and not args.reference:
@@ -1092,6 +1105,7 @@ def cmd_leaderboard(args) -> int:
     store = Store(_results_dir(args))
     table = store.table()
     analysis = analyze(table, studies=read_studies(store.root), sequential=read_plan(store.root), **options)
+    analysis["variation"] = seeds_varied(current_runs(table))
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)

@@ -414,8 +414,9 @@ def setup(spec: RunSpec, device: torch.device, available=None, options: Executio
     hooks = Hooks(pm, timed=options.hook_timing)
     streams = seed_streams(spec.seed, spec.replicate)
 
-    # data: in memory on the run's device where it fits; --subset keeps the first N
-    data = datasets.load(task.data)
+    # data: in memory on the run's device where it fits; --subset keeps the first N. A
+    # resampled split (vary_split) is the one this seed derives, shared by every method
+    data = datasets.load(task.data.for_seed(spec.seed))
     train = data.train.head(task.subset) if task.subset is not None else data.train
     splits = {"train": train.to(device), "val": data.val.to(device), "test": data.test.to(device)}
 
@@ -625,6 +626,7 @@ def new_record(spec: RunSpec, device: torch.device) -> dict[str, Any]:
         "hyperparameters": method.hyperparameters,
         "seed": spec.seed,
         "replicate": spec.replicate,
+        **({"split_seed": spec.task.data.for_seed(spec.seed).split_seed} if spec.task.data.vary_split else {}),
         "plugin_versions": dict(spec.plugin_versions),
         "environment": environment(device),
         "status": None,

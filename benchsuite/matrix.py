@@ -178,9 +178,9 @@ def with_replicate(tasks, methods: Sequence[Method], seeds, available, replicate
 
 
 MAX_SEEDS = 10_000
-MATRIX_KEYS = {"description", "paper", "seeds", "runs", "tuning", "sequential"}
+MATRIX_KEYS = {"description", "paper", "seeds", "runs", "tuning", "sequential", "vary"}
 SEQUENTIAL_KEYS = {"spending", "alpha"}
-GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate", "spaces"}
+GROUP_KEYS = {"tasks", "plugins", "set", "grid", "seeds", "baseline", "note", "train", "replicate", "spaces", "vary"}
 TUNING_KEYS = {"budget", "seeds", "spaces"}
 
 
@@ -308,7 +308,9 @@ def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     ``set``, ``grid``, optional ``seeds``, ``baseline``, ``replicate`` (a salt for an A/A
     replicate, see ``--replicate``), ``train``: overrides of the tasks' ``[train]``
     values, where a list is a grid axis, e.g. ``train = {optimizer = "adam", lr = [1e-3,
-    1e-4]}``, and ``spaces``: search spaces for this group's tasks). A ``[tuning]`` table
+    1e-4]}``, ``spaces``: search spaces for this group's tasks, and ``vary``: what the seeds
+    vary beyond their usual streams, ``["split"]`` as ``--vary split``; at the top level it
+    applies to every group). A ``[tuning]`` table
     (``budget``, tuning ``seeds``, ``spaces``) tunes every method of every group, as
     ``--tune``; ``seeds`` are then the report seeds. Every task must exist; a task the
     catalog does not provide yet is reported as not available, before anything runs.
@@ -329,7 +331,8 @@ def load_groups(path: str, available, extra_dirs=(), epochs=None, subset=None, s
     selections = []
     for index, group in enumerate(groups, 1):
         count = seeds if seeds is not None else group.get("seeds", top)
-        overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides}
+        overrides = {"epochs": epochs, "subset": subset, "train_overrides": train_overrides,
+                     "vary": [*raw.get("vary", ()), *group.get("vary", ())]}
         selections.append(_group(group, f"{path} [[runs]] #{index}", available, extra_dirs, count, overrides,
                                  tuned=tuned or tuning is not None))
     return selections, tuning
@@ -436,6 +439,8 @@ def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
         raise UsageError(f"{path}: no [[runs]] groups")
     if "seeds" in raw and seeds is None and not isinstance(raw["seeds"], str):
         parse_seeds(raw["seeds"], None, f"{path}: seeds")
+    if "vary" in raw:
+        _strings(raw["vary"], path, "vary")
     for index, group in enumerate(groups, 1):
         where = f"{path} [[runs]] #{index}"
         bad = set(group) - GROUP_KEYS
@@ -443,7 +448,7 @@ def _checked_groups(raw: dict, path: str, seeds) -> list[dict]:
             raise UsageError(f"{where}: unknown key {sorted(bad)[0]!r}; valid: {', '.join(sorted(GROUP_KEYS))}")
         if not group.get("tasks") or not group.get("plugins"):
             raise UsageError(f"{where}: needs 'tasks' and 'plugins'")
-        for key in ("tasks", "plugins", "set", "grid"):
+        for key in ("tasks", "plugins", "set", "grid", "vary"):
             if key in group:
                 _strings(group[key], where, key)
         if not isinstance(group.get("baseline", True), bool):
@@ -486,6 +491,7 @@ def _group(group: dict, where: str, available, extra_dirs, count, overrides: dic
         for t in group["tasks"]
         for values in itertools.product(*axes.values())
     ]
+    tasks = [task.with_varied(overrides["vary"], f"{where}: vary") for task in tasks]
     group_seeds = parse_seeds(count, None, f"{where}: seeds")
     grids = assigned_names(group.get("grid", ()), "--grid")
     trained = {f"train.{k}" for k in [*train, *(overrides["train_overrides"] or {})]}  # fixed, not searched

@@ -110,6 +110,8 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
     ]
     if analysis.get("sequential"):
         blocks.append(Block("p", _sequential_sentence(analysis["sequential"])))
+    if analysis.get("variation"):  # what the seeds varied, so what the verdicts are about (benchsuite.variation)
+        blocks.append(Block("p", analysis["variation"]["text"]))
     overall = analysis.get("overall")
     if overall:
         blocks += leaderboard_blocks(analysis, plots, level="h2")
@@ -148,7 +150,8 @@ def leaderboard_blocks(analysis: dict, plots: dict | None = None, level: str = "
         blocks.append(Block("p", f"Against each of {len(by_baseline)} baselines ({', '.join(by_baseline)}), one "
                                  "table each; every test of the report is in one Holm family per kind (per task, "
                                  "pooled, across tasks)."))
-    blocks.append(Block("p", LEADERBOARD_READING.format(baseline=" / ".join(by_baseline))))
+    blocks.append(Block("p", LEADERBOARD_READING.format(baseline=" / ".join(by_baseline))
+                        + (f" {analysis['variation']['short']}" if analysis.get("variation") else "")))
     for baseline, board in by_baseline.items():
         if board is None:
             blocks.append(Block("p", f"Against `{baseline}`: no task has a finished `{baseline}` run."))
@@ -630,6 +633,7 @@ def leaderboard_json(analysis: dict) -> str:
         "baselines": analysis.get("baselines", [analysis["baseline"]]), "alpha": analysis["alpha"],
         "leaderboard": overall.get("methods", []), "friedman": overall.get("friedman"),
         "leaderboards": {b: (board or {}).get("methods", []) for b, board in by_baseline.items()},
+        "variation": analysis.get("variation"),
         "verdicts": [{"task": t["task"], "metric": t["metric"], "method": c["method"], "display": c["display"],
                       "baseline": c.get("baseline", analysis["baseline"]), "verdict": c["verdict"],
                       "fragile": c.get("fragile", False), "diff": c["diff"], "p_holm": c["p_holm"]}

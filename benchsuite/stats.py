@@ -684,10 +684,10 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
            "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]), "margin": e["margin"],
                          "difference_variance": math.fsum(v for v, _ in e["components"][:-1]),
                          "scale_coefficient": e["scale_coefficient"]} for e in effects]}
-    if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance):
+    if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance) or variance <= 0:
         out["note"] = "no spread in any task"
         return out
-    df = math.fsum(v for v, _ in components) ** 2 / math.fsum(v**2 / d for v, d in components if v > 0)
+    df = _satterthwaite(components)
     se = math.sqrt(variance)
     half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
     equivalence_p = max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)) \
@@ -800,6 +800,15 @@ def fragile(verdict: str, p_holm, equivalence_p, alpha: float = ALPHA) -> bool:
     if verdict == "equivalent":
         return near(equivalence_p)
     return near(p_holm) or near(equivalence_p)
+
+
+def _satterthwaite(components: list[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of variance components, each with its
+    own degrees of freedom; computed on components scaled by the largest, so that tiny
+    variances (an MSE near 1e-6, squared) do not underflow to 0."""
+    top = max(v for v, _ in components)
+    scaled = [(v / top, d) for v, d in components if v > 0]
+    return math.fsum(v for v, _ in scaled) ** 2 / math.fsum(v**2 / d for v, d in scaled)
 
 
 def _spread(values: np.ndarray) -> float:

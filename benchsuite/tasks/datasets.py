@@ -7,6 +7,12 @@ generator), so they run with no network and no ``--data-dir``. Real data sets lo
 through their real loaders (:mod:`benchsuite.tasks.real_data`) from the data folder
 (``--data-dir``, ``$BENCHSUITE_DATA``, else ``./data``).
 
+The split seed: ``DataSpec.split_seed`` draws the split, and generated data's sample, in
+every source. A task with ``vary_split`` loads ``DataSpec.for_seed(run seed)``, whose
+``split_seed`` the run's seed derives, so a source registered at run time resamples too when
+it draws from ``split_seed``; ``task_split_seed`` keeps the task's own seed for what stays
+fixed (the teacher network).
+
 Three kinds of split, one interface (``batches``, ``head``, ``to``, ``len``):
 
 - :class:`Split`: feature tensors, indexed in memory;
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 
 from benchsuite.errors import UsageError
-from benchsuite.tasks.spec import DataSpec
+from benchsuite.tasks.spec import OFFICIAL_TEST_SETS, DataSpec
 
 
 @dataclasses.dataclass
@@ -176,7 +182,8 @@ def source(name: str):
 def _toy_regression(spec: DataSpec) -> TaskData:
     """y = -x^2: 40 equally spaced training points in [-1, 1] (the setup of the partial
     group-lasso paper); validation and test are 40 points each drawn uniformly from
-    [-1, 1] with the task's split seed."""
+    [-1, 1] with the split seed (a resampled split redraws them; the training grid is the
+    task's design and stays)."""
     rng = np.random.default_rng(spec.split_seed)
     x_train = np.linspace(-1.0, 1.0, 40)
     x_val, x_test = rng.uniform(-1.0, 1.0, 40), rng.uniform(-1.0, 1.0, 40)
@@ -218,11 +225,15 @@ def _teacher_student(spec: DataSpec) -> TaskData:
     teacher is tanh(2 x W1) w2 with W1 ~ N(0, 1/30) (30 x 8) and w2 ~ N(0, 4/8): the targets'
     variance is about 5, a fifth of it noise. 200 training, 200 validation and 5000 test
     points; the teacher and the points come from the task's split seed. Small n, a large
-    student and noisy targets: the setting where a penalty on the weights should pay."""
-    rng = np.random.default_rng(spec.split_seed)
+    student and noisy targets: the setting where a penalty on the weights should pay. A
+    resampled split (vary_split) keeps the task's teacher and draws the points (inputs,
+    noise) from the run's split seed: the same distribution, a new sample."""
+    rng = np.random.default_rng(spec.fixed_seed)
     d, hidden, noise = 30, 8, 1.0
     w1 = rng.normal(0.0, 1.0 / np.sqrt(d), (d, hidden))
     w2 = rng.normal(0.0, 1.0, hidden) * np.sqrt(1.0 / hidden) * 2.0
+    if spec.vary_split:
+        rng = np.random.default_rng(spec.split_seed)
 
     def make(n):
         x = rng.normal(0.0, 1.0, (n, d))
@@ -237,15 +248,20 @@ def _mnist1d(spec: DataSpec):
     """MNIST-1D (Greydanus & Kobak, 2024): 5000 one-dimensional signals of length 40, 10
     classes, made by the ``mnist1d`` package's own generator with its default arguments
     (nothing is downloaded). The task's ``split`` divides all 5000 (the package's 4000/1000
-    split is not kept, so that a task can train on fewer and test on more)."""
+    split is not kept, so that a task can train on fewer and test on more). A resampled
+    split (vary_split) generates the 5000 with the run's split seed instead of the
+    package's default seed (42): new examples of the same distribution."""
     import random
 
     from mnist1d.data import get_dataset_args, make_dataset
 
+    args = get_dataset_args()
+    if spec.vary_split:
+        args.seed = spec.split_seed  # a 32-bit seed (DataSpec.for_seed), as numpy's global seed needs
     # the generator seeds numpy's and random's global state: keep the caller's
     saved = np.random.get_state(), random.getstate()
     try:
-        data = make_dataset(get_dataset_args())
+        data = make_dataset(args)
     finally:
         np.random.set_state(saved[0])
         random.setstate(saved[1])
@@ -345,9 +361,14 @@ def _noisy_labels(split: Split, fraction: float, seed: int) -> Split:
 
 @functools.lru_cache(maxsize=8)
 def load(spec: DataSpec) -> TaskData:
-    """The task's train/val/test splits; cached per process (tasks share data)."""
+    """The task's train/val/test splits; cached per process (tasks share data), keyed on
+    the whole spec, so each derived split seed of a resampled split has its own entry. A
+    run loads ``task.data.for_seed(seed)``."""
     if spec.source not in SOURCES:
         raise UsageError(f"unknown data source {spec.source!r}; known: {', '.join(sorted(SOURCES))}")
+    if spec.vary_split and spec.source in OFFICIAL_TEST_SETS:
+        raise UsageError(f"data source {spec.source!r} has an official test set: its split cannot be resampled "
+                         "(vary_split)")
     loaded = SOURCES[spec.source](spec)
     data = loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
     if spec.standardize:

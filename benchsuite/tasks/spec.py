@@ -6,6 +6,8 @@ dataclasses below give each default, and a test keeps this list complete)::
     name = "mnist5k-mlp"                  # required, must match the file name
     description = "..."
     [data]   source (required), split = [train, val, test] fractions, split_seed,
+             vary_split (true: each run seed draws its own split, see below; task_split_seed
+             is then set at run time, never in a file),
              standardize, val_fraction, augment = "none" | "flip" | "crop-flip" |
              "random-resized-crop", image_size, flatten, label_noise
     [model]  arch (required), sizes, batch_norm, activation, dropout, init, num_classes,
@@ -16,6 +18,14 @@ dataclasses below give each default, and a test keeps this list complete)::
     [eval]   metric = "accuracy" | "mse", every (epochs between evaluations),
              headline = "selected" | "best10"
     [resources]  gpus, cpus, time_min, mem_gb (cluster hints, not part of a run's identity)
+
+The split: by default every run of a task uses one train/val/test split (and, for generated
+data, one sample), fixed by ``split_seed``, so a verdict is about that test set. With
+``vary_split = true`` (or ``run --vary split``, a matrix's ``vary = ["split"]``) each run seed
+draws its own split and sample from a seed derived from (run seed, ``split_seed``)
+(:meth:`DataSpec.for_seed`): every method's seed s shares it, so runs still pair by seed,
+and verdicts are about the data distribution. Data sets with an official test set (MNIST,
+CIFAR, SVHN, TinyImageNet, ImageNet) refuse it: their test set cannot be redrawn.
 """
 
 from __future__ import annotations
@@ -37,7 +47,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # Fields added after results were first stored: a run's identity (and its record's task
 # spec) leaves them out while they hold their default, so earlier results stay valid.
 LATER_FIELDS = {
-    "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False, "label_noise": 0.0},
+    "data": {"val_fraction": 0.1, "augment": "none", "image_size": 0, "flatten": False, "label_noise": 0.0,
+             "vary_split": False, "task_split_seed": None},
     "model": {"num_classes": 10, "in_channels": 3, "pretrained": ""},
     "train": {"step_size": 30, "precision": "fp32", "replicas": 1},
 }
@@ -59,6 +70,16 @@ SOURCE_SHAPES = {
     "fashionmnist": (784, 1, 10), "cifar10": (3072, 3, 10),
     "cifar100": (3072, 3, 100), "svhn": (3072, 3, 10), "tinyimagenet": (None, 3, 200), "imagenet": (None, 3, 1000),
 }
+# data sets with an official test set: a resampled split (vary_split) would redraw only the
+# validation hold-out and keep the test set, so it is refused rather than mislabelled
+OFFICIAL_TEST_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn", "tinyimagenet", "imagenet")
+# what a run's seed can be asked to vary beyond what it always varies (`run --vary`, a matrix's `vary`)
+VARIABLE_SOURCES = ("split",)
+# the derived split seed's own stream: entropy (run seed, this tag, split_seed) shares nothing
+# with the run's other streams (engine.seed_streams spawns children of the run seed alone)
+SPLIT_STREAM = 0x73706C6974  # "split"
+# DataSpec fields set at run time, never in a task file
+RUN_TIME_FIELDS = ("task_split_seed",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +97,29 @@ class DataSpec:
     # share of training labels replaced by another class drawn uniformly (classification;
     # validation and test labels stay clean)
     label_noise: float = 0.0
+    # true: each run seed draws its own split (and generated sample) from a seed derived from
+    # the run seed and split_seed; false: split_seed fixes one split for every run
+    vary_split: bool = False
+    # set by for_seed on a resampled split (never in a task file): the task file's split_seed,
+    # for what a resampled split keeps fixed (the teacher network of teacher-student)
+    task_split_seed: int | None = None
+
+    def for_seed(self, seed: int) -> DataSpec:
+        """The data of the run with seed ``seed``: this spec for a fixed split; for a
+        resampled one, a copy whose ``split_seed`` is derived from (``seed``, this
+        ``split_seed``) in a stream of its own, the same for every method and replicate of
+        that seed, and whose ``task_split_seed`` keeps the task's own. Returns a DataSpec."""
+        if not self.vary_split:
+            return self
+        import numpy as np
+
+        derived = int(np.random.SeedSequence([seed, SPLIT_STREAM, self.split_seed]).generate_state(1)[0])
+        return dataclasses.replace(self, split_seed=derived, task_split_seed=self.split_seed)
+
+    @property
+    def fixed_seed(self) -> int:
+        """The task file's split seed, also on a resampled split: what stays fixed there."""
+        return self.split_seed if self.task_split_seed is None else self.task_split_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +190,19 @@ class TaskSpec:
                     del out[table][key]
         return out
 
+    def with_varied(self, sources, where: str = "--vary") -> TaskSpec:
+        """The task with each of ``sources`` (names in ``VARIABLE_SOURCES``) varied by the
+        run seed; a task that varies one already keeps it. Raises UsageError for an unknown
+        name or a task that cannot vary it."""
+        spec = self
+        for name in sources:
+            if name not in VARIABLE_SOURCES:
+                raise UsageError(f"{where} {name!r}: unknown source of variation; valid: {', '.join(VARIABLE_SOURCES)}")
+            spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, vary_split=True))
+        if spec is not self:
+            _check(spec, f"{spec.name} ({where} {', '.join(sources)})")
+        return spec
+
     def with_overrides(self, epochs: int | None = None, subset: int | None = None, **train: Any) -> TaskSpec:
         """The task with fewer epochs, a training subset, or other ``[train]`` values."""
         spec = self
@@ -168,7 +225,7 @@ class TaskSpec:
 def _build(cls, table: Any, where: str):
     if not isinstance(table, dict):
         raise UsageError(f"{where}: expected a table, got {type(table).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in RUN_TIME_FIELDS}
     unknown = set(table) - set(fields)
     if unknown:
         raise UsageError(
@@ -318,6 +375,9 @@ def _check_source(spec: TaskSpec, bad) -> None:
     known = set(SOURCE_SHAPES) | _registered_sources()
     if data.source not in known:
         bad(f"data.source {data.source!r} unknown; valid: {', '.join(sorted(known))}")
+    if data.vary_split and data.source in OFFICIAL_TEST_SETS:
+        bad(f"data.vary_split: data.source {data.source!r} has an official test set, which a resampled split "
+            "cannot redraw; leave vary_split out for this task (its verdicts are about that test set)")
     if data.source not in SOURCE_SHAPES:
         return
     features, channels, outputs = SOURCE_SHAPES[data.source]
