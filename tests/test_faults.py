@@ -76,7 +76,7 @@ def test_os_errors_are_one_line_messages(tmp_path, capsys):
 @pytest.mark.parametrize("body, message", [
     ("runs = [1, 2]", "runs must be [[runs]] tables"),
     ('[runs]\ntasks = ["digits-mlp"]\nplugins = ["l2"]', "write each group as [[runs]]"),
-    ('seeds = "3"\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]', "seeds must be an integer"),
+    ('seeds = "3"\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]', "a count is a number (seeds = 5)"),
     ('seeds = 2.5\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]', "seeds must be an integer"),
     ('seeds = 100000000\n[[runs]]\ntasks = ["digits-mlp"]\nplugins = ["l2"]', "from 1 to 10000"),
     ('[[runs]]\ntasks = "digits-mlp"\nplugins = ["l2"]', "tasks must be a list of strings, e.g."),
