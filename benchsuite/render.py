@@ -181,9 +181,9 @@ def _fragile_blocks(analysis: dict) -> list[Block]:
         return []
     detail = ", ".join(f"{n} {v}" for v, n in counts["by_verdict"].items())
     return [Block("p", f"Fragile per-task verdicts (a p within a factor of 2 of α = {analysis['alpha']:g}): "
-                       f"{counts['fragile']} of {counts['verdicts']}" + (f" ({detail})" if detail else "")
-                       + ". The same matrix on another machine may flip these; more seeds resolve them "
-                         "(`run --seeds MIN:MAX`).")]
+                       f"{counts['fragile']} of {counts['verdicts']}" + (f" ({detail})" if detail else "") + "."
+                       + (" The same matrix on another machine may flip these; more seeds resolve them "
+                          "(`run --seeds MIN:MAX`)." if counts["fragile"] else ""))]
 
 
 def _board_blocks(board: dict, baseline: str, titled: bool) -> list[Block]:
