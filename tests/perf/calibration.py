@@ -16,6 +16,8 @@ Columns (A/A: every method equals the baseline):
   target >= 0.95 - 2 SE.
 - pooled coverage / pooled FWER: the leaderboard's pooled score interval and verdict (Holm
   over methods); a method tuned on the test seeds gets none ("-").
+- another task: coverage / FWER: the leaderboard's random-effects estimate for another task
+  (designs of 2 tasks or more): its interval's coverage and its better/worse verdicts.
 - Friedman: share of experiments where the permutation Friedman test rejects at 0.05;
   target <= 0.05 + 2 SE.
 - power: the same designs with a true +0.01 shift of one method (noise: seed sd 0.01 shared,
@@ -23,6 +25,7 @@ Columns (A/A: every method equals the baseline):
 
 Each design's experiment count is shown; SE is that of the nominal rate at the count.
 
+    python tests/perf/calibration.py --across --experiments 300   # the cross-task estimates, ~2 min
     python tests/perf/calibration.py --sequential --jobs 1   # sequential seeds (run --seeds 5:20), ~5 min
 
 Sequential seeds: A/A tasks of m = 1 and 4 methods under the plan 5:20 (looks at 5, 10, 15, 20
@@ -110,8 +113,9 @@ def main(argv=None) -> int:
           f"python tests/perf/calibration.py --budget {args.budget} --most {args.most} --seed {args.seed} "
           f"on {platform.machine()} with {args.jobs} processes")
     print()
-    header = ("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | Friedman | power "
-              "| targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    header = ("| design | experiments | FWER | coverage | pooled coverage | pooled FWER | another task: coverage "
+              "| another task: FWER | Friedman | power | targets |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     print(header, flush=True)
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         results = _table(pool, jobs)
@@ -151,8 +155,11 @@ def _across(args) -> int:
     and a true mean effect of one seed deviation, with and without variation."""
     count = args.experiments or 300
     parts = max(1, args.jobs)
-    jobs = [(d, count // parts, args.seed + 10 * i + j) for i, d in enumerate(ACROSS) for j in range(parts)]
-    print(f"python tests/perf/calibration.py --across --experiments {count} --seed {args.seed} --jobs {args.jobs}\n")
+    designs = [d for d in ACROSS if not args.only or args.only in d.label()]
+    jobs = [(d, count // parts, args.seed + 10 * i + j) for i, d in enumerate(designs) for j in range(parts)]
+    only = f" --only {args.only!r}" if args.only else ""
+    print(f"python tests/perf/calibration.py --across{only} --experiments {count} --seed {args.seed} "
+          f"--jobs {args.jobs}\n")
     print("| design | experiments | pooled coverage | pooled says better/worse | another task: coverage | "
           "another task says better/worse | pooled power | another task: power | targets |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -160,7 +167,7 @@ def _across(args) -> int:
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         results = pool.map(_one, jobs)
     failed = 0
-    for i in range(len(ACROSS)):
+    for i in range(len(designs)):
         merged = _pooled(results[i * parts:(i + 1) * parts])
         aa = not merged["design"]["shift"]
         # the pooled score is about these tasks: with effects that vary between tasks its
@@ -277,7 +284,8 @@ def _table(pool, jobs) -> list[dict]:
         aa = not r["design"]["shift"]
         print(f"| {r['label']} | {r['experiments']} | {_cell(r['fwer'] if aa else None)} | "
               f"{_cell(r['coverage'])} | {_cell(r['pooled_coverage'])} | "
-              f"{_cell(r['pooled_fwer'] if aa else None)} | {_cell(r['friedman_fpr'])} | "
+              f"{_cell(r['pooled_fwer'] if aa else None)} | {_cell(r['across_coverage'])} | "
+              f"{_cell(r['across_fwer'] if aa else None)} | {_cell(r['friedman_fpr'])} | "
               f"{_cell(r['power'])} | {'; '.join(missed) or 'met'} |", flush=True)
     return results
 
