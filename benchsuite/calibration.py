@@ -171,7 +171,7 @@ def simulate(design: Design, experiments: int, seed: int = 0, alpha: float = 0.0
                 across_wrong |= verdict in ("better", "worse") and (truth == 0 or (verdict == "worse") == (truth > 0))
                 across_found += truth > 0 and verdict == "better"
         pooled_errors += pooled_wrong
-        if design.tasks > 1:
+        if any((row.get("across") or {}).get("low") is not None for row in overall.get("methods", [])):
             across_families += 1
             across_errors += across_wrong
         fr = overall.get("friedman") or {}

@@ -342,17 +342,22 @@ def _checked_tuning(raw: dict, path: str) -> dict | None:
     """The ``[tuning]`` table, its keys and types checked (values by :func:`benchsuite.tuning.settings`)."""
     if "tuning" not in raw:
         return None
-    table = raw["tuning"]
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: tuning must be a [tuning] table")
-    unknown = set(table) - TUNING_KEYS
-    if unknown:
-        raise UsageError(f"{path} [tuning]: unknown key {sorted(unknown)[0]!r}; "
-                         f"valid: {', '.join(sorted(TUNING_KEYS))}")
+    table = _subtable(raw, "tuning", TUNING_KEYS, path)
     if "budget" not in table:
         raise UsageError(f"{path} [tuning]: needs budget (the trials K every method gets per task)")
     if not isinstance(table.get("spaces", {}), dict):
         raise UsageError(f"{path} [tuning]: spaces must be a table of NAME = SPACE")
+    return table
+
+
+def _subtable(raw: dict, name: str, keys: set[str], path: str, hint: str = "") -> dict:
+    """The file's ``[name]`` table (empty when absent), its keys checked against ``keys``."""
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: {name} must be a [{name}] table{hint}")
+    unknown = set(table) - keys
+    if unknown:
+        raise UsageError(f"{path} [{name}]: unknown key {sorted(unknown)[0]!r}; valid: {', '.join(sorted(keys))}")
     return table
 
 
@@ -386,13 +391,7 @@ def sequential_plan(path: str, spending: str | None = None):
     from benchsuite.sequential import make_plan
 
     raw = _read_matrix_file(path)
-    table = raw.get("sequential", {})
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: sequential must be a [sequential] table (spending, alpha)")
-    unknown = set(table) - SEQUENTIAL_KEYS
-    if unknown:
-        raise UsageError(f"{path} [sequential]: unknown key {sorted(unknown)[0]!r}; valid: "
-                         f"{', '.join(sorted(SEQUENTIAL_KEYS))}")
+    table = _subtable(raw, "sequential", SEQUENTIAL_KEYS, path, " (spending, alpha)")
     if not isinstance(raw.get("seeds"), str):
         if table:
             raise UsageError(f"{path} [sequential]: needs sequential seeds, e.g. seeds = \"5:20\" at the top")
