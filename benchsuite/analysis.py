@@ -122,7 +122,10 @@ def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margin
         trials = trial_summ.filter(pl.col("task") == task) if not trial_summ.is_empty() else trial_summ
         out["tasks"].append(_analyze_task(task, part, trials, seeds, baselines, margins, alpha, references or [],
                                           sequential))
-    overall = {b: _analyze_overall(out["tasks"], seeds, b, alpha, resamples, seed) for b in baselines}
+    # under sequential seeds each comparison stopped at its own look: ranks and run scores
+    # compare every method on the seeds all of them have, the first look's
+    common = sequential.min if sequential is not None else None
+    overall = {b: _analyze_overall(out["tasks"], seeds, b, alpha, resamples, seed, common) for b in baselines}
     _decide_overall([o for o in overall.values() if o], out["tasks"], alpha)
     out["overall"] = overall[baselines[0]]
     if len(baselines) > 1:
@@ -417,7 +420,10 @@ def _sequential_verdicts(items: list[dict], plan: seq.Plan, task, higher: bool, 
 
 def _mirror_verdict(mirror: stats.Comparison, original: stats.Comparison) -> None:
     """The verdict of baseline A against baseline B is that of B against A, reversed."""
+    # one test, one margin: a relative margin (mse 2%) taken from the other baseline's mean
+    # would make the two rows' equivalence tests differ
     mirror.p, mirror.p_holm = original.p, original.p_holm
+    mirror.margin, mirror.equivalence_p = original.margin, original.equivalence_p
     mirror.verdict = {"better": "worse", "worse": "better"}.get(original.verdict, original.verdict)
     mirror.notes.append("the same test as its row against the other baseline, the other way round (tested once "
                         "in Holm's family)")
@@ -561,7 +567,7 @@ def _baseline_scale(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 and not stats.no_spread(values) else None
 
 
-def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _AcrossTasks:
+def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline, common_seeds: int | None = None) -> _AcrossTasks:
     # every method with a run on some task, also one without any finished run there: its
     # lost runs are counted in its row
     methods = sorted({c["variant"] for t in usable for c in t["configs"]} | {e["method"] for t in usable
@@ -576,17 +582,22 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline) -> _Acros
         chosen = {c["variant"]: c for c in t["configs"] if c["selected"]}
         base = chosen[baseline]
         mine = [c for c in t["comparisons"] if c["baseline"] == baseline]
-        scale = _baseline_scale(list(_unselected_values(t["task"], base, seeds).values()))
+        def ranked(values: dict) -> dict:
+            return {s: v for s, v in values.items() if common_seeds is None or s < common_seeds}
+
+        base_values = list(ranked(_unselected_values(t["task"], base, seeds)).values())
+        base_mean = float(np.mean(base_values)) if base_values else base["mean"]
+        scale = _baseline_scale(base_values)
         if scale is None:
             got.unscaled.append(t["task"])
         # each method's values are those its verdict rests on: report seeds alone
-        tested = {comp["method"]: comp["values_method"] for comp in mine}
+        tested = {comp["method"]: ranked(comp["values_method"]) for comp in mine}
         for effort in t.get("tuning", ()):
             got.tuning.setdefault(effort["method"], {})[t["task"]] = effort
         for m, c in chosen.items():
-            values = tested.get(m) or _unselected_values(t["task"], c, seeds)
+            values = tested.get(m) or ranked(_unselected_values(t["task"], c, seeds))
             if values:
-                got.scores[m][t["task"]] = stats.normalized(list(values.values()), base["mean"], higher, scale)
+                got.scores[m][t["task"]] = stats.normalized(list(values.values()), base_mean, higher, scale)
                 got.raw_means[m][t["task"]] = sign * float(np.mean(list(values.values())))
             if c["step_ms"] and base["step_ms"]:
                 got.overhead[m].append(c["step_ms"] / base["step_ms"])
@@ -684,7 +695,8 @@ def _budget_notes(tasks: list[dict]) -> list[str]:
     return notes
 
 
-def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed) -> dict | None:
+def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resamples, seed,
+                     common_seeds: int | None = None) -> dict | None:
     """Across tasks, for the method configurations selected per task, against ``baseline``.
 
     Ranks use each task's raw means (direction-aware), so equal means tie exactly. Two
@@ -695,11 +707,12 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
     decided, Holm over methods, in :func:`_decide_overall`. A method chosen among several
     configurations on the same seeds somewhere (or whose baseline was) has an optimistic
     score, so it gets no pooled interval or test and is left out of Friedman's test and the
-    CD groups (tune it with `--tune K` to include it)."""
+    CD groups (tune it with `--tune K` to include it). ``common_seeds``: rank and score
+    every method on seeds below it (sequential seeds: the first look's, which all have)."""
     usable = [t for t in tasks if any(c["variant"] == baseline and c["selected"] for c in t["configs"])]
     if len(usable) < 1:
         return None
-    got = _collect_across_tasks(usable, seeds, baseline)
+    got = _collect_across_tasks(usable, seeds, baseline, common_seeds)
     methods, optimistic = got.methods, got.optimistic
     task_names = [t["task"] for t in usable]
     complete_tasks = [name for name in task_names if all(name in got.scores[m] for m in methods)]
@@ -764,7 +777,7 @@ def _decide_overall(overalls: list[dict], tasks: list[dict], alpha: float) -> No
                 p_holm=adjusted, value=estimate["value"], equivalence_p=estimate.get("equivalence_p"),
                 task_verdicts=row["verdicts"], alpha=alpha, margin=estimate.get("margin") or 0.0,
                 prediction=(estimate.get("prediction_low"), estimate.get("prediction_high")) if key == "across"
-                else None, tau2=estimate.get("tau2"))
+                else None, tau2=estimate.get("tau2"), heterogeneity_p=estimate.get("heterogeneity_p"))
             _guard_pooled(row, estimate)
             estimate["fragile"] = stats.fragile(estimate["verdict"], adjusted, estimate.get("equivalence_p"), alpha)
             estimate["significant_within_margin"] = ("better" if estimate["value"] > 0 else "worse") \

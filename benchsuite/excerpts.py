@@ -66,8 +66,8 @@ def verdicts_markdown(analysis: dict, methods: list[str] | None = None) -> str:
         verdict = line.split(" | ")[5]
         counts[verdict] = counts.get(verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    return "\n".join(lines) + f"\n\nVerdicts: {summary} (α = {analysis['alpha']:g}, Holm over the methods of each " \
-                              f"task; generated from `{{report}}/stats.json`).\n"
+    return "\n".join(lines) + f"\n\nVerdicts: {summary} (α = {analysis['alpha']:g}, Holm over the comparisons " \
+                              f"of each task; generated from `{{report}}/stats.json`).\n"
 
 
 def leaderboard_markdown(analysis: dict) -> str:

@@ -16,18 +16,17 @@ Choices, and why (see also the "Statistics" section of the README):
 - The exact sign-flip test (or, unpaired, the exact permutation test) needs no normality.
   With n pairs its smallest two-sided p is ``2 / 2**n`` (0.0625 at n = 5), so it can never
   be significant at 5% with 5 seeds: the report shows the minimum attainable p next to it.
-- Holm's step-down correction over the methods compared with the baseline on one task
-  (only "vs baseline" comparisons, not all pairs).
+- Holm's step-down correction over the comparisons of one task (every method against every
+  baseline of the report; not all pairs of methods).
 - Verdicts, at level ``alpha`` and a per-metric margin of practical equivalence:
   ``equivalent`` when the two one-sided tests (TOST, i.e. the 90% t-interval) place the
   difference inside the margin; otherwise ``better``/``worse`` when the Holm-adjusted t-test
   p is below alpha; otherwise ``inconclusive``. A difference shown to be smaller than the
   margin is not an improvement worth claiming, however consistent it is.
-- Across tasks: scores normalized to the baseline, direction-aware (positive = better);
-  mean ranks with Friedman's test (permutation p; Monte Carlo with as many draws as the
-  sign-flip and unpaired permutation tests, 100,000) and the Iman-Davenport F; Wilcoxon
-  signed-rank tests vs the baseline over tasks with Holm; IQM and probability of improvement
-  as point estimates.
+- Across tasks: each task's effect in units of its seed-to-seed standard deviation
+  (:func:`standardized_effect`, direction-aware, positive = better); mean ranks with
+  Friedman's test (permutation p) and the Iman-Davenport F; Wilcoxon signed-rank tests vs
+  the baseline over tasks with Holm; probability of improvement as a point estimate.
 - The critical-difference diagram groups methods by pairwise Wilcoxon tests with Holm
   (Benavoli et al., 2016) rather than the Nemenyi mean-rank test, whose verdict on two
   methods changes when other methods join the pool.
@@ -35,12 +34,14 @@ Choices, and why (see also the "Statistics" section of the README):
   fall back to the exact sign-flip (or permutation) test, whose p is at least its minimum
   attainable p; Friedman's p comes from the permutation distribution of the rank sums
   (exact for few tasks), never from F = inf.
-- Pooled across tasks, the interval that the leaderboard prints is the mean over tasks of
-  each task's normalized difference of means, with a t-interval whose standard error adds
-  the tasks' own (paired where seeds pair) variances and whose degrees of freedom are
-  Welch-Satterthwaite's: the baseline's uncertainty enters it. Bootstrap intervals of
-  pooled IQM and P(better) under-cover at 3-10 seeds (A/A coverage 0.62-0.80 measured), so
-  those two are shown as point estimates only.
+- Pooled across tasks (:func:`pooled_improvement`): the mean over these tasks of their
+  standardized effects, with a t-interval whose standard error adds the tasks' variances
+  (paired where seeds pair, so the baseline's noise enters) and whose degrees of freedom are
+  Welch-Satterthwaite's. For another task (:func:`random_effects`): a random-effects estimate
+  with Paule-Mandel's tau^2, the modified Hartung-Knapp interval and a prediction interval.
+  :func:`across_task_reading` reads both (``mixed`` among its verdicts). Bootstrap intervals
+  of pooled IQM and P(better) under-cover at 3-10 seeds (A/A coverage 0.62-0.80 measured), so
+  those are point estimates only.
 - A configuration chosen among K on validation and tested on the same seeds is tested at
   alpha / K (Bonferroni over the K configurations, valid whatever the selection rule and
   the correlation of validation with test); its interval is the simultaneous 1 - alpha / K
@@ -579,16 +580,17 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     the two sides' means (Welch); divided by ``S`` and multiplied by Hedges' small-sample
     correction ``J = 1 - 3 / (4 df - 1)`` (``S`` from few seeds is too small on average, so
     ``d / S`` overstates the effect), it estimates the effect in units of the true
-    seed-to-seed deviation. ``df = n_m + n_b - 2``, divided by ``1 + r**2`` when seeds pair,
-    ``r`` the two sides' correlation over the shared seeds: sides that share each seed's
-    effect move together, and the average of two correlated variances has that many fewer
-    independent degrees of freedom. Its variance has two ``components``, each with
+    seed-to-seed deviation. ``df = n_m + n_b - 2``, divided by ``1 + rho**2`` when seeds
+    pair, ``rho**2`` the two sides' squared correlation over the shared seeds (adjusted for
+    its upward bias at few seeds, 0 below 3 pairs): sides that share each seed's effect move
+    together, and the average of two correlated variances has that many fewer independent
+    degrees of freedom; at least 2. Its variance has two ``components``, each with
     its degrees of freedom: that of the difference of means in units of ``S`` (0 when the
     values have no spread, :func:`no_spread`), and ``effect**2 / (2 df)``, the uncertainty
     of ``S`` itself (Hedges & Olkin, 1985). The second is 0 when the effect is, so the test
     of a zero effect is the difference of means' alone (for normal runs it is independent
     of the standard deviations); it grows with the effect, so intervals cover the effect in
-    true units and an inverse-variance combination gives any one task a bounded pull. When
+    true units. When
     neither side's runs have any spread there is no standardized effect (``effect`` None).
 
     Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
@@ -619,14 +621,20 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
         diff = float(d.mean())
         components = [(_spread(d), len(d) - 1)]
         # paired sides move together (a seed's effect is shared), so their two variances
-        # carry fewer independent degrees of freedom: Var((s_m^2 + s_b^2) / 2) grows by 1 + r^2
+        # carry fewer independent degrees of freedom: Var((s_m^2 + s_b^2) / 2) grows by
+        # 1 + rho^2. The sample r^2 overstates rho^2 at few seeds (E r^2 = 1 / (n - 1) when
+        # rho = 0): the adjusted 1 - (1 - r^2)(n - 1)/(n - 2) estimates it, 0 below 3 pairs
         a_shared, b_shared = np.array([method[s] for s in shared]), np.array([baseline[s] for s in shared])
-        r = 0.0 if no_spread(a_shared) or no_spread(b_shared) else float(np.corrcoef(a_shared, b_shared)[0, 1])
-        df = max(1.0, df / (1 + r**2))
+        n = len(shared)
+        r2 = 0.0 if n < 3 or no_spread(a_shared) or no_spread(b_shared) \
+            else float(np.corrcoef(a_shared, b_shared)[0, 1]) ** 2
+        rho2 = max(0.0, 1 - (1 - r2) * (n - 1) / (n - 2)) if n >= 3 else 0.0
+        df = df / (1 + rho2)
     else:
         a, b = a_all / scale, b_all / scale
         diff = float(a.mean() - b.mean())
         components = [(_spread(a), len(a) - 1), (_spread(b), len(b) - 1)]
+    df = max(2.0, df)
     correction = 1 - 3 / (4 * df - 1)
     effect = correction * sign * diff
     difference_spread = any(v > 0 for v, _ in components)
@@ -713,9 +721,11 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
     A task where the method equals the baseline on every seed (effect 0, no variance) has
     nothing to weight it by: it is left out and counted in ``left_out``.
 
-    Returns ``value``, ``low``, ``high``, ``se``, ``df``, ``p``, ``tau2``, ``i2``,
-    ``prediction_low``, ``prediction_high``, ``equivalence_p``, ``margin``, ``n_tasks``,
-    ``weights``, ``left_out``; intervals None, with a ``note``, when they do not exist."""
+    Returns ``value``, ``low``, ``high``, ``se``, ``df``, ``p``, ``tau2``, ``i2``, ``q`` and
+    ``heterogeneity_p`` (Cochran's Q, fixed-effect weights, and its chi2 p on k - 1 degrees
+    of freedom), ``prediction_low``, ``prediction_high``, ``equivalence_p``, ``margin``,
+    ``n_tasks``, ``weights``, ``left_out``; intervals None, with a ``note``, when they do not
+    exist."""
     y = np.asarray(effects, dtype=float)
     v = np.asarray(variances, dtype=float)
     # a task where the method equals the baseline on every seed has an effect of exactly 0
@@ -724,8 +734,9 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
     y, v = y[~exact], v[~exact]
     k = len(y)
     out = {"value": None, "low": None, "high": None, "se": None, "df": None, "p": None, "tau2": None, "i2": None,
-           "prediction_low": None, "prediction_high": None, "equivalence_p": None, "margin": float(margin),
-           "n_tasks": k, "weights": None, "note": None, "left_out": int(exact.sum())}
+           "q": None, "heterogeneity_p": None, "prediction_low": None, "prediction_high": None,
+           "equivalence_p": None, "margin": float(margin), "n_tasks": k, "weights": None, "note": None,
+           "left_out": int(exact.sum())}
     if k == 0:
         out["note"] = "no task"
         return out
@@ -745,8 +756,10 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
     tau2 = max(0.0, float(res.tau2))
     df = k - 1
     half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    q = float(res.q)
     out.update(value=value, low=value - half, high=value + half, se=se, df=float(df),
-               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), tau2=tau2,
+               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), tau2=tau2, q=q,
+               heterogeneity_p=_floor_p(float(_st.chi2.sf(q, k - 1))),
                i2=float(max(0.0, res.i2)) if math.isfinite(res.i2) else 0.0,
                weights=(np.asarray(res.weights_rel_re, dtype=float)).tolist())
     if margin > 0:
@@ -763,26 +776,29 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
 
 
 def across_task_reading(*, p_holm, value, equivalence_p, task_verdicts: dict, alpha: float = ALPHA,
-                        prediction=None, margin: float = 0.0, tau2: float | None = None) -> str:
+                        prediction=None, margin: float = 0.0, tau2: float | None = None,
+                        heterogeneity_p: float | None = None) -> str:
     """The verdict of a pooled or across-task estimate, in this order: ``mixed`` when the
-    per-task verdicts include both better and worse, or when the tasks disagree (tau^2 > 0)
-    so much that the prediction interval for a new task reaches beyond the margin on both
-    sides; ``equivalent`` when the two one-sided tests put the mean inside the margin (as per
-    task: a difference shown smaller than the margin is no improvement, however
-    consistent); ``better``/``worse`` when the (Holm-adjusted) p is below alpha, unless the
-    prediction interval reaches beyond the margin on the other side (then ``mixed``: better
-    on average, yet a new task may see it worse); else ``inconclusive``. A mixed method is
-    never read as plainly better or worse."""
+    per-task verdicts include both better and worse, or when the tasks disagree (tau^2 > 0
+    and Cochran's Q test of equal effects at p < 0.10, the usual level for so few studies)
+    and the prediction interval for a new task reaches beyond the margin on the other side
+    of the estimate (on both sides when the estimate is not significant); ``equivalent``
+    when the two one-sided tests put the mean inside the margin (as per task: a difference
+    shown smaller than the margin is no improvement, however consistent); ``better``/
+    ``worse`` when the (Holm-adjusted) p is below alpha; else ``inconclusive``. A prediction
+    interval that is wide only because there are few tasks (no sign that they disagree)
+    leaves the verdict to the estimate. A mixed method is never read as plainly better."""
     if task_verdicts.get("better") and task_verdicts.get("worse"):
         return "mixed"
     low, high = prediction if prediction else (None, None)
-    if low is not None and (tau2 or 0.0) > 0 and low < -margin and high > margin:
+    disagree = low is not None and (tau2 or 0.0) > 0 and heterogeneity_p is not None and heterogeneity_p < 0.10
+    significant = p_holm is not None and p_holm < alpha
+    if disagree and ((low < -margin and high > margin) if not significant
+                     else (low < -margin if value > 0 else high > margin)):
         return "mixed"
     if equivalence_p is not None and equivalence_p < alpha:
         return "equivalent"
-    if p_holm is not None and p_holm < alpha:
-        if low is not None and ((value > 0 and low < -margin) or (value < 0 and high > margin)):
-            return "mixed"
+    if significant:
         return "better" if value > 0 else "worse"
     return "inconclusive"
 
@@ -799,6 +815,8 @@ def fragile(verdict: str, p_holm, equivalence_p, alpha: float = ALPHA) -> bool:
         return near(p_holm)
     if verdict == "equivalent":
         return near(equivalence_p)
+    if verdict == "mixed":  # read from the tasks' disagreement, not from one p
+        return False
     return near(p_holm) or near(equivalence_p)
 
 

@@ -134,16 +134,27 @@ def test_across_task_reading_rules():
     none = {"better": 0, "worse": 0}
     assert read(p_holm=0.001, value=1.0, equivalence_p=None, task_verdicts={"better": 2, "worse": 1}) == "mixed"
     assert read(p_holm=0.001, value=1.0, equivalence_p=None, task_verdicts=none) == "better"
-    # significant on average, yet a new task may be worse by more than the margin
+    # significant on average, but the tasks disagree and a new task may be worse by more than the margin
     assert read(p_holm=0.001, value=1.0, equivalence_p=None, task_verdicts=none, prediction=(-0.5, 2.5),
-                margin=0.1, tau2=0.0) == "mixed"
-    # the tasks disagree (tau^2 > 0) beyond the margin on both sides
+                margin=0.1, tau2=0.2, heterogeneity_p=0.01) == "mixed"
+    # the same prediction interval, wide only because there are few tasks: the estimate decides
+    assert read(p_holm=0.001, value=1.0, equivalence_p=None, task_verdicts=none, prediction=(-0.5, 2.5),
+                margin=0.1, tau2=0.0, heterogeneity_p=0.9) == "better"
+    assert read(p_holm=0.001, value=1.0, equivalence_p=None, task_verdicts=none, prediction=(-0.5, 2.5),
+                margin=0.1, tau2=0.2, heterogeneity_p=0.4) == "better"
+    # the tasks disagree beyond the margin on both sides of an estimate that is not significant
     assert read(p_holm=0.5, value=0.1, equivalence_p=None, task_verdicts=none, prediction=(-1, 1), margin=0.1,
-                tau2=0.3) == "mixed"
-    # no disagreement, only too few tasks: inconclusive, not mixed
+                tau2=0.3, heterogeneity_p=0.02) == "mixed"
     assert read(p_holm=0.5, value=0.1, equivalence_p=None, task_verdicts=none, prediction=(-1, 1), margin=0.1,
-                tau2=0.0) == "inconclusive"
+                tau2=0.0, heterogeneity_p=0.9) == "inconclusive"
     assert read(p_holm=0.001, value=-0.01, equivalence_p=0.01, task_verdicts=none) == "equivalent"
+
+
+def test_two_paired_seeds_still_give_an_effect():
+    """With 2 pairs the sides' correlation is +-1 whatever the data: it does not shrink the
+    degrees of freedom to nothing (Hedges' correction would be 0 and the effect vanish)."""
+    effect = stats.standardized_effect({0: 0.90, 1: 0.92}, {0: 0.85, 1: 0.86}, True)
+    assert effect["effect"] > 0 and effect["variance"] > 0 and effect["correction"] == pytest.approx(1 - 3 / 7)
 
 
 # --- 3. a bounded per-task scale -----------------------------------------------------------

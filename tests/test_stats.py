@@ -370,9 +370,10 @@ def test_pooled_improvement_matches_welch_satterthwaite_by_hand():
     def unit(method, base):
         return math.sqrt((np.var(list(method.values()), ddof=1) + np.var(list(base.values()), ddof=1)) / 2)
 
-    def paired_df(method, base):  # n_m + n_b - 2 over 1 + r^2, r the sides' correlation over seeds
-        r = np.corrcoef(list(method.values()), list(base.values()))[0, 1]
-        return (2 * len(method) - 2) / (1 + r**2)
+    def paired_df(method, base):  # n_m + n_b - 2 over 1 + rho^2, rho^2 the adjusted squared correlation
+        n = len(method)
+        r2 = np.corrcoef(list(method.values()), list(base.values()))[0, 1] ** 2
+        return max(2.0, (2 * n - 2) / (1 + max(0.0, 1 - (1 - r2) * (n - 1) / (n - 2))))
 
     f1, f2 = paired_df(t1_method, t1_base), paired_df(t2_method, t2_base)
     j1, j2 = 1 - 3 / (4 * f1 - 1), 1 - 3 / (4 * f2 - 1)
@@ -435,8 +436,8 @@ def test_pooled_equivalence_uses_the_tasks_margins():
         parts.append(({s: v + 0.0004 + rng.normal(0, 0.0002) for s, v in base.items()}, base, True, 0.005))
     out = stats.pooled_improvement(parts)
     def corrected_margin(method, base):  # Hedges' J at 10 + 10 paired seeds, then the unit
-        r = np.corrcoef(list(method.values()), list(base.values()))[0, 1]
-        correction = 1 - 3 / (4 * 18 / (1 + r**2) - 1)
+        r2 = np.corrcoef(list(method.values()), list(base.values()))[0, 1] ** 2
+        correction = 1 - 3 / (4 * 18 / (1 + max(0.0, 1 - (1 - r2) * 9 / 8)) - 1)
         return correction * 0.005 / math.sqrt((np.var(list(method.values()), ddof=1)
                                                + np.var(list(base.values()), ddof=1)) / 2)
 
