@@ -182,7 +182,8 @@ def _fragile_blocks(analysis: dict) -> list[Block]:
     if not counts["verdicts"]:
         return []
     detail = ", ".join(f"{n} {v}" for v, n in counts["by_verdict"].items())
-    return [Block("p", f"Fragile per-task verdicts (a p within a factor of 2 of α = {analysis['alpha']:g}): "
+    level = "the level of the look that decided it" if analysis.get("sequential") else f"α = {analysis['alpha']:g}"
+    return [Block("p", f"Fragile per-task verdicts (a p within a factor of 2 of {level}): "
                        f"{counts['fragile']} of {counts['verdicts']}" + (f" ({detail})" if detail else "") + "."
                        + (" The same matrix on another machine may flip these; more seeds resolve them "
                           "(`run --seeds MIN:MAX`)." if counts["fragile"] else ""))]
