@@ -41,6 +41,7 @@ from benchsuite.summary import (
     with_config_columns,
 )
 from benchsuite.tasks.spec import METRICS
+from benchsuite.variation import seeds_varied
 
 DEFAULT_MARGINS = {"accuracy": "0.005", "mse": "2%"}
 VERDICTS = ("better", "equivalent", "inconclusive", "worse")
@@ -100,6 +101,8 @@ def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margin
         "permutation": {"resamples": resamples, "seed": seed},
         "runs": {s: int((current["status"] == s).sum()) for s in STATUSES}
         if not current.is_empty() else {},
+        # what the seeds varied, so what the verdicts are about (benchsuite.variation)
+        "variation": seeds_varied(current),
         # runs of older plugin versions of a configuration that also has newer ones: kept
         # in the store, left out of every statistic (summary.current_runs)
         "superseded": superseded_runs(table),
@@ -618,15 +621,19 @@ def _collect_across_tasks(usable: list[dict], seeds: _Seeds, baseline, common_se
     return got
 
 
-def _optimistic_note(m: str, baseline: str, ks: tuple[int, int]) -> str:
-    """Why a method's pooled score has no interval: which side was chosen among how many
-    configurations on the seeds it is tested on."""
+def _chosen_sides(baseline: str, ks: tuple[int, int]) -> str:
+    """Which side of a method's comparisons was chosen among how many configurations."""
     sides = []
     if ks[0] > 1:
         sides.append(f"it was chosen among up to {ks[0]} configurations")
     if ks[1] > 1:
         sides.append(f"its baseline `{baseline}` was chosen among up to {ks[1]} configurations")
-    return " and ".join(sides) + " on the same seeds: no valid pooled interval"
+    return " and ".join(sides)
+
+
+def _optimistic_note(baseline: str, ks: tuple[int, int]) -> str:
+    """Why a method's pooled score has no interval."""
+    return _chosen_sides(baseline, ks) + " on the same seeds: no valid pooled interval"
 
 
 def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list[str], mean_ranks: list[float],
@@ -659,7 +666,7 @@ def _method_row(m: str, got: _AcrossTasks, task_names: list[str], in_every: list
         part["task"] = task
     row["pooled"] = pooled
     if m in got.optimistic:
-        pooled.update(low=None, high=None, p=None, equivalence_p=None, note=_optimistic_note(m, baseline, ks))
+        pooled.update(low=None, high=None, p=None, equivalence_p=None, note=_optimistic_note(baseline, ks))
         return row
     per_task = pooled.get("per_task") or []
     if per_task:
@@ -733,7 +740,7 @@ def _analyze_overall(tasks: list[dict], seeds: _Seeds, baseline, alpha, resample
         notes.append("chosen, or compared with a baseline chosen, among several configurations on the same seeds in "
                      "some task, so their scores are optimistic: no pooled interval or test, left out of Friedman's "
                      "test and the CD groups (tune with `--tune K` to choose on tuning seeds and test on fresh report "
-                     "seeds): " + ", ".join(f"{m} ({_optimistic_note(m, baseline, ks).split(' on the same')[0]})"
+                     "seeds): " + ", ".join(f"{m} ({_chosen_sides(baseline, ks)})"
                                             for m, ks in sorted(optimistic.items())))
     if got.unscaled:
         notes.append(f"the baseline's runs have no seed-to-seed spread on {', '.join(got.unscaled)}: the runs' "
@@ -783,8 +790,8 @@ def _decide_overall(overalls: list[dict], tasks: list[dict], alpha: float) -> No
             estimate["significant_within_margin"] = ("better" if estimate["value"] > 0 else "worse") \
                 if estimate["verdict"] == "equivalent" and adjusted < alpha else None
     for o in overalls:
-        ps = [r["wilcoxon"]["p_holm"] for r in o["methods"] if r["wilcoxon"] is not None]
-        if ps and stats.min_sign_flip_p(len(o["tasks"])) * len(wilcoxon_rows) >= alpha:
+        tested = any(r["wilcoxon"] is not None for r in o["methods"])
+        if tested and stats.min_sign_flip_p(len(o["tasks"])) * len(wilcoxon_rows) >= alpha:
             o["notes"].append(
                 f"{len(o['tasks'])} task(s): the Wilcoxon test over tasks cannot reach p < {alpha:g} after Holm over "
                 f"{len(wilcoxon_rows)} methods (minimum p "

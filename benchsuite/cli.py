@@ -1089,9 +1089,7 @@ def cmd_leaderboard(args) -> int:
     from benchsuite.render import leaderboard, to_markdown
     from benchsuite.sequential import read_plan
     from benchsuite.store import Store
-    from benchsuite.summary import current_runs
     from benchsuite.tuning import read_studies
-    from benchsuite.variation import seeds_varied
 
     options = _analysis_options(args)
     if args.fail_on_regression and not args.reference:
@@ -1105,7 +1103,6 @@ def cmd_leaderboard(args) -> int:
     store = Store(_results_dir(args))
     table = store.table()
     analysis = analyze(table, studies=read_studies(store.root), sequential=read_plan(store.root), **options)
-    analysis["variation"] = seeds_varied(current_runs(table))
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)

@@ -24,9 +24,7 @@ from benchsuite.render import (
 )
 from benchsuite.sequential import read_plan
 from benchsuite.store import runs_table
-from benchsuite.summary import current_runs
 from benchsuite.tuning import read_studies
-from benchsuite.variation import seeds_varied
 
 
 def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
@@ -41,7 +39,6 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     table = runs_table(records.values())
     journals = read_studies(store.root)
     analysis = analyze(table, references=references, studies=journals, sequential=read_plan(store.root), **options)
-    analysis["variation"] = seeds_varied(current_runs(table))
     figure_dir = folder / "plots"
     for old in figure_dir.glob("*.png") if figure_dir.is_dir() else ():
         old.unlink()

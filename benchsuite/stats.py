@@ -594,7 +594,8 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     neither side's runs have any spread there is no standardized effect (``effect`` None).
 
     Returns ``effect``, ``variance`` (the components' sum), ``components`` (list of
-    (variance, df), the unit's last), ``scale_coefficient`` (1 / (2 df): the unit's variance
+    (variance, df), the unit's last), ``difference_variance`` (the components but the unit's),
+    ``scale_coefficient`` (1 / (2 df): the unit's variance
     is that times the squared effect), ``margin`` (``margin`` / S, times J), ``scale`` (S),
     ``correction`` (J), ``difference_spread`` (False when the difference of means has no
     spread), ``note``."""
@@ -637,11 +638,12 @@ def standardized_effect(method: dict[int, float], baseline: dict[int, float], hi
     df = max(2.0, df)
     correction = 1 - 3 / (4 * df - 1)
     effect = correction * sign * diff
-    difference_spread = any(v > 0 for v, _ in components)
-    components = [(correction**2 * v, d) for v, d in components] + [(effect**2 / (2 * df), df)]
+    difference = [(correction**2 * v, d) for v, d in components]
+    components = difference + [(effect**2 / (2 * df), df)]
     out.update(effect=effect, variance=math.fsum(v for v, _ in components), components=components,
-               margin=correction * float(margin) / scale, scale=scale, correction=correction,
-               difference_spread=difference_spread, scale_coefficient=1 / (2 * df))
+               difference_variance=math.fsum(v for v, _ in difference), margin=correction * float(margin) / scale,
+               scale=scale, correction=correction, difference_spread=any(v > 0 for v, _ in difference),
+               scale_coefficient=1 / (2 * df))
     return out
 
 
@@ -690,7 +692,7 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
     out = {"value": value, "low": None, "high": None, "p": None, "n_tasks": n_tasks, "margin": margin,
            "equivalence_p": None,
            "per_task": [{"effect": e["effect"], "se": math.sqrt(e["variance"]), "margin": e["margin"],
-                         "difference_variance": math.fsum(v for v, _ in e["components"][:-1]),
+                         "difference_variance": e["difference_variance"],
                          "scale_coefficient": e["scale_coefficient"]} for e in effects]}
     if not any(e["difference_spread"] for e in effects) or not math.isfinite(variance) or variance <= 0:
         out["note"] = "no spread in any task"
