@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from benchsuite.testing import build_for, tiny_task_spec
-from benchsuite.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_modules, weight_parameters
+from benchsuite.toolkit.weights import (
+    regularized_weights,
+    sum_of_abs,
+    sum_of_squares,
+    weight_modules,
+    weight_parameters,
+)
 
 
 def _penalty(plugin, model, run, hooks):
@@ -25,7 +31,7 @@ def _weight_modules_by_getattr(model):
     """The walk as torch's own lookups spell it: the reference for the faster one."""
     from torch.nn.utils import parametrize
 
-    from benchsuite.weights import NORM_LAYERS, _weight_dim
+    from benchsuite.toolkit.weights import NORM_LAYERS, _weight_dim
 
     found = []
     for name, module in model.named_modules():

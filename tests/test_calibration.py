@@ -4,7 +4,7 @@ errors at the simulated count, so a miscalibrated procedure fails here."""
 
 import pytest
 
-from benchsuite.calibration import Design, meets_targets, simulate
+from benchsuite.report.calibration import Design, meets_targets, simulate
 
 
 @pytest.mark.parametrize("design, experiments", [
@@ -22,7 +22,7 @@ def test_aa_calibration(design, experiments):
 def test_uncorrected_selection_would_fail_the_same_check():
     """The check has teeth: the same K = 12 design, with the selection correction removed,
     gives false verdicts well above alpha."""
-    from benchsuite import analysis
+    from benchsuite.report import analysis
 
     original = analysis._comparison_inputs
 

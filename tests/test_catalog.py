@@ -3,8 +3,8 @@ its data set's real format, through the same loaders, models and engine as a ful
 
 import pytest
 
-from benchsuite import engine
 from benchsuite.cli import main
+from benchsuite.execution import engine
 from benchsuite.tasks import all_tasks, get_task, real_data
 from benchsuite.testing import method_of
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite import claims as claim_mod
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
 from benchsuite.plugins import discover
+from benchsuite.report import claims as claim_mod
 from benchsuite.testing import synthetic_record
 
 SEED_PLUGINS = ("wc", "partialreg", "lpwd", "gcsr", "dipr")
@@ -89,7 +89,7 @@ def test_every_seed_plugin_ships_at_least_two_offline_claims_and_a_paper_claim()
 def test_every_bundled_claim_names_runs_the_host_accepts():
     """Tasks exist, hyperparameters are valid, and every run passes the plugins' configure
     checks, so `benchsuite claims` never fails on a shipped claim."""
-    from benchsuite.engine import preflight
+    from benchsuite.execution.engine import preflight
 
     available = discover()
     found, _ = claim_mod.load_claims(available)
@@ -297,7 +297,7 @@ def test_a_broken_claims_file_is_a_warning_and_the_others_still_load(tmp_path, m
 
 
 def test_claims_excerpt_renders_one_plugins_verdicts(tmp_path):
-    from benchsuite.excerpts import update
+    from benchsuite.report.excerpts import update
 
     folder = tmp_path / "claims"
     folder.mkdir()

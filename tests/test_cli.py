@@ -113,7 +113,7 @@ def test_a_plugin_rejecting_a_task_exits_2_before_anything_trains(tmp_path, caps
 
 
 def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts():
-    from benchsuite.engine import make_run_spec, preflight
+    from benchsuite.execution.engine import make_run_spec, preflight
     from benchsuite.testing import method_of, tiny_task_spec
 
     calls = []
@@ -296,7 +296,7 @@ def test_collect_json_gives_what_the_text_form_prints(tmp_path, capsys, monkeypa
     a running job, and a job that ended without a record (lost, with its last error line)."""
     from types import SimpleNamespace
 
-    from benchsuite import cluster
+    from benchsuite.execution import cluster
     from benchsuite.store import Store
     from benchsuite.testing import synthetic_record
 
@@ -314,7 +314,7 @@ def test_collect_json_gives_what_the_text_form_prints(tmp_path, capsys, monkeypa
     states = {"7_2": "RUNNING", "8_0": "COMPLETED", "8_1": "RUNNING"}
     monkeypatch.setattr(cluster, "job_state", lambda entry: states.get(entry["job_id"], "COMPLETED"))
     job = SimpleNamespace(stderr=lambda: "start\nKilled (out of memory)\n")
-    monkeypatch.setattr(cluster, "_job", lambda entry: job)
+    monkeypatch.setattr(cluster, "submitted_job", lambda entry: job)
 
     assert main(["collect", "--results", str(tmp_path)]) == 1
     text = capsys.readouterr().out

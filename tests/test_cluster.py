@@ -6,8 +6,8 @@ import time
 import pytest
 from conftest import comparable_store
 
-from benchsuite import cluster
 from benchsuite.cli import main
+from benchsuite.execution import cluster
 from benchsuite.store import Store
 
 pytest.importorskip("submitit")  # a test dependency ([test] extra); the executor says how to install it

@@ -70,7 +70,7 @@ def test_conformance_catches_a_plugin_that_freezes_training():
 def test_conformance_steps_through_the_engines_own_training_step(monkeypatch):
     """The parameter-change check runs ``engine.train_step`` (with its parametrization
     cache, autocast and penalty contract), not a copy of the step that could drift."""
-    from benchsuite import engine
+    from benchsuite.execution import engine
     from benchsuite.testing import check_conformance
 
     calls = []

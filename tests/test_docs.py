@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite import hookspecs
-from benchsuite.plugins import hook_names
+from benchsuite.plugins import hook_names, hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "hooks.md"
@@ -67,7 +66,7 @@ def test_hook_order_in_guide_matches_the_specs():
 
 
 def test_the_guides_claims_example_parses():
-    from benchsuite.claims import parse_claims
+    from benchsuite.report.claims import parse_claims
 
     (block,) = re.findall(r"```toml\n(.*?)```", _section(GUIDE.read_text(), "Claims: what your paper says, as tests"),
                           re.S)
@@ -77,8 +76,8 @@ def test_the_guides_claims_example_parses():
     # valid for the guide's own example plugin: its tasks exist and every `set` names one of
     # its hyperparameters (a misnamed one would make the claim "invalid")
     import benchsuite.plugins
-    from benchsuite.claims import run_specs
     from benchsuite.plugins import PluginInfo
+    from benchsuite.report.claims import run_specs
 
     example = _run_guide_example()["MaxNorm"]
     available = {**benchsuite.plugins.discover(),
@@ -109,7 +108,7 @@ README = ROOT / "README.md"
 
 
 def test_the_readme_names_every_key_a_matrix_file_accepts():
-    from benchsuite.matrix import GROUP_KEYS, MATRIX_KEYS
+    from benchsuite.runs.matrix import GROUP_KEYS, MATRIX_KEYS
 
     text = README.read_text()
     start = text.index("Matrix files (`tasks/matrices/*.toml`)")
@@ -140,7 +139,7 @@ def test_the_readme_exit_codes_are_those_main_returns():
 
 
 def test_the_readme_counts_the_random_streams_seed_streams_makes():
-    from benchsuite.engine import seed_streams
+    from benchsuite.execution.engine import seed_streams
 
     words = {3: "three", 4: "four", 5: "five", 6: "six"}
     count = words[len(seed_streams(0))]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchsuite import Hyperparameter, Plugin, engine, environment, hookimpl
-from benchsuite.executors import run_all
+from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite.execution import engine, environment
+from benchsuite.execution.pool import run_all
 from benchsuite.store import Store
 from benchsuite.tasks import get_task
 from benchsuite.testing import available_with, method_of, run_task, tiny_task_spec

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from benchsuite.cli import main
-from benchsuite.publish import write_report
+from benchsuite.report.publish import write_report
 from benchsuite.store import Store
 from benchsuite.testing import synthetic_record
 

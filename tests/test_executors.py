@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import comparable_store
 
-from benchsuite import executors
 from benchsuite.cli import main
+from benchsuite.execution import pool as executors
 from benchsuite.store import Store
 
 FAST = ["--task", "digits-mlp", "--epochs", "2", "--subset", "300", "--seeds", "2", "-q"]
@@ -82,7 +82,7 @@ def test_under_torchrun_a_run_stored_meanwhile_is_trained_by_no_rank(tmp_path, m
     """Rank 0 decides from the store under the run's claim and every rank follows it: a
     run another process stored after the ranks listed their pending runs is skipped by all
     of them, so its record is never trained again or overwritten."""
-    from benchsuite import engine
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of, tiny_task_spec
 
     spec = engine.make_run_spec(tiny_task_spec(epochs=1), method_of("none"), seed=0)

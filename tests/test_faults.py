@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite import Plugin, engine, environment, hookimpl
+from benchsuite import Plugin, hookimpl
 from benchsuite import plugins as plugin_registry
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
-from benchsuite.plots import slug
+from benchsuite.execution import engine, environment
+from benchsuite.report.plots import slug
 from benchsuite.testing import available_with, method_of, run_task, tiny_task_spec
 
 FAST = ["--task", "digits-mlp", "--epochs", "1", "--subset", "100", "--seeds", "1", "--quiet"]

@@ -12,9 +12,10 @@ import time
 import pytest
 from test_claims import claim_of, tiny_tasks  # noqa: F401 - tiny_tasks is a fixture
 
-from benchsuite import claims as claim_mod
-from benchsuite import engine, executors
 from benchsuite.cli import main
+from benchsuite.execution import engine
+from benchsuite.execution import pool as executors
+from benchsuite.report import claims as claim_mod
 from benchsuite.store import Store
 from benchsuite.testing import method_of, tiny_task_spec
 

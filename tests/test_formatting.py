@@ -11,7 +11,7 @@ from benchsuite.formatting import fmt, fmt_hyperparameter, fmt_hyperparameters, 
 
 
 def _engine_format_values(values) -> str:
-    """benchsuite.engine._format_values before it moved to the formatting module (frozen)."""
+    """benchsuite.execution.engine._format_values before it moved to the formatting module (frozen)."""
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values)
 
 

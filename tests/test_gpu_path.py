@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchsuite import engine, hookimpl
+from benchsuite import hookimpl
+from benchsuite.execution import engine
 from benchsuite.plugins import Plugin
 from benchsuite.tasks import datasets, models
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
 from benchsuite.testing import available_with, run_task, tiny_task_spec
-from benchsuite.weights import regularized_weights, weight_modules
+from benchsuite.toolkit.weights import regularized_weights, weight_modules
 
 
 class Recorder(Plugin):

@@ -15,6 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "benchsuite"
 MAX_FUNCTION_LINES = 90
+MAX_MODULE_LINES = 500
 
 
 def _modules(root: Path = PACKAGE) -> dict[str, Path]:
@@ -44,8 +45,10 @@ def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
                 if base in modules:
                     graph[name].add(base)
                 graph[name] |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
+    root = root.name
     for name in graph:
-        graph[name].discard(name)
+        # every submodule import runs the root package first: an edge to it says nothing
+        graph[name] -= {name, root}
     return graph
 
 
@@ -102,12 +105,102 @@ def test_lazy_and_annotation_only_imports_count(tmp_path):
     assert cycles(graph) == [["pkg.sub", "pkg.sub.a", "pkg.sub.b"]]
 
 
-def test_reporting_layers_point_one_way():
-    graph = import_graph()
-    below_render = ("benchsuite.formatting", "benchsuite.summary", "benchsuite.analysis", "benchsuite.stats")
-    for module in below_render:
-        assert not graph[module] & {"benchsuite.render", "benchsuite.publish", "benchsuite.claims"}, module
-    assert "benchsuite.publish" not in set().union(*(graph[m] for m in graph if m != "benchsuite.cli"))
+# Which package may import which: the architecture as a table. A package is a directory of
+# benchsuite/ (or a shared top-level module); read it from the bottom up. Importing the root
+# package itself is not an edge: importing any submodule runs it.
+SHARED = {"errors", "formatting", "compat"}
+MAY_IMPORT = {
+    "errors": set(), "formatting": set(), "compat": set(),
+    "plugins": set(),                      # the contract a method author reads
+    "store": set(),                        # the results folder: records, table, files
+    "stats": set(),                        # tests and estimates, on numbers only
+    "tasks": set(),                        # task specs, data, models, the registry
+    "toolkit": {"plugins", "tasks"},       # helpers for methods: weights, reparametrizations
+    "default_plugins": {"plugins", "toolkit"},
+    "runs": {"plugins", "tasks", "store", "stats"},  # identity, matrices, tuning, sequential plans
+    "execution": {"plugins", "tasks", "store", "toolkit", "default_plugins", "runs"},
+    "report": {"plugins", "tasks", "store", "stats", "runs"},
+    "testing": {"plugins", "tasks", "store", "toolkit", "default_plugins", "runs", "execution", "stats"},
+    "api": {"plugins", "tasks", "store", "stats", "toolkit", "default_plugins", "runs", "execution", "report"},
+    "cli": {"plugins", "tasks", "store", "stats", "toolkit", "default_plugins", "runs", "execution", "report",
+            "api"},
+    "__main__": {"cli"},
+}
+
+
+def package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "benchsuite"
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        source = package_of(module)
+        if source == "benchsuite":
+            continue
+        if source not in MAY_IMPORT:
+            found.append(f"{module}: package {source!r} is not in the layering table")
+            continue
+        for target in sorted(targets):
+            package = package_of(target)
+            if package in {source, "benchsuite"} | SHARED or package in MAY_IMPORT[source]:
+                continue
+            found.append(f"{module} imports {target}: {source} may not import {package}")
+    return found
+
+
+def test_packages_import_only_the_layers_below_them():
+    assert layering_violations(import_graph()) == []
+
+
+def test_the_layering_check_finds_an_upward_import():
+    graph = {"benchsuite.store.folder": {"benchsuite.report.render"}, "benchsuite.report.render": set()}
+    assert layering_violations(graph) == [
+        "benchsuite.store.folder imports benchsuite.report.render: store may not import report"]
+
+
+def test_every_package_is_in_the_table():
+    packages = {package_of(m) for m in _modules()} - {"benchsuite"}
+    assert packages == set(MAY_IMPORT)
+
+
+def private_crossings(root: Path = PACKAGE) -> list[str]:
+    """``from benchsuite.x import _name`` or ``module._name`` where the module belongs to
+    another package: a private name used outside the package that owns it."""
+    modules, found = _modules(root), []
+    for name, path in sorted(modules.items()):
+        own = package_of(name)
+        aliases = {}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchsuite"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    if full in modules:
+                        aliases[alias.asname or alias.name] = full
+                    elif alias.name.startswith("_") and not alias.name.startswith("__") \
+                            and package_of(node.module) != own:
+                        found.append(f"{name} imports {node.module}.{alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in modules and alias.asname:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
+                    and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and package_of(aliases[node.value.id]) != own:
+                found.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+def test_no_private_name_crosses_packages():
+    assert private_crossings() == []
+
+
+def test_no_module_longer_than_the_limit():
+    lengths = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    long = {name: n for name, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert long == {}
 
 
 def test_no_function_longer_than_the_limit():
@@ -121,18 +214,23 @@ def test_no_function_longer_than_the_limit():
     assert long == []
 
 
-@pytest.mark.parametrize("module", ["benchsuite.summary", "benchsuite.formatting", "benchsuite.analysis",
-                                    "benchsuite.render", "benchsuite.store", "benchsuite.plugins"])
+@pytest.mark.parametrize("module", ["benchsuite", "benchsuite.report.summary", "benchsuite.formatting",
+                                    "benchsuite.report.analysis", "benchsuite.report.render", "benchsuite.store",
+                                    "benchsuite.plugins", "benchsuite.stats", "benchsuite.runs.matrix"])
 def test_read_only_layers_do_not_import_torch_or_the_engine(module):
-    probe = f"import sys, {module}; print(sorted(m for m in ('torch', 'benchsuite.engine') if m in sys.modules))"
+    probe = (f"import sys, {module}; "
+             "print(sorted(m for m in ('torch', 'benchsuite.execution.engine') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
 HEAVY = ("torch", "torchvision", "timm")
-READ_ONLY_COMMAND_MODULES = ("benchsuite.publish", "benchsuite.claims", "benchsuite.identity", "benchsuite.matrix",
-                             "benchsuite.store", "benchsuite.summary", "benchsuite.analysis", "benchsuite.render",
-                             "benchsuite.plugins", "benchsuite.tasks", "benchsuite.tasks.real_data")
+READ_ONLY_COMMAND_MODULES = ("benchsuite.report.publish", "benchsuite.report.claims", "benchsuite.runs.identity",
+                             "benchsuite.runs.matrix", "benchsuite.store", "benchsuite.report.summary",
+                             "benchsuite.report.analysis", "benchsuite.report.render", "benchsuite.plugins",
+                             "benchsuite.tasks", "benchsuite.tasks.real_data")
+TRAINING_MODULES = {"benchsuite.execution.engine", "benchsuite.execution.pool", "benchsuite.toolkit.training",
+                    "benchsuite.execution.hooks"}
 
 
 def _imports_heavy_at_load(path: Path) -> bool:
@@ -157,5 +255,5 @@ def test_what_the_read_only_commands_can_reach_loads_no_torch_and_no_engine(modu
         for target in graph[todo.pop()] - reach:
             reach.add(target)
             todo.append(target)
-    assert not reach & {"benchsuite.engine", "benchsuite.executors", "benchsuite.training", "benchsuite.hooks"}
+    assert not reach & TRAINING_MODULES
     assert sorted(m for m in reach if _imports_heavy_at_load(modules[m])) == []

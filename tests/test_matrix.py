@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite.engine import Method
 from benchsuite.errors import UsageError
-from benchsuite.matrix import expand, load_matrix, parse_methods, parse_seeds
+from benchsuite.execution.engine import Method
 from benchsuite.plugins import discover
+from benchsuite.runs.matrix import expand, load_matrix, parse_methods, parse_seeds
 from benchsuite.tasks import registry
 from benchsuite.testing import tiny_task_spec
 
@@ -114,7 +114,7 @@ def test_matrices_expand_or_say_which_tasks_are_not_available(path):
 
 @pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
 def test_committed_matrices_pass_the_plugins_configure_checks(path):
-    from benchsuite.engine import preflight
+    from benchsuite.execution.engine import preflight
 
     specs = load_matrix(str(path), AVAILABLE, epochs=1)
     assert preflight(specs, "cpu", AVAILABLE) == []

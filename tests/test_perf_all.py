@@ -46,7 +46,7 @@ def test_each_floor_is_the_hosts_math_written_by_hand():
     """floors.py's hand-written math must be the method's: on the tiny task its training loss
     equals the host's run of the method to float rounding (and differs from ``none``'s), so
     the floor measures the same work."""
-    from benchsuite import engine
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of, tiny_task_spec
 
     floors = load_floors()

@@ -85,7 +85,7 @@ def pinned_task():
 
 
 def run(name: str, hyperparameters: dict, available) -> dict:
-    from benchsuite import engine
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of
 
     method = method_of(name, {name: hyperparameters} if hyperparameters else None, available)

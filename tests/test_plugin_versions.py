@@ -3,10 +3,10 @@ configuration's newest, reports say which versions they show and what they left 
 
 import json
 
-from benchsuite.analysis import analyze, read_runs_table
-from benchsuite.publish import write_report
+from benchsuite.report.analysis import analyze, read_runs_table
+from benchsuite.report.publish import write_report
+from benchsuite.report.summary import _version_key, current_runs, summary, superseded_runs
 from benchsuite.store import Store, runs_table
-from benchsuite.summary import _version_key, current_runs, summary, superseded_runs
 from benchsuite.testing import synthetic_record
 
 OLD, NEW = {"benchsuite": "3", "dipr": "0.9.0"}, {"benchsuite": "3", "dipr": "0.10.0"}

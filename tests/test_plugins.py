@@ -2,8 +2,9 @@
 
 import pytest
 
-from benchsuite import Hyperparameter, Plugin, engine, hookimpl
+from benchsuite import Hyperparameter, Plugin, hookimpl
 from benchsuite.errors import UsageError
+from benchsuite.execution import engine
 from benchsuite.plugins import discover, hook_names, resolve
 from benchsuite.testing import available_with
 

@@ -6,9 +6,10 @@ import queue
 
 import pytest
 
-from benchsuite import engine, executors
 from benchsuite.cli import main
-from benchsuite.executors import Progress, clock_text, relay
+from benchsuite.execution import engine
+from benchsuite.execution import pool as executors
+from benchsuite.execution.pool import Progress, clock_text, relay
 from benchsuite.testing import method_of, tiny_task_spec
 
 

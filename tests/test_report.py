@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchsuite.analysis import analyze, load_references, parse_margins, read_runs_table
 from benchsuite.cli import main
-from benchsuite.publish import write_report
+from benchsuite.report.analysis import analyze, load_references, parse_margins, read_runs_table
+from benchsuite.report.publish import write_report
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 
@@ -362,8 +362,8 @@ def test_weight_percentile_and_sensitivity_figures(tmp_path):
 
 
 def test_the_summary_lists_the_chosen_baseline_first():
+    from benchsuite.report.summary import summary
     from benchsuite.store import runs_table
-    from benchsuite.summary import summary
 
     records = [synthetic_record("t", method, seed, 0.5) for method in ("none", "l2", "wd") for seed in range(2)]
     table = runs_table(records)

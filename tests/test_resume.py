@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from benchsuite import engine
+from benchsuite.execution import engine
 from benchsuite.store import Store
 from benchsuite.tasks import get_task
 from benchsuite.testing import method_of, tiny_task_spec
@@ -120,7 +120,7 @@ def test_a_lone_run_left_under_jobs_trains_with_a_workers_threads(tmp_path, monk
     """With --jobs N and one run left (a resumed matrix), that run trains in the parent
     process, but with the threads a worker has (cores / N), not torch's default: its numbers
     must not depend on how many runs were pending."""
-    from benchsuite import executors
+    from benchsuite.execution import pool as executors
 
     monkeypatch.setattr(executors, "available_cores", lambda: 4)
     spec = engine.make_run_spec(tiny_task_spec(epochs=1), method_of("none"), seed=0)

@@ -55,16 +55,16 @@ def test_an_existing_folder_is_never_overwritten(tmp_path, capsys):
 
 def test_the_fixtures_plugin_is_opt_in_and_costs_no_torch_import(tmp_path):
     """Installing benchsuite registers no pytest plugin: a session that does not ask has no
-    benchsuite fixtures; one that asks (-p benchsuite.fixtures) has them, and does not import
+    benchsuite fixtures; one that asks (-p benchsuite.testing.fixtures) has them, and does not import
     torch (seconds) until a test uses one."""
     (tmp_path / "test_probe.py").write_text(
         "import os, sys\n\n"
         "def test_probe(request):\n"
         "    asked = os.environ['ASKED'] == '1'\n"
-        "    assert request.config.pluginmanager.has_plugin('benchsuite.fixtures') is asked\n"
+        "    assert request.config.pluginmanager.has_plugin('benchsuite.testing.fixtures') is asked\n"
         "    assert 'torch' not in sys.modules and 'benchsuite.testing' not in sys.modules\n"
     )
-    for asked, extra in (("0", []), ("1", ["-p", "benchsuite.fixtures"])):
+    for asked, extra in (("0", []), ("1", ["-p", "benchsuite.testing.fixtures"])):
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(tmp_path)],
                                 cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "ASKED": asked})
         assert result.returncode == 0, result.stdout[-2000:]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from benchsuite import sequential
-from benchsuite.calibration import SequentialDesign, simulate_sequential, standard_error
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
+from benchsuite.report.calibration import SequentialDesign, simulate_sequential, standard_error
+from benchsuite.runs import sequential
 from benchsuite.stats import holm
 from benchsuite.store import Store
 
@@ -258,7 +258,7 @@ def test_a_matrix_states_sequential_seeds_and_refuses_them_with_group_seeds(tmp_
     matrix = tmp_path / "m.toml"
     matrix.write_text('seeds = "5:20:3"\n[sequential]\nspending = "obrien-fleming"\nalpha = 0.1\n'
                       '[[runs]]\ntasks = ["toy-regression"]\nplugins = ["l2"]\n')
-    from benchsuite.matrix import sequential_plan
+    from benchsuite.runs.matrix import sequential_plan
 
     assert sequential_plan(str(matrix)) == sequential.Plan(5, 20, 3, "obrien-fleming", 0.1)
     assert sequential_plan(str(matrix), "pocock").spending == "pocock"  # --spending wins

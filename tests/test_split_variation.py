@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from benchsuite.cli import main
-from benchsuite.engine import seed_streams
 from benchsuite.errors import UsageError
-from benchsuite.identity import Method, make_run_spec
+from benchsuite.execution.engine import seed_streams
+from benchsuite.runs.identity import Method, make_run_spec
+from benchsuite.runs.variation import seeds_varied, split_modes
 from benchsuite.tasks import datasets, get_task
 from benchsuite.tasks.spec import parse_task
-from benchsuite.variation import seeds_varied, split_modes
 
 FAST = ["--task", "digits-mlp", "--epochs", "1", "--subset", "200", "--quiet"]
 
@@ -241,8 +241,8 @@ def test_tuning_runs_count_only_for_a_task_without_report_runs():
 
 
 def test_the_rendered_report_carries_the_sentence_near_the_top():
-    from benchsuite.analysis import analyze
-    from benchsuite.render import report_blocks, to_markdown
+    from benchsuite.report.analysis import analyze
+    from benchsuite.report.render import report_blocks, to_markdown
 
     analysis = analyze(pl.DataFrame())
     assert "Seeds varied" not in to_markdown(report_blocks(analysis, "t"))  # older stats.json: no sentence

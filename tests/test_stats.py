@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as st
 
 from benchsuite import stats
-from benchsuite.analysis import analyze, parse_margins
+from benchsuite.report.analysis import analyze, parse_margins
 from benchsuite.store import runs_table
 from benchsuite.testing import synthetic_record
 
@@ -470,7 +470,7 @@ def test_friedman_draws_as_many_as_the_other_monte_carlo_tests_by_default_and_pr
     import inspect
 
     from benchsuite.cli import build_parser
-    from benchsuite.render import report_blocks, to_markdown
+    from benchsuite.report.render import report_blocks, to_markdown
 
     assert stats.FRIEDMAN_RESAMPLES == stats.MONTE_CARLO_RESAMPLES == 100_000
     assert inspect.signature(analyze).parameters["resamples"].default == stats.MONTE_CARLO_RESAMPLES

@@ -272,7 +272,7 @@ def test_results_reads_a_thousand_runs_without_torch_scipy_or_the_engine(tmp_pat
         "start = time.perf_counter()\n"
         "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
         f"    assert main(['results', '--results', {str(tmp_path / 'r')!r}, '--summary']) == 0\n"
-        "heavy = sorted(m for m in ('torch', 'scipy', 'benchsuite.engine') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'scipy', 'benchsuite.execution.engine') if m in sys.modules)\n"
         "print(time.perf_counter() - start, heavy)\n"
         "print(out.getvalue().count('accuracy ↑'))\n"
     )
@@ -312,7 +312,7 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path):
     temporary file is left."""
     import errno
 
-    from benchsuite.files import atomic_write
+    from benchsuite.store.files import atomic_write
 
     def full(fh):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from benchsuite import engine
-from benchsuite.executors import run_all
+from benchsuite.execution import engine
+from benchsuite.execution.pool import run_all
 from benchsuite.store import Store
 from benchsuite.testing import method_of, tiny_task_spec
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite import engine
+from benchsuite.execution import engine
 from benchsuite.plugins import discover
 from benchsuite.testing import build_training, training_batches
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from benchsuite import Choice, Hyperparameter, IntUniform, LogUniform, Uniform
-from benchsuite.analysis import analyze
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
-from benchsuite.identity import TUNING_SEED_BASE
 from benchsuite.plugins import discover
-from benchsuite.search import draw, parse_space
+from benchsuite.plugins.search import draw, parse_space
+from benchsuite.report.analysis import analyze
+from benchsuite.runs.identity import TUNING_SEED_BASE
+from benchsuite.runs.tuning import choose_trial, read_studies
 from benchsuite.stats import expected_best
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
-from benchsuite.tuning import choose_trial, read_studies
 
 AVAILABLE = discover()
 TOY = ["--task", "toy-regression", "--epochs", "3", "-q"]
@@ -588,7 +588,7 @@ def test_mean_std_and_n_beside_a_test_come_from_the_seeds_it_used():
 
 
 def test_regression_checks_compare_report_seeds_only():
-    from benchsuite.analysis import regressions
+    from benchsuite.report.analysis import regressions
 
     rows = _tuned_store(0.5)
     worse = [{**r, "metrics": {**r["metrics"], "test_accuracy": 0.0}} if r["seed"] >= TUNING_SEED_BASE else r
@@ -599,7 +599,7 @@ def test_regression_checks_compare_report_seeds_only():
 
 
 def test_studies_are_named_by_their_text_values_and_by_numbers_only_where_those_tie():
-    from benchsuite.studies import name_studies
+    from benchsuite.report.studies import name_studies
 
     def study(**fixed):
         return {"method": "lpwd", "fixed": {"lpwd": fixed, "train": {"lr": 0.001}}}
@@ -613,7 +613,9 @@ def test_studies_are_named_by_their_text_values_and_by_numbers_only_where_those_
 
 
 def test_the_light_modules_copies_of_tuning_constants_agree():
-    from benchsuite import cli, summary, tuning
+    from benchsuite import cli
+    from benchsuite.report import summary
+    from benchsuite.runs import tuning
 
     assert cli.DEFAULT_TUNING_SEEDS == tuning.DEFAULT_TUNING_SEEDS
     assert {f"train.{k}" for k in tuning.TRAIN_DIMENSIONS} == set(summary.TUNABLE_TRAIN)

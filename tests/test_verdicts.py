@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from benchsuite import engine, stats
-from benchsuite.analysis import analyze, parse_margins
+from benchsuite import stats
 from benchsuite.cli import main
+from benchsuite.execution import engine
 from benchsuite.formatting import fmt_p
-from benchsuite.plan import plan, power_paired, seeds_for_power
-from benchsuite.render import leaderboard
+from benchsuite.report.analysis import analyze, parse_margins
+from benchsuite.report.plan import plan, power_paired, seeds_for_power
+from benchsuite.report.render import leaderboard
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 

@@ -7,7 +7,7 @@ import torch
 from benchsuite.errors import UsageError
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import ModelSpec
-from benchsuite.weights import regularized_weights
+from benchsuite.toolkit.weights import regularized_weights
 
 # (arch, spec values, input size, parameter count)
 MODELS = [

@@ -1,6 +1,6 @@
 """Baselines every report compares against: none, l1, l2 and decoupled weight decay.
 
-All three regularizers act on the weights of ``benchsuite.weights`` (linear/conv weights;
+All three regularizers act on the weights of ``benchsuite.toolkit.weights`` (linear/conv weights;
 never biases or normalization parameters).
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from benchsuite.hookspecs import hookimpl
 from benchsuite.plugins import Hyperparameter, Plugin
-from benchsuite.search import LogUniform
-from benchsuite.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_parameters
+from benchsuite.plugins.hookspecs import hookimpl
+from benchsuite.plugins.search import LogUniform
+from benchsuite.toolkit.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_parameters
 
 
 class NoRegularization(Plugin):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchsuite.hookspecs import hookimpl
-from benchsuite.training import build_optimizer, task_loss
+from benchsuite.plugins.hookspecs import hookimpl
+from benchsuite.toolkit.training import build_optimizer, task_loss
 
 
 class DefaultOptimizer:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.weights import regularized_weights
+from benchsuite.toolkit.weights import regularized_weights
 
 
 def prior(values: torch.Tensor, old: torch.Tensor | None, alpha: float, gen: torch.Generator,

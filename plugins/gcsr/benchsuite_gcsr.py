@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.weights import weight_parameters
+from benchsuite.toolkit.weights import weight_parameters
 
 
 def regularizer_gradient(weights: list[torch.Tensor], norm: str, lam: float) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ import copy
 import torch
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.weights import layer_parameters, weight_modules
+from benchsuite.toolkit.weights import layer_parameters, weight_modules
 
 VARIANTS = ("wd", "rwd", "pwd", "lpwd")
 

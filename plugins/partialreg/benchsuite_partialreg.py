@@ -14,7 +14,7 @@ from torch import nn
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.tasks.spec import ARCHS
-from benchsuite.weights import weight_modules
+from benchsuite.toolkit.weights import weight_modules
 
 VARIANTS = ("gl", "sgl", "igl", "isgl")
 HOST_CNN_ARCHS = frozenset(ARCHS) - {"mlp"}  # the host's convolutional models: never prunable
@@ -277,7 +277,7 @@ def retrain(model: nn.Module, run, epochs: int) -> float:
     """Train ``model`` further for ``epochs`` epochs on the run's training batches with the
     task's optimizer (fresh state, the task's initial learning rate) and loss, no penalty.
     Returns the mean training loss of the last epoch."""
-    from benchsuite.training import build_optimizer, task_loss
+    from benchsuite.toolkit.training import build_optimizer, task_loss
 
     optimizer = build_optimizer(model.parameters(), run.task.train)
     was_training = model.training

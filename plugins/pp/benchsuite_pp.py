@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchsuite import Hyperparameter, Plugin, Uniform, hookimpl
-from benchsuite.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, fold, register
+from benchsuite.toolkit.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, fold, register
 
 
 class Power(Elementwise):

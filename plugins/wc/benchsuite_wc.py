@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.reparam import (
+from benchsuite.toolkit.reparam import (
     Elementwise,
     ModifiedAdaptiveHooks,
     elementwise_weights,
@@ -21,8 +21,8 @@ from benchsuite.reparam import (
     register,
     weight_percentiles,
 )
-from benchsuite.training import build_optimizer
-from benchsuite.weights import regularized_weights, sum_of_squares
+from benchsuite.toolkit.training import build_optimizer
+from benchsuite.toolkit.weights import regularized_weights, sum_of_squares
 
 # Table I of the paper (arctan, fixed a and b, found by grid search on one seed), plus the
 # values stated in the text for WRN-28-10, TinyImageNet and ImageNet.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch.nn.utils import parametrizations, parametrize
 
 from benchsuite import Plugin, hookimpl
-from benchsuite.weights import weight_modules
+from benchsuite.toolkit.weights import weight_modules
 
 
 class WeightNormalization(Plugin):

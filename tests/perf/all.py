@@ -46,7 +46,7 @@ import gpu  # noqa: E402
 import method_overhead  # noqa: E402
 import overhead  # noqa: E402
 
-from benchsuite.environment import environment  # noqa: E402
+from benchsuite.execution.environment import environment  # noqa: E402
 
 # (method, settings, goal): the table; lpwd, wd and wn keep their cost
 METHOD_GOALS = [

@@ -1,5 +1,5 @@
 """Calibration of the report's verdicts and intervals: A/A and power simulations through
-the real analysis path (benchsuite.analysis.analyze on synthetic records).
+the real analysis path (benchsuite.report.analysis.analyze on synthetic records).
 
     python tests/perf/calibration.py                 # more experiments per design (hours on 2 cores)
     python tests/perf/calibration.py --budget 40000 --most 150   # the committed table (25 min)
@@ -29,7 +29,7 @@ Each design's experiment count is shown; SE is that of the nominal rate at the c
     python tests/perf/calibration.py --sequential --jobs 1   # sequential seeds (run --seeds 5:20), ~5 min
 
 Sequential seeds: A/A tasks of m = 1 and 4 methods under the plan 5:20 (looks at 5, 10, 15, 20
-seeds; Pocock and O'Brien-Fleming spending), verdicts by benchsuite.sequential.decide: the
+seeds; Pocock and O'Brien-Fleming spending), verdicts by benchsuite.runs.sequential.decide: the
 family-wise false-verdict rate (target <= 0.05 + 2 SE) and the mean runs; then the power of one
 method with a true effect (0.5 and 1 SD of a per-seed difference) and its mean runs, against
 fixed seed counts analyzed as a report without looks: the fixed 20, and the smallest fixed count
@@ -46,7 +46,7 @@ import sys
 import time
 from dataclasses import replace
 
-from benchsuite.calibration import (
+from benchsuite.report.calibration import (
     Design,
     SequentialDesign,
     grid,

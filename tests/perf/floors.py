@@ -43,10 +43,11 @@ import sys
 import overhead
 import torch
 
-from benchsuite import engine, matrix  # noqa: E402
+from benchsuite.execution import engine
 from benchsuite.plugins import discover  # noqa: E402
+from benchsuite.runs import matrix
 from benchsuite.tasks import datasets, get_task  # noqa: E402
-from benchsuite.weights import weight_modules  # noqa: E402
+from benchsuite.toolkit.weights import weight_modules  # noqa: E402
 
 METHODS = ("l1", "l2", "wd", "lpwd", "wn", "wc", "pp", "partialreg")
 # the plugins' defaults (a test compares them with the installed plugins')
@@ -209,7 +210,7 @@ class GroupLasso:
     gradient added in place to the weights' gradients after backward."""
 
     def __init__(self, model: torch.nn.Module, lam: float, ratio_of_zeros: float, seed: int):
-        from benchsuite import engine
+        from benchsuite.execution import engine
 
         self.weights = [module.weight for _, module in weight_modules(model)]
         self.parameters = list(model.parameters())

@@ -47,12 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchsuite import engine
+from benchsuite.execution import engine
 from benchsuite.plugins import discover
 from benchsuite.tasks import datasets, get_task, models
 from benchsuite.tasks.spec import DataSpec, ModelSpec, TaskSpec
 from benchsuite.testing import build_training, method_of, tiny_task_spec, training_batches
-from benchsuite.training import build_optimizer
+from benchsuite.toolkit.training import build_optimizer
 
 CONFIGS = {
     "fp32": {"precision": "fp32", "channels_last": False, "compile": False},

@@ -13,7 +13,7 @@ and their training steps interleaved in blocks (``--block`` steps of one, then o
 in the order none, method, method, none, ...): the median over N pairs of blocks of the
 method's block time over the adjacent ``none`` block's. Each block is a fraction of a second,
 so drifts in the machine's speed over seconds, which full runs interleave only run by run,
-hit both sides of a pair alike. It times ``benchsuite.engine.train_step`` and the batches
+hit both sides of a pair alike. It times ``benchsuite.execution.engine.train_step`` and the batches
 the engine feeds it (no evaluation, no per-epoch hooks).
 """
 
@@ -26,8 +26,9 @@ import time
 
 import torch
 
-from benchsuite import engine, matrix
+from benchsuite.execution import engine
 from benchsuite.plugins import discover
+from benchsuite.runs import matrix
 from benchsuite.tasks import datasets, get_task
 from benchsuite.testing import build_training, training_batches
 

@@ -20,10 +20,10 @@ import time
 
 import torch
 
-from benchsuite import engine
+from benchsuite.execution import engine
 from benchsuite.tasks import datasets, get_task
 from benchsuite.tasks.models import build_model
-from benchsuite.training import build_optimizer, task_loss
+from benchsuite.toolkit.training import build_optimizer, task_loss
 
 
 def hand_loop(task, seed: int, math=None) -> tuple[float, float]:

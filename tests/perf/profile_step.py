@@ -5,7 +5,7 @@ steps.
         [--steps 50] [--rows 15] [--threads 1]
 
 Sets the run up exactly as the engine does (``benchsuite.testing.build_training``), takes
-10 warm-up steps, then profiles ``--steps`` calls of ``benchsuite.engine.train_step`` (hooks,
+10 warm-up steps, then profiles ``--steps`` calls of ``benchsuite.execution.engine.train_step`` (hooks,
 forward, backward, optimizer; no evaluation) and prints milliseconds per step without the
 profiler, then the operators with the most self CPU time per step.
 """
@@ -18,8 +18,9 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchsuite import engine, matrix
+from benchsuite.execution import engine
 from benchsuite.plugins import discover
+from benchsuite.runs import matrix
 from benchsuite.tasks import get_task
 from benchsuite.testing import build_training, training_batches
 

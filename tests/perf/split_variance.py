@@ -9,7 +9,7 @@ seed drawing its own (``run --vary split``), compared per task and method, as Ma
 runs stay), so two sets of seeds of one folder can be compared: how much verdicts move
 between two experiments that differ only in their seeds.
 
-Both folders go through ``benchsuite.analysis.analyze`` as ``benchsuite report`` reads them
+Both folders go through ``benchsuite.report.analysis.analyze`` as ``benchsuite report`` reads them
 (report seeds only; tuned methods with their chosen trial). Per task: the seed-to-seed std of
 the baseline with the 95% interval of the ratio of the two variances (an F interval: the two
 folders' runs are independent), then the medians over methods of the method's std, of the std
@@ -29,11 +29,11 @@ from pathlib import Path
 
 from scipy import stats as sps
 
-from benchsuite.analysis import analyze
-from benchsuite.identity import TUNING_SEED_BASE
+from benchsuite.report.analysis import analyze
+from benchsuite.runs.identity import TUNING_SEED_BASE
+from benchsuite.runs.tuning import read_studies
+from benchsuite.runs.variation import split_modes
 from benchsuite.store import Store
-from benchsuite.tuning import read_studies
-from benchsuite.variation import split_modes
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

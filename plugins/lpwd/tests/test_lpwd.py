@@ -99,7 +99,7 @@ def test_the_host_zeroes_the_tasks_weight_decay_for_lpwd():
 
 
 def test_optimizer_weight_decay_is_refused_when_not_zeroed():
-    from benchsuite import engine
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of
 
     spec = engine.make_run_spec(tiny_task_spec(), method_of("lpwd"), 0)
@@ -143,7 +143,7 @@ def test_rates_on_mnist5k_mlp_match_the_readme():
 
     from benchsuite.tasks import get_task
     from benchsuite.tasks.models import build_model
-    from benchsuite.weights import weight_modules
+    from benchsuite.toolkit.weights import weight_modules
 
     n = len(list(weight_modules(build_model(get_task("mnist5k-mlp").model))))
     rates = layer_rates(n, 0.5, layerwise=True)

@@ -282,9 +282,9 @@ def test_plugin_describes_its_variants():
 
 
 def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
-    from benchsuite import engine
-    from benchsuite.executors import run_all
-    from benchsuite.publish import write_report
+    from benchsuite.execution import engine
+    from benchsuite.execution.pool import run_all
+    from benchsuite.report.publish import write_report
     from benchsuite.store import Store
     from benchsuite.testing import method_of
 

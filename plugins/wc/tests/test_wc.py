@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from benchsuite.testing import build_for, check_conformance, run_task, tiny_task_spec
-from benchsuite.weights import weight_modules
+from benchsuite.toolkit.weights import weight_modules
 
 FNS = ("arctan", "arsinh", "erf")
 
@@ -274,7 +274,7 @@ def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_
     dL/dw (a shadow Adam fed dL/dw keeps the same moments); the buffers that hold v_t are
     reused from step to step. Either backward multiplies by d_t and the step divides it out,
     or (``grad_as_dw``, what the plugins' hooks switch on) backward leaves v.grad = dL/dw."""
-    from benchsuite.reparam import ModifiedAdaptiveStep
+    from benchsuite.toolkit.reparam import ModifiedAdaptiveStep
 
     torch.manual_seed(0)
     compander = Compander("arctan", Scale(0.5, 2.0, False))
@@ -311,9 +311,9 @@ def test_engine_passes_dl_dw_to_v_within_each_step_with_the_same_training(method
     pre_step to post_step (no multiply by dpsi/dv and divide again). Six steps must give the
     weights of the path that multiplies and divides, to float rounding; after a step, a
     forward and backward pass of its own (a retraining loop, a diagnostic) gets dL/dv."""
-    from benchsuite import engine
-    from benchsuite.reparam import Elementwise, elementwise_weights
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of, tiny_task_spec, training_batches
+    from benchsuite.toolkit.reparam import Elementwise, elementwise_weights
 
     task = tiny_task_spec(epochs=1, optimizer="adam", lr=0.01)
     spec = engine.make_run_spec(task, method_of(method), seed=0)
@@ -357,9 +357,9 @@ def test_a_parametrization_replaced_between_steps_is_found_at_the_next_step():
     """The hooks find the reparameterized weights once and check them once a step (in
     pre_step): a weight whose parametrization is replaced between two steps gets the new
     one's backward switched to dL/dw at the next step, not the stale one's."""
-    from benchsuite import engine
-    from benchsuite.reparam import Elementwise
+    from benchsuite.execution import engine
     from benchsuite.testing import method_of, training_batches
+    from benchsuite.toolkit.reparam import Elementwise
 
     task = tiny_task_spec(epochs=1, optimizer="adam", lr=0.01)
     training = engine.setup(engine.make_run_spec(task, method_of("wc"), seed=0), torch.device("cpu"))

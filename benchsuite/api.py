@@ -1,0 +1,1 @@
+"""The Python API: what every command calls (docs/python-api.md)."""

@@ -1,0 +1,123 @@
+"""What a run is: a method (plugins and their hyperparameters), a task, a seed, and the
+versions that made it; its id is the hash of all of these.
+
+Torch-free, so the read-only commands (``report``'s Claims section, ``leaderboard``) can
+compute the ids of the runs they look for without loading the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any
+
+from benchsuite import plugins as plugin_registry
+from benchsuite.formatting import fmt_hyperparameters
+from benchsuite.tasks.spec import TaskSpec
+
+# Seeds from here up are tuning seeds (``run --tune``); report seeds lie below (``--seeds N``
+# gives 0..N-1, an explicit ``--seed`` must stay below it). A tuning run and a report run
+# never share a seed, and the seed alone tells which one a stored run is.
+TUNING_SEED_BASE = 1_000_000
+
+BASELINE = "none"  # the method every other is compared with unless --baseline says otherwise
+# Training values a matrix may sweep as hyperparameters: configurations of one task, chosen
+# among on validation, rather than separate tasks.
+TUNABLE_TRAIN = ("train.lr", "train.weight_decay", "train.momentum")
+
+
+def seed_role(seed: int) -> str:
+    """"tuning" for a tuning seed, else "report"."""
+    return "tuning" if seed >= TUNING_SEED_BASE else "report"
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One compared method: one or more plugins combined, each with its hyperparameters
+    (defaults filled in), in the order they are registered."""
+
+    plugins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    # each plugin's declared defaults: only for the label, never part of the identity
+    defaults: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = dataclasses.field(default=(), compare=False)
+
+    @classmethod
+    def of(cls, *items: tuple[str, dict[str, Any]], defaults: dict[str, dict[str, Any]] | None = None) -> Method:
+        def freeze(values):
+            return tuple(sorted(values.items()))
+
+        return cls(
+            tuple((name, freeze(values)) for name, values in items),
+            tuple((name, freeze(values)) for name, values in (defaults or {}).items()),
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.plugins]
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.names)
+
+    @property
+    def hyperparameters(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(values) for name, values in self.plugins}
+
+    @property
+    def label(self) -> str:
+        """Plugin names with the hyperparameters that differ from their defaults, e.g.
+        ``l2`` or ``l2(lam=0.001)``; combined methods joined by ``+``. Without known
+        defaults every value is shown."""
+        defaults = {name: dict(values) for name, values in self.defaults}
+        parts = []
+        for name, values in self.plugins:
+            shown = [(k, v) for k, v in values if name not in defaults or defaults[name].get(k) != v]
+            parts.append(f"{name}({fmt_hyperparameters(shown)})" if shown else name)
+        return "+".join(parts)
+
+    @property
+    def full_label(self) -> str:
+        """Plugin names with every hyperparameter value."""
+        return "+".join(f"{name}({fmt_hyperparameters(values)})" if values else name for name, values in self.plugins)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    task: TaskSpec
+    method: Method
+    seed: int
+    plugin_versions: tuple[tuple[str, str], ...]
+    # A replicate salts every random stream: the same method and seed, run again with
+    # nothing random in common (A/A checks: `none` against `none@aa`). Empty: no salt.
+    replicate: str = ""
+
+    @property
+    def run_id(self) -> str:
+        identity = {
+            "task": self.task.to_dict(),
+            "method": [[name, dict(values)] for name, values in self.method.plugins],
+            "seed": self.seed,
+            "plugin_versions": dict(self.plugin_versions),
+        }
+        if self.replicate:  # absent otherwise, so unsalted runs keep their ids
+            identity["replicate"] = self.replicate
+        blob = json.dumps(identity, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None, replicate: str = "") -> RunSpec:
+    available = available if available is not None else plugin_registry.discover()
+    infos = plugin_registry.resolve(method.names, available)
+    versions = {info.name: info.version for info in infos}
+    versions["benchsuite"] = plugin_registry.RESULTS_VERSION  # read at call time: one constant, in plugins
+    if task.train.weight_decay and any(getattr(i.factory, "replaces_weight_decay", False) for i in infos):
+        task = task.with_overrides(weight_decay=0.0)  # the method is the decay: never applied twice
+    return RunSpec(task, method, seed, tuple(sorted(versions.items())), check_replicate(replicate))
+
+
+def check_replicate(name: str) -> str:
+    """A replicate name: letters, digits, ``_``, ``.``, ``-``; at most 40 characters."""
+    if name and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
+        raise ValueError(f"replicate {name!r}: use 1-40 letters, digits, '_', '.' or '-'")
+    return name
