@@ -613,12 +613,11 @@ def test_studies_are_named_by_their_text_values_and_by_numbers_only_where_those_
 
 
 def test_the_light_modules_copies_of_tuning_constants_agree():
-    from benchsuite import cli
-    from benchsuite.report import summary
-    from benchsuite.runs import tuning
+    from benchsuite.cli import run as run_command
+    from benchsuite.runs import identity, tuning
 
-    assert cli.DEFAULT_TUNING_SEEDS == tuning.DEFAULT_TUNING_SEEDS
-    assert {f"train.{k}" for k in tuning.TRAIN_DIMENSIONS} == set(summary.TUNABLE_TRAIN)
+    assert run_command.DEFAULT_TUNING_SEEDS == tuning.DEFAULT_TUNING_SEEDS
+    assert {f"train.{k}" for k in tuning.TRAIN_DIMENSIONS} == set(identity.TUNABLE_TRAIN)
 
 
 # --- task labels with journals -------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""What several commands share: the results folder, number parsing, statistics options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from benchsuite.errors import UsageError
+from benchsuite.store.status import STATUS_FINISHED
+
+DEFAULT_RESULTS = "results"
+
+
+RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESULTS)"
+
+
+PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
+                 "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
+                 "the end of an epoch when 30 s passed without one)")
+
+
+def results_dir(args) -> Path:
+    if args.results is not None and not args.results.strip():
+        raise UsageError("--results: empty folder name")
+    return Path(args.results or os.environ.get("BENCHSUITE_RESULTS") or DEFAULT_RESULTS)
+
+
+def check_task_dirs(folders) -> None:
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--tasks-dir {folder!r}: no such folder")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def seed_count(text: str) -> int | tuple[int, int, int]:
+    """``N`` (a count) or sequential seeds ``MIN:MAX[:BATCH]`` as (min, max, batch)."""
+    from benchsuite.runs.sequential import parse_schedule
+
+    try:
+        schedule = parse_schedule(text, "--seeds")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return positive_int(text) if schedule is None else schedule
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
+    return seeds
+
+
+# stats.MONTE_CARLO_RESAMPLES (not imported here: scipy is not needed to parse a command line)
+RESAMPLES = 100_000
+
+
+def statistics_options(parser) -> None:
+    parser.add_argument("--baseline", default="none", metavar="METHOD[,METHOD...]",
+                        help="method every other is compared with (default none); a comma-separated list "
+                             "(none,l2,wd) compares every method with each, all tests in one Holm family per task, "
+                             "one leaderboard table per baseline")
+    parser.add_argument("--alpha", type=probability, default=0.05, help="significance level (default 0.05)")
+    parser.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
+                        help="margin of equivalence, absolute (accuracy=0.005) or relative to the baseline "
+                             "(mse=2%%); defaults accuracy=0.005, mse=2%%")
+    parser.add_argument("--resamples", "--bootstrap", dest="bootstrap", type=positive_int, default=RESAMPLES,
+                        metavar="N", help="Monte Carlo draws of Friedman's permutation test when it is too large to "
+                                          f"enumerate (default {RESAMPLES:,}, the draws of the sign-flip and unpaired "
+                                          "permutation tests; at least 1,000)")
+    parser.add_argument("--resample-seed", "--bootstrap-seed", dest="bootstrap_seed", type=int, default=0,
+                        help="seed of those draws (default 0)")
+    parser.add_argument("--references", action="append", default=None, metavar="DIR",
+                        help="folder of paper reference numbers (*.paper.toml; default tasks/matrices)")
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {text!r}") from None
+    if not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 0.5], got {value}")
+    return value
+
+
+def tasks_from(names: list[str], extra_dirs, epochs, subset, train=None):
+    from benchsuite.tasks import get_task
+
+    flat = [n.strip() for arg in names for n in arg.split(",") if n.strip()]
+    if not flat:
+        raise UsageError("no task selected: give at least one --task (see `benchsuite tasks`)")
+    return [get_task(n, extra_dirs).with_overrides(epochs=epochs, subset=subset, **(train or {}))
+            for n in dict.fromkeys(flat)]
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def analysis_options(args) -> dict:
+    from benchsuite.report.analysis import load_references, parse_baselines, parse_margins
+    from benchsuite.tasks import builtin_task_dirs
+
+    try:
+        margins = parse_margins(args.margin)
+    except ValueError as exc:
+        raise UsageError(f"--margin: {exc}") from None
+    folders = args.references if args.references is not None else [
+        d / "matrices" for d in builtin_task_dirs() if (d / "matrices").is_dir()][:1]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--references {folder!r}: no such folder")
+    try:
+        references = load_references(folders)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"paper reference file: {exc}") from None
+    try:
+        baselines = parse_baselines(args.baseline)
+    except ValueError as exc:
+        raise UsageError(f"--baseline: {exc}") from None
+    return {"baseline": baselines, "alpha": args.alpha, "margins": margins, "resamples": args.bootstrap,
+            "seed": args.bootstrap_seed, "references": references}
+
+def preflight(specs, device: str, available) -> None:
+    """Exit 2 before anything trains when a plugin's ``configure`` rejects a task."""
+    from benchsuite.execution.engine import preflight
+
+    problems = preflight(specs, device, available)
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise UsageError("these runs would fail before training, nothing was run:\n  " + "\n  ".join(shown))
+
+def exit_code(specs, records, allow_failures: bool) -> int:
+    """0 when every run finished; else 1 (with what was lost on stderr) unless allowed."""
+    lost = {}
+    for spec, record in zip(specs, records):
+        status = record["status"] if record is not None else "not stored"
+        if status != STATUS_FINISHED:
+            lost.setdefault(status, []).append(f"{spec.task.name} {spec.method.label} seed={spec.seed}")
+    if not lost:
+        return 0
+    for status, names in sorted(lost.items()):
+        shown = "; ".join(names[:5]) + (f"; ... ({len(names) - 5} more)" if len(names) > 5 else "")
+        print(f"{len(names)} run(s) {status}: {shown}", file=sys.stderr)
+    if allow_failures:
+        return 0
+    print("exit code 1: some runs were lost (see `benchsuite results`); pass --allow-failures to exit 0",
+          file=sys.stderr)
+    return 1

@@ -1,0 +1,83 @@
+"""``benchsuite plugins`` and ``benchsuite tasks``: what is installed and what can run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from benchsuite.cli.common import check_task_dirs
+
+
+def plugin_problems(available) -> None:
+    """Broken or conflicting plugins (skipped) and hooks lacking @hookimpl, on stderr."""
+    for broken in getattr(available, "broken", {}).values():
+        print(f"benchsuite: warning: {broken.message()}; skipped", file=sys.stderr)
+    for info in available.values():
+        for warning in info.describe()["warnings"]:
+            print(f"benchsuite: warning: {warning}", file=sys.stderr)
+
+
+def cmd_plugins(args) -> int:
+    from benchsuite.plugins import discover
+
+    available = discover()
+    plugin_problems(available)
+    described = [info.describe() for info in sorted(available.values(), key=lambda i: i.name)]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for d in described:
+        print(f"{d['name']} {d['version']}  ({d['distribution']})")
+        if d["description"]:
+            print(f"  {d['description']}")
+        print(f"  hooks: {', '.join(d['hooks']) or '-'}")
+        for hp in d["hyperparameters"]:
+            searched = f", search {hp['search_text']}" if hp["search_text"] else ""
+            print(f"  {d['name']}.{hp['name']}: {hp['type']} = {hp['default']!r}, range {hp['range']}{searched}  "
+                  f"{hp['help']}")
+        if d["citation"]:
+            print(f"  cite: {d['citation']}")
+    return 0
+
+
+def _data_needs(source: str, root: Path) -> dict:
+    """What a task's data source needs: nothing (offline), or files in the data folder."""
+    from benchsuite.tasks import real_data
+
+    if source not in real_data.DATASETS:
+        return {"offline": True, "ready": True, "needs": "nothing (offline)"}
+    problems = real_data.check(source, root)
+    return {"offline": False, "ready": not problems, "data_dir": str(root),
+            "needs": f"{source} in {root}" + (": ready" if not problems else f": missing ({len(problems)} problem(s))"),
+            "problems": problems}
+
+
+def cmd_tasks(args) -> int:
+    from benchsuite.tasks import all_tasks, real_data, registry
+
+    check_task_dirs(args.tasks_dir)
+    paths = registry(args.tasks_dir)
+    specs = all_tasks(args.tasks_dir)
+    root = real_data.data_dir(args.data_dir)
+    needs = {s.data.source: _data_needs(s.data.source, root) for s in specs}
+    if args.json:
+        print(json.dumps([{**s.to_dict(), "file": str(paths[s.name]), "data": {**s.to_dict()["data"],
+                           **needs[s.data.source]}} for s in specs], indent=2))
+        return 0
+    for s in specs:
+        if s.model.arch == "mlp":
+            model = f"mlp {'/'.join(map(str, s.model.sizes))}{' +bn' if s.model.batch_norm else ''}"
+        else:
+            dropout = f" drop {s.model.dropout:g}" if s.model.dropout else ""
+            model = f"{s.model.arch}{' +bn' if s.model.batch_norm else ''}{dropout}"
+        train = f"{s.train.optimizer} lr={s.train.lr:g} bs={s.train.batch_size} epochs={s.train.epochs}"
+        print(f"{s.name:<24} {model:<28} {train:<36} {s.eval.metric:<8} needs: {needs[s.data.source]['needs']}")
+        if s.description:
+            print(f"{'':<24} {s.description[:150]}{'...' if len(s.description) > 150 else ''}")
+    missing = sorted({src for src, need in needs.items() if not need["ready"]})
+    if missing:
+        print(f"\nData sets not found in {root}: {', '.join(missing)}. Place them there (see "
+              f"`benchsuite run --task <task>` for the exact files and how to get them), or pass --data-dir.")
+    return 0
+

@@ -1,0 +1,84 @@
+"""``benchsuite results`` and ``benchsuite prune``: the stored runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from benchsuite.cli.common import results_dir
+from benchsuite.errors import UsageError
+
+
+def _filtered_table(args):
+    import polars as pl
+
+    from benchsuite.store import Store
+
+    table = Store(results_dir(args)).table()
+    if args.task:
+        table = table.filter(pl.col("task") == args.task)
+    if getattr(args, "method", None):
+        table = table.filter(pl.col("method") == args.method)
+    return table
+
+
+def cmd_prune(args) -> int:
+    """Every statistic already leaves superseded runs out; this tidies the folder, so that
+    ``results`` and ``results.csv`` show only the runs the statistics count."""
+    from benchsuite.report.summary import superseded_run_ids, superseded_runs, versions_text
+    from benchsuite.store import Store, runs_table
+
+    store = Store(results_dir(args))
+    table = runs_table(store.records())
+    groups, run_ids = superseded_runs(table), superseded_run_ids(table)
+    for row in groups:
+        print(f"{row['runs']} of {row['method']} on {row['task']}: {versions_text(row['versions'])} "
+              f"(newer: {versions_text(row['newer'])})")
+    if args.dry_run:
+        print(f"would move {len(run_ids)} superseded runs to {store.root / 'superseded'}/ (--dry-run: moved none)")
+        return 0
+    moved = [run_id for run_id in run_ids if store.move_superseded(run_id) is not None]
+    busy = len(run_ids) - len(moved)
+    print(f"moved {len(moved)} superseded runs to {store.root / 'superseded'}/"
+          + (f"; {busy} left in place (held by a running process, or gone)" if busy else ""))
+    return 0
+
+
+def cmd_results(args) -> int:
+    import polars as pl
+
+    from benchsuite.report.summary import run_lines, summary, summary_lines, superseded_runs
+
+    table = _filtered_table(args)
+    if args.export:
+        path = Path(args.export)
+        if path.suffix == ".csv":
+            table.write_csv(path)
+        elif path.suffix == ".parquet":
+            table.write_parquet(path)
+        else:
+            raise UsageError(f"--export {args.export!r}: use a .csv or .parquet file name")
+        print(f"wrote {len(table)} runs to {path}")
+        return 0
+    if args.summary:
+        from benchsuite.report.summary import with_config_columns
+        from benchsuite.runs.tuning import read_studies
+
+        journals = read_studies(results_dir(args))  # the task labels the report gives
+        print("\n".join(summary_lines(summary(table, with_config_columns(table, journals)), args.metric)))
+        left_out = superseded_runs(table)
+        if left_out:
+            print(f"left out: {sum(row['runs'] for row in left_out)} runs superseded by newer plugin versions "
+                  "of their configuration (`benchsuite report` lists them, `benchsuite prune` moves them out)")
+        return 0
+    if args.json:
+        print(json.dumps(table.to_dicts(), indent=1))
+        return 0
+    if args.wide:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+            print(table.drop("run_id", "method", "error") if not table.is_empty() else "no runs")
+        return 0
+    print("\n".join(run_lines(table, shutil.get_terminal_size((80, 24)).columns)))
+    return 0
+
