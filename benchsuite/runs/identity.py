@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from benchsuite import plugins as plugin_registry
+from benchsuite.errors import UsageError
 from benchsuite.formatting import fmt_hyperparameters
 from benchsuite.tasks.spec import TaskSpec
 
@@ -107,13 +108,38 @@ class RunSpec:
 
 
 def make_run_spec(task: TaskSpec, method: Method, seed: int, available=None, replicate: str = "") -> RunSpec:
+    """The run of ``method`` on ``task`` with ``seed``. The method's values are completed as
+    the command line completes them (:func:`complete_method`), so ``Method.of(("l2", {}))``
+    names the same run as ``--plugin l2``."""
     available = available if available is not None else plugin_registry.discover()
     infos = plugin_registry.resolve(method.names, available)
+    method = complete_method(method, infos)
     versions = {info.name: info.version for info in infos}
     versions["benchsuite"] = plugin_registry.RESULTS_VERSION  # read at call time: one constant, in plugins
     if task.train.weight_decay and any(getattr(i.factory, "replaces_weight_decay", False) for i in infos):
         task = task.with_overrides(weight_decay=0.0)  # the method is the decay: never applied twice
     return RunSpec(task, method, seed, tuple(sorted(versions.items())), check_replicate(replicate))
+
+
+def complete_method(method: Method, infos) -> Method:
+    """``method`` with each plugin's values validated (an int where a float is declared
+    becomes that float), its declared defaults filled in and its own ``resolve`` applied, and
+    those defaults kept for the label: the values a run really uses, which its identity
+    hashes. A method the command line selected is already complete (this is a fixed point);
+    one written by hand with only some values, or none, becomes that same method. Raises
+    UsageError for a name the plugin does not declare, or a value of the wrong type or range."""
+    items = []
+    for (name, values), info in zip(method.plugins, infos):
+        declared = info.hyperparameters
+        checked = {}
+        for key, value in values:
+            if key not in declared:
+                raise UsageError(plugin_registry.unknown_hyperparameter_message(name, key, declared))
+            checked[key] = declared[key].validate(value, name)
+        items.append((name, info.resolve(checked)))
+    defaults = ({name: dict(values) for name, values in method.defaults} if method.defaults
+                else {info.name: info.resolve({}) for info in infos})
+    return Method.of(*items, defaults=defaults)
 
 
 def check_replicate(name: str) -> str:
