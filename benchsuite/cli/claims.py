@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
     PROGRESS_HELP,
     RESULTS_HELP,
     check_task_dirs,
     positive_int,
-    preflight,
     probability,
     results_dir,
 )
@@ -52,8 +51,7 @@ def cmd_claims(args) -> int:
     from benchsuite.report import claims as claim_mod
 
     check_task_dirs(args.tasks_dir)
-    if args.data_dir:
-        os.environ["BENCHSUITE_DATA"] = args.data_dir
+    tasks_dirs, data = defaults.task_dirs(args.tasks_dir), defaults.data_options(args)
     available = discover()
     plugin_problems(available)
     found, problems = claim_mod.load_claims(available, args.plugin or None)
@@ -65,7 +63,7 @@ def cmd_claims(args) -> int:
         for claim in selected:
             entry = claim.to_dict()
             try:
-                entry["runs"] = sum(len(v) for v in claim_mod.run_specs(claim, available, args.tasks_dir).values())
+                entry["runs"] = sum(len(v) for v in claim_mod.run_specs(claim, available, tasks_dirs).values())
             except UsageError as exc:
                 entry["runs"], entry["problem"] = 0, str(exc)
             entry["command"] = claim_mod.command(claim)
@@ -86,10 +84,10 @@ def cmd_claims(args) -> int:
         raise UsageError("--force reruns runs and --no-run runs nothing: give one or the other")
     store = Store(results_dir(args))
     if not args.no_run:
-        _run_claims(args, selected, available, store)
-    rows = claim_mod.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
+        _run_claims(args, selected, available, store.root, tasks_dirs, data)
+    rows = claim_mod.evaluate(selected, store, available, tasks_dirs, alpha=args.alpha, data=data)
     if args.out:
-        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, args.tasks_dir))
+        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, tasks_dirs))
         print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
@@ -100,25 +98,19 @@ def cmd_claims(args) -> int:
     return 0
 
 
-def _run_claims(args, selected, available, store) -> None:
+def _run_claims(args, selected, available, results, tasks_dirs, data) -> None:
     """Run the missing runs of the offline claims (and of paper claims asked for by
-    --claim or --tier paper whose data is present), like ``benchsuite run``."""
-    from benchsuite.execution.engine import ExecutionOptions
-    from benchsuite.execution.environment import resolve_device
-    from benchsuite.execution.pool import run_all
+    --claim or --tier paper whose data is present) through :func:`benchsuite.api.run`."""
+    from benchsuite import api
     from benchsuite.report import claims as claim_mod
 
-    try:
-        resolve_device(args.device)
-    except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"--device {args.device!r}: {exc}") from None
     specs = {}
     for claim in selected:
         if claim.tier == "paper" and not (args.claim or args.tier == "paper"):
             continue
         try:
-            needs = claim_mod.data_problems(claim, args.tasks_dir)
-            groups = claim_mod.run_specs(claim, available, args.tasks_dir).values()
+            needs = claim_mod.data_problems(claim, tasks_dirs, data)
+            groups = claim_mod.run_specs(claim, available, tasks_dirs).values()
         except UsageError as exc:
             print(f"benchsuite claims: {claim.id} not run: {exc}", file=sys.stderr)
             continue
@@ -127,12 +119,7 @@ def _run_claims(args, selected, available, store) -> None:
             continue
         for group in groups:
             specs.update({spec.run_id: spec for spec in group})
-    pending = [s for s in specs.values() if args.force or not store.is_done(s.run_id)]
-    if not pending:
-        return
-    preflight(pending, args.device, available)
-    store.check_writable()
-    print(f"claims: {len(pending)} of {len(specs)} runs to do; results in {store.root}", file=sys.stderr)
-    run_all(pending, store, device=args.device, available=available, progress=not args.quiet,
-            options=ExecutionOptions(), jobs=args.jobs, force=args.force)
-
+    api.run(runs=list(specs.values()), results=results, device=args.device, jobs=args.jobs, force=args.force,
+            data_dir=data.data_dir, download=data.download, loader_workers=data.loader_workers,
+            verify_data=data.verify, progress=not args.quiet,
+            notes=lambda line: print(f"claims: {line}", file=sys.stderr))

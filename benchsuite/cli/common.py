@@ -97,16 +97,6 @@ def probability(text: str) -> float:
     return value
 
 
-def tasks_from(names: list[str], extra_dirs, epochs, subset, train=None):
-    from benchsuite.tasks import get_task
-
-    flat = [n.strip() for arg in names for n in arg.split(",") if n.strip()]
-    if not flat:
-        raise UsageError("no task selected: give at least one --task (see `benchsuite tasks`)")
-    return [get_task(n, extra_dirs).with_overrides(epochs=epochs, subset=subset, **(train or {}))
-            for n in dict.fromkeys(flat)]
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -118,37 +108,10 @@ def duration(seconds: float | None) -> str:
 
 
 def analysis_options(args) -> dict:
-    from benchsuite.report.analysis import load_references, parse_baselines, parse_margins
-    from benchsuite.tasks import builtin_task_dirs
+    """The statistics options of ``report`` and ``leaderboard`` as the API's settings."""
+    return {"baseline": args.baseline, "alpha": args.alpha, "margins": args.margin, "resamples": args.bootstrap,
+            "resample_seed": args.bootstrap_seed, "references": args.references}
 
-    try:
-        margins = parse_margins(args.margin)
-    except ValueError as exc:
-        raise UsageError(f"--margin: {exc}") from None
-    folders = args.references if args.references is not None else [
-        d / "matrices" for d in builtin_task_dirs() if (d / "matrices").is_dir()][:1]
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise UsageError(f"--references {folder!r}: no such folder")
-    try:
-        references = load_references(folders)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"paper reference file: {exc}") from None
-    try:
-        baselines = parse_baselines(args.baseline)
-    except ValueError as exc:
-        raise UsageError(f"--baseline: {exc}") from None
-    return {"baseline": baselines, "alpha": args.alpha, "margins": margins, "resamples": args.bootstrap,
-            "seed": args.bootstrap_seed, "references": references}
-
-def preflight(specs, device: str, available) -> None:
-    """Exit 2 before anything trains when a plugin's ``configure`` rejects a task."""
-    from benchsuite.execution.engine import preflight
-
-    problems = preflight(specs, device, available)
-    if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise UsageError("these runs would fail before training, nothing was run:\n  " + "\n  ".join(shown))
 
 def exit_code(specs, records, allow_failures: bool) -> int:
     """0 when every run finished; else 1 (with what was lost on stderr) unless allowed."""

@@ -6,16 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from benchsuite.cli.common import check_task_dirs
+import benchsuite.cli.defaults as defaults
 
 
 def plugin_problems(available) -> None:
     """Broken or conflicting plugins (skipped) and hooks lacking @hookimpl, on stderr."""
-    for broken in getattr(available, "broken", {}).values():
-        print(f"benchsuite: warning: {broken.message()}; skipped", file=sys.stderr)
-    for info in available.values():
-        for warning in info.describe()["warnings"]:
-            print(f"benchsuite: warning: {warning}", file=sys.stderr)
+    from benchsuite.api import plugin_warnings
+
+    for line in plugin_warnings(available):
+        print(line, file=sys.stderr)
 
 
 def cmd_plugins(args) -> int:
@@ -47,19 +46,20 @@ def _data_needs(source: str, root: Path) -> dict:
 
     if source not in real_data.DATASETS:
         return {"offline": True, "ready": True, "needs": "nothing (offline)"}
-    problems = real_data.check(source, root)
+    problems = real_data.check(source, root, defaults.verify_data())
     return {"offline": False, "ready": not problems, "data_dir": str(root),
             "needs": f"{source} in {root}" + (": ready" if not problems else f": missing ({len(problems)} problem(s))"),
             "problems": problems}
 
 
 def cmd_tasks(args) -> int:
-    from benchsuite.tasks import all_tasks, real_data, registry
+    from benchsuite import api
+    from benchsuite.tasks import registry
 
-    check_task_dirs(args.tasks_dir)
-    paths = registry(args.tasks_dir)
-    specs = all_tasks(args.tasks_dir)
-    root = real_data.data_dir(args.data_dir)
+    folders = defaults.task_dirs(args.tasks_dir)
+    specs = api.list_tasks(folders)
+    paths = registry(folders)
+    root = defaults.data_dir(args.data_dir)
     needs = {s.data.source: _data_needs(s.data.source, root) for s in specs}
     if args.json:
         print(json.dumps([{**s.to_dict(), "file": str(paths[s.name]), "data": {**s.to_dict()["data"],

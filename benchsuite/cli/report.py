@@ -6,18 +6,17 @@ import os
 import sys
 from pathlib import Path
 
+import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import analysis_options, results_dir
 from benchsuite.errors import UsageError
 
 
 def cmd_report(args) -> int:
-    from benchsuite.report.publish import write_report
-    from benchsuite.store import Store
+    from benchsuite import api
 
-    if not args.name or "/" in args.name or args.name.startswith("."):
-        raise UsageError(f"--name {args.name!r}: use a plain folder name")
-    options = analysis_options(args)
-    folder = write_report(Store(results_dir(args)), Path(args.out), args.name, plots=not args.no_plots, **options)
+    folder = api.write_report(results_dir(args), args.out, args.name, plots=not args.no_plots,
+                              tasks_dirs=defaults.task_dirs(()), data_dir=defaults.data_dir(None),
+                              verify_data=defaults.verify_data(), **analysis_options(args))
     print(f"wrote {folder}/index.md, index.html, stats.json, results.csv")
     return 0
 
@@ -25,13 +24,12 @@ def cmd_report(args) -> int:
 def cmd_leaderboard(args) -> int:
     import polars as pl
 
-    from benchsuite.report.analysis import analyze, read_runs_table, regressions
+    from benchsuite import api
+    from benchsuite.report.analysis import read_runs_table, regressions
     from benchsuite.report.render import leaderboard, to_markdown
-    from benchsuite.runs.sequential import read_plan
-    from benchsuite.runs.tuning import read_studies
-    from benchsuite.store import Store
 
-    options = analysis_options(args)
+    settings = analysis_options(args)
+    margins = api.analysis_options(**settings)["margins"]  # bad settings first, as they are checked
     if args.fail_on_regression and not args.reference:
         raise UsageError("--fail-on-regression needs --reference (the stored runs to compare with)")
     reference = None
@@ -40,9 +38,8 @@ def cmd_leaderboard(args) -> int:
             reference = read_runs_table(Path(args.reference))
         except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
             raise UsageError(f"--reference {args.reference!r}: {exc}") from None
-    store = Store(results_dir(args))
-    table = store.table()
-    analysis = analyze(table, studies=read_studies(store.root), sequential=read_plan(store.root), **options)
+    results = results_dir(args)
+    analysis = api.analyze(results, **settings)
     text = leaderboard(analysis, args.format)
     if args.output:
         Path(args.output).write_text(text)
@@ -54,7 +51,7 @@ def cmd_leaderboard(args) -> int:
             fh.write(leaderboard(analysis, "md") + "\n")
     if reference is None:
         return 0
-    checked = regressions(table, reference, margins=options["margins"], alpha=args.alpha)
+    checked = regressions(api.open_results(results), reference, margins=margins, alpha=args.alpha)
     worse = [r for r in checked if r["regression"]]
     lines = [f"regression check: {len(checked)} configuration(s) compared with {args.reference}, "
              f"{len(worse)} significantly worse"]

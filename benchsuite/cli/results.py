@@ -13,9 +13,9 @@ from benchsuite.errors import UsageError
 def _filtered_table(args):
     import polars as pl
 
-    from benchsuite.store import Store
+    from benchsuite import api
 
-    table = Store(results_dir(args)).table()
+    table = api.open_results(results_dir(args))
     if args.task:
         table = table.filter(pl.col("task") == args.task)
     if getattr(args, "method", None):

@@ -6,21 +6,17 @@ import json
 import os
 import sys
 
+import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
     PROGRESS_HELP,
     RESULTS_HELP,
-    check_task_dirs,
     exit_code,
     positive_int,
-    preflight,
     results_dir,
     seed_count,
     seed_list,
-    tasks_from,
 )
-from benchsuite.cli.dry_run import dry_run, report_runs, report_runs_exist, tuned_exit_code
-from benchsuite.cli.listing import plugin_problems
-from benchsuite.cli.run_sequential import record_sequential_plan, sequential_plan, take_looks, with_next_look
+from benchsuite.cli.dry_run import dry_run, tuned_exit_code
 from benchsuite.errors import UsageError
 from benchsuite.tasks.spec import VARIABLE_SOURCES
 
@@ -135,154 +131,55 @@ def add_run(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from benchsuite.execution.engine import ExecutionOptions
-    from benchsuite.execution.environment import resolve_device
-    from benchsuite.execution.pool import run_all
-    from benchsuite.plugins import discover
+    from benchsuite import api
     from benchsuite.report.summary import RUN_COLUMNS, summary, summary_lines, with_config_columns
-    from benchsuite.runs import matrix
     from benchsuite.runs.tuning import read_studies
-    from benchsuite.store import Store, runs_table
 
-    replicas = int(os.environ.get("WORLD_SIZE", "1"))
-    if replicas > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: join its process group first
         args.device = _start_distributed(args.device, args)
-    try:
-        resolve_device(args.device)
-    except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"--device {args.device!r}: {exc}") from None
-    if not args.checkpoint_interval >= 0 or (args.workers is not None and args.workers < 0):
-        raise UsageError("--checkpoint-interval and --workers must be >= 0")
-    if args.force and args.executor != "inline":
-        raise UsageError("--force reruns runs on this machine only (the inline executor; --jobs N for several "
-                         "at a time): submitted jobs skip stored runs")
-    check_task_dirs(args.tasks_dir)
-    _export_run_environment(args)
-    options = ExecutionOptions(checkpoint_interval=args.checkpoint_interval, channels_last=args.channels_last,
-                               compile=args.compile, deterministic=args.deterministic,
-                               threads=args.threads or (_default_threads(args.jobs) if args.deterministic else None))
-    available = discover()
-    plugin_problems(available)
-    sequential = sequential_plan(args, replicas)
-    groups, tuning = _selection(args, available)
-    for group in groups:
-        if args.precision:
-            group.tasks = [t.with_overrides(precision=args.precision) for t in group.tasks]
-        if replicas > 1:
-            group.tasks = [t.with_overrides(replicas=replicas) for t in group.tasks]
-        group.tasks = [t.with_varied(args.vary) for t in group.tasks]
-    store = Store(results_dir(args))
-    plan = matrix.plan(groups, available, tuning, root=store.root)
-    specs = plan.runs
-    # a trial that a plugin's configure refuses is a lost trial, not bad input: only each
-    # study's default configuration is checked before anything trains
-    preflight([s.spec(s.trials[0], s.seeds[0], available) for s in plan.studies] or specs, args.device, available)
-    if not args.dry_run:
-        _require_data(specs, store, args.download, args.force)  # bad input first: nothing written yet
-        store.check_writable()
-
-    if args.dry_run:
-        return dry_run(args, plan, store, available, sequential)
-    record_sequential_plan(sequential, store)
-
-    if plan.studies:  # the trials this command runs are written down before any of them trains
-        from benchsuite.runs.tuning import save_studies
-
-        save_studies(plan.studies, store, lambda study: report_runs_exist(study, plan, store, available), available)
-        specs = plan.runs = [spec for study in plan.studies for spec in study.trial_specs(available)]
-    if args.executor != "inline":
-        return _submit(args, with_next_look(sequential, store, specs + report_runs(plan, store, available),
-                                             available), store, options)
-    outcome = run_all(specs, store, device=args.device, available=available, progress=not args.quiet,
-                      options=options, jobs=args.jobs, force=args.force)
-    if plan.studies:
-        from benchsuite.runs.tuning import record_choices
-
-        record_choices(plan.studies, store, available, lambda study: report_runs_exist(study, plan, store, available))
-    report = report_runs(plan, store, available)
-    if report:
-        print(f"report runs: the chosen trial of each of {len(plan.studies)} studies on its report seeds "
-              f"({len(report)} runs)", file=sys.stderr)
-        done = run_all(report, store, device=args.device, available=available, progress=not args.quiet,
-                       options=options, jobs=args.jobs, force=args.force)
-        outcome.executed += done.executed
-        outcome.skipped += done.skipped
-    specs, report = take_looks(sequential, plan, store, available, (specs, report), args, options, outcome)
-    records = [store.get(spec.run_id) for spec in specs + report]
-    table = runs_table([r for r in records if r is not None])
+    if args.seed and isinstance(args.seeds, tuple):
+        raise UsageError("--seed lists seeds, sequential --seeds MIN:MAX counts them: give one of the two")
+    result = api.run(**run_arguments(args), notes=_to_stderr)
+    if result.listing is not None:
+        return dry_run(args, result)
+    if result.submitted is not None:
+        return _submitted(args, result)
+    table = result.table()
     if args.json:
-        print(json.dumps({"executed": len(outcome.executed), "skipped": len(outcome.skipped),
-                          "results": str(store.root), "runs": table.select(RUN_COLUMNS).to_dicts()}, indent=1))
+        print(json.dumps({"executed": len(result.executed), "skipped": len(result.skipped),
+                          "results": str(result.results), "runs": table.select(RUN_COLUMNS).to_dicts()}, indent=1))
     else:
-        print(f"{len(outcome.executed)} runs executed, {len(outcome.skipped)} already done; results in {store.root}")
-        journals = read_studies(store.root) if plan.studies else None
+        print(f"{len(result.executed)} runs executed, {len(result.skipped)} already done; results in {result.results}")
+        journals = read_studies(result.results) if result.studies else None
         print("\n".join(summary_lines(summary(table, with_config_columns(table, journals)))))
-    if plan.studies:
-        return tuned_exit_code(plan, report, store, available, args.allow_failures)
-    return exit_code(specs, records, args.allow_failures)
+    if result.studies:
+        return tuned_exit_code(result, args.allow_failures)
+    return exit_code(result.runs, [result.records.get(s.run_id) for s in result.runs], args.allow_failures)
 
 
-def _export_run_environment(args) -> None:
-    """Options that the runs read from the environment (worker processes inherit it)."""
-    if args.data_dir:
-        os.environ["BENCHSUITE_DATA"] = args.data_dir
-    if args.download:
-        os.environ["BENCHSUITE_DOWNLOAD"] = "1"
-    if args.workers is not None:
-        os.environ["BENCHSUITE_WORKERS"] = str(args.workers)
+def run_arguments(args) -> dict:
+    """``benchsuite run``'s options as :func:`benchsuite.api.run`'s arguments, with the
+    environment's defaults for those not given (cli.defaults)."""
+    data = defaults.data_options(args)
+    return {
+        "tasks": args.task, "plugins": args.plugin, "results": results_dir(args), "matrix": args.matrix,
+        "seeds": args.seed or args.seeds, "spending": args.spending, "hyperparameters": args.set, "grid": args.grid,
+        "baseline": not args.no_baseline, "replicate": args.replicate, "tune": args.tune,
+        "tune_seeds": args.tune_seeds, "spaces": args.space, "train": args.train, "vary": args.vary,
+        "epochs": args.epochs, "subset": args.subset, "tasks_dirs": defaults.task_dirs(args.tasks_dir),
+        "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+        "compile": args.compile, "data_dir": data.data_dir, "download": data.download,
+        "loader_workers": data.loader_workers, "verify_data": data.verify,
+        "checkpoint_interval": args.checkpoint_interval, "jobs": args.jobs, "threads": args.threads,
+        "deterministic": args.deterministic, "executor": args.executor, "partition": args.partition,
+        "time_min": args.time, "gpus": args.gpus, "cpus": args.cpus, "mem_gb": args.mem,
+        "array_parallelism": args.array_parallelism, "slurm_args": args.slurm_arg, "wait": args.wait,
+        "force": args.force, "dry_run": args.dry_run, "progress": not args.quiet,
+    }
 
 
-def _selection(args, available):
-    """The command's groups of runs and its tuning settings (None: no tuning)."""
-    from benchsuite.runs import matrix
-    from benchsuite.runs.tuning import parse_space_args, settings
-
-    spaces = parse_space_args(args.space)
-    if args.matrix:
-        given = [opt for opt, value in (("--plugin", args.plugin), ("--task", args.task), ("--set", args.set),
-                                        ("--grid", args.grid), ("--seed", args.seed)) if value]
-        if given:
-            raise UsageError(f"--matrix takes its methods, tasks and seeds from the file; drop {', '.join(given)}")
-        if args.replicate:
-            raise UsageError("--matrix takes replicates from the file (a group's `replicate`); drop --replicate")
-        groups, table = matrix.load_groups(args.matrix, available, args.tasks_dir, args.epochs, args.subset,
-                                           args.seeds, train_overrides=matrix.parse_train(args.train),
-                                           tuned=args.tune is not None)
-        if table is None and args.tune is None:
-            _no_tuning_options(args)
-            return groups, None
-        table = table or {}
-        budget = args.tune if args.tune is not None else table.get("budget")
-        seeds = args.tune_seeds if args.tune_seeds is not None else table.get("seeds")
-        where = "--tune" if args.tune is not None else f"{args.matrix} [tuning]"
-        return groups, settings(budget, seeds, table.get("spaces", {}), where=where, command=spaces)
-    methods = matrix.parse_methods(args.plugin, available, args.set, args.grid, baseline=not args.no_baseline)
-    tasks = tasks_from(args.task, args.tasks_dir, args.epochs, args.subset, matrix.parse_train(args.train))
-    seeds = matrix.parse_seeds(args.seeds if args.seeds is not None else 5, args.seed)
-    grids = matrix.assigned_names(args.grid, "--grid")
-    trained = {f"train.{key}" for key in matrix.parse_train(args.train)}  # fixed by --train, not searched
-    group = matrix.Group(tasks, methods, seeds, args.replicate, matrix.assigned_names(args.set) | grids | trained,
-                         grids)
-    if args.tune is None:
-        _no_tuning_options(args)
-        return [group], None
-    return [group], settings(args.tune, args.tune_seeds, command=spaces)
-
-
-def _no_tuning_options(args) -> None:
-    used = [opt for opt, value in (("--tune-seeds", args.tune_seeds), ("--space", args.space)) if value]
-    if used:
-        raise UsageError(f"{', '.join(used)}: how methods are tuned; give --tune K (or a matrix with [tuning])")
-
-
-
-
-
-
-def _default_threads(jobs: int) -> int:
-    from benchsuite.execution.pool import threads_per_worker
-
-    return threads_per_worker(jobs)
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _start_distributed(device: str, args) -> str:
@@ -300,43 +197,12 @@ def _start_distributed(device: str, args) -> str:
     return device
 
 
-def _submit(args, specs, store, options) -> int:
-    from benchsuite.execution import cluster
-
-    slurm_args = []
-    for item in args.slurm_arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--slurm-arg {item!r}: expected KEY=VALUE")
-        slurm_args.append((key.strip(), value.strip()))
-    if args.gpus is not None and args.gpus < 0:
-        raise UsageError("--gpus must be >= 0")
-    settings = cluster.ClusterOptions(mode=args.executor, partition=args.partition, time_min=args.time,
-                                      gpus=args.gpus, cpus=args.cpus, mem_gb=args.mem,
-                                      array_parallelism=args.array_parallelism, slurm_args=tuple(slurm_args))
-    outcome = cluster.submit(specs, store, settings, device=args.device, options=options,
-                             wait=args.wait or args.executor == "debug")
+def _submitted(args, result) -> int:
+    outcome = result.submitted
     jobs = sorted({e["job_id"].split("_")[0] for e in outcome["submitted"]})
     print(f"{len(outcome['submitted'])} runs submitted ({args.executor}, job {', '.join(jobs) or '-'}); "
           f"{outcome['skipped_done']} already done, {outcome['skipped_in_flight']} still queued or running; "
-          f"results in {store.root}; see `benchsuite collect --results {store.root}`")
+          f"results in {result.results}; see `benchsuite collect --results {result.results}`")
     if args.wait or args.executor == "debug":
-        return exit_code(specs, [store.get(spec.run_id) for spec in specs], args.allow_failures)
+        return exit_code(result.runs, [result.records.get(s.run_id) for s in result.runs], args.allow_failures)
     return 0
-
-
-def _require_data(specs, store, download: bool, force: bool = False) -> None:
-    """Stop before anything trains when a data set of a run to do is missing or corrupt
-    (and --download cannot fetch it)."""
-    from benchsuite.tasks import real_data
-
-    root = real_data.data_dir()
-    sources = sorted({s.task.data.source for s in specs if force or not store.is_done(s.run_id)})
-    for source in sources:
-        if source not in real_data.DATASETS:
-            continue
-        info = real_data.DATASETS[source]
-        problems = real_data.check(source, root)
-        if problems and not (download and info.downloadable):
-            raise real_data.DataMissing(info, root, problems)
-

@@ -47,6 +47,7 @@ from benchsuite.runs.identity import Method, RunSpec, check_replicate, make_run_
 from benchsuite.store.files import atomic_write, set_aside
 from benchsuite.store.status import RECORD_FORMAT, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
+from benchsuite.tasks.data_options import DataOptions
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import TaskSpec
 from benchsuite.toolkit.training import build_scheduler, task_loss
@@ -67,6 +68,8 @@ class ExecutionOptions:
     resume from when it exists; saved when at least ``checkpoint_interval`` seconds passed
     since the last save (0: every epoch). ``channels_last``: 4-d inputs and the model in
     channels-last memory format. ``compile``: the forward pass through ``torch.compile``.
+    ``data``: where the real data sets are read from (pool workers and cluster jobs get it
+    with these options).
     """
 
     checkpoint: Path | None = None
@@ -80,6 +83,7 @@ class ExecutionOptions:
     # seconds and calls per plugin and hook in the record's timings (two clock reads per
     # call; tests/perf/overhead.py measures the loop with and without them)
     hook_timing: bool = True
+    data: DataOptions = DataOptions()
 
 
 class Run:
@@ -416,7 +420,7 @@ def setup(spec: RunSpec, device: torch.device, available=None, options: Executio
 
     # data: in memory on the run's device where it fits; --subset keeps the first N. A
     # resampled split (vary_split) is the one this seed derives, shared by every method
-    data = datasets.load(task.data.for_seed(spec.seed))
+    data = datasets.load(task.data.for_seed(spec.seed), options.data)
     train = data.train.head(task.subset) if task.subset is not None else data.train
     splits = {"train": train.to(device), "val": data.val.to(device), "test": data.test.to(device)}
 

@@ -275,8 +275,9 @@ def _init_worker(threads: int, parent: int, events=None, event_every: float = 1.
     if events is not None:
         events.cancel_join_thread()  # exiting never waits for the parent to read progress events
     _EVENTS, _EVENT_EVERY = events, event_every
+    # torch's own setting: OMP_NUM_THREADS is read as the OpenMP runtime loads, which torch's
+    # import did before this runs, so setting it here would change only what the record says
     torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
     _die_with(parent)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
 

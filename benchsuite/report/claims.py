@@ -256,15 +256,19 @@ def run_specs(claim: Claim, available, task_dirs=()) -> dict[tuple[str, str], li
     return specs
 
 
-def data_problems(claim: Claim, task_dirs=()) -> list[str]:
-    """What real data the claim's tasks need and do not find (nothing for offline data)."""
+def data_problems(claim: Claim, task_dirs=(), data=None) -> list[str]:
+    """What real data the claim's tasks need and do not find in ``data.data_dir``
+    (:class:`~benchsuite.tasks.data_options.DataOptions`; default ./data); nothing for
+    offline data."""
     from benchsuite.tasks import get_task, real_data
+    from benchsuite.tasks.data_options import DataOptions
 
     problems = []
-    root = real_data.data_dir()
+    data = data or DataOptions()
+    root = data.data_dir
     for name in claim.tasks:
         source = get_task(name, task_dirs).data.source
-        if source in real_data.DATASETS and real_data.check(source, root):
+        if source in real_data.DATASETS and real_data.check(source, root, data.verify):
             problems.append(f"{source} under {root} (see `benchsuite tasks` for the files and how to get them)")
     return sorted(set(problems))
 
@@ -308,9 +312,11 @@ def _values(specs, store, metric: str) -> tuple[dict[int, float], dict[str, int]
     return values, counts, problems, lost
 
 
-def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float = stats.ALPHA) -> list[dict]:
+def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float = stats.ALPHA,
+             data=None) -> list[dict]:
     """One row per claim and task: verdict, n, effect, interval, p (Holm over every
-    comparison here), exact p and the minimum attainable p."""
+    comparison here), exact p and the minimum attainable p. ``data``: where a paper claim
+    not run looks for its data (:func:`data_problems`)."""
     rows = []
     for claim in claims:
         try:
@@ -345,7 +351,7 @@ def evaluate(claims: list[Claim], store, available, task_dirs=(), alpha: float =
                 row["lost_method"], row["lost_versus"] = sorted(mine_lost & set(theirs)), sorted(their_lost & set(mine))
                 _comparison(row, claim, mine, theirs, counts)
             if row["verdict"] in (NOT_RUN, INCOMPLETE) and claim.tier == "paper":
-                needs = data_problems(claim, task_dirs)
+                needs = data_problems(claim, task_dirs, data)
                 if needs:
                     row["notes"].append("needs data: " + "; ".join(needs))
             rows.append(row)
@@ -540,13 +546,14 @@ def verdict_table(rows: list[dict]) -> str:
     return to_markdown([b for b in blocks(rows) if b.kind == "table"])
 
 
-def stored_rows(store, available=None, task_dirs=(), alpha: float = stats.ALPHA, records=None) -> list[dict]:
+def stored_rows(store, available=None, task_dirs=(), alpha: float = stats.ALPHA, records=None,
+                data=None) -> list[dict]:
     """Verdicts of every installed plugin's claims that have at least one run in ``store``
     (what ``benchsuite report`` shows), Holm over those. ``available`` (the installed
     plugins) is discovered only when a stored run may belong to a claim: the claims files
     are read first without importing the plugins, so a store without such runs is reported
     without loading any plugin (nor torch through it). ``records``: the store's records,
-    when the caller has read them already."""
+    when the caller has read them already; ``data`` as for :func:`evaluate`."""
     unloaded = _claims_without_importing()
     if unloaded is not None:
         stored = {(r.get("task"), name) for r in (records if records is not None else store.records())
@@ -564,7 +571,7 @@ def stored_rows(store, available=None, task_dirs=(), alpha: float = stats.ALPHA,
             continue  # a claim on a task or plugin this installation lacks: `benchsuite claims` names it
         if any(store.is_done(spec.run_id) for group in specs.values() for spec in group):
             with_runs.append(claim)
-    return evaluate(with_runs, store, available, task_dirs, alpha) if with_runs else []
+    return evaluate(with_runs, store, available, task_dirs, alpha, data) if with_runs else []
 
 
 def _discover():

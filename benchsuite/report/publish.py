@@ -28,11 +28,13 @@ from benchsuite.store import runs_table
 
 
 def write_report(store, out_dir: Path, name: str, *, references: list[dict] | None = None,
-                 plots: bool = True, **options) -> Path:
+                 plots: bool = True, task_dirs=(), data=None, **options) -> Path:
     """Write ``<out_dir>/<name>/``: index.md, index.html, results.csv, stats.json,
     plots/*.png and, for a tuned results folder, tuning.json (its journals); the folder's
     sequential plan (``run --seeds MIN:MAX``) decides the per-task verdicts. ``store`` is a
-    :class:`~benchsuite.store.Store`; ``options`` go to :func:`benchsuite.report.analysis.analyze`."""
+    :class:`~benchsuite.store.Store`; ``options`` go to :func:`benchsuite.report.analysis.analyze`;
+    ``task_dirs`` and ``data`` (:class:`~benchsuite.tasks.data_options.DataOptions`) to the
+    Claims section's :func:`benchsuite.report.claims.stored_rows`."""
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     records = {r["run_id"]: r for r in store.records()}
@@ -46,7 +48,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     title = f"benchsuite report: {name}"
     blocks = report_blocks(analysis, title, placed)
     blocks[2:2] = environment_blocks(table, analysis["superseded"])
-    claim_rows = stored_rows(store, alpha=analysis["alpha"], records=records.values())
+    claim_rows = stored_rows(store, task_dirs=task_dirs, alpha=analysis["alpha"], records=records.values(), data=data)
     if claim_rows:
         blocks += claim_blocks(claim_rows)
         analysis["claims"] = claim_rows

