@@ -24,14 +24,13 @@ def test_catalog_covers_every_task_the_paper_matrices_name():
 
 
 @pytest.fixture
-def fake_data(fake_data_dir, monkeypatch):
-    monkeypatch.setenv("BENCHSUITE_DATA", str(fake_data_dir))
-    monkeypatch.setenv("BENCHSUITE_VERIFY_DATA", "0")  # tiny files cannot match the published checksums
-    monkeypatch.setenv("BENCHSUITE_WORKERS", "0")
+def fake_data(fake_data_dir):
+    """The tiny files as the runs' data (their checksums cannot match the published ones)."""
     from benchsuite.tasks import datasets
+    from benchsuite.tasks.data_options import DataOptions
 
     datasets.load.cache_clear()
-    yield fake_data_dir
+    yield DataOptions(fake_data_dir, verify=False, loader_workers=0)
     datasets.load.cache_clear()
 
 
@@ -39,7 +38,7 @@ def fake_data(fake_data_dir, monkeypatch):
 def test_task_runs_a_smoke_epoch(fake_data, name):
     task = get_task(name).with_overrides(epochs=1, subset=16)  # folder sets keep the paper's 224 crops
     spec = engine.make_run_spec(task, method_of("l2"), seed=0)
-    record = engine.execute(spec)
+    record = engine.execute(spec, options=engine.ExecutionOptions(data=fake_data))
     assert record["status"] == "finished", record.get("traceback")
     assert record["metrics"]["n_params"] > 0 and len(record["curves"]) == 1
 

@@ -70,11 +70,15 @@ def test_missing_data_names_files_and_how_to_get_them(tmp_path):
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):
+    """--data-dir, else $BENCHSUITE_DATA, else ./data; only the command line reads the variable."""
+    from benchsuite.cli import defaults
+
     monkeypatch.delenv("BENCHSUITE_DATA", raising=False)
-    assert str(real_data.data_dir()) == "data"
+    assert str(defaults.data_dir(None)) == "data"
     monkeypatch.setenv("BENCHSUITE_DATA", str(tmp_path))
-    assert real_data.data_dir() == tmp_path
-    assert str(real_data.data_dir("elsewhere")) == "elsewhere"
+    assert defaults.data_dir(None) == tmp_path
+    assert str(defaults.data_dir("elsewhere")) == "elsewhere"
+    assert str(real_data.data_dir()) == "data" and str(real_data.data_dir("elsewhere")) == "elsewhere"
 
 
 def test_the_file_names_are_torchvisions_and_every_one_has_its_checksum():
