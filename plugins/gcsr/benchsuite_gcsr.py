@@ -175,7 +175,7 @@ def compression_table(runs, *, on: str = "test", baseline_mode: str = "always", 
     (``mode=schedule``) whose mean accuracy is at least the baseline's; compression rate =
     (1 - sparsity of the baseline) / (1 - sparsity of ours), the ratio of non-zero weights.
 
-    ``runs`` is the runs table (``benchsuite.store.Store(path).table()``). A *group* is one
+    ``runs`` is the runs table (``benchsuite.open_results(path)``). A *group* is one
     configuration (every gcsr hyperparameter) on one task; its accuracy and sparsity are means
     over its finished seeds. ``on`` is the column the accuracies are compared on: ``test``,
     as the paper does, or ``val`` (selection on validation; the table still shows test).
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     import sys
     from pathlib import Path
 
-    from benchsuite.store import Store
+    import benchsuite
 
     parser = argparse.ArgumentParser(prog="python -m benchsuite_gcsr",
                                      description="GCSR Table 3 (compression rate) from stored runs")
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.results).is_dir():
         parser.error(f"no results folder {args.results}")
-    table = compression_table(Store(args.results).table(), on=args.on)
+    table = compression_table(benchsuite.open_results(args.results), on=args.on)
     if table.is_empty():
         print(f"{args.results}: no task with finished gcsr L1 runs of both modes (always, schedule)", file=sys.stderr)
         return 1

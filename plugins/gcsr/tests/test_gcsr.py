@@ -133,19 +133,20 @@ def _sweep_records():
 def test_table3_selection_rule_and_compression_rate_from_stored_runs(tmp_path):
     from benchsuite_gcsr import compression_markdown, compression_table, main
 
+    import benchsuite
     from benchsuite.store import Store
 
     store = Store(tmp_path)
     for record in _sweep_records():
         store.put(record)
-    table = compression_table(store.table())
+    table = compression_table(benchsuite.open_results(tmp_path))
     (row,) = table.to_dicts()
     assert row["baseline_lam"] == 1e-3 and row["baseline_seeds"] == 3
     assert row["baseline_test"] == pytest.approx(0.82) and row["baseline_sparsity"] == pytest.approx(0.50)
     assert row["selected_lam"] == 1e-3 and row["selected_sparsity"] == pytest.approx(0.80)
     assert row["compression_rate"] == pytest.approx((1 - 0.5) / (1 - 0.8))
     # selection on validation: the best baseline is 1e-4 (0.81), and 1e-2 is then the sparsest reaching it
-    (on_val,) = compression_table(store.table(), on="val").to_dicts()
+    (on_val,) = compression_table(benchsuite.open_results(tmp_path), on="val").to_dicts()
     assert on_val["baseline_lam"] == 1e-4 and on_val["selected_lam"] == 1e-2
     assert on_val["compression_rate"] == pytest.approx((1 - 0.10) / (1 - 0.95))
     assert "2.50×" in compression_markdown(table)

@@ -282,18 +282,13 @@ def test_plugin_describes_its_variants():
 
 
 def test_report_shows_neurons_sparsity_and_time_per_variant(tmp_path):
-    from benchsuite.execution import engine
-    from benchsuite.execution.pool import run_all
-    from benchsuite.report.publish import write_report
-    from benchsuite.store import Store
-    from benchsuite.testing import method_of
+    import benchsuite
+    from benchsuite.runs.identity import Method, make_run_spec
 
-    task = tiny_task_spec(epochs=2)
-    specs = [engine.make_run_spec(task, method_of("partialreg", {"partialreg": {"variant": v}}), 0)
-             for v in ("gl", "igl")]
-    store = Store(tmp_path / "res")
-    run_all(specs, store, progress=False)
-    text = (write_report(store, tmp_path / "reports", "t", plots=False) / "index.md").read_text()
+    task = tiny_task_spec(epochs=2)  # a task of the test's own: its runs are given to run()
+    specs = [make_run_spec(task, Method.of(("partialreg", {"variant": v})), 0) for v in ("gl", "igl")]
+    benchsuite.run(runs=specs, results=tmp_path / "res")
+    text = (benchsuite.write_report(tmp_path / "res", tmp_path / "reports", "t", plots=False) / "index.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| method |"))
     assert "train s" in header and "partialreg.neurons" in header and "partialreg.sparsity per layer" in header
     assert "| partialreg.sparsity |" in header
