@@ -135,7 +135,7 @@ def _sweep(higher: bool, lost_first: bool = False) -> list[dict]:
 
 @pytest.mark.parametrize("higher", [True, False])
 def test_an_exact_validation_tie_goes_to_the_first_configuration_in_the_reports_order(higher):
-    """The README's rule: an exact tie in validation mean goes to the earlier configuration
+    """docs/statistics.md's rule: an exact tie in validation mean goes to the earlier configuration
     in the report's order (numbers from small to large), whatever order the runs are read in."""
     for records in (_sweep(higher), _sweep(higher)[::-1]):
         task = analyze(runs_table(records), resamples=10)["tasks"][0]

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--fail-on-regression", action="store_true",
                        help="exit 1 when a configuration is significantly worse than in --reference")
     statistics_options(board)
-    completion = sub.add_parser("completion", help="print the shell completion script (see README, Shell completion)")
+    completion = sub.add_parser("completion", help="print the shell completion script (see docs/usage.md)")
     completion.add_argument("shell", choices=SHELLS, help="the shell: bash, zsh or tcsh")
     completion.set_defaults(build_parser=build_parser)
     return parser

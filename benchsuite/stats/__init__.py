@@ -4,7 +4,7 @@ Everything here is a plain function of numbers (numpy arrays in, floats and dict
 each statistic can be checked against an independent computation. The report layer
 (:mod:`benchsuite.report.analysis`) decides what is compared with what.
 
-Choices, and why (see also the "Statistics" section of the README):
+Choices, and why (see also docs/statistics.md):
 
 - Per task, seeds pair: seed ``s`` of a method and seed ``s`` of the baseline share the data
   order and the initialization, so the paired t-test on per-seed differences is the

@@ -1,6 +1,6 @@
 """Results store: one JSON record per run under ``<results>/runs/<run_id>.json``.
 
-Guarantees (see the README's "Results store" section):
+Guarantees (see docs/results.md, "Results store: what it guarantees"):
 
 * Records are written to a temporary file in the same folder, flushed to disk, then
   renamed over the final name (``os.replace`` is atomic): a killed process leaves the
