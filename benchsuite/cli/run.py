@@ -37,7 +37,7 @@ def _add_seed_options(group) -> None:
                        help="run seeds 0..N-1 (default 5, or the matrix file's); MIN:MAX[:BATCH] (e.g. 5:20) runs "
                             "seeds 0..MIN-1, then BATCH (default MIN) more at a time only for the comparisons with "
                             "the baseline still undecided, up to MAX, by a group-sequential rule that keeps the "
-                            "false-verdict rate at alpha (README, Statistics); a rerun continues where it stopped")
+                            "false-verdict rate at alpha (docs/statistics.md); a rerun continues where it stopped")
     group.add_argument("--spending", choices=("pocock", "obrien-fleming"), default=None,
                        help="with sequential --seeds: how alpha is spent over the looks (default pocock: nearly "
                             "even; obrien-fleming: little early, most at MAX)")
@@ -105,7 +105,7 @@ def add_run(sub) -> None:
                      help="torch intra-op threads per run (default: the cores divided by --jobs)")
     how.add_argument("--deterministic", action="store_true",
                      help="deterministic kernels and a fixed thread count: a rerun on the same machine kind "
-                          "with the same --threads/--jobs is bitwise identical (see README, Reproducibility)")
+                          "with the same --threads/--jobs is bitwise identical (see docs/results.md, Reproducibility)")
     cluster.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
                          help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
                               "local/debug: submitit's subprocess/in-process modes")
@@ -131,7 +131,7 @@ def add_run(sub) -> None:
     output.add_argument("--json", action="store_true",
                         help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
     output.add_argument("--allow-failures", action="store_true",
-                        help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
+                        help="exit 0 even when runs failed or diverged (default: exit 1, see docs/usage.md)")
 
 
 def cmd_run(args) -> int:
