@@ -1046,7 +1046,8 @@ def cmd_results(args) -> int:
 
 
 def _analysis_options(args) -> dict:
-    from benchsuite.report.analysis import load_references, parse_baselines, parse_margins
+    from benchsuite.report.analysis import parse_baselines, parse_margins
+    from benchsuite.report.references import load_references
     from benchsuite.tasks import builtin_task_dirs
 
     try:
