@@ -1087,7 +1087,8 @@ def cmd_leaderboard(args) -> int:
     import polars as pl
 
     from benchsuite.report.analysis import analyze, read_runs_table, regressions
-    from benchsuite.report.render import leaderboard, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import leaderboard
     from benchsuite.runs.sequential import read_plan
     from benchsuite.runs.tuning import read_studies
     from benchsuite.store import Store
@@ -1209,7 +1210,7 @@ def cmd_claims(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:
-        from benchsuite.report.render import to_markdown
+        from benchsuite.report.markup import to_markdown
 
         print(to_markdown(claim_mod.blocks(rows)))
     return 0

@@ -490,7 +490,7 @@ def summary(rows: list[dict]) -> dict[str, int]:
 def blocks(rows: list[dict], level: str = "h2"):
     """Report blocks: the verdict table, then one paragraph of notes per claim."""
     from benchsuite.formatting import fmt, fmt_p
-    from benchsuite.report.render import Block, Code
+    from benchsuite.report.markup import Block, Code
 
     if not rows:
         return [Block(level, "Claims"), Block("p", "No claim of an installed plugin has runs here.")]
@@ -535,7 +535,7 @@ def blocks(rows: list[dict], level: str = "h2"):
 
 def verdict_table(rows: list[dict]) -> str:
     """The verdict table alone, as Markdown (README excerpts)."""
-    from benchsuite.report.render import to_markdown
+    from benchsuite.report.markup import to_markdown
 
     return to_markdown([b for b in blocks(rows) if b.kind == "table"])
 
@@ -606,7 +606,7 @@ def _claims_without_importing() -> list[Claim] | None:
 def recompute_blocks(rows: list[dict]) -> list:
     """How to recompute a claim's p from ``results.csv`` (:func:`run_rows`): the per-seed
     data, the test and the correction the verdicts use."""
-    from benchsuite.report.render import Block, Code
+    from benchsuite.report.markup import Block, Code
 
     tested = sum(1 for r in rows if r.get("p") is not None)
     return [
@@ -647,7 +647,7 @@ def write_runs_csv(runs: list[dict], path: Path) -> None:
 def write(rows: list[dict], folder: Path, runs: list[dict], title: str = "benchsuite claims") -> Path:
     """``folder``/index.md, index.html, claims.json and results.csv (``runs``, from
     :func:`run_rows`: the per-seed data that recomputes each p)."""
-    from benchsuite.report.render import Block, to_html, to_markdown
+    from benchsuite.report.markup import Block, to_html, to_markdown
 
     folder.mkdir(parents=True, exist_ok=True)
     content = [Block("h1", title)] + blocks(rows) + recompute_blocks(rows)

@@ -28,7 +28,8 @@ import re
 from pathlib import Path
 
 from benchsuite.formatting import fmt, fmt_p
-from benchsuite.report.render import leaderboard_blocks, to_markdown, verdict_text
+from benchsuite.report.leaderboard_section import leaderboard_blocks
+from benchsuite.report.markup import to_markdown, verdict_text
 
 BLOCK = re.compile(
     r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard|claims)(?P<args>[^>]*?)-->\n)"
