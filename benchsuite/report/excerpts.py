@@ -82,7 +82,7 @@ VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not
 def claims_markdown(path: Path, plugin: str | None = None, shown: str | None = None) -> str:
     """The verdict table of the claims in a committed ``claims.json`` (one plugin's, or all);
     ``shown`` is the path the text names (relative to the repository)."""
-    from benchsuite.report.claims import verdict_table
+    from benchsuite.report.claims_output import verdict_table
 
     if not path.is_file():
         raise ValueError(f"benchsuite:claims block: {path} not found (write it with `benchsuite claims --out "
