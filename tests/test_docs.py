@@ -66,7 +66,7 @@ def test_hook_order_in_guide_matches_the_specs():
 
 
 def test_the_guides_claims_example_parses():
-    from benchsuite.report.claims import parse_claims
+    from benchsuite.runs.claims import parse_claims
 
     (block,) = re.findall(r"```toml\n(.*?)```", _section(GUIDE.read_text(), "Claims: what your paper says, as tests"),
                           re.S)
@@ -77,7 +77,7 @@ def test_the_guides_claims_example_parses():
     # its hyperparameters (a misnamed one would make the claim "invalid")
     import benchsuite.plugins
     from benchsuite.plugins import PluginInfo
-    from benchsuite.report.claims import run_specs
+    from benchsuite.runs.claims import run_specs
 
     example = _run_guide_example()["MaxNorm"]
     available = {**benchsuite.plugins.discover(),

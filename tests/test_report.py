@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from benchsuite.cli import main
-from benchsuite.report.analysis import analyze, load_references, parse_margins, read_runs_table
+from benchsuite.report.analysis import analyze, parse_margins, read_runs_table
 from benchsuite.report.publish import write_report
+from benchsuite.report.references import load_references
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 

@@ -242,7 +242,8 @@ def test_tuning_runs_count_only_for_a_task_without_report_runs():
 
 def test_the_rendered_report_carries_the_sentence_near_the_top():
     from benchsuite.report.analysis import analyze
-    from benchsuite.report.render import report_blocks, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import report_blocks
 
     analysis = analyze(pl.DataFrame())
     assert "Seeds varied" not in to_markdown(report_blocks(analysis, "t"))  # older stats.json: no sentence

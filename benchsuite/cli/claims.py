@@ -49,7 +49,9 @@ def add_claims(sub) -> None:
 
 def cmd_claims(args) -> int:
     from benchsuite.plugins import discover
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.report import claims as verdicts
+    from benchsuite.report import claims_output
+    from benchsuite.runs import claims as claim_mod
 
     check_task_dirs(args.tasks_dir)
     if args.data_dir:
@@ -87,16 +89,16 @@ def cmd_claims(args) -> int:
     store = Store(results_dir(args))
     if not args.no_run:
         _run_claims(args, selected, available, store)
-    rows = claim_mod.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
+    rows = verdicts.evaluate(selected, store, available, args.tasks_dir, alpha=args.alpha)
     if args.out:
-        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, args.tasks_dir))
+        claims_output.write(rows, Path(args.out), verdicts.run_rows(selected, store, available, args.tasks_dir))
         print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:
-        from benchsuite.report.render import to_markdown
+        from benchsuite.report.markup import to_markdown
 
-        print(to_markdown(claim_mod.blocks(rows)))
+        print(to_markdown(claims_output.blocks(rows)))
     return 0
 
 
@@ -106,7 +108,7 @@ def _run_claims(args, selected, available, store) -> None:
     from benchsuite.execution.engine import ExecutionOptions
     from benchsuite.execution.environment import resolve_device
     from benchsuite.execution.pool import run_all
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.runs import claims as claim_mod
 
     try:
         resolve_device(args.device)

@@ -118,7 +118,8 @@ def duration(seconds: float | None) -> str:
 
 
 def analysis_options(args) -> dict:
-    from benchsuite.report.analysis import load_references, parse_baselines, parse_margins
+    from benchsuite.report.analysis import parse_baselines, parse_margins
+    from benchsuite.report.references import load_references
     from benchsuite.tasks import builtin_task_dirs
 
     try:

@@ -26,7 +26,8 @@ def cmd_leaderboard(args) -> int:
     import polars as pl
 
     from benchsuite.report.analysis import analyze, read_runs_table, regressions
-    from benchsuite.report.render import leaderboard, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import leaderboard
     from benchsuite.runs.sequential import read_plan
     from benchsuite.runs.tuning import read_studies
     from benchsuite.store import Store

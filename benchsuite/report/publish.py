@@ -12,16 +12,10 @@ import json
 from pathlib import Path
 
 from benchsuite.report.analysis import analyze
-from benchsuite.report.claims import blocks as claim_blocks
 from benchsuite.report.claims import stored_rows
-from benchsuite.report.render import (
-    environment_blocks,
-    make_plots,
-    report_blocks,
-    strict_json_values,
-    to_html,
-    to_markdown,
-)
+from benchsuite.report.claims_output import blocks as claim_blocks
+from benchsuite.report.markup import to_html, to_markdown
+from benchsuite.report.render import environment_blocks, make_plots, report_blocks, strict_json_values
 from benchsuite.runs.sequential import read_plan
 from benchsuite.runs.tuning import read_studies
 from benchsuite.store import runs_table
