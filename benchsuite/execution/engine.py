@@ -43,6 +43,7 @@ from benchsuite.execution.environment import (
     warn_oversubscribed,
 )
 from benchsuite.execution.hooks import Hooks, check_penalty, metric_values
+from benchsuite.plugins.run import Run
 from benchsuite.runs.identity import Method, RunSpec, check_replicate, make_run_spec  # noqa: F401 - engine.RunSpec etc. stay importable
 from benchsuite.store.files import atomic_write, set_aside
 from benchsuite.store.status import RECORD_FORMAT, STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
@@ -82,61 +83,6 @@ class ExecutionOptions:
     hook_timing: bool = True
 
 
-class Run:
-    """What every hook receives as ``run``: the run's configuration and its progress.
-
-    Attributes: ``task`` (TaskSpec), ``seed``, ``method_label`` (e.g. ``l2(lam=0.001)``), ``hp`` (this run's
-    hyperparameters by plugin), ``device``, ``epoch`` (1-based, 0 during setup),
-    ``step`` (global, 1-based inside the loop), ``steps_per_epoch``, ``total_steps``,
-    ``lr`` (current learning rate of the first param group), ``rng`` (a
-    ``torch.Generator`` on the run's device: the only randomness plugins should draw).
-    ``log(name, value)`` records a scalar (a number or a one-element tensor, read back
-    only at the epoch's end); the mean per epoch lands in the curves.
-    ``evaluate(model, split="val")`` returns the task loss and metric of any model on the
-    ``train``, ``val`` or ``test`` split (eval mode, no grad), e.g. for a diagnostic that
-    scores modified copies of the model. ``train_batches()`` yields one epoch of training
-    batches ``(inputs, targets)`` in a fresh order (the task's batch size and augmentation),
-    for a plugin that trains a changed model further in ``finalize``.
-    """
-
-    def __init__(self, task: TaskSpec, seed: int, method: Method, device: torch.device, plugin_seed: int):
-        self.task = task
-        self.seed = seed
-        self.method_label = method.label
-        self.hp = method.hyperparameters
-        self.device = device
-        self.epoch = 0
-        self.step = 0
-        self.steps_per_epoch = 0
-        self.total_steps = 0
-        self.lr = task.train.lr
-        self.rng = torch.Generator(device=device).manual_seed(plugin_seed)
-        self._logged: dict[str, list[float]] = {}
-        self.evaluate: Callable = _no_data
-        self.train_batches: Callable = _no_data
-
-    def log(self, name: str, value) -> None:
-        """Record a scalar: a number, or a one-element tensor, which stays on its device
-        until the epoch's end (logging a tensor every step reads nothing back per step)."""
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"run.log({name!r}): a scalar or a one-element tensor, got shape {tuple(value.shape)}")
-            value = value.detach().reshape(()).to(torch.float64)
-        else:
-            value = float(value)
-        self._logged.setdefault(name, []).append(value)
-
-    def drain_logs(self) -> dict[str, float]:
-        """Each logged name's mean since the last drain (one read per name), then forget."""
-        means = {name: float(sum(v)) / len(v) for name, v in self._logged.items() if v}
-        self._logged.clear()
-        return means
-
-
-def _no_data(*args, **kwargs):
-    raise RuntimeError("run.evaluate and run.train_batches are available once the run's data is loaded")
-
-
 def preflight(specs, device: str = "cpu", available=None) -> list[str]:
     """Problems that would fail runs before training, found without loading data or
     building a model: each distinct task and method of ``specs`` goes through its plugins'
@@ -154,7 +100,7 @@ def preflight(specs, device: str = "cpu", available=None) -> list[str]:
         seen.add(key)
         try:
             pm, _ = plugin_manager(spec.method, available)
-            Hooks(pm).each("configure", run=Run(spec.task, spec.seed, spec.method, dev, 0))
+            Hooks(pm).call("configure", run=Run(spec.task, spec.seed, spec.method, dev, 0))
         except Exception as exc:  # noqa: BLE001 - every reason is reported, none is fatal here
             problems.append(f"{spec.method.label} on {spec.task.name}: {exc}")
     return problems
@@ -441,9 +387,9 @@ def setup(spec: RunSpec, device: torch.device, available=None, options: Executio
     run.total_steps = run.steps_per_epoch * task.train.epochs
 
     # 1-3. validate, reparametrize, optimizer
-    hooks.each("configure", run=run)
-    hooks.each("reparametrize", model=model, run=run)
-    optimizer = hooks.first("configure_optimizer", model=model, run=run)
+    hooks.call("configure", run=run)
+    hooks.call("reparametrize", model=model, run=run)
+    optimizer = hooks.call("configure_optimizer", model=model, run=run)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"configure_optimizer returned {type(optimizer).__name__}, not an Optimizer "
                         f"(plugins: {', '.join(method.names)})")
@@ -484,17 +430,17 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
     run.lr = optimizer.param_groups[0]["lr"]
 
     # 4. pre_step: before the forward pass
-    hooks.each("pre_step", model=model, optimizer=optimizer, run=run)
+    hooks.call("pre_step", model=model, optimizer=optimizer, run=run)
 
     # 5-7. forward and loss (autocast when the task asks for bf16/fp16), penalties in fp32;
     # one parametrization cache for all three
     with training.cached():
         with _autocast(run.device, training.task.train.precision):
             outputs = training.forward(inputs)
-            loss = hooks.first("loss", outputs=outputs, targets=targets, run=run)
+            loss = hooks.call("loss", outputs=outputs, targets=targets, run=run)
         loss = loss.float()
         sums.task_loss += loss.detach()
-        for plugin, term in hooks.each("penalty", model=model, run=run):
+        for plugin, term in hooks.call("penalty", model=model, run=run):
             check_penalty(plugin, term)
             loss = loss + term
             sums.penalties[plugin] = sums.penalties.get(plugin, 0) + term.detach()
@@ -511,7 +457,7 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
         loss.backward()
 
     # 9. modify_grad: between backward and the optimizer step
-    hooks.each("modify_grad", model=model, optimizer=optimizer, run=run)
+    hooks.call("modify_grad", model=model, optimizer=optimizer, run=run)
 
     # 10. optimizer step (fp16: skipped by the scaler when a gradient overflowed)
     if state.scaler is not None:
@@ -522,7 +468,7 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
 
     # 11. post_step: after the step, no grad
     with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=optimizer, run=run)
+        hooks.call("post_step", model=model, optimizer=optimizer, run=run)
 
 
 def end_epoch(training: Training, sums: EpochSums, epoch_start: float) -> dict[str, Any]:
@@ -534,7 +480,7 @@ def end_epoch(training: Training, sums: EpochSums, epoch_start: float) -> dict[s
         raise Diverged("training loss", state.epoch, run.step)
 
     # 12. on_epoch_end
-    hooks.each("on_epoch_end", model=state.model, run=run)
+    hooks.call("on_epoch_end", model=state.model, run=run)
     state.train_seconds += time.perf_counter() - epoch_start
     row: dict[str, Any] = {
         "epoch": state.epoch,
@@ -573,7 +519,7 @@ def _diagnostics(hooks: Hooks, model: nn.Module, run: Run) -> dict[str, float]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        values = metric_values(hooks.each("metrics", model=model, run=run))
+        values = metric_values(hooks.call("metrics", model=model, run=run))
     model.train(was_training)
     return values
 
@@ -586,8 +532,9 @@ def finish(training: Training) -> dict[str, Any]:
     state.model.load_state_dict(state.best_state)
     best_row = next(r for r in state.curves if r["epoch"] == state.best_epoch)
 
-    # 14. finalize, then the final evaluation and the metrics hook on the model it returns
-    model = hooks.chain("finalize", "model", model=state.model, run=run)
+    # 14. finalize (chained: each implementation gets the model the one before returned),
+    # then the final evaluation and the metrics hook on the model the chain returns
+    model = hooks.call("finalize", model=state.model, run=run)
     parametrized = is_parametrized(model)
     final_val = evaluate(model, training.splits["val"], task, parametrized, training.options)
     final_test = evaluate(model, training.splits["test"], task, parametrized, training.options)
