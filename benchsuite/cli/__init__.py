@@ -742,7 +742,7 @@ def _studies_json(plan, store, available) -> list[dict]:
 
 def _preflight(specs, device: str, available) -> None:
     """Exit 2 before anything trains when a plugin's ``configure`` rejects a task."""
-    from benchsuite.execution.engine import preflight
+    from benchsuite.execution.preflight import preflight
 
     problems = preflight(specs, device, available)
     if problems:

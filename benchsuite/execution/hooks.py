@@ -1,5 +1,5 @@
-"""Calling a run's hook implementations: one at a time, in pluggy's order, the way each
-hook's spec declares (every result, the first result, or a chain: see
+"""A run's plugins and the calling of their hooks: one implementation at a time, in pluggy's
+order, the way each hook's spec declares (every result, the first result, or a chain: see
 ``benchsuite.plugins.hookspecs``), timed, with errors that name the plugin and the hook."""
 
 from __future__ import annotations
@@ -11,9 +11,19 @@ from typing import Any
 import torch
 
 from benchsuite import plugins as plugin_registry
+from benchsuite.default_plugins import DefaultLoss, DefaultOptimizer
 from benchsuite.errors import Diverged
 from benchsuite.execution.environment import distributed, lost_a_peer
 from benchsuite.plugins import hookspecs
+from benchsuite.runs.identity import Method
+
+
+def plugin_manager(method: Method, available) -> tuple[Any, list]:
+    """The run's pluggy manager: the host's default plugins, then ``method``'s plugins in
+    order; and the selected plugins' infos."""
+    infos = plugin_registry.resolve(method.names, available)
+    methods = [(info, method.hyperparameters[info.name]) for info in infos]
+    return plugin_registry.make_plugin_manager(methods, defaults=[DefaultOptimizer(), DefaultLoss()]), infos
 
 
 class PluginError(Exception):

@@ -40,6 +40,7 @@ import torch
 from benchsuite import plugins as plugin_registry
 from benchsuite.errors import UsageError
 from benchsuite.execution import engine
+from benchsuite.execution.preflight import preflight
 from benchsuite.store.status import STATUS_FINISHED
 from benchsuite.store.synthetic import json_dumps, synthetic_record  # noqa: F401 (public here too)
 from benchsuite.tasks import datasets
@@ -130,10 +131,10 @@ def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0, available=None) ->
 
 def preflight_problems(plugins, task: TaskSpec, hp=None, available=None) -> list[str]:
     """What ``benchsuite run`` would reject before training (exit 2) for ``plugins`` on
-    ``task``: the lines :func:`benchsuite.execution.engine.preflight` reports, empty when accepted."""
+    ``task``: the lines :func:`benchsuite.execution.preflight.preflight` reports, empty when accepted."""
     available = available if available is not None else plugin_registry.discover()
     spec = engine.make_run_spec(task, method_of(plugins, hp, available), 0, available)
-    return engine.preflight([spec], "cpu", available)
+    return preflight([spec], "cpu", available)
 
 
 def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None,
