@@ -91,7 +91,7 @@ def test_every_seed_plugin_ships_at_least_two_offline_claims_and_a_paper_claim()
 def test_every_bundled_claim_names_runs_the_host_accepts():
     """Tasks exist, hyperparameters are valid, and every run passes the plugins' configure
     checks, so `benchsuite claims` never fails on a shipped claim."""
-    from benchsuite.execution.engine import preflight
+    from benchsuite.execution.preflight import preflight
 
     available = discover()
     found, _ = claim_mod.load_claims(available)

@@ -113,7 +113,8 @@ def test_a_plugin_rejecting_a_task_exits_2_before_anything_trains(tmp_path, caps
 
 
 def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts():
-    from benchsuite.execution.engine import make_run_spec, preflight
+    from benchsuite.execution.engine import make_run_spec
+    from benchsuite.execution.preflight import preflight
     from benchsuite.testing import method_of, tiny_task_spec
 
     calls = []

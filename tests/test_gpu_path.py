@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from benchsuite import hookimpl
-from benchsuite.execution import engine
+from benchsuite.execution import engine, evaluation
 from benchsuite.plugins import Plugin
 from benchsuite.tasks import datasets, models
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
@@ -161,7 +161,7 @@ def test_channel_values_are_made_once_per_device():
 def test_amp_dtypes_cover_the_task_precisions():
     from benchsuite.tasks.spec import PRECISIONS
 
-    assert set(engine.AMP_DTYPES) | {"fp32"} == set(PRECISIONS)
+    assert set(evaluation.AMP_DTYPES) | {"fp32"} == set(PRECISIONS)
 
 
 def _installed_methods():

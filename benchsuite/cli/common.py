@@ -144,7 +144,7 @@ def analysis_options(args) -> dict:
 
 def preflight(specs, device: str, available) -> None:
     """Exit 2 before anything trains when a plugin's ``configure`` rejects a task."""
-    from benchsuite.execution.engine import preflight
+    from benchsuite.execution.preflight import preflight
 
     problems = preflight(specs, device, available)
     if problems:

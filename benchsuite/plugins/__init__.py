@@ -28,6 +28,7 @@ import pluggy
 
 import benchsuite.plugins.hookspecs as hookspecs
 from benchsuite.errors import UsageError, did_you_mean
+from benchsuite.plugins.run import Run  # noqa: F401 (re-exported: what every hook receives)
 from benchsuite.plugins.search import Choice, IntUniform, LogUniform, Uniform, check_space  # noqa: F401 (re-exported)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

@@ -18,8 +18,9 @@ metrics), ``.record`` (the whole run record) and ``.method``. Without pytest:
 :func:`run_task` (one run of plugins on a task, nothing stored), :func:`tiny_task_spec`,
 :func:`available_with` (the installed plugins plus classes not installed, for testing a
 plugin before packaging it), :func:`method_of`, :func:`build_for` (model, optimizer, run
-and ``hooks``: ``hooks.each(name, **kwargs)`` calls every implementation and returns
-``(plugin, result)`` pairs, ``hooks.first(...)`` the first non-None result),
+and ``hooks``: ``hooks.call(name, **kwargs)`` calls a hook the way its spec declares: a
+hook that collects every result returns ``(plugin, result)`` pairs, a first-result hook the
+first result other than None, ``finalize`` the model its chain returns),
 :func:`build_training` (the run set up as the engine sets it up, for driving
 :func:`benchsuite.execution.engine.train_step` one batch at a time),
 :func:`preflight_problems` and :func:`check_conformance`. A plugin's description comes from
@@ -39,6 +40,7 @@ import torch
 from benchsuite import plugins as plugin_registry
 from benchsuite.errors import UsageError
 from benchsuite.execution import engine
+from benchsuite.execution.preflight import preflight
 from benchsuite.store.status import STATUS_FINISHED
 from benchsuite.store.synthetic import json_dumps, synthetic_record  # noqa: F401 (public here too)
 from benchsuite.tasks import datasets
@@ -129,10 +131,10 @@ def run_task(plugins, task: TaskSpec, hp=None, seed: int = 0, available=None) ->
 
 def preflight_problems(plugins, task: TaskSpec, hp=None, available=None) -> list[str]:
     """What ``benchsuite run`` would reject before training (exit 2) for ``plugins`` on
-    ``task``: the lines :func:`benchsuite.execution.engine.preflight` reports, empty when accepted."""
+    ``task``: the lines :func:`benchsuite.execution.preflight.preflight` reports, empty when accepted."""
     available = available if available is not None else plugin_registry.discover()
     spec = engine.make_run_spec(task, method_of(plugins, hp, available), 0, available)
-    return engine.preflight([spec], "cpu", available)
+    return preflight([spec], "cpu", available)
 
 
 def build_training(plugins, hp=None, task: TaskSpec | None = None, seed: int = 0, available=None,
@@ -194,7 +196,7 @@ def check_conformance(plugin: str, hp: dict[str, dict[str, Any]] | None = None, 
         h.validate(h.default, plugin)
 
     model, optimizer, run, hooks = build_for(plugin, hp, available=available)
-    for name, term in hooks.each("penalty", model=model, run=run):
+    for name, term in hooks.call("penalty", model=model, run=run):
         if not isinstance(term, torch.Tensor) or term.dim() != 0:
             raise ConformanceError(f"{name}.penalty must return a 0-dim tensor or None, got {term!r}")
         if not torch.isfinite(term):

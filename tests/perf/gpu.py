@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchsuite.execution import engine
+from benchsuite.execution import engine, evaluation
 from benchsuite.plugins import discover
 from benchsuite.tasks import datasets, get_task, models
 from benchsuite.tasks.spec import DataSpec, ModelSpec, TaskSpec
@@ -201,7 +201,7 @@ def _hand_loop(task: TaskSpec, steps: int, config: dict, device: torch.device) -
     model.train()
     optimizer = build_optimizer(model.parameters(), task.train)
     forward = torch.compile(model) if config["compile"] else model
-    dtype = engine.AMP_DTYPES.get(config["precision"])
+    dtype = evaluation.AMP_DTYPES.get(config["precision"])
     mean = torch.tensor(MEAN, device=device).view(1, -1, 1, 1)
     std = torch.tensor(STD, device=device).view(1, -1, 1, 1)
     batch = task.train.batch_size
