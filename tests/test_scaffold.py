@@ -62,7 +62,7 @@ def test_the_fixtures_plugin_is_opt_in_and_costs_no_torch_import(tmp_path):
         "def test_probe(request):\n"
         "    asked = os.environ['ASKED'] == '1'\n"
         "    assert request.config.pluginmanager.has_plugin('benchsuite.testing.fixtures') is asked\n"
-        "    assert 'torch' not in sys.modules and 'benchsuite.testing' not in sys.modules\n"
+        "    assert 'torch' not in sys.modules and 'benchsuite.testing.helpers' not in sys.modules\n"
     )
     for asked, extra in (("0", []), ("1", ["-p", "benchsuite.testing.fixtures"])):
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(tmp_path)],
