@@ -519,7 +519,10 @@ def blocks(rows: list[dict], level: str = "h2"):
         for name, version in (r.get("versions") or {}).items():
             versions.setdefault(name, set()).add(version)
     if versions:
-        listed = "; ".join(f"{name} {', '.join(sorted(found))}" for name, found in sorted(versions.items()))
+        from benchsuite.plugins import versioned_name
+
+        listed = "; ".join(f"{versioned_name(name)} {', '.join(sorted(found))}"
+                           for name, found in sorted(versions.items()))
         out.append(Block("p", f"Plugin versions: {listed}. Each claim counts only runs of these versions (their run "
                               f"ids include them); runs of other versions in the results folder are not counted."))
     notes = []
@@ -650,7 +653,9 @@ def write(rows: list[dict], folder: Path, runs: list[dict], title: str = "benchs
     from benchsuite.report.render import Block, to_html, to_markdown
 
     folder.mkdir(parents=True, exist_ok=True)
-    content = [Block("h1", title)] + blocks(rows) + recompute_blocks(rows)
+    from benchsuite.plugins import version_text
+
+    content = [Block("h1", title), Block("p", f"Written by {version_text()}.")] + blocks(rows) + recompute_blocks(rows)
     (folder / "index.md").write_text(to_markdown(content))
     (folder / "index.html").write_text(to_html(content, title))
     (folder / "claims.json").write_text(json.dumps(rows, indent=1, allow_nan=False))
