@@ -247,7 +247,7 @@ def test_leaderboard_formats_and_step_summary(tmp_path, capsys, monkeypatch):
     _store(tmp_path, _offline_like())
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "json", "--bootstrap", "50"]) == 0
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--json", "--bootstrap", "50"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["leaderboard"][0]["method"] == "l2"
     assert {v["verdict"] for v in data["verdicts"]} <= {"better", "worse", "equivalent", "inconclusive"}

@@ -173,7 +173,7 @@ def test_run_vary_split_shares_each_seeds_split_among_methods_and_the_report_say
     assert "verdicts are about the data distribution" in text
     assert "Verdicts are about the data distribution (each seed drew" in text  # the leaderboard's clause
     capsys.readouterr()
-    assert main(["leaderboard", "--results", str(results), "--format", "json"]) == 0
+    assert main(["leaderboard", "--results", str(results), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["variation"]["tasks"] == {"digits-mlp": "resampled"}
 
 

@@ -8,7 +8,9 @@ import sys
 
 from benchsuite.cli.common import (
     PROGRESS_HELP,
-    RESULTS_HELP,
+    add_json_option,
+    add_results_option,
+    add_verbosity_options,
     check_task_dirs,
     exit_code,
     positive_int,
@@ -43,8 +45,9 @@ def _add_seed_options(group) -> None:
                             "even; obrien-fleming: little early, most at MAX)")
 
 
-def add_run(sub) -> None:
+def add_parser(sub) -> None:
     run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
+    run.set_defaults(handler=cmd_run)
     what = run.add_argument_group("what to run")
     how = run.add_argument_group("how to run it")
     cluster = run.add_argument_group("cluster (--executor slurm|local|debug)")
@@ -97,7 +100,7 @@ def add_run(sub) -> None:
     how.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
                      help="save a run's state at the end of an epoch when this long passed since the last "
                           "save (0: every epoch; default 30); a killed run resumes from it")
-    how.add_argument("--results", default=None, help=RESULTS_HELP)
+    add_results_option(how)
     how.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     how.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N",
                      help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
@@ -127,9 +130,8 @@ def add_run(sub) -> None:
     what.add_argument("--force", action="store_true",
                       help="rerun runs already stored (finished, diverged or failed) and replace their records, "
                            "e.g. after changing a plugin's code without bumping its version (inline executor only)")
-    output.add_argument("--quiet", "-q", action="store_true", help=PROGRESS_HELP)
-    output.add_argument("--json", action="store_true",
-                        help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
+    add_verbosity_options(output, quiet_help=PROGRESS_HELP)
+    add_json_option(output, help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
     output.add_argument("--allow-failures", action="store_true",
                         help="exit 0 even when runs failed or diverged (default: exit 1, see docs/usage.md)")
 

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from benchsuite import stats
+from benchsuite.plugins import version_info
 from benchsuite.report.across_tasks import analyze_overall, decide_overall
 from benchsuite.report.selection import Seeds
 from benchsuite.report.summary import (
@@ -95,6 +96,7 @@ def analyze(table: pl.DataFrame, *, baseline: str | list[str] = BASELINE, margin
     current = current_runs(table)
     out = {
         "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": version_info(),  # the package and the results format of the code that wrote this
         "baseline": baseline, "baselines": baselines, "alpha": alpha,
         "margins": {k: str(v) for k, v in margins.items()},
         "permutation": {"resamples": resamples, "seed": seed},

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from benchsuite.formatting import fmt, fmt_p
+from benchsuite.plugins import version_text, versioned_name
 from benchsuite.report.claims import RUN_COLUMNS, summary
 from benchsuite.report.markup import Block, Code, to_html, to_markdown
 
@@ -42,7 +43,8 @@ def blocks(rows: list[dict], level: str = "h2"):
         for name, version in (r.get("versions") or {}).items():
             versions.setdefault(name, set()).add(version)
     if versions:
-        listed = "; ".join(f"{name} {', '.join(sorted(found))}" for name, found in sorted(versions.items()))
+        listed = "; ".join(f"{versioned_name(name)} {', '.join(sorted(found))}"
+                           for name, found in sorted(versions.items()))
         out.append(Block("p", f"Plugin versions: {listed}. Each claim counts only runs of these versions (their run "
                               f"ids include them); runs of other versions in the results folder are not counted."))
     notes = []
@@ -104,7 +106,7 @@ def write(rows: list[dict], folder: Path, runs: list[dict], title: str = "benchs
     """``folder``/index.md, index.html, claims.json and results.csv (``runs``, from
     :func:`run_rows`: the per-seed data that recomputes each p)."""
     folder.mkdir(parents=True, exist_ok=True)
-    content = [Block("h1", title)] + blocks(rows) + recompute_blocks(rows)
+    content = [Block("h1", title), Block("p", f"Written by {version_text()}.")] + blocks(rows) + recompute_blocks(rows)
     (folder / "index.md").write_text(to_markdown(content))
     (folder / "index.html").write_text(to_html(content, title))
     (folder / "claims.json").write_text(json.dumps(rows, indent=1, allow_nan=False))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from benchsuite.plugins import version_info, version_text, versioned_name
 from benchsuite.report.leaderboard_section import leaderboard_blocks
 from benchsuite.report.markup import Block, Code, to_html, to_markdown
 from benchsuite.report.task_section import task_blocks
@@ -28,7 +29,7 @@ def report_blocks(analysis: dict, title: str, plots: dict | None = None) -> list
     runs = analysis.get("runs", {})
     blocks = [
         Block("h1", title),
-        Block("p", f"Generated {analysis['generated']} by `benchsuite report`. Runs: "
+        Block("p", f"Generated {analysis['generated']} by `benchsuite report`; {version_text()}. Runs: "
                    f"{runs.get('finished', 0)} finished, {runs.get('diverged', 0)} diverged, "
                    f"{runs.get('failed', 0)} failed (diverged and failed runs are counted in every table, "
                    f"never averaged)." + (f" {sum(row['runs'] for row in analysis['superseded'])} runs of older "
@@ -88,7 +89,7 @@ def leaderboard_json(analysis: dict) -> str:
     overall = analysis.get("overall") or {}
     by_baseline = analysis.get("overall_by_baseline") or {analysis["baseline"]: overall}
     return json.dumps({
-        "generated": analysis["generated"], "baseline": analysis["baseline"],
+        "generated": analysis["generated"], "versions": version_info(), "baseline": analysis["baseline"],
         "baselines": analysis.get("baselines", [analysis["baseline"]]), "alpha": analysis["alpha"],
         "leaderboard": overall.get("methods", []), "friedman": overall.get("friedman"),
         "leaderboards": {b: (board or {}).get("methods", []) for b, board in by_baseline.items()},
@@ -190,7 +191,8 @@ def environment_blocks(table: pl.DataFrame, superseded: list[dict]) -> list[Bloc
                 per_plugin[plugin][str(version)] += n
         if per_plugin:
             listed = "; ".join(
-                f"{plugin} " + ", ".join(f"{v} ({n} runs)" if len(found) > 1 else v for v, n in sorted(found.items()))
+                f"{versioned_name(plugin)} "
+                + ", ".join(f"{v} ({n} runs)" if len(found) > 1 else v for v, n in sorted(found.items()))
                 for plugin, found in sorted(per_plugin.items()))
             blocks.append(Block("p", f"Plugin versions: {listed}."))
         if superseded:
@@ -206,7 +208,8 @@ def environment_blocks(table: pl.DataFrame, superseded: list[dict]) -> list[Bloc
 def leaderboard(analysis: dict, fmt_name: str, title: str = "benchsuite leaderboard") -> str:
     if fmt_name == "json":
         return leaderboard_json(strict_json_values(analysis))
-    blocks = [Block("h1", title)] + leaderboard_blocks(analysis, level="h2")
+    blocks = [Block("h1", title), Block("p", f"Generated {analysis['generated']}; {version_text()}.")]
+    blocks += leaderboard_blocks(analysis, level="h2")
     if fmt_name == "md":
         return to_markdown(blocks)
     return to_html(blocks, title)

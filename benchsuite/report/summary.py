@@ -157,8 +157,11 @@ def superseded_run_ids(table: pl.DataFrame) -> list[str]:
 
 
 def versions_text(versions: dict) -> str:
-    """``benchsuite 3, dipr 0.4.0``: a run's plugin versions in one line."""
-    return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+    """``results format 3, dipr 0.4.0``: a run's plugin versions in one line, the host's
+    entry named for what it is (:func:`benchsuite.plugins.versioned_name`)."""
+    from benchsuite.plugins import versioned_name
+
+    return ", ".join(f"{versioned_name(name)} {version}" for name, version in sorted(versions.items()))
 
 
 def with_config_columns(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
