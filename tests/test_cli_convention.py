@@ -141,7 +141,7 @@ def test_quiet_and_verbose(tmp_path, capsys):
 
 
 def test_every_generated_file_names_both_versions_labelled(tmp_path, capsys):
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.report import claims_output as claim_mod
 
     results = str(_results(tmp_path))
     assert main(["report", "--results", results, "-o", str(tmp_path / "reports"), "--name", "v", "--no-plots",
