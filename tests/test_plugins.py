@@ -29,6 +29,7 @@ def test_hook_names_follow_the_contract():
     assert hook_names() == [
         "configure", "reparametrize", "configure_optimizer", "loss", "pre_step", "penalty",
         "modify_grad", "post_step", "on_epoch_end", "metrics", "finalize",
+        "register_architectures", "register_data_sources",
     ]
 
 

@@ -302,3 +302,36 @@ def finalize(model: nn.Module, run: Run) -> nn.Module | None:
     registration order reversed, and each implementation receives the model the previous
     one returned.
     """
+
+
+# --------------------------------------------------------------------------- registration
+# Not part of a run: asked once per process, on an instance built with default
+# hyperparameters, when a task names an architecture or data source that is not built in.
+
+
+@hookspec
+def register_architectures():
+    """Add model architectures that task files can name (``[model] arch``).
+
+    Called once per process, not per run, the first time a task names an architecture
+    that is not built in, on an instance of the plugin built with its default
+    hyperparameters. A name may not be a built-in one or another plugin's.
+
+    Returns a list of :class:`benchsuite.tasks.components.Architecture` entries (name,
+    ``"module:function"`` of the builder, input kind), or ``None``; every implementation is
+    called.
+    """
+
+
+@hookspec
+def register_data_sources():
+    """Add data sources that task files can name (``[data] source``).
+
+    Called once per process, not per run, the first time a task names a data source that
+    is not built in, on an instance of the plugin built with its default hyperparameters.
+    A name may not be a built-in one or another plugin's.
+
+    Returns a list of :class:`benchsuite.tasks.components.DataSource` entries (name,
+    ``"module:function"`` of the loader, the shape tasks are checked against), or ``None``;
+    every implementation is called.
+    """
