@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
@@ -309,13 +309,14 @@ def finalize(model: nn.Module, run: Run) -> nn.Module | None:
 # hyperparameters, when a task names an architecture or data source that is not built in.
 
 
-@hookspec
-def register_architectures():
+@spec(EACH)
+def register_architectures() -> Sequence[Any] | None:
     """Add model architectures that task files can name (``[model] arch``).
 
     Called once per process, not per run, the first time a task names an architecture
     that is not built in, on an instance of the plugin built with its default
-    hyperparameters. A name may not be a built-in one or another plugin's.
+    hyperparameters. A name may not be a built-in one or another plugin's. Takes no
+    parameters.
 
     Returns a list of :class:`benchsuite.tasks.components.Architecture` entries (name,
     ``"module:function"`` of the builder, input kind), or ``None``; every implementation is
@@ -323,13 +324,13 @@ def register_architectures():
     """
 
 
-@hookspec
-def register_data_sources():
+@spec(EACH)
+def register_data_sources() -> Sequence[Any] | None:
     """Add data sources that task files can name (``[data] source``).
 
     Called once per process, not per run, the first time a task names a data source that
     is not built in, on an instance of the plugin built with its default hyperparameters.
-    A name may not be a built-in one or another plugin's.
+    A name may not be a built-in one or another plugin's. Takes no parameters.
 
     Returns a list of :class:`benchsuite.tasks.components.DataSource` entries (name,
     ``"module:function"`` of the loader, the shape tasks are checked against), or ``None``;
