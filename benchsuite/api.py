@@ -279,7 +279,8 @@ def analysis_options(baseline: str | Sequence[str] = "none", alpha: float = 0.05
                      resample_seed: int = 0, references: PathLike | Sequence[PathLike] | None = None) -> dict:
     """The checked statistics settings :func:`analyze` and :func:`write_report` take
     (UsageError on a bad margin, baseline list or references folder)."""
-    from benchsuite.report.analysis import load_references, parse_baselines, parse_margins
+    from benchsuite.report.analysis import parse_baselines, parse_margins
+    from benchsuite.report.references import load_references
     from benchsuite.runs.selection import assignments
     from benchsuite.tasks import builtin_task_dirs
 

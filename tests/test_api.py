@@ -210,11 +210,11 @@ def test_the_command_line_reads_the_variables_and_passes_their_values(tmp_path, 
 def test_claims_hand_their_runs_to_api_run(tiny_tasks, tmp_path, monkeypatch):  # noqa: F811
     """``benchsuite claims`` runs its missing runs through api.run (explicit runs), with the
     command's data folder and settings: one run sequence for both commands."""
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.runs import claims as claim_mod
 
     claim = claim_of()
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([claim], []))
-    monkeypatch.setattr(claim_mod, "_claims_without_importing", lambda: [claim])
+    monkeypatch.setattr(claim_mod, "claims_without_importing", lambda: [claim])
     calls = []
     monkeypatch.setattr(api, "run", lambda **kwargs: calls.append(kwargs) or api.RunResult(Path(kwargs["results"])))
     assert main(["claims", "--results", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d"), "-q", "--json"]) == 0

@@ -15,7 +15,7 @@ from benchsuite.toolkit.weights import (
 
 
 def _penalty(plugin, model, run, hooks):
-    terms = dict(hooks.each("penalty", model=model, run=run))
+    terms = dict(hooks.call("penalty", model=model, run=run))
     return terms[plugin]
 
 
@@ -150,7 +150,7 @@ def test_wd_is_decoupled_decay_of_the_pre_step_weights(optimizer):
         optimizer_.zero_grad()
         nn.functional.cross_entropy(net(x), y).backward()
         if decay:
-            hooks.each("modify_grad", model=net, optimizer=optimizer_, run=run)
+            hooks.call("modify_grad", model=net, optimizer=optimizer_, run=run)
         optimizer_.step()
 
     ref = dict(reference.named_parameters())

@@ -22,19 +22,19 @@ def test_aa_calibration(design, experiments):
 def test_uncorrected_selection_would_fail_the_same_check():
     """The check has teeth: the same K = 12 design, with the selection correction removed,
     gives false verdicts well above alpha."""
-    from benchsuite.report import analysis
+    from benchsuite.report import task_analysis
 
-    original = analysis._comparison_inputs
+    original = task_analysis._comparison_inputs
 
     def naive(task, choice, base, k_method, k_base, seeds):
         method_values, base_values, _, procedure = original(task, choice, base, k_method, k_base, seeds)
         return method_values, base_values, 1, procedure
 
-    analysis._comparison_inputs = naive
+    task_analysis._comparison_inputs = naive
     try:
         result = simulate(Design(seeds=5, methods=1, tasks=1, configurations=12, rho=0.9), 250, seed=7)
     finally:
-        analysis._comparison_inputs = original
+        task_analysis._comparison_inputs = original
     assert result["fwer"] > 0.08 and meets_targets(result)
 
 

@@ -15,7 +15,9 @@ import pytest
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
 from benchsuite.plugins import discover
-from benchsuite.report import claims as claim_mod
+from benchsuite.report import claims as verdicts
+from benchsuite.report import claims_output
+from benchsuite.runs import claims as claim_mod
 from benchsuite.testing import synthetic_record
 
 SEED_PLUGINS = ("wc", "partialreg", "lpwd", "gcsr", "dipr")
@@ -89,7 +91,7 @@ def test_every_seed_plugin_ships_at_least_two_offline_claims_and_a_paper_claim()
 def test_every_bundled_claim_names_runs_the_host_accepts():
     """Tasks exist, hyperparameters are valid, and every run passes the plugins' configure
     checks, so `benchsuite claims` never fails on a shipped claim."""
-    from benchsuite.execution.engine import preflight
+    from benchsuite.execution.preflight import preflight
 
     available = discover()
     found, _ = claim_mod.load_claims(available)
@@ -160,7 +162,7 @@ def test_verdicts_follow_the_paired_test_with_holm_over_the_claims(tiny_tasks):
     fill(store, better, tiny_tasks, [0.90, 0.92, 0.89, 0.91], base)
     fill(store, worse, tiny_tasks, [0.70, 0.72, 0.69, 0.70])
     fill(store, noisy, tiny_tasks, [0.85, 0.75, 0.82, 0.78])
-    rows = {r["claim"]: r for r in claim_mod.evaluate([better, worse, noisy], store, available, [tiny_tasks])}
+    rows = {r["claim"]: r for r in verdicts.evaluate([better, worse, noisy], store, available, [tiny_tasks])}
     assert rows["l2-better"]["verdict"] == "supported"
     assert rows["l2-worse"]["verdict"] == "contradicted"
     assert rows["l2-noisy"]["verdict"] == "inconclusive"
@@ -189,7 +191,7 @@ def test_survivors_alone_neither_support_nor_contradict_a_claim(tiny_tasks):
         for side, values in (("method", method_values), ("versus", versus_values)):
             for spec, value in zip(specs[("tiny-claims", side)], values):
                 store.add(spec, value, status="finished" if value is not None else "diverged")
-        (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+        (row,) = verdicts.evaluate([claim], store, available, [tiny_tasks])
         assert row["p_holm"] < 0.001 and row["n"] == 6
         assert row["verdict"] == "inconclusive", favoured
         assert any(n.startswith(f"{called} on the seeds both finished, but the {favoured} lost seed(s) 6, 7")
@@ -200,7 +202,7 @@ def test_a_lower_is_better_claim_turns_the_sign(tiny_tasks):
     store = FakeStore()
     claim = claim_of(direction='"lower"')
     fill(store, claim, tiny_tasks, [0.1, 0.12, 0.11, 0.1], [0.3, 0.31, 0.29, 0.3])
-    (row,) = claim_mod.evaluate([claim], store, discover(), [tiny_tasks])
+    (row,) = verdicts.evaluate([claim], store, discover(), [tiny_tasks])
     assert row["verdict"] == "supported" and row["effect"] == pytest.approx(0.1925)
     assert row["ci_low"] > 0
 
@@ -208,14 +210,14 @@ def test_a_lower_is_better_claim_turns_the_sign(tiny_tasks):
 def test_missing_diverged_and_unknown_metrics_are_named_not_guessed(tiny_tasks):
     available, store = discover(), FakeStore()
     claim = claim_of()
-    (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+    (row,) = verdicts.evaluate([claim], store, available, [tiny_tasks])
     assert row["verdict"] == "not run" and "benchsuite claims --claim l2-test" in row["notes"][0]
     fill(store, claim, tiny_tasks, [0.9, None, None, None], [0.8, 0.8, None, None])
-    (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+    (row,) = verdicts.evaluate([claim], store, available, [tiny_tasks])
     assert row["verdict"] == "incomplete" and any("5 of 8 runs not stored" in n for n in row["notes"])
     odd = claim_of(metric='"l2.nothing"')
     fill(store, odd, tiny_tasks, [0.9] * 4, [0.8] * 4)
-    (row,) = claim_mod.evaluate([odd], store, available, [tiny_tasks])
+    (row,) = verdicts.evaluate([odd], store, available, [tiny_tasks])
     assert row["verdict"] == "incomplete" and any("no finite 'l2.nothing'" in n for n in row["notes"])
 
 
@@ -223,11 +225,11 @@ def test_a_bound_claim_is_checked_on_every_run(tiny_tasks):
     available, store = discover(), FakeStore()
     claim = claim_of(versus=None, bound="0.5", direction='"below"', metric='"l2.max_w"')
     fill(store, claim, tiny_tasks, [0.3, 0.4, 0.2, 0.45], metric_name="l2.max_w")
-    (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+    (row,) = verdicts.evaluate([claim], store, available, [tiny_tasks])
     assert row["verdict"] == "supported" and row["p"] is None and row["effect"] == 0.45
     store.records.clear()
     fill(store, claim, tiny_tasks, [0.3, 0.5, 0.2, 0.45], metric_name="l2.max_w")
-    (row,) = claim_mod.evaluate([claim], store, available, [tiny_tasks])
+    (row,) = verdicts.evaluate([claim], store, available, [tiny_tasks])
     assert row["verdict"] == "contradicted" and any("seed(s) 1" in n for n in row["notes"])
 
 
@@ -235,7 +237,7 @@ def test_claims_command_runs_what_is_missing_resumes_and_writes_the_report(tiny_
                                                                            capsys):
     claim = claim_of()
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([claim], []))
-    monkeypatch.setattr(claim_mod, "_claims_without_importing", lambda: [claim])
+    monkeypatch.setattr(claim_mod, "claims_without_importing", lambda: [claim])
     results, out = tmp_path / "results", tmp_path / "reports" / "claims"
     args = ["claims", "--results", str(results), "--out", str(out), "-q"]
     assert main(args) == 0
@@ -251,7 +253,7 @@ def test_claims_command_runs_what_is_missing_resumes_and_writes_the_report(tiny_
     assert re.search(rf"Plugin versions: [^\n]*\bl2 {re.escape(installed)}[;.]", (out / "index.md").read_text())
     with (out / "results.csv").open(newline="") as handle:
         runs = list(csv.DictReader(handle))
-    assert list(runs[0]) == list(claim_mod.RUN_COLUMNS)
+    assert list(runs[0]) == list(verdicts.RUN_COLUMNS)
     assert [(r["arm"], r["seed"]) for r in runs] == [(arm, str(s)) for arm in ("method", "versus") for s in range(4)]
     assert {r["configuration"] for r in runs if r["arm"] == "method"} == {"l2(lam=0.001)"}
     assert "## Per-seed data" in (out / "index.md").read_text() and "ttest_rel" in (out / "index.html").read_text()
@@ -316,7 +318,7 @@ def test_a_claim_on_a_task_this_installation_lacks_is_invalid_and_the_others_go_
                                                                                   capsys):
     good, bad = claim_of(), claim_of(id='"l2-elsewhere"', tasks='["no-such-task"]')
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([good, bad], []))
-    monkeypatch.setattr(claim_mod, "_claims_without_importing", lambda: [good, bad])
+    monkeypatch.setattr(claim_mod, "claims_without_importing", lambda: [good, bad])
     assert main(["claims", "--results", str(tmp_path / "r"), "--json", "-q"]) == 0
     captured = capsys.readouterr()
     rows = {r["claim"]: r for r in json.loads(captured.out)}
@@ -398,9 +400,9 @@ def test_the_readme_recipe_recomputes_the_p_a_claims_report_prints(tiny_tasks, t
     for spec, value in zip(specs[("tiny-claims", "method")], [0.84, 0.86, 0.81, 0.85, None]):
         store.add(spec, value, status="finished" if value is not None else "diverged")
     chosen = [better, close, lossy, bound]
-    rows = claim_mod.evaluate(chosen, store, available, [tiny_tasks])
+    rows = verdicts.evaluate(chosen, store, available, [tiny_tasks])
     folder = tmp_path / "reports" / "claims"
-    claim_mod.write(rows, folder, claim_mod.run_rows(chosen, store, available, [tiny_tasks]))
+    claims_output.write(rows, folder, verdicts.run_rows(chosen, store, available, [tiny_tasks]))
     index = (folder / "index.md").read_text()
     block = readme_recipe()
     for row in rows:

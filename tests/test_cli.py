@@ -35,10 +35,10 @@ def test_run_summary_and_results(tmp_path, capsys):
     assert run_cli("run", "-p", "l2", "-p", "wd", "--seeds", "2", *FAST, results=tmp_path) == 0
     assert "0 runs executed, 6 already done" in capsys.readouterr().out
 
-    assert run_cli("results", "--export", str(tmp_path / "r.parquet"), results=tmp_path) == 0
+    assert run_cli("results", "--out", str(tmp_path / "r.parquet"), results=tmp_path) == 0
     table = pl.read_parquet(tmp_path / "r.parquet")
     assert table.height == 6 and set(table["method"]) == {"none", "l2", "wd"}
-    assert run_cli("results", "--export", str(tmp_path / "r.csv"), "--method", "l2", results=tmp_path) == 0
+    assert run_cli("results", "--out", str(tmp_path / "r.csv"), "--method", "l2", results=tmp_path) == 0
     assert pl.read_csv(tmp_path / "r.csv").height == 2
 
 
@@ -113,7 +113,8 @@ def test_a_plugin_rejecting_a_task_exits_2_before_anything_trains(tmp_path, caps
 
 
 def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts():
-    from benchsuite.execution.engine import make_run_spec, preflight
+    from benchsuite.execution.engine import make_run_spec
+    from benchsuite.execution.preflight import preflight
     from benchsuite.testing import method_of, tiny_task_spec
 
     calls = []
@@ -145,7 +146,7 @@ def test_preflight_checks_each_task_and_method_once_and_passes_what_it_accepts()
         (["run", "-t", "digits-mlp"], "no method selected"),
         (["run", "-p", "l2"], "no task selected"),
         (["run", "-p", "l2", "-t", "digits-mlp", "--device", "tpu"], "--device 'tpu'"),
-        (["results", "--export", "out.xlsx"], "use a .csv or .parquet file name"),
+        (["results", "--out", "out.xlsx"], "--out 'out.xlsx': use a .csv or .parquet file name"),
         (["report", "--name", "../x"], "use a plain folder name"),
     ],
 )
@@ -347,15 +348,20 @@ def test_completion_scripts_know_every_command_and_bash_completes_them(capsys):
         scripts[shell] = capsys.readouterr().out
         assert all(name in scripts[shell] for name in commands), shell
     assert {"run", "collect", "completion"} <= set(commands) and all("--force" in scripts[s] for s in ("bash", "zsh"))
+    # the convention's spellings, not the old ones (hidden, deprecated)
+    assert all("--out" in scripts[s] and "--export" not in scripts[s] and "--output" not in scripts[s]
+               for s in ("bash", "zsh"))
     assert "complete benchsuite" in scripts["tcsh"]  # tcsh: commands and file arguments only
     bash = shutil.which("bash")
     assert bash, "bash is needed to check the bash completion"
     probe = 'COMP_WORDS=(benchsuite {words}); COMP_CWORD={n}; _shtab_benchsuite; echo "${{COMPREPLY[*]}}"'
     script = scripts["bash"] + "\n" + "\n".join(probe.format(words=w, n=len(w.split()))
-                                                for w in ("r", "co", "run --fo", "collect --j"))
+                                                for w in ("r", "co", "run --fo", "collect --j", "results --o",
+                                                          "leaderboard --js"))
     done = subprocess.run([bash, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:4] == ["run results report", "collect completion", "--force", "--json"]
+    assert done.stdout.split("\n")[:6] == ["run results report", "collect completion", "--force", "--json", "--out",
+                                           "--json"]
     with pytest.raises(SystemExit) as exc:
         main(["completion", "fish"])
     assert exc.value.code == 2

@@ -66,7 +66,7 @@ def test_hook_order_in_guide_matches_the_specs():
 
 
 def test_the_guides_claims_example_parses():
-    from benchsuite.report.claims import parse_claims
+    from benchsuite.runs.claims import parse_claims
 
     (block,) = re.findall(r"```toml\n(.*?)```", _section(GUIDE.read_text(), "Claims: what your paper says, as tests"),
                           re.S)
@@ -77,7 +77,7 @@ def test_the_guides_claims_example_parses():
     # its hyperparameters (a misnamed one would make the claim "invalid")
     import benchsuite.plugins
     from benchsuite.plugins import PluginInfo
-    from benchsuite.report.claims import run_specs
+    from benchsuite.runs.claims import run_specs
 
     example = _run_guide_example()["MaxNorm"]
     available = {**benchsuite.plugins.discover(),
@@ -104,43 +104,77 @@ def test_tox_installs_every_plugin_folder():
     assert module.out_of_date(renamed) == sorted(renamed)
 
 
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+USAGE = DOCS / "usage.md"
+# the pages a user reads for commands and options: the README's quick start and the topic pages
+USER_PAGES = [ROOT / "README.md", USAGE, DOCS / "statistics.md", DOCS / "results.md", DOCS / "tasks.md",
+              DOCS / "cluster.md"]
 
 
-def test_the_readme_names_every_key_a_matrix_file_accepts():
+def test_the_usage_page_names_every_key_a_matrix_file_accepts():
     from benchsuite.runs.matrix import GROUP_KEYS, MATRIX_KEYS
 
-    text = README.read_text()
+    text = USAGE.read_text()
     start = text.index("Matrix files (`tasks/matrices/*.toml`)")
     paragraph = " ".join(text[start: text.index("\n\n", start)].split())
     missing = sorted(key for key in MATRIX_KEYS | GROUP_KEYS if f"`{key}`" not in paragraph)
-    assert not missing, f"README's matrix-file paragraph does not name {missing}"
+    assert not missing, f"docs/usage.md's matrix-file paragraph does not name {missing}"
     assert "Any other key is an error" in paragraph
 
 
-def test_the_readme_names_every_command_and_the_options_of_run_collect_and_claims():
+def test_the_docs_name_every_command_and_the_options_of_run_collect_and_claims():
+    """docs/usage.md lists every command; every option of run, collect and claims is named
+    on the user's pages (usage.md points to the page that describes the ones it does not)."""
     import argparse
 
     from benchsuite.cli import build_parser
 
-    text = README.read_text()
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert [name for name in commands if f"benchsuite {name}" not in text] == []
+    assert [name for name in commands if f"benchsuite {name}" not in USAGE.read_text()] == []
+    text = "\n".join(page.read_text() for page in USER_PAGES)
     for name in ("run", "collect", "claims"):
         options = [max(a.option_strings, key=len) for a in commands[name]._actions
-                   if a.dest != "help" and a.option_strings]
+                   if a.dest != "help" and a.option_strings and a.help != argparse.SUPPRESS]
         assert [o for o in options if not re.search(rf"{o}\b(?!-)", text)] == [], f"benchsuite {name}"
 
 
-def test_the_readme_exit_codes_are_those_main_returns():
-    section = _section(README.read_text(), "Using it")
-    table = section[section.index("### Exit codes"):]
+def test_the_documented_exit_codes_are_those_main_returns():
+    table = _section(USAGE.read_text(), "Exit codes")
     assert re.findall(r"^\| (\d) \|", table, re.M) == ["0", "1", "2"]
 
 
-def test_the_readme_counts_the_random_streams_seed_streams_makes():
+def test_the_docs_count_the_random_streams_seed_streams_makes():
     from benchsuite.execution.engine import seed_streams
 
     words = {3: "three", 4: "four", 5: "five", 6: "six"}
     count = words[len(seed_streams(0))]
-    assert f"drive {count} independent random streams" in README.read_text()
+    assert f"drive {count} independent random streams" in (DOCS / "results.md").read_text()
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_finds_its_page_and_heading():
+    """Links between the README and docs/ point to pages that exist and, with a #fragment, to a
+    heading (GitHub's anchor: lowercase, punctuation dropped, spaces to hyphens) or an explicit
+    anchor there. docs/python-api.md is linked before it exists."""
+    pending = {DOCS / "python-api.md"}
+
+    def anchors(page: Path) -> set[str]:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        headings = re.findall(r"^#+ (.+)$", text, re.M)
+        found = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+        return found | set(re.findall(r'<a id="([^"]+)"', text))
+
+    broken = []
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if linked in pending:
+                continue
+            if not linked.exists():
+                broken.append(f"{page.name}: {target}")
+            elif fragment and linked.suffix == ".md" and fragment not in anchors(linked):
+                broken.append(f"{page.name}: {target}")
+    assert broken == []

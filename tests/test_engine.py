@@ -10,6 +10,7 @@ import torch
 from benchsuite import Hyperparameter, Plugin, hookimpl
 from benchsuite.execution import engine, environment
 from benchsuite.execution.pool import run_all
+from benchsuite.plugins.run import Run
 from benchsuite.store import Store
 from benchsuite.tasks import get_task
 from benchsuite.testing import available_with, method_of, run_task, tiny_task_spec
@@ -286,7 +287,7 @@ def test_run_evaluate_scores_any_model_on_any_split():
 def test_run_log_keeps_tensors_on_the_device_until_the_epoch_mean():
     import torch
 
-    run = engine.Run(tiny_task_spec(), 0, engine.Method.of(("none", {})), torch.device("cpu"), 0)
+    run = Run(tiny_task_spec(), 0, engine.Method.of(("none", {})), torch.device("cpu"), 0)
     run.log("x", torch.tensor(1.0))
     run.log("x", 2)
     run.log("x", torch.tensor([6.0], dtype=torch.float16))

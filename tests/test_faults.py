@@ -63,7 +63,7 @@ def test_os_errors_are_one_line_messages(tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
     assert main(["run", "-p", "l2", *FAST, "--results", str(tmp_path / ("x" * 300))]) == 2
     assert "name too long" in capsys.readouterr().err.lower()
-    assert main(["results", "--results", str(tmp_path), "--export", str(tmp_path / "nodir" / "x.csv")]) == 2
+    assert main(["results", "--results", str(tmp_path), "--out", str(tmp_path / "nodir" / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("benchsuite results: error:") and "Traceback" not in err
     assert main(["leaderboard", "--results", str(tmp_path), "-o", str(tmp_path / "nodir" / "x.md")]) == 2

@@ -15,7 +15,7 @@ from test_claims import claim_of, tiny_tasks  # noqa: F401 - tiny_tasks is a fix
 from benchsuite.cli import main
 from benchsuite.execution import engine
 from benchsuite.execution import pool as executors
-from benchsuite.report import claims as claim_mod
+from benchsuite.runs import claims as claim_mod
 from benchsuite.store import Store
 from benchsuite.testing import method_of, tiny_task_spec
 

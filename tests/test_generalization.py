@@ -11,7 +11,8 @@ from scipy import stats as st
 from benchsuite import stats
 from benchsuite.cli import main
 from benchsuite.report.analysis import analyze, parse_baselines
-from benchsuite.report.render import leaderboard, leaderboard_json, verdict_text
+from benchsuite.report.markup import verdict_text
+from benchsuite.report.render import leaderboard, leaderboard_json
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 
@@ -201,7 +202,9 @@ def test_the_report_marks_fragile_verdicts():
         if 0.025 <= comp["p_holm"] < 0.1:
             break
     assert comp["fragile"] and "(fragile)" in verdict_text(comp)
-    from benchsuite.report.render import fragile_counts, report_blocks, to_markdown
+    from benchsuite.report.leaderboard_section import fragile_counts
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import report_blocks
     text = to_markdown(report_blocks(result, "r"))
     assert "Fragile: a verdict whose p lies within a factor of 2" in text
     assert fragile_counts(result) == {"verdicts": 1, "fragile": 1, "by_verdict": {comp["verdict"]: 1}}
@@ -318,7 +321,8 @@ def test_sequential_looks_with_several_baselines():
     assert mirror["mirror"] and mirror["look"] == 1 and mirror["n_tested"] == 5 and mirror["verdict"] == "worse"
     # l2 and wd differ by far less than the margin: equivalent or still open, never decided on all 20 seeds at once
     assert pairs[("l2", "wd")]["looks"] == 4 and pairs[("l2", "wd")]["verdict"] in ("equivalent", "inconclusive")
-    from benchsuite.report.render import report_blocks, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import report_blocks
     text = to_markdown(report_blocks(result, "r"))
     assert "### Against none" in text and "### Against l2" in text
     assert text.count("(decided at look 1 of 4, 5 seeds)") >= 2  # l2 against none, and its mirror

@@ -8,16 +8,15 @@ import torch
 from torch import nn
 
 from benchsuite import hookimpl
-from benchsuite.execution import engine
+from benchsuite.execution import engine, evaluation
 from benchsuite.plugins import Plugin
-from benchsuite.tasks import datasets, models
+from benchsuite.tasks import components, datasets, models
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
 from benchsuite.testing import available_with, method_of, tiny_task_spec, training_batches
 
 IMAGES = "benchsuite-test-images"
 
 
-@datasets.source(IMAGES)
 def _images(spec: DataSpec) -> datasets.TaskData:
     """Class-dependent uint8 images, 3 x 8 x 8."""
     gen = torch.Generator().manual_seed(0)
@@ -28,6 +27,9 @@ def _images(spec: DataSpec) -> datasets.TaskData:
         return datasets.ImageSplit(x, y, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
     return datasets.TaskData(draw(96), draw(48), draw(48))
+
+
+components.register(components.DataSource(IMAGES, _images))
 
 
 class SeesMemoryFormat(nn.Module):
@@ -43,12 +45,14 @@ class SeesMemoryFormat(nn.Module):
 
 
 @pytest.fixture
-def image_task(monkeypatch):
-    monkeypatch.setitem(models.ARCHITECTURES, "test-conv", SeesMemoryFormat)
-    return TaskSpec(name="images", data=DataSpec(source=IMAGES, augment="crop-flip"),
-                    model=ModelSpec(arch="test-conv", num_classes=3),
-                    train=TrainSpec(epochs=2, batch_size=32, optimizer="sgd", lr=0.1, momentum=0.9),
-                    eval=EvalSpec(metric="accuracy"))
+def image_task():
+    architecture = components.Architecture("test-conv", SeesMemoryFormat, "image")
+    components.register(architecture)
+    yield TaskSpec(name="images", data=DataSpec(source=IMAGES, augment="crop-flip"),
+                   model=ModelSpec(arch="test-conv", num_classes=3),
+                   train=TrainSpec(epochs=2, batch_size=32, optimizer="sgd", lr=0.1, momentum=0.9),
+                   eval=EvalSpec(metric="accuracy"))
+    components.unregister(architecture)
 
 
 class GradientNorm(Plugin):
@@ -161,7 +165,7 @@ def test_channel_values_are_made_once_per_device():
 def test_amp_dtypes_cover_the_task_precisions():
     from benchsuite.tasks.spec import PRECISIONS
 
-    assert set(engine.AMP_DTYPES) | {"fp32"} == set(PRECISIONS)
+    assert set(evaluation.AMP_DTYPES) | {"fp32"} == set(PRECISIONS)
 
 
 def _installed_methods():

@@ -1,12 +1,19 @@
 """Each hook of the contract: called when documented, with what is documented, and its
 result used as documented. Test names follow ``test_hook_<name>`` (see test_docs)."""
 
+import inspect
+import typing
+
+import pluggy
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
+from benchsuite.execution.hooks import Hooks
+from benchsuite.plugins import hook_names, hookspecs
+from benchsuite.plugins.run import Run
 from benchsuite.testing import available_with, run_task, tiny_task_spec
 from benchsuite.toolkit.weights import regularized_weights, weight_modules
 
@@ -331,3 +338,99 @@ def test_hook_timings_cover_every_plugin_hook():
     assert timed[("recorder", "metrics")] == 2
     assert timed[("recorder", "finalize")] == 1
     assert timed[("default:DefaultOptimizer", "configure_optimizer")] == 1
+
+
+# --------------------------------------------------------------------------- the specs' calling modes
+
+MODE_WORDS = {"each": "every implementation is called", "first": "first result wins",
+              "chain": "each implementation receives"}
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_every_spec_declares_its_calling_mode_types_and_docs(hook):
+    spec = getattr(hookspecs, hook)
+    calling = hookspecs.calling(hook)
+    assert calling.mode in MODE_WORDS
+    # the mode is declared once: pluggy's firstresult is derived from it
+    assert getattr(spec, f"{hookspecs.PROJECT}_spec")["firstresult"] == (calling.mode == hookspecs.FIRST)
+    parameters = inspect.signature(spec).parameters
+    assert (calling.passes in parameters) == (calling.mode == hookspecs.CHAIN)
+    # every argument and the return annotated, and each annotation names a real type
+    assert set(spec.__annotations__) == set(parameters) | {"return"}
+    hints = typing.get_type_hints(spec, {**vars(hookspecs), "torch": torch, "nn": nn})
+    # every hook of a run receives its Run; the registration hooks are asked outside any run
+    assert ("run" in parameters) == (hook not in ("register_architectures", "register_data_sources"))
+    assert hints.get("run", Run) is Run
+    if calling.mode == hookspecs.CHAIN:  # what an implementation returns is what the next one receives
+        assert hints["return"] == hints[calling.passes] | None
+    # the docstring says when it is called, each parameter, what it returns and how it is called
+    doc = " ".join(inspect.getdoc(spec).split())
+    assert "Called " in doc and "Returns " in doc
+    assert all(f":param {name}:" in doc for name in parameters)
+    assert MODE_WORDS[calling.mode] in doc.lower()
+
+
+class _Answers:
+    """Implements a first-result, an every-result and a chained hook, noting each call."""
+
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    @hookimpl
+    def loss(self, outputs, targets, run):
+        self.calls.append(("loss", self.name))
+        return f"loss of {self.name}"
+
+    @hookimpl
+    def penalty(self, model, run):
+        self.calls.append(("penalty", self.name))
+        return f"penalty of {self.name}"
+
+    @hookimpl
+    def finalize(self, model, run):
+        self.calls.append(("finalize", self.name))
+        return f"{model} > {self.name}"
+
+
+def _hooks_of(*names):
+    calls = []
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in names:
+        pm.register(_Answers(name, calls), name=name)
+    return Hooks(pm), calls
+
+
+def test_calling_a_hook_follows_its_specs_mode():
+    hooks, calls = _hooks_of("a", "b")  # pluggy calls the last registered first: b, then a
+    # first result wins: a is never asked
+    assert hooks.call("loss", outputs=None, targets=None, run=None) == "loss of b"
+    assert calls == [("loss", "b")]
+    # every implementation, each result with its plugin's name
+    assert hooks.call("penalty", model=None, run=None) == [("b", "penalty of b"), ("a", "penalty of a")]
+    # chained: each receives what the one before returned
+    assert hooks.call("finalize", model="model", run=None) == "model > b > a"
+    assert [hook for hook, _ in calls].count("finalize") == 2
+
+
+def test_the_calling_mode_comes_from_the_spec_not_the_call_site(monkeypatch):
+    monkeypatch.setattr(hookspecs.loss, hookspecs.CALLING_ATTRIBUTE, hookspecs.Calling(hookspecs.EACH))
+    hooks, calls = _hooks_of("a", "b")
+    assert hooks.call("loss", outputs=None, targets=None, run=None) == [("b", "loss of b"), ("a", "loss of a")]
+
+
+def test_a_spec_must_name_the_argument_it_chains():
+    with pytest.raises(TypeError, match="chain"):
+        hookspecs.spec(hookspecs.CHAIN)
+    with pytest.raises(TypeError, match="not one of its arguments"):
+        hookspecs.spec(hookspecs.CHAIN, passes="module")(lambda model, run: None)
+    with pytest.raises(TypeError):
+        hookspecs.spec("all")
+
+
+def test_the_old_calls_still_work_for_one_release_with_a_warning():
+    hooks, _ = _hooks_of("a", "b")
+    with pytest.warns(DeprecationWarning, match="Hooks.call"):
+        assert hooks.each("loss", outputs=None, targets=None, run=None) == [("b", "loss of b"), ("a", "loss of a")]
+    with pytest.warns(DeprecationWarning, match="Hooks.call"):
+        assert hooks.first("penalty", model=None, run=None) == "penalty of b"

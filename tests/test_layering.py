@@ -114,7 +114,7 @@ MAY_IMPORT = {
     "plugins": set(),                      # the contract a method author reads
     "store": set(),                        # the results folder: records, table, files
     "stats": set(),                        # tests and estimates, on numbers only
-    "tasks": set(),                        # task specs, data, models, the registry
+    "tasks": {"plugins"},                  # task specs, data, models, the registry (asks plugins' hooks)
     "toolkit": {"plugins", "tasks"},       # helpers for methods: weights, reparametrizations
     "default_plugins": {"plugins", "toolkit"},
     "runs": {"plugins", "tasks", "store", "stats"},  # identity, matrices, tuning, sequential plans

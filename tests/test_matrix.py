@@ -114,7 +114,7 @@ def test_matrices_expand_or_say_which_tasks_are_not_available(path):
 
 @pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
 def test_committed_matrices_pass_the_plugins_configure_checks(path):
-    from benchsuite.execution.engine import preflight
+    from benchsuite.execution.preflight import preflight
 
     specs = load_matrix(str(path), AVAILABLE, epochs=1)
     assert preflight(specs, "cpu", AVAILABLE) == []

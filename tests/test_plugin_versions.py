@@ -65,10 +65,11 @@ def test_the_report_names_the_versions_and_the_runs_it_left_out(tmp_path):
     folder = write_report(store, tmp_path / "reports", "mixed", plots=False, resamples=50)
     text = (folder / "index.md").read_text()
     assert "Runs: 8 finished, 0 diverged, 0 failed" in text and "5 runs of older plugin versions left out" in text
-    assert "Plugin versions: benchsuite 3; dipr 0.10.0; none 0.1.0." in text
+    assert "Plugin versions: results format 3; dipr 0.10.0; none 0.1.0." in text
     assert ("Left out of every statistic: 5 runs superseded by runs of newer plugin versions of the same task and "
             "configuration") in text
-    assert "5 of dipr on digits-mlp (benchsuite 3, dipr 0.9.0; newer: benchsuite 3, dipr 0.10.0)" in text
+    assert ("5 of dipr on digits-mlp (results format 3, dipr 0.9.0; newer: results format 3, dipr 0.10.0)"
+            in text)
     # results.csv keeps every run with its versions, and a report read from it counts the same
     csv_table = read_runs_table(folder / "results.csv")
     assert csv_table.height == 13 and set(csv_table["versions"].unique()) == {json.dumps(v, sort_keys=True)
@@ -98,7 +99,7 @@ def test_prune_moves_the_superseded_runs_out_and_keeps_them(tmp_path, capsys):
     old_ids = {r["run_id"] for r in mixed_records() if r["plugin_versions"] == OLD}
     assert main(["prune", "--results", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "5 of dipr on digits-mlp: benchsuite 3, dipr 0.9.0 (newer: benchsuite 3, dipr 0.10.0)" in out
+    assert "5 of dipr on digits-mlp: results format 3, dipr 0.9.0 (newer: results format 3, dipr 0.10.0)" in out
     assert "would move 5 superseded runs" in out and len(list(store.records())) == 13
     with store.claim(sorted(old_ids)[0]):  # a run another process holds stays where it is
         assert main(["prune", "--results", str(tmp_path)]) == 0

@@ -4,8 +4,9 @@ import pytest
 
 from benchsuite import Hyperparameter, Plugin, hookimpl
 from benchsuite.errors import UsageError
-from benchsuite.execution import engine
+from benchsuite.execution.hooks import plugin_manager
 from benchsuite.plugins import discover, hook_names, resolve
+from benchsuite.runs.identity import Method
 from benchsuite.testing import available_with
 
 
@@ -28,6 +29,7 @@ def test_hook_names_follow_the_contract():
     assert hook_names() == [
         "configure", "reparametrize", "configure_optimizer", "loss", "pre_step", "penalty",
         "modify_grad", "post_step", "on_epoch_end", "metrics", "finalize",
+        "register_architectures", "register_data_sources",
     ]
 
 
@@ -43,7 +45,7 @@ def test_plugin_manager_holds_only_selected_methods_in_order():
         name = "b"
 
     available = available_with(A, B)
-    pm, _ = engine.plugin_manager(engine.Method.of(("b", {}), ("a", {})), available)
+    pm, _ = plugin_manager(Method.of(("b", {}), ("a", {})), available)
     names = [name for name, _ in pm.list_name_plugin()]
     assert names == ["default:DefaultOptimizer", "default:DefaultLoss", "b", "a"]
     # pluggy calls the last registered first

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from benchsuite.cli import main
-from benchsuite.report.analysis import analyze, load_references, parse_margins, read_runs_table
+from benchsuite.report.analysis import analyze, parse_margins, read_runs_table
 from benchsuite.report.publish import write_report
+from benchsuite.report.references import load_references
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 
@@ -135,7 +136,7 @@ def _sweep(higher: bool, lost_first: bool = False) -> list[dict]:
 
 @pytest.mark.parametrize("higher", [True, False])
 def test_an_exact_validation_tie_goes_to_the_first_configuration_in_the_reports_order(higher):
-    """The README's rule: an exact tie in validation mean goes to the earlier configuration
+    """docs/statistics.md's rule: an exact tie in validation mean goes to the earlier configuration
     in the report's order (numbers from small to large), whatever order the runs are read in."""
     for records in (_sweep(higher), _sweep(higher)[::-1]):
         task = analyze(runs_table(records), resamples=10)["tasks"][0]
@@ -246,7 +247,7 @@ def test_leaderboard_formats_and_step_summary(tmp_path, capsys, monkeypatch):
     _store(tmp_path, _offline_like())
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--format", "json", "--bootstrap", "50"]) == 0
+    assert main(["leaderboard", "--results", str(tmp_path / "results"), "--json", "--bootstrap", "50"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["leaderboard"][0]["method"] == "l2"
     assert {v["verdict"] for v in data["verdicts"]} <= {"better", "worse", "equivalent", "inconclusive"}

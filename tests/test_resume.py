@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from benchsuite.execution import checkpoint as checkpoint_files
 from benchsuite.execution import engine
 from benchsuite.store import Store
 from benchsuite.tasks import get_task
@@ -194,7 +195,7 @@ def test_a_checkpoint_that_cannot_be_written_costs_the_resume_not_the_run(tmp_pa
         calls.append(path)
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr(engine, "save_checkpoint", full)
+    monkeypatch.setattr(checkpoint_files, "save_checkpoint", full)
     spec = engine.make_run_spec(tiny_task_spec(epochs=4), method_of("l2"), seed=0)
     checkpoint = tmp_path / "checkpoints" / "x.pt"
     record = engine.execute(spec, options=engine.ExecutionOptions(checkpoint=checkpoint, checkpoint_interval=0))

@@ -24,7 +24,7 @@ def install_without_building(package, site):
 
 
 def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, capsys):
-    assert main(["new-plugin", "max_norm", "--dir", str(tmp_path)]) == 0
+    assert main(["new-plugin", "max_norm", "--out", str(tmp_path)]) == 0
     package = tmp_path / "max_norm"
     assert "pip install -e" in capsys.readouterr().out
     assert sorted(p.name for p in package.iterdir()) == ["README.md", "benchsuite_max_norm.py", "pyproject.toml",
@@ -43,13 +43,13 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, capsys):
 
 @pytest.mark.parametrize("name, message", [("Max", "lowercase"), ("1x", "lowercase"), ("class", "lowercase")])
 def test_a_bad_plugin_name_is_refused(tmp_path, capsys, name, message):
-    assert main(["new-plugin", name, "--dir", str(tmp_path)]) == 2
+    assert main(["new-plugin", name, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_an_existing_folder_is_never_overwritten(tmp_path, capsys):
     (tmp_path / "mine").mkdir()
-    assert main(["new-plugin", "mine", "--dir", str(tmp_path)]) == 2
+    assert main(["new-plugin", "mine", "--out", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -62,7 +62,7 @@ def test_the_fixtures_plugin_is_opt_in_and_costs_no_torch_import(tmp_path):
         "def test_probe(request):\n"
         "    asked = os.environ['ASKED'] == '1'\n"
         "    assert request.config.pluginmanager.has_plugin('benchsuite.testing.fixtures') is asked\n"
-        "    assert 'torch' not in sys.modules and 'benchsuite.testing' not in sys.modules\n"
+        "    assert 'torch' not in sys.modules and 'benchsuite.testing.helpers' not in sys.modules\n"
     )
     for asked, extra in (("0", []), ("1", ["-p", "benchsuite.testing.fixtures"])):
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(tmp_path)],

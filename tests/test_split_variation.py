@@ -173,7 +173,7 @@ def test_run_vary_split_shares_each_seeds_split_among_methods_and_the_report_say
     assert "verdicts are about the data distribution" in text
     assert "Verdicts are about the data distribution (each seed drew" in text  # the leaderboard's clause
     capsys.readouterr()
-    assert main(["leaderboard", "--results", str(results), "--format", "json"]) == 0
+    assert main(["leaderboard", "--results", str(results), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["variation"]["tasks"] == {"digits-mlp": "resampled"}
 
 
@@ -242,7 +242,8 @@ def test_tuning_runs_count_only_for_a_task_without_report_runs():
 
 def test_the_rendered_report_carries_the_sentence_near_the_top():
     from benchsuite.report.analysis import analyze
-    from benchsuite.report.render import report_blocks, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import report_blocks
 
     analysis = analyze(pl.DataFrame())
     assert "Seeds varied" not in to_markdown(report_blocks(analysis, "t"))  # older stats.json: no sentence

@@ -470,7 +470,8 @@ def test_friedman_draws_as_many_as_the_other_monte_carlo_tests_by_default_and_pr
     import inspect
 
     from benchsuite.cli import build_parser
-    from benchsuite.report.render import report_blocks, to_markdown
+    from benchsuite.report.markup import to_markdown
+    from benchsuite.report.render import report_blocks
 
     assert stats.FRIEDMAN_RESAMPLES == stats.MONTE_CARLO_RESAMPLES == 100_000
     assert inspect.signature(analyze).parameters["resamples"].default == stats.MONTE_CARLO_RESAMPLES

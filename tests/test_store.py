@@ -216,7 +216,7 @@ def test_a_pipe_or_device_named_like_a_record_is_skipped_without_reading_it(tmp_
 def test_a_file_too_large_for_a_record_is_not_read(tmp_path, monkeypatch):
     import benchsuite.store
 
-    monkeypatch.setattr(benchsuite.store, "MAX_RECORD_BYTES", 1000)
+    monkeypatch.setattr(benchsuite.store.record, "MAX_RECORD_BYTES", 1000)
     messages = []
     store = Store(tmp_path, report=messages.append)
     (tmp_path / "runs").mkdir()

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from benchsuite.errors import UsageError
-from benchsuite.tasks import all_tasks
-from benchsuite.tasks.spec import ARCHS, SOURCE_SHAPES, parse_task
+from benchsuite.tasks import all_tasks, components, real_data
+from benchsuite.tasks.spec import parse_task
 
 BASE = {
     "data": 'source = "digits"\nsplit = [0.7, 0.15, 0.15]',
@@ -78,39 +78,87 @@ def test_image_sources_are_checked_against_the_models_shape():
         parse_task(_task(data__source='"cifar10"', data__split=None, model__sizes="[3072, 10]"), "t.toml")
 
 
-def test_every_shipped_task_is_valid_and_the_tables_match_the_code():
-    from benchsuite.tasks import datasets
-    from benchsuite.tasks.models import ARCHITECTURES, _register_vision
-
-    _register_vision()
-    assert set(ARCHS) == set(ARCHITECTURES)
-    assert set(SOURCE_SHAPES) <= set(datasets.SOURCES)
+def test_every_shipped_task_is_valid_and_every_builtin_entry_names_a_function():
     assert len(all_tasks()) >= 30
+    for architecture in components.BUILTIN_ARCHITECTURES:
+        assert callable(architecture.builder()), architecture.name
+    for source in components.BUILTIN_DATA_SOURCES:
+        assert callable(source.loader()), source.name
 
 
-def test_the_shipped_sources_are_known_to_task_files_without_torch():
-    """spec.SOURCE_SHAPES lists exactly the sources datasets ships (a fresh process: tests
-    register sources of their own), and checking every shipped task file imports no torch."""
-    probe = ("import sys; from benchsuite.tasks import all_tasks; all_tasks(); print('torch' in sys.modules); "
-             "from benchsuite.tasks import datasets; print(sorted(datasets.SOURCES))")
+def test_every_source_that_needs_files_says_which_and_how_to_get_them():
+    needs_files = {s.name for s in components.BUILTIN_DATA_SOURCES if not s.offline}
+    assert needs_files == set(real_data.DATASETS)
+    official = {s.name for s in components.BUILTIN_DATA_SOURCES if s.official_test_set}
+    assert official == {name for name, info in real_data.DATASETS.items() if name != "sdd"}
+
+
+def test_shipped_task_files_are_checked_without_torch_or_plugins():
+    """The registry's table is read without importing what it names: checking every shipped
+    task file imports no torch and never asks the installed plugins (a fresh process)."""
+    probe = ("import sys; from benchsuite.tasks import all_tasks, components; all_tasks(); "
+             "print('torch' in sys.modules, components.installed.cache_info().currsize)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    torch_loaded, shipped = done.stdout.splitlines()
-    assert torch_loaded == "False"
-    assert shipped == str(sorted(SOURCE_SHAPES))
+    assert done.stdout.split() == ["False", "0"]
 
 
 def test_a_source_registered_at_run_time_is_a_valid_data_source():
-    from benchsuite.tasks import datasets
-
     name = "test-registered-source"
     text = _task(data__source=f'"{name}"')
     with pytest.raises(UsageError, match=f"data.source '{name}' unknown"):
         parse_task(text, "t.toml")
-    datasets.source(name)(lambda spec: None)
+    source = components.DataSource(name, lambda spec: None)
+    components.register(source)
     try:
         assert parse_task(text, "t.toml").data.source == name
     finally:
-        del datasets.SOURCES[name]
+        components.unregister(source)
+    with pytest.raises(UsageError, match=f"data.source '{name}' unknown"):
+        parse_task(text, "t.toml")
+
+
+def test_a_registered_architecture_is_checked_by_its_input_kind():
+    vector = components.Architecture("test-vector-model", "some.module:build", "vector")
+    image = components.Architecture("test-image-model", "some.module:build", "image")
+    components.register(vector, image)
+    try:
+        assert parse_task(_task(model__arch=f'"{vector.name}"'), "t.toml").model.arch == vector.name
+        with pytest.raises(UsageError, match=r"model.sizes\[0\] = 32 but data.source 'digits' gives 64"):
+            parse_task(_task(model__arch=f'"{vector.name}"', model__sizes="[32, 10]"), "t.toml")
+        with pytest.raises(UsageError, match="model.arch 'test-vector-model' needs at least two sizes"):
+            parse_task(_task(model__arch=f'"{vector.name}"', model__sizes="[64]"), "t.toml")
+        with pytest.raises(UsageError, match="gives feature vectors"):
+            parse_task(_task(model__arch=f'"{image.name}"'), "t.toml")
+    finally:
+        components.unregister(vector, image)
+
+
+@pytest.mark.parametrize("entry, message", [
+    (components.Architecture("mlp", "x:y", "vector"), "architecture 'mlp' is built in"),
+    (components.DataSource("digits", "x:y"), "data source 'digits' is built in"),
+])
+def test_a_builtin_name_cannot_be_registered_again(entry, message):
+    with pytest.raises(UsageError, match=message):
+        components.register(entry)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: components.Architecture("a", "no_colon", "vector"), 'expected "module:function" or a function'),
+    (lambda: components.Architecture("a", "m:f", "graph"), "input 'graph' unknown; valid: vector, image"),
+    (lambda: components.Architecture("", "m:f", "image"), "non-empty string"),
+    (lambda: components.DataSource("s", "m:f", features=0, outputs=2), "features must be a positive integer"),
+    (lambda: components.DataSource("s", "m:f", outputs=2), "give features .* or channels"),
+])
+def test_malformed_entries_are_refused_with_what_is_valid(make, message):
+    with pytest.raises(UsageError, match=message):
+        make()
+
+
+def test_an_entry_naming_a_missing_function_says_so_when_used():
+    with pytest.raises(UsageError, match="no module 'benchsuite_no_such_module'"):
+        components.Architecture("a", "benchsuite_no_such_module:build", "image").builder()
+    with pytest.raises(UsageError, match="has no function 'no_such_loader'"):
+        components.DataSource("s", "benchsuite.tasks.datasets:no_such_loader").loader()
 
 
 def test_training_overrides_are_validated_too():

@@ -1,15 +1,23 @@
 """Task files, the registry, offline data sources and models."""
 
 import dataclasses
+import importlib
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from benchsuite import plugins as plugin_registry
+from benchsuite.cli import main
 from benchsuite.errors import UsageError
-from benchsuite.tasks import all_tasks, datasets, get_task, registry
+from benchsuite.tasks import all_tasks, components, datasets, get_task, registry
 from benchsuite.tasks.models import build_model
 from benchsuite.tasks.spec import parse_task
+from benchsuite.testing import run_task
 
 OFFLINE = ["toy-regression", "boston-mlp", "mnist5k-mlp", "digits-mlp"]
 
@@ -220,3 +228,144 @@ def test_the_task_file_reference_names_every_field_of_every_table():
             assert re.search(rf"\b{field.name}\b", section), f"[{table}] {field.name} missing from the reference"
     resources = re.search(r"\[resources\](.*)", doc).group(1)
     assert all(key in resources for key in spec.RESOURCE_KEYS)
+
+
+# --- architectures and data sources from plugins -----------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
+
+
+def _guide_blocks(language: str) -> list[str]:
+    """The code blocks of the guide's section on adding an architecture or a data source."""
+    text = GUIDE.read_text()
+    start = text.index("## Adding an architecture or a data source\n")
+    following = text.find("\n## ", start + 1)
+    return re.findall(rf"```{language}\n(.*?)```", text[start: following if following != -1 else None], re.S)
+
+
+@pytest.fixture
+def install(tmp_path, monkeypatch):
+    """``install(module, source, name="module:Class", ...)``: a plugin module importable and
+    its entry points found, as an installed package's are; the registry asks the installed
+    plugins again, and once more after the test."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = importlib.metadata.entry_points
+    extra, modules = [], []
+
+    def entry_points(**selection):
+        found = real(**selection)
+        return [*found, *extra] if selection.get("group") == plugin_registry.ENTRY_POINT_GROUP else found
+
+    monkeypatch.setattr(plugin_registry.importlib.metadata, "entry_points", entry_points)
+
+    def install_module(module: str, source: str, **entry_points: str) -> None:
+        (tmp_path / f"{module}.py").write_text(source)
+        importlib.invalidate_caches()
+        modules.append(module)
+        extra.extend(importlib.metadata.EntryPoint(name, value, plugin_registry.ENTRY_POINT_GROUP)
+                     for name, value in entry_points.items())
+        components.forget_installed()
+
+    yield install_module
+    components.forget_installed()
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+def test_hook_register_architectures_and_data_sources_let_task_files_name_them(install, tmp_path, capsys):
+    """The guide's plugin, installed: its task file is valid, checked against the source's
+    shape, listed by ``benchsuite tasks``, and a run on it finishes."""
+    (plugin,) = _guide_blocks("python")
+    (task_file,) = _guide_blocks("toml")
+    install("benchsuite_blobs", plugin, blobs="benchsuite_blobs:Blobs")
+    folder = tmp_path / "my-tasks"
+    folder.mkdir()
+    (folder / "blobs-two-layer.toml").write_text(task_file)
+
+    task = get_task("blobs-two-layer", [folder])
+    assert (task.data.source, task.model.arch, task.model.sizes) == ("blobs", "two-layer", (4, 16, 3))
+    with pytest.raises(UsageError, match=r"model.sizes\[0\] = 5 but data.source 'blobs' gives 4 input features"):
+        parse_task(task_file.replace("sizes = [4, 16, 3]", "sizes = [5, 16, 3]"), "t.toml")
+    with pytest.raises(UsageError, match=r"data.source 'blobs' is a classification data set"):
+        parse_task(task_file + "loss = 'mse'\n[eval]\nmetric = 'mse'\n", "t.toml")
+    assert "two-layer" in [a.name for a in components.architectures()]
+    assert "blobs" in [s.name for s in components.data_sources()]
+
+    assert main(["tasks", "--tasks-dir", str(folder)]) == 0
+    assert re.search(r"^blobs-two-layer +two-layer .*needs: nothing \(offline\)", capsys.readouterr().out, re.M)
+
+    result = run_task("none", task)
+    assert result.status == "finished", result.record.get("traceback")
+    assert result.metrics["test_accuracy"] > 0.8  # three well separated blobs
+
+
+CLASH = '''
+from benchsuite import Plugin, hookimpl
+from benchsuite.tasks.components import Architecture, DataSource
+
+class TakesDigits(Plugin):
+    name = "takes-digits"
+
+    @hookimpl
+    def register_data_sources(self):
+        return [DataSource("digits", "benchsuite_clash:load")]
+
+class First(Plugin):
+    name = "first"
+
+    @hookimpl
+    def register_architectures(self):
+        return [Architecture("shared", "benchsuite_clash:build", "image")]
+
+class Second(First):
+    name = "second"
+
+class Junk(Plugin):
+    name = "junk"
+
+    @hookimpl
+    def register_data_sources(self):
+        return "not a list of entries"
+
+class Fails(Plugin):
+    name = "fails"
+
+    @hookimpl
+    def register_architectures(self):
+        raise RuntimeError("no models today")
+
+class AsksForARun(Plugin):
+    name = "asks-for-a-run"
+
+    @hookimpl
+    def register_architectures(self, run):
+        return []
+'''
+
+
+@pytest.mark.parametrize("entry_points, message", [
+    ({"takes-digits": "TakesDigits"},
+     "plugin 'takes-digits' registers data source 'digits', which is already built in"),
+    ({"first": "First", "second": "Second"},
+     "plugin 'second' registers architecture 'shared', which is already registered by plugin 'first'"),
+    ({"junk": "Junk"}, "plugin 'junk': register_data_sources must return a list of .*DataSource entries"),
+    ({"fails": "Fails"}, "plugin 'fails': register_architectures failed: RuntimeError: no models today"),
+    ({"asks-for-a-run": "AsksForARun"}, "plugin 'asks-for-a-run': cannot ask it .*PluginValidationError"),
+])
+def test_hook_register_data_sources_and_architectures_that_clash_or_fail_name_the_plugin(install, entry_points,
+                                                                                          message):
+    install("benchsuite_clash", CLASH, **{name: f"benchsuite_clash:{cls}" for name, cls in entry_points.items()})
+    assert components.data_source("digits").load == "benchsuite.tasks.datasets:digits"  # built in: no plugin asked
+    with pytest.raises(UsageError, match=message):
+        components.architecture("not-built-in")
+
+
+def test_a_plugins_registrations_are_asked_once_per_process(install):
+    source = ("from benchsuite import Plugin, hookimpl\nfrom benchsuite.tasks.components import DataSource\n"
+              "CALLS = []\nclass Counted(Plugin):\n    name = 'counted'\n    @hookimpl\n"
+              "    def register_data_sources(self):\n        CALLS.append(1)\n"
+              "        return [DataSource('counted', 'benchsuite_counted:load')]\n")
+    install("benchsuite_counted", source, counted="benchsuite_counted:Counted")
+    assert components.data_source("counted").name == "counted"
+    assert components.data_source("counted") is not None and components.architecture("nothing") is None
+    assert sys.modules["benchsuite_counted"].CALLS == [1]

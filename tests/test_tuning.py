@@ -231,7 +231,7 @@ def test_a_tuned_run_reports_on_fresh_seeds_with_a_pooled_interval(tmp_path, cap
     trials = table.filter(table["seed"] >= TUNING_SEED_BASE)
     assert sorted(set(report["seed"])) == [0, 1, 2] and report["method_label"].n_unique() == 2  # chosen l2, none
     assert trials.filter(trials["method"] == "l2")["method_label"].n_unique() == 3
-    assert main(["leaderboard", "--results", results, "--format", "json"]) == 0
+    assert main(["leaderboard", "--results", results, "--json"]) == 0
     rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)["leaderboard"]}
     assert rows["l2"]["pooled"]["low"] is not None and rows["l2"]["pooled"]["p_holm"] is not None
     assert rows["l2"]["tuning"]["k"] == {"toy-regression": 3} and rows["none"]["tuning"]["k"] == {"toy-regression": 1}

@@ -52,7 +52,7 @@ def test_an_infinite_method_run_is_named():
 
 def test_a_pooled_difference_inside_the_margin_is_equivalent_not_better():
     """Equivalent on every task (0.0004 better, margin 0.005): the pooled verdict says
-    equivalent too, as the README promises of every difference shown inside the margin."""
+    equivalent too, as docs/statistics.md promises of every difference shown inside the margin."""
     rng = np.random.default_rng(4)
     records = []
     for task in ("a", "b", "c"):

@@ -9,7 +9,10 @@ from pathlib import Path
 import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
     PROGRESS_HELP,
-    RESULTS_HELP,
+    add_json_option,
+    add_out_option,
+    add_results_option,
+    add_verbosity_options,
     check_task_dirs,
     positive_int,
     probability,
@@ -19,10 +22,11 @@ from benchsuite.cli.listing import plugin_problems
 from benchsuite.errors import UsageError
 
 
-def add_claims(sub) -> None:
+def add_parser(sub) -> None:
     claims = sub.add_parser("claims", help="test the plugins' paper claims: run what is missing, print verdicts")
+    claims.set_defaults(handler=cmd_claims)
     claims.add_argument("--list", action="store_true", help="list the claims (no runs, no verdicts)")
-    claims.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(claims)
     claims.add_argument("--plugin", "-p", action="append", default=[], metavar="NAME",
                         help="only this plugin's claims (repeatable)")
     claims.add_argument("--claim", action="append", default=[], metavar="ID", help="only this claim (repeatable)")
@@ -31,10 +35,9 @@ def add_claims(sub) -> None:
                              "(default: list and judge every claim, run the offline ones and those named by "
                              "--claim)")
     claims.add_argument("--no-run", action="store_true", help="judge what is stored; run nothing")
-    claims.add_argument("--results", default=None, help=RESULTS_HELP)
-    claims.add_argument("--out", default=None, metavar="DIR",
-                        help="also write DIR/index.md, index.html, claims.json and results.csv (one row per run; "
-                             "e.g. reports/claims)")
+    add_results_option(claims)
+    add_out_option(claims, metavar="DIR", help="also write DIR/index.md, index.html, claims.json and results.csv (one "
+                                               "row per run; e.g. reports/claims)")
     claims.add_argument("--alpha", type=probability, default=0.05, help="significance level (default 0.05)")
     claims.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N", help="runs at a time")
     claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -43,12 +46,14 @@ def add_claims(sub) -> None:
     claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     claims.add_argument("--force", action="store_true",
                         help="rerun the selected claims' runs that are already stored and replace their records")
-    claims.add_argument("--quiet", "-q", action="store_true", help=PROGRESS_HELP)
+    add_verbosity_options(claims, quiet_help=PROGRESS_HELP)
 
 
 def cmd_claims(args) -> int:
     from benchsuite.plugins import discover
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.report import claims as verdicts
+    from benchsuite.report import claims_output
+    from benchsuite.runs import claims as claim_mod
 
     check_task_dirs(args.tasks_dir)
     tasks_dirs, data = defaults.task_dirs(args.tasks_dir), defaults.data_options(args)
@@ -85,16 +90,16 @@ def cmd_claims(args) -> int:
     store = Store(results_dir(args))
     if not args.no_run:
         _run_claims(args, selected, available, store.root, tasks_dirs, data)
-    rows = claim_mod.evaluate(selected, store, available, tasks_dirs, alpha=args.alpha, data=data)
+    rows = verdicts.evaluate(selected, store, available, tasks_dirs, alpha=args.alpha, data=data)
     if args.out:
-        claim_mod.write(rows, Path(args.out), claim_mod.run_rows(selected, store, available, tasks_dirs))
+        claims_output.write(rows, Path(args.out), verdicts.run_rows(selected, store, available, tasks_dirs))
         print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:
-        from benchsuite.report.render import to_markdown
+        from benchsuite.report.markup import to_markdown
 
-        print(to_markdown(claim_mod.blocks(rows)))
+        print(to_markdown(claims_output.blocks(rows)))
     return 0
 
 
@@ -102,7 +107,7 @@ def _run_claims(args, selected, available, results, tasks_dirs, data) -> None:
     """Run the missing runs of the offline claims (and of paper claims asked for by
     --claim or --tier paper whose data is present) through :func:`benchsuite.api.run`."""
     from benchsuite import api
-    from benchsuite.report import claims as claim_mod
+    from benchsuite.runs import claims as claim_mod
 
     specs = {}
     for claim in selected:

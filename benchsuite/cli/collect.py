@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import sys
 
-from benchsuite.cli.common import RESULTS_HELP, results_dir
+from benchsuite.cli.common import add_json_option, add_results_option, add_verbosity_options, results_dir
 
 
-def add_collect(sub) -> None:
+def add_parser(sub) -> None:
     collect = sub.add_parser("collect", help="report on runs submitted with --executor")
-    collect.add_argument("--results", default=None, help=RESULTS_HELP)
+    collect.set_defaults(handler=cmd_collect)
+    add_results_option(collect, must_exist=True)
     collect.add_argument("--allow-failures", action="store_true",
                          help="exit 0 even when submitted runs failed, diverged or were lost")
-    collect.add_argument("--json", action="store_true",
-                         help="machine-readable output: each submitted run's state, job and error, and the counts")
+    add_json_option(collect, help="machine-readable output: each submitted run's state, job and error, and the "
+                                  "counts")
+    add_verbosity_options(collect)
 
 
 def cmd_collect(args) -> int:

@@ -19,12 +19,76 @@ RESULTS_HELP = f"results folder (default ./{DEFAULT_RESULTS} or $BENCHSUITE_RESU
 PROGRESS_HELP = ("no progress on stderr (default: a live bar on a terminal; elsewhere, e.g. in CI logs, one line "
                  "per finished run with an ETA, the mean seconds per run x the runs left / --jobs, and a line at "
                  "the end of an epoch when 30 s passed without one)")
+QUIET_HELP = "print only the output asked for, warnings and errors: no notes on what was written or what to do next"
+VERBOSE_HELP = "also print on stderr the results folder used and, with an error, its Python traceback"
+JSON_HELP = "machine-readable output"
 
 
 def results_dir(args) -> Path:
     if args.results is not None and not args.results.strip():
         raise UsageError("--results: empty folder name")
     return Path(args.results or os.environ.get("BENCHSUITE_RESULTS") or DEFAULT_RESULTS)
+
+
+# --- the options every command spells the same way ------------------------------------------
+
+def add_results_option(parser, *, must_exist: bool = False) -> None:
+    """``--results`` with one help everywhere. ``must_exist``: the command only reads the
+    folder, so a missing one is bad input (:func:`check_results_folder`), not an empty folder."""
+    parser.add_argument("--results", default=None, help=RESULTS_HELP)
+    if must_exist:
+        parser.set_defaults(reads_results=True)
+
+
+def check_results_folder(args) -> None:
+    """Exit 2 (one line naming the folder) when a command that only reads a results folder
+    is given one that does not exist: a typo in --results must not read as "no runs"."""
+    if getattr(args, "reads_results", False):
+        folder = results_dir(args)
+        if not folder.is_dir():
+            raise UsageError(f"no results folder at {folder} (give --results DIR or set $BENCHSUITE_RESULTS)")
+
+
+def add_json_option(parser, help: str = JSON_HELP) -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def add_out_option(parser, *old_spellings: str, metavar: str, help: str, default=None) -> None:
+    """``-o/--out``: the file or folder a command writes. ``old_spellings`` keep working for
+    one release, hidden from --help, with a notice on stderr (:class:`DeprecatedOption`)."""
+    parser.add_argument("-o", "--out", default=default, metavar=metavar, help=help)
+    for spelling in old_spellings:
+        parser.add_argument(spelling, dest="out", metavar=metavar, action=DeprecatedOption, replacement="-o/--out")
+
+
+def add_verbosity_options(parser, quiet_help: str = QUIET_HELP) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, one or the other."""
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    either.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+
+
+def deprecation_notice(parser, old: str, new: str) -> None:
+    print(f"{parser.prog}: warning: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
+
+
+class DeprecatedOption(argparse.Action):
+    """An old spelling of an option: hidden from --help, it stores its value where the new
+    spelling (``replacement``) does and says on stderr that it is deprecated."""
+
+    def __init__(self, option_strings, dest, replacement: str, **kwargs):
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecation_notice(parser, option_string, self.replacement)
+        setattr(namespace, self.dest, values)
+
+
+def note(args, text: str, stream=None) -> None:
+    """A line saying what a command did (what it wrote), which ``-q`` silences."""
+    if not getattr(args, "quiet", False):
+        print(text, file=stream if stream is not None else sys.stdout)
 
 
 def check_task_dirs(folders) -> None:

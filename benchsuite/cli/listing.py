@@ -7,6 +7,22 @@ import sys
 from pathlib import Path
 
 import benchsuite.cli.defaults as defaults
+from benchsuite.cli.common import add_json_option, add_verbosity_options, note
+
+
+def add_parser(sub) -> None:
+    plugins = sub.add_parser("plugins", help="list installed plugins")
+    plugins.set_defaults(handler=cmd_plugins)
+    add_json_option(plugins)
+    add_verbosity_options(plugins)
+
+    tasks = sub.add_parser("tasks", help="list available tasks")
+    tasks.set_defaults(handler=cmd_tasks)
+    add_json_option(tasks)
+    tasks.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
+    tasks.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="folder of the real data sets to check (default $BENCHSUITE_DATA, else ./data)")
+    add_verbosity_options(tasks)
 
 
 def plugin_problems(available) -> None:
@@ -77,7 +93,7 @@ def cmd_tasks(args) -> int:
             print(f"{'':<24} {s.description[:150]}{'...' if len(s.description) > 150 else ''}")
     missing = sorted({src for src, need in needs.items() if not need["ready"]})
     if missing:
-        print(f"\nData sets not found in {root}: {', '.join(missing)}. Place them there (see "
-              f"`benchsuite run --task <task>` for the exact files and how to get them), or pass --data-dir.")
+        note(args, f"\nData sets not found in {root}: {', '.join(missing)}. Place them there (see "
+                   f"`benchsuite run --task <task>` for the exact files and how to get them), or pass --data-dir.")
     return 0
 

@@ -6,8 +6,41 @@ import json
 import shutil
 from pathlib import Path
 
-from benchsuite.cli.common import results_dir
+from benchsuite.cli.common import (
+    add_json_option,
+    add_out_option,
+    add_results_option,
+    add_verbosity_options,
+    note,
+    results_dir,
+)
 from benchsuite.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    results = sub.add_parser("results", help="show stored runs as a table")
+    results.set_defaults(handler=cmd_results)
+    add_results_option(results, must_exist=True)
+    results.add_argument("--task", default=None, help="only this task")
+    results.add_argument("--method", default=None, help="only this method (e.g. l2)")
+    add_out_option(results, "--export", metavar="FILE", help="write the table to FILE (.csv or .parquet)")
+    results.add_argument("--summary", action="store_true",
+                         help="mean ± std per task, configuration and role of its seeds (report or tuning) "
+                              "instead of runs")
+    results.add_argument("--metric", choices=("both", "val", "test"), default="both",
+                         help="with --summary: which values to show (val: validation alone, e.g. to choose a search "
+                              "space without looking at test values; default both)")
+    add_json_option(results, help="every column of every run as JSON rows")
+    results.add_argument("--wide", action="store_true",
+                         help="every column (task spec, hyperparameters, timings, ...), not the terminal-wide view")
+    add_verbosity_options(results)
+
+    prune = sub.add_parser("prune", help="move runs superseded by newer plugin versions out of the results folder's "
+                                          "runs/ into superseded/ (kept, not deleted)")
+    prune.set_defaults(handler=cmd_prune)
+    add_results_option(prune, must_exist=True)
+    prune.add_argument("--dry-run", action="store_true", help="list what would move, move nothing")
+    add_verbosity_options(prune)
 
 
 def _filtered_table(args):
@@ -51,15 +84,15 @@ def cmd_results(args) -> int:
     from benchsuite.report.summary import run_lines, summary, summary_lines, superseded_runs
 
     table = _filtered_table(args)
-    if args.export:
-        path = Path(args.export)
+    if args.out:
+        path = Path(args.out)
         if path.suffix == ".csv":
             table.write_csv(path)
         elif path.suffix == ".parquet":
             table.write_parquet(path)
         else:
-            raise UsageError(f"--export {args.export!r}: use a .csv or .parquet file name")
-        print(f"wrote {len(table)} runs to {path}")
+            raise UsageError(f"--out {args.out!r}: use a .csv or .parquet file name")
+        note(args, f"wrote {len(table)} runs to {path}")
         return 0
     if args.summary:
         from benchsuite.report.summary import with_config_columns

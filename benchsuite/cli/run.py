@@ -9,7 +9,9 @@ import sys
 import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
     PROGRESS_HELP,
-    RESULTS_HELP,
+    add_json_option,
+    add_results_option,
+    add_verbosity_options,
     exit_code,
     positive_int,
     results_dir,
@@ -33,14 +35,15 @@ def _add_seed_options(group) -> None:
                        help="run seeds 0..N-1 (default 5, or the matrix file's); MIN:MAX[:BATCH] (e.g. 5:20) runs "
                             "seeds 0..MIN-1, then BATCH (default MIN) more at a time only for the comparisons with "
                             "the baseline still undecided, up to MAX, by a group-sequential rule that keeps the "
-                            "false-verdict rate at alpha (README, Statistics); a rerun continues where it stopped")
+                            "false-verdict rate at alpha (docs/statistics.md); a rerun continues where it stopped")
     group.add_argument("--spending", choices=("pocock", "obrien-fleming"), default=None,
                        help="with sequential --seeds: how alpha is spent over the looks (default pocock: nearly "
                             "even; obrien-fleming: little early, most at MAX)")
 
 
-def add_run(sub) -> None:
+def add_parser(sub) -> None:
     run = sub.add_parser("run", help="train every (task, method, seed) and store the results")
+    run.set_defaults(handler=cmd_run)
     what = run.add_argument_group("what to run")
     how = run.add_argument_group("how to run it")
     cluster = run.add_argument_group("cluster (--executor slurm|local|debug)")
@@ -93,7 +96,7 @@ def add_run(sub) -> None:
     how.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
                      help="save a run's state at the end of an epoch when this long passed since the last "
                           "save (0: every epoch; default 30); a killed run resumes from it")
-    how.add_argument("--results", default=None, help=RESULTS_HELP)
+    add_results_option(how)
     how.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     how.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N",
                      help="run N runs at a time in worker processes, each with 1/N of the cores' threads")
@@ -101,7 +104,7 @@ def add_run(sub) -> None:
                      help="torch intra-op threads per run (default: the cores divided by --jobs)")
     how.add_argument("--deterministic", action="store_true",
                      help="deterministic kernels and a fixed thread count: a rerun on the same machine kind "
-                          "with the same --threads/--jobs is bitwise identical (see README, Reproducibility)")
+                          "with the same --threads/--jobs is bitwise identical (see docs/results.md, Reproducibility)")
     cluster.add_argument("--executor", choices=("inline", "slurm", "local", "debug"), default="inline",
                          help="inline: this machine (default, see --jobs); slurm: submit a SLURM job array and return; "
                               "local/debug: submitit's subprocess/in-process modes")
@@ -123,11 +126,10 @@ def add_run(sub) -> None:
     what.add_argument("--force", action="store_true",
                       help="rerun runs already stored (finished, diverged or failed) and replace their records, "
                            "e.g. after changing a plugin's code without bumping its version (inline executor only)")
-    output.add_argument("--quiet", "-q", action="store_true", help=PROGRESS_HELP)
-    output.add_argument("--json", action="store_true",
-                        help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
+    add_verbosity_options(output, quiet_help=PROGRESS_HELP)
+    add_json_option(output, help="machine-readable output: the runs (with --dry-run: done/pending and estimates)")
     output.add_argument("--allow-failures", action="store_true",
-                        help="exit 0 even when runs failed or diverged (default: exit 1, see README)")
+                        help="exit 0 even when runs failed or diverged (default: exit 1, see docs/usage.md)")
 
 
 def cmd_run(args) -> int:

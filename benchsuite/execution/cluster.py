@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchsuite.errors import UsageError
-from benchsuite.execution.engine import ExecutionOptions, RunSpec
+from benchsuite.execution.options import ExecutionOptions
+from benchsuite.runs.identity import RunSpec
 from benchsuite.store import Store
 from benchsuite.store.status import DONE_STATUSES, STATUS_FINISHED, STATUSES
 

@@ -1,16 +1,29 @@
-"""Calling a run's hook implementations: one by one, in pluggy's order, timed, with
-errors that name the plugin and the hook (the contract itself is ``benchsuite.plugins.hookspecs``)."""
+"""A run's plugins and the calling of their hooks: one implementation at a time, in pluggy's
+order, the way each hook's spec declares (every result, the first result, or a chain: see
+``benchsuite.plugins.hookspecs``), timed, with errors that name the plugin and the hook."""
 
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
 
 from benchsuite import plugins as plugin_registry
+from benchsuite.default_plugins import DefaultLoss, DefaultOptimizer
 from benchsuite.errors import Diverged
 from benchsuite.execution.environment import distributed, lost_a_peer
+from benchsuite.plugins import hookspecs
+from benchsuite.runs.identity import Method
+
+
+def plugin_manager(method: Method, available) -> tuple[Any, list]:
+    """The run's pluggy manager: the host's default plugins, then ``method``'s plugins in
+    order; and the selected plugins' infos."""
+    infos = plugin_registry.resolve(method.names, available)
+    methods = [(info, method.hyperparameters[info.name]) for info in infos]
+    return plugin_registry.make_plugin_manager(methods, defaults=[DefaultOptimizer(), DefaultLoss()]), infos
 
 
 class PluginError(Exception):
@@ -74,27 +87,60 @@ def check_penalty(plugin: str, term) -> None:
 
 
 class Hooks:
-    """Calls hook implementations one by one, in pluggy's order, timing each.
+    """Calls a run's hook implementations one by one, in pluggy's order, timing each.
 
-    The implementation list of each hook is fixed once the run's plugins are
-    registered, so it is resolved once; each call yields ``(plugin name, result)`` pairs,
-    which lets the engine log every penalty term and time every plugin separately.
+    :meth:`call` calls a hook the way its spec declares (``hookspecs.calling``). The
+    implementation list of each hook is fixed once the run's plugins are registered, so it
+    is resolved once, as is each hook's calling mode.
     """
 
     def __init__(self, pm, timed: bool = True):
         self.timed = timed
         self.names = {id(plugin): name for name, plugin in pm.list_name_plugin()}
         self.impls: dict[str, list] = {}
+        self.calling: dict[str, hookspecs.Calling] = {}
         for hook_name in plugin_registry.hook_names():
             impls = list(reversed(getattr(pm.hook, hook_name).get_hookimpls()))
             for impl in impls:
                 if impl.hookwrapper or impl.wrapper:
                     raise TypeError(f"{impl.plugin_name}: hook wrappers are not supported ({hook_name})")
             self.impls[hook_name] = impls
+            self.calling[hook_name] = hookspecs.calling(hook_name)
         self.seconds: dict[tuple[str, str], float] = {}
         self.calls: dict[tuple[str, str], int] = {}
 
+    def call(self, hook_name: str, **kwargs) -> Any:
+        """Call the hook ``hook_name`` with ``kwargs``, as its spec declares:
+
+        * ``EACH``: every implementation; returns ``[(plugin name, result), ...]`` of the
+          results other than ``None``, in calling order;
+        * ``FIRST``: implementations until one returns something other than ``None``, which
+          is returned (``None`` when none did);
+        * ``CHAIN``: every implementation, each receiving as the spec's chained argument
+          what the one before returned (``None``: unchanged); returns the last value.
+        """
+        calling = self.calling[hook_name]
+        if calling.mode == hookspecs.FIRST:
+            return self._first(hook_name, kwargs)
+        if calling.mode == hookspecs.CHAIN:
+            return self._chain(hook_name, calling.passes, kwargs)
+        return self._each(hook_name, kwargs)
+
     def each(self, hook_name: str, **kwargs) -> list[tuple[str, Any]]:
+        """Deprecated, goes away in benchsuite 0.4: :meth:`call` calls a hook as its spec
+        declares. Every implementation's ``(plugin name, result)``, whatever the spec says."""
+        warnings.warn("Hooks.each(name, ...) goes away in benchsuite 0.4: Hooks.call(name, ...) calls a hook "
+                      "the way its spec declares", DeprecationWarning, stacklevel=2)
+        return self._each(hook_name, kwargs)
+
+    def first(self, hook_name: str, **kwargs) -> Any:
+        """Deprecated, goes away in benchsuite 0.4: :meth:`call` calls a hook as its spec
+        declares. The first result other than ``None``, whatever the spec says."""
+        warnings.warn("Hooks.first(name, ...) goes away in benchsuite 0.4: Hooks.call(name, ...) calls a hook "
+                      "the way its spec declares", DeprecationWarning, stacklevel=2)
+        return self._first(hook_name, kwargs)
+
+    def _each(self, hook_name: str, kwargs: dict) -> list[tuple[str, Any]]:
         results = []
         for impl in self.impls[hook_name]:
             result = self._call(impl, hook_name, kwargs)
@@ -102,16 +148,14 @@ class Hooks:
                 results.append((impl.plugin_name, result))
         return results
 
-    def first(self, hook_name: str, **kwargs):
+    def _first(self, hook_name: str, kwargs: dict) -> Any:
         for impl in self.impls[hook_name]:
             result = self._call(impl, hook_name, kwargs)
             if result is not None:
                 return result
         return None
 
-    def chain(self, hook_name: str, passed: str, **kwargs):
-        """Call every implementation in order, each receiving as ``passed`` what the one
-        before returned (``None``: unchanged); returns the last value (``finalize``)."""
+    def _chain(self, hook_name: str, passed: str, kwargs: dict) -> Any:
         value = kwargs[passed]
         for impl in self.impls[hook_name]:
             returned = self._call(impl, hook_name, {**kwargs, passed: value})

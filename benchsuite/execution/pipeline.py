@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from benchsuite.errors import UsageError
-from benchsuite.execution.engine import ExecutionOptions
+from benchsuite.execution.options import ExecutionOptions
 from benchsuite.store.status import STATUS_FINISHED
 from benchsuite.tasks.data_options import DataOptions
 
@@ -60,7 +60,7 @@ def check(how: HowToRun) -> ExecutionOptions:
 
 def preflight(specs, device: str, available) -> None:
     """UsageError before anything trains when a plugin's ``configure`` rejects a task."""
-    from benchsuite.execution.engine import preflight as problems_of
+    from benchsuite.execution.preflight import preflight as problems_of
 
     problems = problems_of(specs, device, available)
     if problems:

@@ -36,8 +36,10 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from benchsuite.execution.engine import ExecutionOptions, RunSpec, execute
+from benchsuite.execution.engine import execute
 from benchsuite.execution.environment import available_cores, distributed
+from benchsuite.execution.options import ExecutionOptions
+from benchsuite.runs.identity import RunSpec
 from benchsuite.store import Store
 from benchsuite.store.status import DONE_STATUSES, STATUS_DIVERGED, STATUS_FINISHED
 

@@ -28,6 +28,7 @@ import pluggy
 
 import benchsuite.plugins.hookspecs as hookspecs
 from benchsuite.errors import UsageError, did_you_mean
+from benchsuite.plugins.run import Run  # noqa: F401 (re-exported: what every hook receives)
 from benchsuite.plugins.search import Choice, IntUniform, LogUniform, Uniform, check_space  # noqa: F401 (re-exported)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -38,6 +39,28 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT
 # every number as it was (commands, reports, helpers for plugins); each record's environment
 # stores that one.
 RESULTS_VERSION = "0.1.0"
+RESULTS_FORMAT = "results format"  # how a generated file names RESULTS_VERSION, e.g. "results format 0.1.0"
+
+
+def version_text() -> str:
+    """``benchsuite 0.3.0 (package), results format 0.1.0``: both versions, each named, as
+    ``benchsuite --version`` and every generated report state them."""
+    from benchsuite import __version__
+
+    return f"benchsuite {__version__} (package), {RESULTS_FORMAT} {RESULTS_VERSION}"
+
+
+def version_info() -> dict[str, str]:
+    """Both versions for a generated JSON file: ``{"package": ..., "results_format": ...}``."""
+    from benchsuite import __version__
+
+    return {"package": __version__, "results_format": RESULTS_VERSION}
+
+
+def versioned_name(name: str) -> str:
+    """How a generated file names an entry of a run's ``plugin_versions``: the host's entry,
+    ``benchsuite``, holds the results format (:data:`RESULTS_VERSION`), not the package version."""
+    return RESULTS_FORMAT if name == "benchsuite" else name
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str"}
 

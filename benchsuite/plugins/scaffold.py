@@ -138,7 +138,7 @@ def test_conforms_to_the_hook_contract():
 
 def test_penalty_is_lam_times_the_sum_of_squared_weights():
     model, optimizer, run, hooks = build_for("{name}", hp={{"{name}": {{"lam": 0.5}}}})
-    (plugin, term), = hooks.each("penalty", model=model, run=run)
+    (plugin, term), = hooks.call("penalty", model=model, run=run)
     expected = 0.5 * sum(m.weight.square().sum() for m in model if isinstance(m, torch.nn.Linear))
     assert plugin == "{name}" and term.item() == pytest.approx(expected.item(), rel=1e-6)
 

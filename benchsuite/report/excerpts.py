@@ -28,7 +28,8 @@ import re
 from pathlib import Path
 
 from benchsuite.formatting import fmt, fmt_p
-from benchsuite.report.render import leaderboard_blocks, to_markdown, verdict_text
+from benchsuite.report.leaderboard_section import leaderboard_blocks
+from benchsuite.report.markup import to_markdown, verdict_text
 
 BLOCK = re.compile(
     r"(<!-- benchsuite:(?P<kind>verdicts|leaderboard|claims)(?P<args>[^>]*?)-->\n)"
@@ -81,7 +82,7 @@ VERDICT_ORDER = ("supported", "contradicted", "inconclusive", "incomplete", "not
 def claims_markdown(path: Path, plugin: str | None = None, shown: str | None = None) -> str:
     """The verdict table of the claims in a committed ``claims.json`` (one plugin's, or all);
     ``shown`` is the path the text names (relative to the repository)."""
-    from benchsuite.report.claims import verdict_table
+    from benchsuite.report.claims_output import verdict_table
 
     if not path.is_file():
         raise ValueError(f"benchsuite:claims block: {path} not found (write it with `benchsuite claims --out "

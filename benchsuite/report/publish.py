@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
+
 from benchsuite.report.analysis import analyze
-from benchsuite.report.claims import blocks as claim_blocks
 from benchsuite.report.claims import stored_rows
-from benchsuite.report.render import (
-    environment_blocks,
-    make_plots,
-    report_blocks,
-    strict_json_values,
-    to_html,
-    to_markdown,
-)
+from benchsuite.report.claims_output import blocks as claim_blocks
+from benchsuite.report.markup import to_html, to_markdown
+from benchsuite.report.render import environment_blocks, make_plots, report_blocks, strict_json_values
+from benchsuite.report.summary import with_config_columns
+from benchsuite.runs.identity import configuration_names
 from benchsuite.runs.sequential import read_plan
 from benchsuite.runs.tuning import read_studies
 from benchsuite.store import runs_table
@@ -55,7 +53,7 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
     (folder / "index.md").write_text(to_markdown(blocks))
     (folder / "index.html").write_text(to_html(blocks, title, figure_dir))
     (folder / "stats.json").write_text(json.dumps(strict_json_values(analysis), indent=1, allow_nan=False))
-    table.write_csv(folder / "results.csv")
+    with_names(table, journals).write_csv(folder / "results.csv")
     tuning_file = folder / "tuning.json"
     if journals:  # the trials each study drew, in order, and its changes: the choice can be redone from these
         tuning_file.write_text(json.dumps(journals, indent=1, sort_keys=True))
@@ -63,3 +61,14 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
         tuning_file.unlink()
     return folder
 
+
+def with_names(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
+    """The runs table with ``name``, each run's configuration as the report's tables name it
+    (:func:`benchsuite.runs.identity.configuration_names`), after ``method_label``."""
+    if table.is_empty():
+        return table
+    configured = with_config_columns(table, journals)
+    names = configuration_names([(task, method, json.loads(hp)) for task, method, hp
+                                 in configured.select("task", "method", "config_hp").iter_rows()])
+    at = table.columns.index("method_label") + 1
+    return table.insert_column(at, pl.Series("name", names, dtype=pl.Utf8))

@@ -13,7 +13,7 @@ import polars as pl
 from packaging.version import InvalidVersion, Version
 
 from benchsuite.formatting import fmt, fmt_hyperparameter
-from benchsuite.runs.identity import BASELINE, TUNABLE_TRAIN, TUNING_SEED_BASE
+from benchsuite.runs.identity import BASELINE, TUNABLE_TRAIN, TUNING_SEED_BASE, configuration_names
 from benchsuite.tasks.spec import METRICS
 
 # --- per task and configuration -------------------------------------------------------------
@@ -157,8 +157,11 @@ def superseded_run_ids(table: pl.DataFrame) -> list[str]:
 
 
 def versions_text(versions: dict) -> str:
-    """``benchsuite 3, dipr 0.4.0``: a run's plugin versions in one line."""
-    return ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+    """``results format 3, dipr 0.4.0``: a run's plugin versions in one line, the host's
+    entry named for what it is (:func:`benchsuite.plugins.versioned_name`)."""
+    from benchsuite.plugins import versioned_name
+
+    return ", ".join(f"{versioned_name(name)} {version}" for name, version in sorted(versions.items()))
 
 
 def with_config_columns(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
@@ -313,38 +316,9 @@ def _row_order(row: dict, baseline: str = BASELINE) -> tuple:
 
 
 def _display_labels(summ: pl.DataFrame) -> list[str]:
-    """Per task, each method's name with the hyperparameters that vary among the rows of
-    the same plugin combination (a grid shows its axis; a single method shows its name)."""
-    rows = list(summ.select("task", "method", "hp_json").iter_rows())
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for task, method, hp_json in rows:
-        groups.setdefault((task, method), []).append(json.loads(hp_json))
-    varying: dict[tuple[str, str, str], list[str]] = {}
-    labels = []
-    for task, method, hp_json in rows:
-        siblings = groups[(task, method)]
-        mine = json.loads(hp_json)
-
-        def keys(group, task=task, method=method, mine=mine, siblings=siblings):
-            if (task, method, group) not in varying:  # the same for every sibling: computed once
-                varying[(task, method, group)] = _varying(group, mine, siblings)
-            return [k for k in varying[(task, method, group)] if k in mine.get(group, {})]
-
-        parts = []
-        plugins, at, salt = method.partition("@")  # a replicate keeps its plugins' labels
-        for plugin in plugins.split("+"):
-            inner = ",".join(f"{k}={fmt_hyperparameter(mine[plugin][k])}" for k in keys(plugin))
-            parts.append(f"{plugin}({inner})" if inner else plugin)
-        label = "+".join(parts) + at + salt
-        swept = ", ".join(f"{k}={fmt_hyperparameter(mine['train'][k])}" for k in keys("train"))
-        labels.append(f"{label} [{swept}]" if swept else label)
-    return labels
-
-
-def _varying(group: str, mine: dict, siblings: list[dict]) -> list[str]:
-    """The keys of ``group`` whose value differs among the siblings (any sibling's keys)."""
-    names = dict.fromkeys(k for sib in siblings for k in sib.get(group, {}))
-    return [k for k in names if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
+    """Each row's configuration name (:func:`benchsuite.runs.identity.configuration_names`)."""
+    return configuration_names([(task, method, json.loads(hp_json))
+                                for task, method, hp_json in summ.select("task", "method", "hp_json").iter_rows()])
 
 
 def _mean_report(reports) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from benchsuite import plugins as plugin_registry
 from benchsuite.errors import UsageError
-from benchsuite.formatting import fmt_hyperparameters
+from benchsuite.formatting import fmt_hyperparameter, fmt_hyperparameters
 from benchsuite.tasks.spec import TaskSpec
 
 # Seeds from here up are tuning seeds (``run --tune``); report seeds lie below (``--seeds N``
@@ -147,3 +147,37 @@ def check_replicate(name: str) -> str:
     if name and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name):
         raise ValueError(f"replicate {name!r}: use 1-40 letters, digits, '_', '.' or '-'")
     return name
+
+
+def configuration_names(configurations: list[tuple[str, str, dict]]) -> list[str]:
+    """The one name of each configuration wherever it is shown (dry run, progress, the
+    report's tables, ``results.csv``): its plugins with the hyperparameters that vary among
+    the configurations of the same plugins on the same task, and the swept training values
+    (``hyperparameters["train"]``) in brackets. A grid shows its axis on every member, the
+    default's value included (``specnorm(lam=0.01)``); a method alone shows its plugins.
+    ``configurations``: (task, method with any ``@replicate``, hyperparameters) triples,
+    repeats allowed (one per run)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for task, method, hyperparameters in configurations:
+        groups.setdefault((task, method), []).append(hyperparameters)
+    varying: dict[tuple[str, str, str], list[str]] = {}
+
+    def keys(task: str, method: str, group: str, mine: dict) -> list[str]:
+        if (task, method, group) not in varying:  # the same for every sibling: computed once
+            siblings = groups[(task, method)]
+            names = dict.fromkeys(k for sibling in siblings for k in sibling.get(group, {}))
+            varying[(task, method, group)] = [
+                k for k in names if len({json.dumps(s.get(group, {}).get(k)) for s in siblings}) > 1]
+        return [k for k in varying[(task, method, group)] if k in mine.get(group, {})]
+
+    names = []
+    for task, method, mine in configurations:
+        plugins, at, salt = method.partition("@")  # a replicate keeps its plugins' names
+        parts = []
+        for plugin in plugins.split("+"):
+            inner = ",".join(f"{k}={fmt_hyperparameter(mine[plugin][k])}" for k in keys(task, method, plugin, mine))
+            parts.append(f"{plugin}({inner})" if inner else plugin)
+        swept = ", ".join(f"{k}={fmt_hyperparameter(mine['train'][k])}" for k in keys(task, method, "train", mine))
+        name = "+".join(parts) + at + salt
+        names.append(f"{name} [{swept}]" if swept else name)
+    return names

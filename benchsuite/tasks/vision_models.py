@@ -3,11 +3,12 @@
 torchvision and timm definitions where they exist, with the stems the papers change for
 32x32 images. Every builder reads ``num_classes`` and ``in_channels`` from the task's
 ModelSpec, and starts from ``pretrained`` (a local state-dict file) when one is named:
-weights are never downloaded.
+weights are never downloaded. Task files name them through :mod:`benchsuite.tasks.components`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,22 +19,18 @@ from torchvision.models import resnet as tv_resnet
 from benchsuite.errors import UsageError
 from benchsuite.tasks.spec import ModelSpec
 
-ARCHITECTURES: dict[str, Callable[[ModelSpec], nn.Module]] = {}
 
+def with_pretrained(build: Callable[[ModelSpec], nn.Module]) -> Callable[[ModelSpec], nn.Module]:
+    """``build``, then the task's ``pretrained`` weights loaded into the model when it names a file."""
 
-def architecture(name: str):
-    def register(build):
-        def with_weights(spec: ModelSpec) -> nn.Module:
-            model = build(spec)
-            if spec.pretrained:
-                load_pretrained(model, spec.pretrained)
-            return model
+    @functools.wraps(build)
+    def build_with_weights(spec: ModelSpec) -> nn.Module:
+        model = build(spec)
+        if spec.pretrained:
+            load_pretrained(model, spec.pretrained)
+        return model
 
-        with_weights.__doc__ = build.__doc__
-        ARCHITECTURES[name] = with_weights
-        return build
-
-    return register
+    return build_with_weights
 
 
 def load_pretrained(model: nn.Module, path: str) -> None:
@@ -67,25 +64,25 @@ def _cifar_resnet(block, layers: list[int], spec: ModelSpec) -> nn.Module:
     return model
 
 
-@architecture("resnet18-cifar")
+@with_pretrained
 def resnet18_cifar(spec: ModelSpec) -> nn.Module:
     """ResNet-18 (BasicBlock, 2-2-2-2) with the CIFAR stem."""
     return _cifar_resnet(tv_resnet.BasicBlock, [2, 2, 2, 2], spec)
 
 
-@architecture("resnet34-cifar")
+@with_pretrained
 def resnet34_cifar(spec: ModelSpec) -> nn.Module:
     """ResNet-34 (BasicBlock, 3-4-6-3) with the CIFAR stem."""
     return _cifar_resnet(tv_resnet.BasicBlock, [3, 4, 6, 3], spec)
 
 
-@architecture("resnet50-cifar")
+@with_pretrained
 def resnet50_cifar(spec: ModelSpec) -> nn.Module:
     """ResNet-50 (Bottleneck, 3-4-6-3) with the CIFAR stem."""
     return _cifar_resnet(tv_resnet.Bottleneck, [3, 4, 6, 3], spec)
 
 
-@architecture("resnet50")
+@with_pretrained
 def resnet50(spec: ModelSpec) -> nn.Module:
     """torchvision's ImageNet ResNet-50 (7x7 stride-2 stem, max-pool), random init."""
     model = tv_resnet.resnet50(weights=None, num_classes=spec.num_classes)
@@ -137,8 +134,22 @@ class VGG(nn.Module):
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
-for _depth in VGG_CONFIGS:
-    architecture(f"vgg{_depth}")(lambda spec, depth=_depth: VGG(depth, spec))
+@with_pretrained
+def vgg11(spec: ModelSpec) -> nn.Module:
+    """VGG-11 for 32x32 inputs (:class:`VGG`)."""
+    return VGG(11, spec)
+
+
+@with_pretrained
+def vgg16(spec: ModelSpec) -> nn.Module:
+    """VGG-16 for 32x32 inputs (:class:`VGG`)."""
+    return VGG(16, spec)
+
+
+@with_pretrained
+def vgg19(spec: ModelSpec) -> nn.Module:
+    """VGG-19 for 32x32 inputs (:class:`VGG`)."""
+    return VGG(19, spec)
 
 
 # --- Wide ResNet -----------------------------------------------------------------------------
@@ -185,7 +196,7 @@ class WideResNet(nn.Module):
         return self.fc(out.mean((2, 3)))
 
 
-@architecture("wrn28-10")
+@with_pretrained
 def wrn28_10(spec: ModelSpec) -> nn.Module:
     """WRN-28-10; dropout between the convolutions of each block (the papers use 0.3)."""
     return WideResNet(28, 10, spec)
@@ -193,7 +204,7 @@ def wrn28_10(spec: ModelSpec) -> nn.Module:
 
 # --- AlexNet as modified for 32x32 images (GCSR paper) -------------------------------------
 
-@architecture("alexnet-cifar")
+@with_pretrained
 def alexnet_cifar(spec: ModelSpec) -> nn.Module:
     """torchvision's AlexNet as the GCSR paper modifies it: max-pool kernels 3 -> 2, first
     convolution padding 2 -> 5, every fully connected layer 256 units (dropout as the task
@@ -238,7 +249,7 @@ class _SEBlock(nn.Module):
         return out * weight + shortcut
 
 
-@architecture("senet18")
+@with_pretrained
 def senet18(spec: ModelSpec) -> nn.Module:
     """SENet-18 for 32x32 images: 3x3 stem, four stages of two SE blocks (64-128-256-512)."""
     layers: list[nn.Module] = [nn.Conv2d(spec.in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
@@ -252,7 +263,7 @@ def senet18(spec: ModelSpec) -> nn.Module:
 
 # --- the DIPR paper's 2-layer CNN ---------------------------------------------------------------
 
-@architecture("cnn2")
+@with_pretrained
 def cnn2(spec: ModelSpec) -> nn.Module:
     """Two convolutional layers (32 and 64 3x3 filters), max-pooling to 12x12, dropout, a
     128-unit fully connected layer, dropout, the output layer. The DIPR paper names a
@@ -271,7 +282,7 @@ def cnn2(spec: ModelSpec) -> nn.Module:
 
 # --- timm: ConvNeXt-tiny and Swin-tiny on 32x32 images (LPWD paper) ---------------------------
 
-@architecture("convnext-tiny")
+@with_pretrained
 def convnext_tiny(spec: ModelSpec) -> nn.Module:
     """timm's ConvNeXt-tiny, random init. On 32x32 inputs its stride-4 stem and three
     downsamplings leave a 1x1 map, as in the paper's use of timm on CIFAR."""
@@ -281,7 +292,7 @@ def convnext_tiny(spec: ModelSpec) -> nn.Module:
                              in_chans=spec.in_channels)
 
 
-@architecture("swin-tiny")
+@with_pretrained
 def swin_tiny(spec: ModelSpec) -> nn.Module:
     """timm's Swin-tiny (depths 2-2-6-2, embedding 96), random init, for 32x32 images: patch
     size 2 and window 4, so each stage's token grid (16, 8, 4, 2) is divisible by the

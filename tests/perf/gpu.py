@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchsuite.execution import engine
+from benchsuite.execution import engine, evaluation
 from benchsuite.plugins import discover
-from benchsuite.tasks import datasets, get_task, models
+from benchsuite.tasks import components, datasets, get_task, models
 from benchsuite.tasks.spec import DataSpec, ModelSpec, TaskSpec
 from benchsuite.testing import build_training, method_of, tiny_task_spec, training_batches
 from benchsuite.toolkit.training import build_optimizer
@@ -87,6 +87,9 @@ class TinyConv(nn.Module):
         return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
 
 
+TINY_MODEL = components.Architecture(TINY_ARCH, TinyConv, "image")
+
+
 def synthetic_source(name: str):
     """A data source of random uint8 images, 3 x 32 x 32, labels uniform over the classes;
     val and test hold 256 images each (evaluation is not what is measured)."""
@@ -104,7 +107,7 @@ def synthetic_source(name: str):
             _CACHE[name] = datasets.TaskData(draw(n_train), draw(256), draw(256))
         return _CACHE[name]
 
-    datasets.source(name)(load)
+    components.register(components.DataSource(name, load))
     return name
 
 
@@ -115,7 +118,7 @@ def benchmark_task(name: str, steps: int, precision: str, dry: bool, augment: bo
     task = get_task(name)
     source = f"gpu-check-{name}"
     _SIZES[source] = (steps * task.train.batch_size, task.model.num_classes)
-    if source not in datasets.SOURCES:
+    if components.data_source(source) is None:
         synthetic_source(source)
     model = dataclasses.replace(task.model, arch=TINY_ARCH) if dry else task.model
     task = dataclasses.replace(task, data=DataSpec(source=source, augment="crop-flip" if augment else "none"),
@@ -201,7 +204,7 @@ def _hand_loop(task: TaskSpec, steps: int, config: dict, device: torch.device) -
     model.train()
     optimizer = build_optimizer(model.parameters(), task.train)
     forward = torch.compile(model) if config["compile"] else model
-    dtype = engine.AMP_DTYPES.get(config["precision"])
+    dtype = evaluation.AMP_DTYPES.get(config["precision"])
     mean = torch.tensor(MEAN, device=device).view(1, -1, 1, 1)
     std = torch.tensor(STD, device=device).view(1, -1, 1, 1)
     batch = task.train.batch_size
@@ -318,7 +321,7 @@ def main(argv=None, available=None, out=None) -> int:
     try:
         return _main(argv, available, out)
     finally:
-        models.ARCHITECTURES.pop(TINY_ARCH, None)  # the dry run's stand-in model is no shipped architecture
+        components.unregister(TINY_MODEL)  # the dry run's stand-in model is no shipped architecture
 
 
 def _main(argv=None, available=None, out=None) -> int:
@@ -331,7 +334,7 @@ def _main(argv=None, available=None, out=None) -> int:
         return EXIT_NO_GPU
     device = torch.device("cpu") if args.cpu_dry_run else torch.device("cuda")
     if args.cpu_dry_run:
-        models.ARCHITECTURES[TINY_ARCH] = TinyConv
+        components.register(TINY_MODEL)
     else:
         torch.backends.cudnn.benchmark = True
         for limit in ("recompile_limit", "cache_size_limit"):  # one compiled graph per method and model

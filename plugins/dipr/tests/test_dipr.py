@@ -75,7 +75,7 @@ def test_projected_cross_entropy_on_hand_built_logits():
 def test_penalty_is_reproducible_given_the_seed_and_differentiable():
     def term(seed):
         model, _, run, hooks = build_for("dipr", {"dipr": {"lam": 1.0, "s_p": 0.2}}, seed=seed)
-        (value,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "dipr"]
+        (value,) = [t for name, t in hooks.call("penalty", model=model, run=run) if name == "dipr"]
         return model, value
 
     model, a = term(0)

@@ -54,17 +54,17 @@ def test_l2_adds_its_gradient_when_imposed():
     model, opt, run, hooks = _step({"norm": "l2", "lam": 0.3, "mode": "always"})
     w = model[0].weight
     g = w.grad.clone()
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     assert torch.allclose(w.grad, g + 0.6 * w.detach())
 
 
 def test_l1_proximal_step_after_the_optimizer_step():
     model, opt, run, hooks = _step({"norm": "l1", "lam": 0.5, "mode": "always"})
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     opt.step()
     stepped = model[0].weight.detach().clone()
     with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=opt, run=run)
+        hooks.call("post_step", model=model, optimizer=opt, run=run)
     assert torch.equal(model[0].weight, soft_threshold(stepped, 0.1 * 0.5))
     assert (model[0].weight == 0).any()
 
@@ -78,7 +78,7 @@ def test_l1_proximal_step_after_the_optimizer_step():
 ])
 def test_modes_decide_when_lambda_is_imposed(hp, epoch, imposed):
     model, opt, run, hooks = _step({"lam": 0.01, **hp}, epoch=epoch)
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     (plugin,) = [i.plugin for i in hooks.impls["modify_grad"] if i.plugin_name == "gcsr"]
     assert (float(plugin.current_lam) == 0.01) is imposed
 

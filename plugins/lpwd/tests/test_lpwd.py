@@ -49,13 +49,13 @@ def test_one_step_matches_the_hand_computation(variant, optimizer):
 
     # the engine's step, hook by hook
     run.step, run.epoch, run.lr = 1, 1, LR
-    hooks.each("pre_step", model=model, optimizer=opt, run=run)
+    hooks.call("pre_step", model=model, optimizer=opt, run=run)
     opt.zero_grad()
     nn.functional.cross_entropy(model(X), Y).backward()
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     opt.step()
     with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=opt, run=run)
+        hooks.call("post_step", model=model, optimizer=opt, run=run)
 
     # by hand
     decay = {n: 1 - LR * rates[n] if n in rates else 1.0 for n in theta0}

@@ -78,7 +78,7 @@ def test_conv_groups_are_input_channels_with_the_autograd_gradient(alpha):
 
 def test_penalty_hook_sums_layers_times_lambda():
     model, _, run, hooks = build_for("partialreg", {"partialreg": {"variant": "sgl", "lam": 0.5}})
-    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    (term,) = [t for name, t in hooks.call("penalty", model=model, run=run) if name == "partialreg"]
     linears = [m for m in model if isinstance(m, nn.Linear)]
     expected = 0.5 * sum(group_penalty(m.weight, 0.1, None) for m in linears)
     assert term.item() == pytest.approx(expected.item(), rel=1e-6)
@@ -219,12 +219,12 @@ def test_layer_weighted_lambda_eqs_4_5():
     """lambda_l = lam * factor_l; the last factor repeats for the deeper layers."""
     hp = {"variant": "sgl", "lam": 0.5, "layer_factors": "0.1, 2"}
     model, _, run, hooks = build_for("partialreg", {"partialreg": hp})
-    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    (term,) = [t for name, t in hooks.call("penalty", model=model, run=run) if name == "partialreg"]
     a, b, c = (group_penalty(m.weight, 0.1, None) for m in model if isinstance(m, nn.Linear))
     assert term.item() == pytest.approx((0.5 * (0.1 * a + 2 * b + 2 * c)).item(), rel=1e-6)
     # only the first layer penalized; its gradient reaches no other layer
     model, _, run, hooks = build_for("partialreg", {"partialreg": {"layer_factors": "1, 0"}})
-    (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "partialreg"]
+    (term,) = [t for name, t in hooks.call("penalty", model=model, run=run) if name == "partialreg"]
     term.backward()
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert linears[0].weight.grad.abs().sum() > 0
@@ -251,7 +251,7 @@ def test_final_model_scored_on_the_training_set():
     (returned,) = [m for m in (impl.function(model=model, run=run) for impl in hooks.impls["finalize"]
                                if impl.plugin_name == "partialreg") if m is not None]
     assert seen == [(returned, "train")] and returned is not model
-    (values,) = [v for name, v in hooks.each("metrics", model=returned, run=run) if name == "partialreg"]
+    (values,) = [v for name, v in hooks.call("metrics", model=returned, run=run) if name == "partialreg"]
     assert values["final_train_loss"] == 0.25 and values["final_train_accuracy"] == 0.75
 
 

@@ -23,7 +23,7 @@ def test_initialization_preserves_the_network_and_finalize_folds():
     pp_model.eval()
     x = torch.randn(16, 8)
     assert torch.allclose(model(x), pp_model(x), atol=1e-6)
-    hooks.each("finalize", model=pp_model, run=run)
+    hooks.call("finalize", model=pp_model, run=run)
     assert not any(parametrize.is_parametrized(m) for m in pp_model.modules())
     assert torch.allclose(model(x), pp_model(x), atol=1e-6)
 
@@ -57,10 +57,10 @@ def test_adam_task_weight_decay_on_v_enters_the_modified_step_in_w_space():
     x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
     torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 4).backward()
     loss_grads = [v.grad.clone() for v in vs]  # dL/dv = dL/dPsi * dPsi/dv
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     opt.step()
     with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=opt, run=run)
+        hooks.call("post_step", model=model, optimizer=opt, run=run)
     for m, v, v0, g_v in zip(layers, vs, before, loss_grads):
         d = m.parametrizations.weight[0].derivative(v0)
         g = g_v / d + wd * v0

@@ -90,7 +90,7 @@ def test_weight_decay_acts_on_psi_v_not_on_v():
     assert groups["wc.v"]["weight_decay"] == 0.0
     assert groups["other"]["weight_decay"] == wd  # biases/BN: the task's optimizer as usual
     with parametrize.cached():
-        (term,) = [t for name, t in hooks.each("penalty", model=model, run=run) if name == "wc"]
+        (term,) = [t for name, t in hooks.call("penalty", model=model, run=run) if name == "wc"]
         weights = [m.weight for _, m in weight_modules(model)]
     assert term.item() == pytest.approx(0.5 * wd * sum(w.detach().square().sum().item() for w in weights), rel=1e-6)
     # d penalty / d w = wd * w: the same as an optimizer's weight decay on a plain weight
@@ -101,7 +101,7 @@ def test_weight_decay_acts_on_psi_v_not_on_v():
 
 def test_no_penalty_without_task_weight_decay():
     model, _, run, hooks = build_for("wc")
-    assert dict(hooks.each("penalty", model=model, run=run)) == {}
+    assert dict(hooks.call("penalty", model=model, run=run)) == {}
 
 
 @pytest.mark.parametrize("granularity, pairs", [("fine", 3), ("coarse", 1)])
@@ -170,7 +170,7 @@ def test_finalize_exports_a_plain_model_with_the_same_outputs():
     x = torch.randn(16, 8)
     before = model(x).detach()
     plain_keys = set(build_for("none")[0].state_dict())
-    hooks.each("finalize", model=model, run=run)
+    hooks.call("finalize", model=model, run=run)
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     assert set(model.state_dict()) == plain_keys  # the plain architecture: no v, a, b
     assert torch.allclose(model(x), before, atol=1e-6)
@@ -246,14 +246,14 @@ def test_adam_task_weight_decay_in_the_modified_step(granularity):
     task_loss = nn.functional.cross_entropy(model(x), torch.arange(16) % 4)
     grads = torch.autograd.grad(task_loss, [m.parametrizations.weight.original for m in layers], retain_graph=True)
     loss = task_loss
-    for _, term in hooks.each("penalty", model=model, run=run):
+    for _, term in hooks.call("penalty", model=model, run=run):
         loss = loss + term
     opt.zero_grad()
     loss.backward()
-    hooks.each("modify_grad", model=model, optimizer=opt, run=run)
+    hooks.call("modify_grad", model=model, optimizer=opt, run=run)
     opt.step()
     with torch.no_grad():
-        hooks.each("post_step", model=model, optimizer=opt, run=run)
+        hooks.call("post_step", model=model, optimizer=opt, run=run)
     for v, g_v, (v0, w0, d) in zip(vs, grads, before):
         g = g_v / d + wd * (w0 if granularity == "fixed" else v0)
         assert torch.allclose(v, v0 + d * (-lr * g / (g.abs() + eps)), rtol=1e-4, atol=1e-7)

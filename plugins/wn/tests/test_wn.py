@@ -16,7 +16,7 @@ def test_weight_is_gain_times_direction_and_starts_identical():
     assert torch.allclose(model(x), wn_model(x), atol=1e-6)
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert id(g) in optimized and id(v) in optimized
-    hooks.each("finalize", model=wn_model, run=run)
+    hooks.call("finalize", model=wn_model, run=run)
     assert not parametrize.is_parametrized(wn_model[0])
 
 
