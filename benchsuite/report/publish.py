@@ -64,11 +64,13 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
 
 def with_names(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
     """The runs table with ``name``, each run's configuration as the report's tables name it
-    (:func:`benchsuite.runs.identity.configuration_names`), after ``method_label``."""
+    (:func:`benchsuite.runs.identity.configuration_names`), after ``method_label``; empty for
+    a run superseded by a newer plugin version (the report leaves it out)."""
     if table.is_empty():
         return table
     configured = with_config_columns(table, journals)
     names = configuration_names([(task, method, json.loads(hp)) for task, method, hp
                                  in configured.select("task", "method", "config_hp").iter_rows()])
+    by_run = dict(zip(configured["run_id"], names))
     at = table.columns.index("method_label") + 1
-    return table.insert_column(at, pl.Series("name", names, dtype=pl.Utf8))
+    return table.insert_column(at, pl.Series("name", [by_run.get(r, "") for r in table["run_id"]], dtype=pl.Utf8))
