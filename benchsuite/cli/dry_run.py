@@ -6,6 +6,7 @@ import json
 import sys
 
 from benchsuite.cli.common import duration, exit_code
+from benchsuite.runs.identity import spec_names
 from benchsuite.store.status import STATUS_FINISHED
 
 
@@ -48,9 +49,9 @@ def dry_run(args, result) -> int:
     known = [estimates[s.run_id] for s in listing.to_run if estimates[s.run_id] is not None]
     n_done = sum(done.values())
     pending = len(specs) - n_done + len(listing.undecided)
+    names = spec_names(specs)  # as the progress lines and the report name them
     if args.json:
-        runs = [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name,
-                 "method": s.method.label + (f"@{s.replicate}" if s.replicate else ""),
+        runs = [{"run_id": s.run_id, "done": done[s.run_id], "task": s.task.name, "method": names[s.run_id],
                  "seed": s.seed, "role": listing.roles[s.run_id], "trial": trials.get(s.run_id),
                  "rerun": args.force and done[s.run_id],
                  "estimated_seconds": estimates[s.run_id] if args.force or not done[s.run_id] else None}
@@ -69,8 +70,7 @@ def dry_run(args, result) -> int:
         cost = f"  ~{duration(estimates[spec.run_id])}" if args.force or not done[spec.run_id] else ""
         trial = f" trial {trials[spec.run_id]}" if spec.run_id in trials else ""
         role = f"  [{listing.roles[spec.run_id]}{trial}]" if result.studies else ""
-        salt = f"@{spec.replicate}" if spec.replicate else ""
-        print(f"{spec.run_id}  {state}  {spec.task.name}  {spec.method.label}{salt}  seed={spec.seed}{cost}{role}")
+        print(f"{spec.run_id}  {state}  {spec.task.name}  {names[spec.run_id]}  seed={spec.seed}{cost}{role}")
     for study, seed in listing.undecided:
         print(f"{'-' * 20}  pending  {study.task.name}  {_study_label(study)}  seed={seed}  [report: the trial best on "
               "validation, chosen once every trial is stored]")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from benchsuite.execution.engine import execute
 from benchsuite.execution.environment import available_cores, distributed
 from benchsuite.execution.options import ExecutionOptions
-from benchsuite.runs.identity import RunSpec
+from benchsuite.runs.identity import RunSpec, spec_names
 from benchsuite.store import Store
 from benchsuite.store.status import DONE_STATUSES, STATUS_DIVERGED, STATUS_FINISHED
 
@@ -79,7 +79,7 @@ def run_all(
         # numbers must not depend on how many runs were left (a resumed matrix)
         options = dataclasses.replace(options, threads=threads_per_worker(jobs))
     meter = Progress(len(specs), done=len(skipped), jobs=jobs if pool else 1,
-                     enabled=progress and distributed()[0] == 0)
+                     enabled=progress and distributed()[0] == 0, names=spec_names(specs))
     try:
         if pool:
             executed, found = _run_pool(pending, store, device, options, jobs, meter, force, seen)
@@ -135,8 +135,11 @@ def _epoch_reporter(meter: Progress, spec: RunSpec):
 EPOCH_EVERY = 30.0  # seconds: an epoch ending this long after the last progress line prints one
 
 
-def run_label(spec: RunSpec) -> str:
-    return f"{spec.task.name} {spec.method.label} seed={spec.seed}"
+def run_label(spec: RunSpec, names: dict[str, str] | None = None) -> str:
+    """Task, configuration name (``names``: :func:`benchsuite.runs.identity.spec_names` of the
+    runs listed together) and seed."""
+    name = (names or {}).get(spec.run_id) or spec.method.label + (f"@{spec.replicate}" if spec.replicate else "")
+    return f"{spec.task.name} {name} seed={spec.seed}"
 
 
 def clock_text(seconds: float) -> str:
@@ -155,11 +158,14 @@ class Progress:
     are long, a line when one of them ends an epoch ``epoch_every`` seconds or more after
     the last line. The ETA is the mean seconds of the runs computed here times the runs
     left, divided by the runs at a time (``jobs``, at most the runs left). ``enabled``
-    False prints nothing (``--quiet``); ``clock`` and ``live`` are for tests."""
+    False prints nothing (``--quiet``); ``names``: each run's configuration name
+    (:func:`benchsuite.runs.identity.spec_names`); ``clock`` and ``live`` are for tests."""
 
     def __init__(self, total: int, done: int = 0, jobs: int = 1, enabled: bool = True, live: bool | None = None,
-                 stream=None, clock=time.monotonic, epoch_every: float | None = None):
+                 stream=None, clock=time.monotonic, epoch_every: float | None = None,
+                 names: dict[str, str] | None = None):
         self.stream = stream if stream is not None else sys.stderr
+        self.names = names or {}  # run id -> configuration name
         self.enabled = enabled
         self.live = enabled and (self.stream.isatty() if live is None else live)
         self.total, self.done, self.jobs = total, done, jobs
@@ -185,7 +191,7 @@ class Progress:
     def start(self, spec: RunSpec) -> None:
         self.running[spec.run_id] = self.clock()
         if self.bar is not None and self.jobs == 1:
-            self.bar.set_description(run_label(spec))
+            self.bar.set_description(run_label(spec, self.names))
 
     def epoch(self, spec: RunSpec, epoch: int, value) -> None:
         """An epoch of a running run ended; ``value`` is its validation metric."""
@@ -194,12 +200,12 @@ class Progress:
         shown = (f"epoch {epoch}/{spec.task.train.epochs} val_{spec.task.eval.metric}="
                  + (f"{value:.4g}" if isinstance(value, (int, float)) else "?"))
         if self.bar is not None:
-            self.bar.set_postfix_str(shown if self.jobs == 1 else f"{run_label(spec)} {shown}")
+            self.bar.set_postfix_str(shown if self.jobs == 1 else f"{run_label(spec, self.names)} {shown}")
             return
         now = self.clock()
         if now - self.last_line >= self.epoch_every:
             into = now - self.running[spec.run_id]
-            self._line(f"[{self.done}/{self.total}] {run_label(spec)} {shown}, {into:.0f}s into the run")
+            self._line(f"[{self.done}/{self.total}] {run_label(spec, self.names)} {shown}, {into:.0f}s into the run")
 
     def skip(self, spec: RunSpec) -> None:
         """A run found done (another process stored it meanwhile)."""
@@ -219,7 +225,7 @@ class Progress:
         if not self.enabled:
             return
         eta = self.eta()
-        line = (f"[{self.done}/{self.total}] {run_label(spec)} {status_text(record)} {seconds:.1f}s, "
+        line = (f"[{self.done}/{self.total}] {run_label(spec, self.names)} {status_text(record)} {seconds:.1f}s, "
                 f"ETA {clock_text(eta) if eta is not None else '?'}")
         if self.bar is not None:
             self.bar.update(1)

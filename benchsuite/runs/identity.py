@@ -181,3 +181,15 @@ def configuration_names(configurations: list[tuple[str, str, dict]]) -> list[str
         name = "+".join(parts) + at + salt
         names.append(f"{name} [{swept}]" if swept else name)
     return names
+
+
+def spec_names(specs) -> dict[str, str]:
+    """Run id -> the name of the run's configuration among ``specs`` (a matrix's runs), by
+    :func:`configuration_names`: what the dry run and the progress lines show, and the name
+    the report gives the same runs."""
+    train_keys = [key.removeprefix("train.") for key in TUNABLE_TRAIN]
+    configurations = [
+        (spec.task.name, spec.method.name + (f"@{spec.replicate}" if spec.replicate else ""),
+         {**spec.method.hyperparameters, "train": {k: getattr(spec.task.train, k) for k in train_keys}})
+        for spec in specs]
+    return dict(zip((spec.run_id for spec in specs), configuration_names(configurations)))
