@@ -27,7 +27,7 @@ After the tables it checks that no bundled method synchronizes the host with the
 inside a training step: steps 5-11 of each method on the tiny MLP task and on the first
 task's model (fp32) run under ``torch.cuda.set_sync_debug_mode("error")``, and the table
 names the first synchronizing call, if any (``--no-sync-check`` leaves it out). On the CPU
-the test suite's ``tests/test_syncs.py`` counts the same steps' value reads.
+the test suite's ``tests/execution/test_syncs.py`` counts the same steps' value reads.
 
 ``--cpu-dry-run`` runs the same logic on the CPU with a tiny convolutional model in place
 of the task's (for the test suite only: its numbers mean nothing).

@@ -1,5 +1,5 @@
 """Verdicts users can trust: edge cases of the analysis, selection among configurations
-(tuning itself: tests/test_tuning.py), A/A replicates and seed planning."""
+(tuning itself: tests/runs/test_tuning.py), A/A replicates and seed planning."""
 
 import json
 import math

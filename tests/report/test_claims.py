@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
@@ -21,7 +22,7 @@ from benchsuite.runs import claims as claim_mod
 from benchsuite.testing import synthetic_record
 
 SEED_PLUGINS = ("wc", "partialreg", "lpwd", "gcsr", "dipr")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 README_CLAIM = 'claim = "wc-keeps-accuracy-where-l2-degrades"\n'  # the committed claim the README's recipe names
 
 TINY_TASK = """name = "tiny-claims"

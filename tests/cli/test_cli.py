@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from helpers import REPO
 
 from benchsuite import Plugin, hookimpl
 from benchsuite import plugins as plugin_registry
@@ -215,7 +216,7 @@ def test_matrix_run_and_its_errors(tmp_path, capsys):
     assert run_cli("run", "--matrix", str(matrix), "--epochs", "1", "--subset", "100", "--quiet",
                    results=tmp_path / "r") == 0
     assert "4 runs executed" in capsys.readouterr().out
-    table2 = Path(__file__).resolve().parents[1] / "tasks" / "matrices" / "wc-table2.toml"
+    table2 = REPO / "tasks" / "matrices" / "wc-table2.toml"
     assert run_cli("run", "--matrix", str(table2), "--data-dir", str(tmp_path / "none"), results=tmp_path / "r") == 2
     assert "CIFAR-10 is missing or corrupt" in capsys.readouterr().err
     assert run_cli("run", "--matrix", str(matrix), "-p", "l1", results=tmp_path / "r") == 2

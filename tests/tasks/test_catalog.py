@@ -2,6 +2,7 @@
 its data set's real format, through the same loaders, models and engine as a full run."""
 
 import pytest
+from helpers import REPO
 
 from benchsuite.cli import main
 from benchsuite.execution import engine
@@ -13,10 +14,9 @@ CATALOG = [t.name for t in all_tasks() if t.data.source in real_data.DATASETS]
 
 def test_catalog_covers_every_task_the_paper_matrices_name():
     import tomllib
-    from pathlib import Path
 
     named = set()
-    for path in (Path(__file__).resolve().parents[1] / "tasks" / "matrices").glob("*.toml"):
+    for path in (REPO / "tasks" / "matrices").glob("*.toml"):
         if not path.name.endswith(".paper.toml"):
             named |= {t for group in tomllib.loads(path.read_text())["runs"] for t in group["tasks"]}
     assert named <= {t.name for t in all_tasks()}
@@ -69,7 +69,7 @@ def test_download_goes_through_torchvisions_loader(tmp_path, monkeypatch):
 
     def fake_download(self):
         calls.append((type(self).__name__, self.train))
-        from conftest import write_mnist
+        from helpers import write_mnist
 
         write_mnist(tmp_path)
 

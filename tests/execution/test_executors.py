@@ -6,10 +6,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import comparable_store
+from helpers import REPO, comparable_store
 
 from benchsuite.cli import main
 from benchsuite.execution import pool as executors
@@ -31,10 +30,10 @@ def test_two_workers_give_the_sequential_results(tmp_path, monkeypatch, capsys):
 
 
 def test_two_workers_reproduce_the_offline_matrix(offline_sequential, tmp_path, monkeypatch):
-    from conftest import OFFLINE_SMOKE
+    from helpers import OFFLINE_SMOKE
 
     monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(REPO)
     assert main(["run", *OFFLINE_SMOKE, "--jobs", "2", "--results", str(tmp_path)]) == 0
     reference = comparable_store(Store(offline_sequential))
     assert len(reference) == 44 and comparable_store(Store(tmp_path)) == reference

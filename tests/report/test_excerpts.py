@@ -1,13 +1,13 @@
 """README excerpts of reports are generated, and a stale one fails the check."""
 
-from pathlib import Path
+from helpers import REPO
 
 from benchsuite.cli import main
 from benchsuite.report.publish import write_report
 from benchsuite.store import Store
 from benchsuite.testing import synthetic_record
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 
 
 def _report(tmp_path):

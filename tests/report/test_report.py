@@ -6,10 +6,10 @@ import shutil
 import struct
 import subprocess
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 
 from benchsuite.cli import main
 from benchsuite.report.analysis import analyze, parse_margins, read_runs_table
@@ -18,7 +18,7 @@ from benchsuite.report.references import load_references
 from benchsuite.store import Store, runs_table
 from benchsuite.testing import synthetic_record
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO
 
 
 def _store(tmp_path, records) -> Store:

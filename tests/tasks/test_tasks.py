@@ -5,10 +5,10 @@ import importlib
 import importlib.metadata
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPO
 from torch import nn
 
 from benchsuite import plugins as plugin_registry
@@ -232,7 +232,7 @@ def test_the_task_file_reference_names_every_field_of_every_table():
 
 # --- architectures and data sources from plugins -----------------------------------------------
 
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
+GUIDE = REPO / "docs" / "hooks.md"
 
 
 def _guide_blocks(language: str) -> list[str]:

@@ -4,7 +4,7 @@ records as a sequential run, never a second submission of a done or queued run."
 import time
 
 import pytest
-from conftest import comparable_store
+from helpers import REPO, comparable_store
 
 from benchsuite.cli import main
 from benchsuite.execution import cluster
@@ -31,11 +31,10 @@ def test_submitit_modes_give_the_sequential_results(tmp_path, capsys, mode):
 
 
 def test_submitit_local_reproduces_the_offline_matrix(offline_sequential, tmp_path, monkeypatch, capsys):
-    from pathlib import Path
 
-    from conftest import OFFLINE_SMOKE
+    from helpers import OFFLINE_SMOKE
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(REPO)
     assert main(["run", *OFFLINE_SMOKE, "--executor", "local", "--wait", "--array-parallelism", "2",
                  "--results", str(tmp_path)]) == 0
     assert "44 runs submitted" in capsys.readouterr().out
@@ -75,7 +74,7 @@ def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
 
 def test_a_preempted_job_is_requeued_with_the_same_call():
     """submitit calls checkpoint() on preemption or timeout; the requeued call is the same
-    run, which resumes from its own checkpoint file (tests/test_resume.py)."""
+    run, which resumes from its own checkpoint file (tests/execution/test_resume.py)."""
     job = cluster._job_class()[0]()
     delayed = job.checkpoint("spec", "root", "cpu", "options", 1)
     assert delayed.function is job and delayed.args == ("spec", "root", "cpu", "options", 1)
@@ -103,7 +102,7 @@ def test_slurm_submission_writes_a_job_array(tmp_path, capsys, monkeypatch):
                  "--data-dir", str(tmp_path / "data"), "-q"]) in (0, 2)
     err = capsys.readouterr()
     if "CIFAR-10 is missing" in err.err:  # the data check comes first: give it data
-        from conftest import write_cifar
+        from helpers import write_cifar
 
         write_cifar(tmp_path / "data", 10)
         monkeypatch.setenv("BENCHSUITE_VERIFY_DATA", "0")

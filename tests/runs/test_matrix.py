@@ -2,9 +2,9 @@
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from benchsuite.errors import UsageError
 from benchsuite.execution.engine import Method
@@ -88,7 +88,7 @@ def test_expand_orders_task_then_seed_then_method_and_ids_are_unique():
     assert len({s.run_id for s in specs}) == 8
 
 
-MATRICES = sorted(p for p in (Path(__file__).resolve().parents[1] / "tasks" / "matrices").glob("*.toml")
+MATRICES = sorted(p for p in (REPO / "tasks" / "matrices").glob("*.toml")
                   if not p.name.endswith(".paper.toml"))
 
 
