@@ -4,7 +4,16 @@ import os
 
 import pytest
 import torch
-from helpers import OFFLINE_SMOKE, write_cifar, write_imagenet, write_mnist, write_sdd, write_svhn, write_tinyimagenet
+from helpers import (
+    OFFLINE_SMOKE,
+    TINY_TASK,
+    write_cifar,
+    write_imagenet,
+    write_mnist,
+    write_sdd,
+    write_svhn,
+    write_tinyimagenet,
+)
 
 # One thread per test worker: pytest-xdist runs one worker per core.
 torch.set_num_threads(1)
@@ -43,3 +52,11 @@ def offline_sequential(tmp_path_factory):
         os.chdir(cwd)
     return results
 
+
+@pytest.fixture
+def tiny_tasks(tmp_path, monkeypatch):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "tiny-claims.toml").write_text(TINY_TASK)
+    monkeypatch.setenv("BENCHSUITE_TASKS", str(folder))
+    return folder

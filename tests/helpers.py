@@ -115,3 +115,38 @@ def comparable(record: dict) -> tuple:
 def comparable_store(store) -> dict:
     return {record["run_id"]: comparable(record) for record in store.records()}
 
+
+# --- a claim on a tiny task ------------------------------------------------------------------
+
+TINY_TASK = """name = "tiny-claims"
+description = "four blobs"
+[data]
+source = "benchsuite-tiny"
+[model]
+arch = "mlp"
+sizes = [8, 16, 4]
+[train]
+epochs = 2
+batch_size = 32
+lr = 0.01
+[eval]
+metric = "accuracy"
+"""
+
+
+def claim_text(**overrides) -> str:
+    fields = {
+        "id": '"l2-test"', "paper": '"P"', "source": '"Table 1"', "statement": '"l2 beats none"',
+        "tier": '"offline"', "tasks": '["tiny-claims"]', "seeds": "4", "metric": '"test"',
+        "method": '{ plugin = "l2", set = ["l2.lam=0.001"] }', "versus": '{ plugin = "none" }',
+        "direction": '"higher"',
+    }
+    fields.update(overrides)
+    return "[[claim]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None)
+
+
+def claim_of(**overrides):
+    from benchsuite.runs import claims
+
+    (claim,) = claims.parse_claims(claim_text(**overrides), "x.claims.toml", "l2")
+    return claim

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from test_claims import claim_of, tiny_tasks  # noqa: F401 - tiny_tasks is a fixture
+from helpers import claim_of
 
 import benchsuite
 from benchsuite import api

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from test_claims import claim_of, tiny_tasks  # noqa: F401 - tiny_tasks is a fixture
+from helpers import claim_of
 
 from benchsuite.cli import main
 from benchsuite.execution import engine

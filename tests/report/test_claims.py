@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, claim_of, claim_text
 
 from benchsuite.cli import main
 from benchsuite.errors import UsageError
@@ -24,33 +24,6 @@ from benchsuite.testing import synthetic_record
 SEED_PLUGINS = ("wc", "partialreg", "lpwd", "gcsr", "dipr")
 ROOT = REPO
 README_CLAIM = 'claim = "wc-keeps-accuracy-where-l2-degrades"\n'  # the committed claim the README's recipe names
-
-TINY_TASK = """name = "tiny-claims"
-description = "four blobs"
-[data]
-source = "benchsuite-tiny"
-[model]
-arch = "mlp"
-sizes = [8, 16, 4]
-[train]
-epochs = 2
-batch_size = 32
-lr = 0.01
-[eval]
-metric = "accuracy"
-"""
-
-
-def claim_text(**overrides) -> str:
-    fields = {
-        "id": '"l2-test"', "paper": '"P"', "source": '"Table 1"', "statement": '"l2 beats none"',
-        "tier": '"offline"', "tasks": '["tiny-claims"]', "seeds": "4", "metric": '"test"',
-        "method": '{ plugin = "l2", set = ["l2.lam=0.001"] }', "versus": '{ plugin = "none" }',
-        "direction": '"higher"',
-    }
-    fields.update(overrides)
-    return "[[claim]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None)
-
 
 def test_a_claims_file_parses_into_claims():
     (claim,) = claim_mod.parse_claims(claim_text(size="0.01"), "x.claims.toml", "l2")
@@ -128,20 +101,6 @@ class FakeStore:
         if metric_name:
             record["metrics"][metric_name] = value
         self.records[spec.run_id] = record
-
-
-@pytest.fixture
-def tiny_tasks(tmp_path, monkeypatch):
-    folder = tmp_path / "tasks"
-    folder.mkdir()
-    (folder / "tiny-claims.toml").write_text(TINY_TASK)
-    monkeypatch.setenv("BENCHSUITE_TASKS", str(folder))
-    return folder
-
-
-def claim_of(**overrides):
-    (claim,) = claim_mod.parse_claims(claim_text(**overrides), "x.claims.toml", "l2")
-    return claim
 
 
 def fill(store, claim, tasks, method_values, versus_values=None, metric_name=None):
