@@ -7,6 +7,7 @@ can hide a cycle. ``from pkg import submodule`` counts as an import of both ``pk
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,42 @@ def test_what_the_read_only_commands_can_reach_loads_no_torch_and_no_engine(modu
             todo.append(target)
     assert not reach & TRAINING_MODULES
     assert sorted(m for m in reach if _imports_heavy_at_load(modules[m])) == []
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def documented_modules(text: str) -> set[str]:
+    """``package/module.py`` (or ``module.py`` at the top) of every module the package tree
+    in docs/architecture.md lists: a ``name/`` line opens a subpackage, names in the first
+    column (``a.py, b.py``) are its modules."""
+    tree = text.split("```")[1]
+    found, package = set(), ""
+    for line in tree.splitlines():
+        entry = line[:33].strip()
+        if not entry or entry in {"benchsuite/"} or not line.startswith("  "):
+            continue
+        if entry.endswith("/"):
+            package = entry if line.startswith("  ") and not line.startswith("    ") else package
+            continue
+        for name in entry.split(", "):
+            found.add((package if line.startswith("    ") else "") + name)
+    return found
+
+
+def test_the_architecture_page_lists_every_module():
+    actual = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")}
+    actual |= {f"{p.relative_to(PACKAGE)}/" for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    listed = documented_modules(ARCHITECTURE.read_text())
+    listed |= {line[:33].strip() for line in ARCHITECTURE.read_text().split("```")[1].splitlines()
+               if line.startswith("  ") and not line.startswith("    ") and line[:33].strip().endswith("/")}
+    package_inits = {m for m in actual if m.endswith("/__init__.py")}
+    # a subpackage's __init__ may go unlisted when the package line says what it holds
+    assert listed - actual == set()
+    assert actual - listed - package_inits == set()
+
+
+def test_the_architecture_page_shows_the_layering_table():
+    rows = re.findall(r"^\| `(\w+)` \| (.+) \|$", ARCHITECTURE.read_text(), re.M)
+    shown = {package: set(re.findall(r"`(\w+)`", allowed)) for package, allowed in rows}
+    assert shown == {package: allowed for package, allowed in MAY_IMPORT.items() if package not in SHARED}
