@@ -70,7 +70,7 @@ def _sequential_sentence(plan: dict) -> str:
             f"{', '.join(map(str, plan['looks']))} seeds, each at the level its {plan['spending']} alpha-spending "
             f"function gives it ({', '.join(f'{a:.3g}' for a in plan['levels'])}, adding up to α = "
             f"{plan['alpha']:g}), with Holm over the task's comparisons not yet decided better or worse; a decided "
-            f"comparison keeps its verdict and got no more seeds (see the README, Statistics).")
+            f"comparison keeps its verdict and got no more seeds (see docs/statistics.md).")
 
 
 def _methods_blocks(analysis: dict) -> list[Block]:
