@@ -54,7 +54,7 @@ def test_every_hook_has_docs_and_a_test(hook):
     doc = getattr(hookspecs, hook).__doc__ or ""
     assert len(doc.strip().splitlines()) >= 3 and "Returns" in doc, f"hookspec {hook} lacks documentation"
     assert f"## `{hook}`" in GUIDE.read_text(), f"docs/hooks.md has no section for {hook}"
-    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
     assert re.search(rf"def test_hook_{hook}(_\w*)?\(", tests), f"no test_hook_{hook}* test in tests/"
 
 
