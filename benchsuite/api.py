@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from benchsuite.tasks.spec import TaskSpec
 
-__all__ = ["RunResult", "analyze", "get_task", "list_tasks", "open_results", "run", "write_report"]
+__all__ = ["Pruned", "RunResult", "analyze", "collect", "get_task", "list_plugins", "list_tasks", "open_results",
+           "plan_seeds", "prune", "run", "update_excerpts", "write_report"]
 
 PathLike = str | os.PathLike
 RESAMPLES = 100_000  # benchsuite.stats.MONTE_CARLO_RESAMPLES, not imported: scipy loads with it
@@ -370,3 +371,93 @@ def get_task(name: str, tasks_dirs: Sequence[PathLike] = ()) -> TaskSpec:
 
     _check_task_dirs(tasks_dirs)
     return find(name, tasks_dirs)
+
+
+def list_plugins() -> dict:
+    """The installed plugins: a dict of name -> :class:`benchsuite.plugins.PluginInfo`
+    (``.describe()``: hooks, hyperparameters, warnings); its ``broken`` attribute holds the
+    plugins that failed to load or share a name (``.message()``), left out rather than raised."""
+    from benchsuite.plugins import discover
+
+    return discover()
+
+
+def plan_seeds(results: PathLike = "results", effect: str | float = "1%", *, methods: int = 1,
+               configurations: int = 1, power: float = 0.8, alpha: float = 0.05, baseline: str = "none",
+               task: str | None = None) -> list[dict]:
+    """Per task, the seeds a comparison needs to detect ``effect`` (absolute, ``0.01``, or
+    relative to the baseline, ``"1%"``) with ``power``, from the noise of the runs stored in
+    ``results`` (what ``benchsuite plan`` prints). Raises UsageError for a zero effect, a
+    power outside (0, 1) or a folder without runs (of ``task``)."""
+    import polars as pl
+
+    from benchsuite import stats
+    from benchsuite.report.plan import plan
+    from benchsuite.runs.tuning import read_studies
+
+    try:
+        margin = stats.Margin.parse(str(effect))
+    except ValueError as exc:
+        raise UsageError(f"effect: {exc}") from None
+    if margin.value == 0:
+        raise UsageError("effect must be larger than 0")
+    if not 0 < power < 1:
+        raise UsageError(f"power must be in (0, 1), got {power}")
+    store = _store(results)
+    table = store.table()
+    if task:
+        table = table.filter(pl.col("task") == task)
+    if table.is_empty():
+        raise UsageError(f"no stored runs in {results}" + (f" for task {task!r}" if task else "")
+                         + ": run a pilot first, e.g. `benchsuite run --plugin none --task T --seeds 5`")
+    return plan(table, margin, methods=methods, configurations=configurations, power=power, alpha=alpha,
+                baseline=baseline, studies=read_studies(store.root))
+
+
+@dataclasses.dataclass
+class Pruned:
+    """What :func:`prune` found: ``groups`` of superseded runs (task, method, runs, versions,
+    newer), their ``run_ids``, the ids ``moved`` to ``<results>/superseded/`` and that folder."""
+
+    groups: list[dict]
+    run_ids: list[str]
+    moved: list[str]
+    folder: Path
+
+
+def prune(results: PathLike = "results", *, dry_run: bool = False) -> Pruned:
+    """Move the runs superseded by newer plugin versions of their configuration out of
+    ``<results>/runs/`` into ``<results>/superseded/`` (kept, not deleted; every statistic
+    already leaves them out). ``dry_run``: move nothing, say what would move."""
+    from benchsuite.report.summary import superseded_run_ids, superseded_runs
+
+    store = _store(results)
+    table = store.table()
+    groups, run_ids = superseded_runs(table), superseded_run_ids(table)
+    moved = [] if dry_run else [run_id for run_id in run_ids if store.move_superseded(run_id) is not None]
+    return Pruned(groups, run_ids, moved, store.root / "superseded")
+
+
+def collect(results: PathLike = "results") -> list[dict]:
+    """The runs submitted to a cluster (``run(executor=...)``) into ``results``: each one's
+    latest job and state (finished, diverged, failed, queued, running, or lost when its job
+    ended without a record) and the error of a run that did not finish."""
+    from benchsuite.execution import cluster
+
+    return cluster.collected(_store(results))
+
+
+def update_excerpts(files: Sequence[PathLike], reports: PathLike = "reports", *, check: bool = False) -> list[Path]:
+    """Rewrite the report excerpts between ``<!-- benchsuite:... -->`` markers in Markdown
+    ``files`` from the reports in ``reports``; the files that were stale (``check``: change
+    nothing, only list them). Raises UsageError for a missing file or a malformed marker."""
+    from benchsuite.report.excerpts import update_files
+
+    paths = [Path(f) for f in files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    try:
+        return update_files(paths, Path(reports), check=check)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

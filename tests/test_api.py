@@ -221,3 +221,23 @@ def test_claims_hand_their_runs_to_api_run(tiny_tasks, tmp_path, monkeypatch):  
     (call,) = calls
     assert len(call["runs"]) == 8 and call["data_dir"] == tmp_path / "d" and call["progress"] is False
     assert call["results"] == tmp_path / "r" and call["force"] is False
+
+
+def test_the_commands_other_reads_are_api_calls_too(tmp_path):
+    results = tmp_path / "results"
+    api.run("toy-regression", "l2", seeds=2, epochs=1, results=results)
+    assert "none" in api.list_plugins() and hasattr(api.list_plugins(), "broken")
+    rows = api.plan_seeds(results, "5%")
+    assert rows and all(row["task"] == "toy-regression" for row in rows)
+    with pytest.raises(UsageError, match="larger than 0"):
+        api.plan_seeds(results, "0")
+    with pytest.raises(FileNotFoundError):
+        api.plan_seeds(tmp_path / "nowhere", "5%")
+    pruned = api.prune(results, dry_run=True)
+    assert (pruned.run_ids, pruned.moved, pruned.folder) == ([], [], results / "superseded")
+    assert api.collect(results) == []  # nothing submitted to a cluster
+    with pytest.raises(UsageError, match="no such file"):
+        api.update_excerpts([tmp_path / "missing.md"])
+    page = tmp_path / "page.md"
+    page.write_text("no markers here\n")
+    assert api.update_excerpts([page], check=True) == []

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from benchsuite.cli.common import add_out_option, add_verbosity_options, note
-from benchsuite.errors import UsageError
 
 SHELLS = ("bash", "zsh", "tcsh")
 
@@ -44,16 +43,9 @@ def cmd_new_plugin(args) -> int:
 
 
 def cmd_excerpt(args) -> int:
-    from benchsuite.report.excerpts import update_files
+    from benchsuite import api
 
-    paths = [Path(f) for f in args.files]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UsageError(f"no such file: {', '.join(missing)}")
-    try:
-        stale = update_files(paths, Path(args.reports), check=args.check)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    stale = api.update_excerpts(args.files, args.reports, check=args.check)
     for path in stale:
         if args.check:
             print(f"stale: {path}")

@@ -34,9 +34,9 @@ def plugin_problems(available) -> None:
 
 
 def cmd_plugins(args) -> int:
-    from benchsuite.plugins import discover
+    from benchsuite import api
 
-    available = discover()
+    available = api.list_plugins()
     plugin_problems(available)
     described = [info.describe() for info in sorted(available.values(), key=lambda i: i.name)]
     if args.json:

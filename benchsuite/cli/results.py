@@ -59,21 +59,18 @@ def _filtered_table(args):
 def cmd_prune(args) -> int:
     """Every statistic already leaves superseded runs out; this tidies the folder, so that
     ``results`` and ``results.csv`` show only the runs the statistics count."""
-    from benchsuite.report.summary import superseded_run_ids, superseded_runs, versions_text
-    from benchsuite.store import Store, runs_table
+    from benchsuite import api
+    from benchsuite.report.summary import versions_text
 
-    store = Store(results_dir(args))
-    table = runs_table(store.records())
-    groups, run_ids = superseded_runs(table), superseded_run_ids(table)
-    for row in groups:
+    pruned = api.prune(results_dir(args), dry_run=args.dry_run)
+    for row in pruned.groups:
         print(f"{row['runs']} of {row['method']} on {row['task']}: {versions_text(row['versions'])} "
               f"(newer: {versions_text(row['newer'])})")
     if args.dry_run:
-        print(f"would move {len(run_ids)} superseded runs to {store.root / 'superseded'}/ (--dry-run: moved none)")
+        print(f"would move {len(pruned.run_ids)} superseded runs to {pruned.folder}/ (--dry-run: moved none)")
         return 0
-    moved = [run_id for run_id in run_ids if store.move_superseded(run_id) is not None]
-    busy = len(run_ids) - len(moved)
-    print(f"moved {len(moved)} superseded runs to {store.root / 'superseded'}/"
+    busy = len(pruned.run_ids) - len(pruned.moved)
+    print(f"moved {len(pruned.moved)} superseded runs to {pruned.folder}/"
           + (f"; {busy} left in place (held by a running process, or gone)" if busy else ""))
     return 0
 

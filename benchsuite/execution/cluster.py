@@ -240,15 +240,25 @@ def lost_count(counts: dict[str, int]) -> int:
     return sum(n for state, n in counts.items() if state != STATUS_FINISHED and state.upper() not in ACTIVE_STATES)
 
 
-def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
-    """One line per submitted run: its record's status, or its job's state and, for a job
-    that ended without a record, the end of its error output. ``counts`` (if given) receives
-    the number of runs per state."""
-    latest = {}
-    for entry in submitted(store):
-        latest[entry["run_id"]] = entry
-    lines = []
-    counts = counts if counts is not None else {}
+def collect_lines(runs: list[dict]) -> list[str]:
+    """One line per submitted run (:func:`collected`): its state, task, method, seed and job,
+    and under a run that did not finish the end of its error; then the counts per state."""
+    lines, counts = [], {}
+    for run in runs:
+        counts[run["state"]] = counts.get(run["state"], 0) + 1
+        line = (f"{run['run_id']}  {run['state']:<10} {run['task']}  {run['method']}  seed={run['seed']}  "
+                f"job {run['job_id']}")
+        lines.append(line + (f"\n    {run['error']}" if run["error"] else ""))
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing submitted"
+    return lines + [f"{len(runs)} submitted runs: {summary}"]
+
+
+def collected(store: Store) -> list[dict]:
+    """Each submitted run's latest job and its state as :func:`collect` prints it (the
+    record's status, else the job's: queued, running, or lost when it ended without a
+    record), with the error of a run that did not finish."""
+    latest = {entry["run_id"]: entry for entry in submitted(store)}
+    runs = []
     for run_id, entry in latest.items():
         record = store.get(run_id)
         if record is not None and record.get("status") in STATUSES:
@@ -257,20 +267,20 @@ def collect(store: Store, counts: dict[str, int] | None = None) -> list[str]:
             state = job_state(entry)
             if state not in ACTIVE_STATES:
                 state = "lost" if state in ("DONE", "COMPLETED") else state.lower()
-        counts[state] = counts.get(state, 0) + 1
-        line = f"{run_id}  {state:<10} {entry['task']}  {entry['method']}  seed={entry['seed']}  job {entry['job_id']}"
+        error = None
         if state not in DONE_STATUSES and state.upper() not in ACTIVE_STATES:
-            job = submitted_job(entry)
-            error = ""
-            if job is not None:
-                try:
-                    error = (job.stderr() or "").strip().splitlines()[-1:]
-                except Exception:
-                    error = ""
-            if record is not None and record.get("error"):
-                error = [record["error"]]
-            if error:
-                line += f"\n    {error[0][:300]}"
-        lines.append(line)
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "nothing submitted"
-    return lines + [f"{len(latest)} submitted runs: {summary}"]
+            error = (record or {}).get("error") or _job_error(entry)
+        runs.append({"run_id": run_id, "state": state, "task": entry["task"], "method": entry["method"],
+                     "seed": entry["seed"], "job_id": entry["job_id"], "mode": entry["mode"],
+                     "submitted": entry.get("submitted"), "error": error})
+    return runs
+
+
+def _job_error(entry) -> str | None:
+    """The last line of a job's error output (None when there is none)."""
+    try:
+        job = submitted_job(entry)
+        lines = (job.stderr() or "").strip().splitlines() if job is not None else []
+    except Exception:  # noqa: BLE001 - a job the scheduler or its folder no longer has
+        return None
+    return lines[-1][:300] if lines else None

@@ -158,6 +158,9 @@ BUILTIN_DATA_SOURCES = (
     DataSource("svhn", f"{_DATA}:real_arrays", 3072, 3, 10, official_test_set=True, offline=False),
     DataSource("tinyimagenet", f"{_DATA}:real_folders", None, 3, 200, official_test_set=True, offline=False),
     DataSource("imagenet", f"{_DATA}:real_folders", None, 3, 1000, official_test_set=True, offline=False),
+    # the tiny task of plugin authors' tests (benchsuite.testing.tiny_task_spec): declared here, so
+    # that any process (a pool worker, a task file in a test) finds it without importing the helpers
+    DataSource("benchsuite-tiny", "benchsuite.testing.helpers:tiny_blobs", features=8, outputs=4),
 )
 
 

@@ -13,13 +13,13 @@ from benchsuite.errors import UsageError
 from benchsuite.execution import engine
 from benchsuite.execution.preflight import preflight
 from benchsuite.store.status import STATUS_FINISHED
-from benchsuite.tasks import components, datasets
+from benchsuite.tasks import datasets
 from benchsuite.tasks.spec import DataSpec, EvalSpec, ModelSpec, TaskSpec, TrainSpec
 
 TINY_SOURCE = "benchsuite-tiny"
 
 
-def _tiny(spec: DataSpec) -> datasets.TaskData:
+def tiny_blobs(spec: DataSpec) -> datasets.TaskData:
     """Four Gaussian blobs in 8 dimensions: 128 train, 64 val, 64 test points."""
     gen = torch.Generator().manual_seed(spec.split_seed)
     centers = torch.randn(4, 8, generator=gen) * 2
@@ -29,9 +29,6 @@ def _tiny(spec: DataSpec) -> datasets.TaskData:
         return datasets.Split(centers[y] + torch.randn(n, 8, generator=gen), y)
 
     return datasets.TaskData(draw(128), draw(64), draw(64))
-
-
-components.register(components.DataSource(TINY_SOURCE, _tiny))
 
 
 def tiny_task_spec(epochs: int = 2, **train: Any) -> TaskSpec:
