@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, python_warning, warnings_to
 
 if TYPE_CHECKING:
     import polars as pl
@@ -30,6 +31,19 @@ __all__ = ["Pruned", "RunResult", "analyze", "collect", "get_task", "list_plugin
 
 PathLike = str | os.PathLike
 RESAMPLES = 100_000  # benchsuite.stats.MONTE_CARLO_RESAMPLES, not imported: scipy loads with it
+
+
+
+def _warnings_as_python(function):
+    """What the call notices (a corrupt file set aside, an oversubscribed machine) arrives as
+    a :class:`benchsuite.errors.BenchsuiteWarning`, not as text on stderr; the command line,
+    which prints them, keeps its own choice."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with warnings_to(python_warning, unless_chosen=True):
+            return function(*args, **kwargs)
+
+    return call
 
 
 @dataclasses.dataclass
@@ -75,6 +89,7 @@ class RunResult:
         return runs_table([r for r in self.records.values() if r is not None])
 
 
+@_warnings_as_python
 def run(tasks: str | Sequence[str] = (), plugins: str | Sequence[str] = (), *, results: PathLike = "results",
         matrix: PathLike | None = None, seeds: int | str | Sequence[int] | None = None, spending: str | None = None,
         hyperparameters: Mapping[str, Any] | Sequence[str] | None = None,
@@ -254,7 +269,7 @@ def plugin_warnings(available) -> list[str]:
 def _check_task_dirs(folders) -> None:
     for folder in folders:
         if not Path(folder).is_dir():
-            raise UsageError(f"--tasks-dir {str(folder)!r}: no such folder")
+            raise UsageError(f"tasks folder {str(folder)!r} (--tasks-dir): no such folder")
 
 
 def _store(results: PathLike):
@@ -266,6 +281,7 @@ def _store(results: PathLike):
     return Store(results)
 
 
+@_warnings_as_python
 def open_results(results: PathLike = "results") -> pl.DataFrame:
     """The runs stored in the folder ``results``, one row each, as a polars DataFrame: the
     table ``benchsuite results`` shows (task, method, seed, status, metrics, timings,
@@ -288,14 +304,14 @@ def analysis_options(baseline: str | Sequence[str] = "none", alpha: float = 0.05
     try:
         parsed_margins = parse_margins(assignments(margins))
     except ValueError as exc:
-        raise UsageError(f"--margin: {exc}") from None
+        raise UsageError(f"margins (--margin): {exc}") from None
     if isinstance(references, (str, os.PathLike)):
         references = [references]
     folders = list(references) if references is not None else [
         d / "matrices" for d in builtin_task_dirs() if (d / "matrices").is_dir()][:1]
     for folder in folders:
         if not Path(folder).is_dir():
-            raise UsageError(f"--references {str(folder)!r}: no such folder")
+            raise UsageError(f"references folder {str(folder)!r} (--references): no such folder")
     try:
         reference_rows = load_references(folders)
     except (OSError, ValueError) as exc:
@@ -303,13 +319,14 @@ def analysis_options(baseline: str | Sequence[str] = "none", alpha: float = 0.05
     try:
         baselines = parse_baselines(baseline)
     except ValueError as exc:
-        raise UsageError(f"--baseline: {exc}") from None
+        raise UsageError(f"baseline (--baseline): {exc}") from None
     if not 0 < alpha <= 0.5:
         raise UsageError(f"alpha must be a number in (0, 0.5], got {alpha!r}")
     return {"baseline": baselines, "alpha": alpha, "margins": parsed_margins, "resamples": resamples,
             "seed": resample_seed, "references": reference_rows}
 
 
+@_warnings_as_python
 def analyze(results: PathLike | pl.DataFrame = "results", **settings) -> dict:
     """Every statistic a report shows, as JSON-ready data (a report's ``stats.json``):
     per task each configuration's scores and each comparison with the baseline (paired
@@ -333,6 +350,7 @@ def analyze(results: PathLike | pl.DataFrame = "results", **settings) -> dict:
     return analyze_table(store.table(), studies=read_studies(store.root), sequential=read_plan(store.root), **options)
 
 
+@_warnings_as_python
 def write_report(results: PathLike = "results", out: PathLike = "reports", name: str = "latest", *,
                  plots: bool = True, tasks_dirs: Sequence[PathLike] = (), data_dir: PathLike = "data",
                  verify_data: bool = True, **settings) -> Path:
@@ -348,13 +366,14 @@ def write_report(results: PathLike = "results", out: PathLike = "reports", name:
     from benchsuite.tasks.data_options import DataOptions
 
     if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"--name {name!r}: use a plain folder name")
+        raise UsageError(f"report name {name!r} (--name): use a plain folder name")
     options = analysis_options(**settings)
     store = _store(results)
     return publish(store, Path(out), name, plots=plots, task_dirs=list(tasks_dirs),
                    data=DataOptions(Path(data_dir), verify=verify_data), **options)
 
 
+@_warnings_as_python
 def list_tasks(tasks_dirs: Sequence[PathLike] = ()) -> list[TaskSpec]:
     """Every task: the shipped task files, then those in ``tasks_dirs`` (a later file of the
     same name wins). Raises UsageError for a folder that does not exist."""
@@ -364,6 +383,7 @@ def list_tasks(tasks_dirs: Sequence[PathLike] = ()) -> list[TaskSpec]:
     return all_tasks(tasks_dirs)
 
 
+@_warnings_as_python
 def get_task(name: str, tasks_dirs: Sequence[PathLike] = ()) -> TaskSpec:
     """The task ``name`` (as :func:`list_tasks` finds it) or the task file at that path.
     Raises UsageError for an unknown name."""
@@ -382,6 +402,7 @@ def list_plugins() -> dict:
     return discover()
 
 
+@_warnings_as_python
 def plan_seeds(results: PathLike = "results", effect: str | float = "1%", *, methods: int = 1,
                configurations: int = 1, power: float = 0.8, alpha: float = 0.05, baseline: str = "none",
                task: str | None = None) -> list[dict]:
@@ -425,6 +446,7 @@ class Pruned:
     folder: Path
 
 
+@_warnings_as_python
 def prune(results: PathLike = "results", *, dry_run: bool = False) -> Pruned:
     """Move the runs superseded by newer plugin versions of their configuration out of
     ``<results>/runs/`` into ``<results>/superseded/`` (kept, not deleted; every statistic
@@ -438,6 +460,7 @@ def prune(results: PathLike = "results", *, dry_run: bool = False) -> Pruned:
     return Pruned(groups, run_ids, moved, store.root / "superseded")
 
 
+@_warnings_as_python
 def collect(results: PathLike = "results") -> list[dict]:
     """The runs submitted to a cluster (``run(executor=...)``) into ``results``: each one's
     latest job and state (finished, diverged, failed, queued, running, or lost when its job
@@ -447,6 +470,7 @@ def collect(results: PathLike = "results") -> list[dict]:
     return cluster.collected(_store(results))
 
 
+@_warnings_as_python
 def update_excerpts(files: Sequence[PathLike], reports: PathLike = "reports", *, check: bool = False) -> list[Path]:
     """Rewrite the report excerpts between ``<!-- benchsuite:... -->`` markers in Markdown
     ``files`` from the reports in ``reports``; the files that were stale (``check``: change

@@ -47,7 +47,7 @@ class MovedModules(importlib.abc.MetaPathFinder):
         if new is None:
             return None
         warnings.warn(f"{fullname} moved to {new}; the old path goes away in benchsuite 0.4",
-                      DeprecationWarning, stacklevel=3)
+                      DeprecationWarning, stacklevel=2)
         return importlib.machinery.ModuleSpec(fullname, _Alias(new))
 
 

@@ -241,3 +241,19 @@ def test_the_commands_other_reads_are_api_calls_too(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("no markers here\n")
     assert api.update_excerpts([page], check=True) == []
+
+
+def test_what_the_api_notices_is_a_python_warning_and_the_command_line_prints_it(tmp_path, capfd):
+    from benchsuite.errors import BenchsuiteWarning
+
+    results = tmp_path / "results"
+    api.run("toy-regression", "none", seeds=1, epochs=1, results=results, baseline=False)
+    (results / "runs" / "torn.json").write_text("{not json")
+    capfd.readouterr()
+    with pytest.warns(BenchsuiteWarning, match="torn.json: not valid JSON"):
+        assert len(api.open_results(results)) == 1
+    assert capfd.readouterr().err == ""
+    (results / "runs" / "torn2.json").write_text("[]")  # each problem is told once per process
+    assert main(["results", "--results", str(results)]) == 0
+    err = capfd.readouterr().err
+    assert "benchsuite: warning:" in err and "torn2.json" in err

@@ -42,3 +42,10 @@ def test_names_that_kept_their_path_need_no_warning(recwarn):
 def test_an_unknown_module_is_still_an_import_error():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("benchsuite.no_such_module")
+
+
+def test_the_warning_names_the_importing_line_and_shows_by_default(tmp_path):
+    script = tmp_path / "old_plugin.py"
+    script.write_text("import benchsuite.reparam\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert f"{script}:1: DeprecationWarning: benchsuite.reparam moved to benchsuite.toolkit.reparam" in done.stderr

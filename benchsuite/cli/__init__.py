@@ -24,7 +24,7 @@ import traceback
 from benchsuite.cli import authoring, claims, collect, listing, plan, report, results, run
 from benchsuite.cli.authoring import SHELLS  # noqa: F401 (the completion test names the shells from here)
 from benchsuite.cli.common import check_results_folder, results_dir
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, print_warning, warnings_to
 from benchsuite.plugins import version_text
 
 # Command name -> the module that owns it: its ``add_parser(sub)`` adds the parser of each
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         check_results_folder(args)
         if args.verbose and hasattr(args, "results"):
             print(f"benchsuite {args.command}: results folder {results_dir(args)}", file=sys.stderr)
-        return args.handler(args)
+        with warnings_to(print_warning):  # the API's warnings as the command line's lines on stderr
+            return args.handler(args)
     except UsageError as exc:
         _traceback_if_verbose(args)
         print(f"benchsuite {args.command}: error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from benchsuite.cli.common import (
     add_out_option,
     add_results_option,
     add_verbosity_options,
+    check_results_folder,
     check_task_dirs,
     positive_int,
     probability,
@@ -87,13 +88,17 @@ def cmd_claims(args) -> int:
 
     if args.force and args.no_run:
         raise UsageError("--force reruns runs and --no-run runs nothing: give one or the other")
+    if args.no_run:  # then it only reads the folder: a typo must not read as "nothing stored"
+        args.reads_results = True
+        check_results_folder(args)
     store = Store(results_dir(args))
     if not args.no_run:
         _run_claims(args, selected, available, store.root, tasks_dirs, data)
     rows = verdicts.evaluate(selected, store, available, tasks_dirs, alpha=args.alpha, data=data)
     if args.out:
         claims_output.write(rows, Path(args.out), verdicts.run_rows(selected, store, available, tasks_dirs))
-        print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
+        if not args.quiet:
+            print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=1, allow_nan=False))
     else:

@@ -5,12 +5,12 @@ at the end of epochs no more often than the run's options ask (what they hold is
 from __future__ import annotations
 
 import collections
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchsuite.errors import warn
 from benchsuite.execution.environment import distributed
 from benchsuite.execution.state import TrainState
 from benchsuite.store.files import atomic_write, set_aside
@@ -31,8 +31,8 @@ def load_checkpoint(path: Path | None, run_id: str) -> dict | None:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a torn or foreign file: start the run afresh
         target = set_aside(path)
-        print(f"benchsuite: {path}: unreadable checkpoint ({type(exc).__name__}); moved to "
-              f"{target.name if target else '-'} and the run starts from its beginning", file=sys.stderr)
+        warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); moved to {target.name if target else '-'} "
+             "and the run starts from its beginning")
         return None
     return state if isinstance(state, dict) and state.get("run_id") == run_id else None
 
@@ -57,9 +57,8 @@ class Checkpoints:
             save_checkpoint(self.path, checkpoint)
         except (OSError, RuntimeError) as exc:  # a full disk (torch.save says RuntimeError)
             if not self.warned:
-                print(f"benchsuite: warning: could not write the checkpoint {self.path} "
-                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                      "the run goes on, and a kill before its next checkpoint restarts it from "
-                      "an earlier one", file=sys.stderr, flush=True)
+                warn(f"could not write the checkpoint {self.path} "
+                     f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                     "the run goes on, and a kill before its next checkpoint restarts it from an earlier one")
                 self.warned = True
         self.last_saved = time.perf_counter()

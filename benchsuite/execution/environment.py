@@ -11,13 +11,13 @@ import functools
 import os
 import platform
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import benchsuite
+from benchsuite.errors import warn
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,8 +113,8 @@ def warn_oversubscribed(env: dict) -> None:
     env["oversubscribed"] = why
     if why and not _WARNED_OVERSUBSCRIBED:
         _WARNED_OVERSUBSCRIBED = True
-        print(f"benchsuite: warning: {why}; step times (and the speed of every run) will suffer. Use fewer "
-              "--jobs or --threads, or a machine of your own", file=sys.stderr, flush=True)
+        warn(f"{why}; step times (and the speed of every run) will suffer. Use fewer --jobs or --threads, "
+             "or a machine of your own")
 
 
 def set_deterministic(threads: int | None) -> None:

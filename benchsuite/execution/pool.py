@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from benchsuite.errors import warn
 from benchsuite.execution.engine import execute
 from benchsuite.execution.environment import available_cores, distributed
 from benchsuite.execution.options import ExecutionOptions
@@ -410,8 +411,8 @@ def _run_pool(pending, store, device, options, jobs, meter, force, seen) -> tupl
     context = multiprocessing.get_context("spawn")
     threads = options.threads or threads_per_worker(jobs)
     if threads * jobs > available_cores():
-        print(f"benchsuite: warning: {jobs} workers x {threads} threads exceed the {available_cores()} cores: "
-              "runs will compete for them (slower, with inflated step times)", file=sys.stderr, flush=True)
+        warn(f"{jobs} workers x {threads} threads exceed the {available_cores()} cores: runs will compete for "
+             "them (slower, with inflated step times)")
     events = context.Queue() if meter.enabled else None
     event_every = min(_EVENT_EVERY, meter.epoch_every)
     by_id = {spec.run_id: spec for spec in pending}

@@ -27,7 +27,7 @@ description = "{title} for benchsuite"
 readme = "README.md"
 requires-python = ">=3.11"
 license = "MIT"
-dependencies = ["benchsuite>=0.2"]
+dependencies = ["benchsuite>=0.3"]
 
 [project.entry-points.benchsuite]
 {name} = "{module}:{cls}"
@@ -169,7 +169,7 @@ def create(name: str, folder: Path) -> Path:
                          "(it becomes the entry point, `--plugin NAME` and the `NAME.` hyperparameter prefix)")
     target = Path(folder) / name
     if target.exists():
-        raise UsageError(f"{target} already exists: choose another name or --dir")
+        raise UsageError(f"{target} already exists: choose another name or folder (-o)")
     module = f"benchsuite_{name}"
     cls = "".join(part.capitalize() for part in name.split("_")) or name
     title = name.replace("_", " ")

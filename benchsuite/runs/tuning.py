@@ -30,12 +30,11 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, warn
 from benchsuite.plugins import search, unknown_hyperparameter_message
 from benchsuite.runs.identity import TUNING_SEED_BASE, Method, RunSpec, check_replicate, make_run_spec, seed_role
 from benchsuite.runs.tuning_journal import journal_name, new_journal, read_journal
@@ -379,8 +378,7 @@ def read_studies(root: Path) -> list[dict]:
         if journal is None:
             continue
         if journal["key"] in found:
-            print(f"benchsuite: warning: {path}: holds study {journal['key']} as another file does; ignored",
-                  file=sys.stderr)
+            warn(f"{path}: holds study {journal['key']} as another file does; ignored")
             continue
         found[journal["key"]] = journal
     return list(found.values())

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
+from benchsuite.errors import warn
 from benchsuite.runs.identity import Method
 from benchsuite.store.files import set_aside
 from benchsuite.tasks.spec import TaskSpec
@@ -49,7 +49,7 @@ def _bad(path: Path, why: str, set_aside_bad: bool) -> None:
     if set_aside_bad:
         target = set_aside(path)
         where = f"; moved to {target.name}, its trials are drawn again" if target else ""
-    print(f"benchsuite: warning: {path}: {why}; ignored{where}", file=sys.stderr)
+    warn(f"{path}: {why}; ignored{where}")
     return None
 
 

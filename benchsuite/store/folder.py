@@ -9,7 +9,6 @@ import json
 import os
 import re
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 import benchsuite.store.record as record_checks
-from benchsuite.errors import UsageError
+from benchsuite.errors import UsageError, warn
 from benchsuite.store.files import atomic_write, set_aside
 from benchsuite.store.record import _int64, newer_format, record_problem
 from benchsuite.store.status import DONE_STATUSES, RECORD_FORMAT
@@ -33,7 +32,7 @@ def _stderr(message: str) -> None:
     """Once per process: one command reads the store through several Store objects."""
     if message not in _WARNED:
         _WARNED.add(message)
-        print(f"benchsuite: warning: {message}", file=sys.stderr, flush=True)
+        warn(message)
 
 
 class Store:

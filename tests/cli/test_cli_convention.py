@@ -162,3 +162,8 @@ def test_every_generated_file_names_both_versions_labelled(tmp_path, capsys):
         assert f"; {LABELLED}." in (tmp_path / f"board.{fmt}").read_text()
     claim_mod.write([], tmp_path / "claims", [])
     assert f"Written by {LABELLED}." in (tmp_path / "claims" / "index.md").read_text()
+
+
+def test_claims_that_only_read_a_missing_folder_exit_2(tmp_path, capsys):
+    assert main(["claims", "--no-run", "--results", str(tmp_path / "missing")]) == 2
+    assert "no results folder at" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def test_lost_runs_exit_1_unless_allowed(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["run", "-p", "l2", *FAST, "--results", ""], "--results: empty folder name"),
-    (["run", "-p", "l2", *FAST, "--tasks-dir", "/no/such/dir"], "--tasks-dir '/no/such/dir': no such folder"),
+    (["run", "-p", "l2", *FAST, "--tasks-dir", "/no/such/dir"],
+     "tasks folder '/no/such/dir' (--tasks-dir): no such folder"),
     (["run", "-p", "l2", *FAST, "--checkpoint-interval", "nan"], "--checkpoint-interval"),
     (["run", "-p", "l2", *FAST, "--train", "weight_decay=-1"], "train.weight_decay must be >= 0"),
     (["run", "-p", "l2", *FAST, "--train", "nosuch=1"], "--train nosuch: unknown [train] key"),
