@@ -84,9 +84,10 @@ class RunResult:
 
     def table(self) -> pl.DataFrame:
         """The stored records of this call's runs, one row each (as :func:`open_results`)."""
+        from benchsuite.report.summary import with_names
         from benchsuite.store import runs_table
 
-        return runs_table([r for r in self.records.values() if r is not None])
+        return with_names(runs_table([r for r in self.records.values() if r is not None]))
 
 
 @_warnings_as_python
@@ -284,11 +285,15 @@ def _store(results: PathLike):
 @_warnings_as_python
 def open_results(results: PathLike = "results") -> pl.DataFrame:
     """The runs stored in the folder ``results``, one row each, as a polars DataFrame: the
-    table ``benchsuite results`` shows (task, method, seed, status, metrics, timings,
-    hyperparameters, ...). ``.to_pandas()`` converts it (``pip install "benchsuite[pandas]"``).
-    Raises FileNotFoundError when the folder does not exist; an empty folder gives an empty
-    table."""
-    return _store(results).table()
+    table ``benchsuite results`` shows (task, method, ``name``: the configuration as reports
+    name it, seed, status, metrics, timings, hyperparameters, ...). ``.to_pandas()``
+    converts it (``pip install "benchsuite[pandas]"``). Raises FileNotFoundError when the
+    folder does not exist; an empty folder gives an empty table."""
+    from benchsuite.report.summary import with_names
+    from benchsuite.runs.tuning import read_studies
+
+    store = _store(results)
+    return with_names(store.table(), read_studies(store.root))
 
 
 def analysis_options(baseline: str | Sequence[str] = "none", alpha: float = 0.05,

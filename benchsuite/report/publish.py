@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
-
 from benchsuite.report.analysis import analyze
 from benchsuite.report.claims import stored_rows
 from benchsuite.report.claims_output import blocks as claim_blocks
 from benchsuite.report.markup import to_html, to_markdown
 from benchsuite.report.render import environment_blocks, make_plots, report_blocks, strict_json_values
-from benchsuite.report.summary import with_config_columns
-from benchsuite.runs.identity import configuration_names
+from benchsuite.report.summary import with_names
 from benchsuite.runs.sequential import read_plan
 from benchsuite.runs.tuning import read_studies
 from benchsuite.store import runs_table
@@ -61,16 +58,3 @@ def write_report(store, out_dir: Path, name: str, *, references: list[dict] | No
         tuning_file.unlink()
     return folder
 
-
-def with_names(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
-    """The runs table with ``name``, each run's configuration as the report's tables name it
-    (:func:`benchsuite.runs.identity.configuration_names`), after ``method_label``; empty for
-    a run superseded by a newer plugin version (the report leaves it out)."""
-    if table.is_empty():
-        return table
-    configured = with_config_columns(table, journals)
-    names = configuration_names([(task, method, json.loads(hp)) for task, method, hp
-                                 in configured.select("task", "method", "config_hp").iter_rows()])
-    by_run = dict(zip(configured["run_id"], names))
-    at = table.columns.index("method_label") + 1
-    return table.insert_column(at, pl.Series("name", [by_run.get(r, "") for r in table["run_id"]], dtype=pl.Utf8))

@@ -336,17 +336,19 @@ def _mean_report(reports) -> str:
     return json.dumps(means)
 
 
-RUN_COLUMNS = ("task", "method_label", "seed", "status", "test", "val", "seconds")
+RUN_COLUMNS = ("task", "name", "seed", "status", "test", "val", "seconds")
 
 
 def run_lines(table: pl.DataFrame, width: int = 80) -> list[str]:
-    """Plain-text table of runs, one line each, no wider than ``width``: the method label
-    (the only long column) is shortened with "…" when the line would not fit."""
+    """Plain-text table of runs, one line each, no wider than ``width``: the configuration's
+    name (the only long column) is shortened with "…" when the line would not fit."""
     if table.is_empty():
         return ["no runs"]
+    if "name" not in table.columns:
+        table = with_names(table)
     header = ("task", "method", "seed", "status", "test", "val", "s")
     rows = [header] + [
-        (r["task"], r["method_label"], str(r["seed"]), r["status"], fmt(r["test"]), fmt(r["val"]),
+        (r["task"], r["name"], str(r["seed"]), r["status"], fmt(r["test"]), fmt(r["val"]),
          f"{r['seconds']:.0f}" if r["seconds"] is not None else "-")
         for r in table.select(RUN_COLUMNS).iter_rows(named=True)
     ]
@@ -386,3 +388,18 @@ def summary_lines(summ: pl.DataFrame, metric: str = "both") -> list[str]:
         lines.append("seeds: report = the seeds reports test; tuning = trials, chosen among on validation (their test "
                      "values are never used, so none is shown)")
     return lines
+
+
+def with_names(table: pl.DataFrame, journals: list[dict] | None = None) -> pl.DataFrame:
+    """The runs table with ``name``, each run's configuration as the report's tables name it
+    (:func:`benchsuite.runs.identity.configuration_names`), after ``method_label``; a run
+    superseded by a newer plugin version (which the report leaves out) keeps its label."""
+    if table.is_empty():
+        return table
+    configured = with_config_columns(table, journals)
+    names = configuration_names([(task, method, json.loads(hp)) for task, method, hp
+                                 in configured.select("task", "method", "config_hp").iter_rows()])
+    by_run = dict(zip(configured["run_id"], names))
+    at = table.columns.index("method_label") + 1
+    names = [by_run.get(run_id, label) for run_id, label in zip(table["run_id"], table["method_label"])]
+    return table.insert_column(at, pl.Series("name", names, dtype=pl.Utf8))

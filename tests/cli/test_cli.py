@@ -265,18 +265,22 @@ def test_results_fit_an_80_column_terminal_and_json_and_wide_keep_every_column(t
 
     store = Store(tmp_path)
     hp = {"partialreg": {"variant": "igl", "lam": 0.0001, "ratio_of_zeros": 0.125, "threshold": 0.001}}
-    for seed in range(3):
+    other = {"partialreg": {"variant": "sgl", "lam": 0.001, "ratio_of_zeros": 0.25, "threshold": 0.01}}
+    for seed in range(3):  # two configurations that differ in every value: long names
         store.put(synthetic_record("mnist5k-noisy-mlp", "partialreg", seed, 0.71, hyperparameters=hp))
+        store.put(synthetic_record("mnist5k-noisy-mlp", "partialreg", seed, 0.70, hyperparameters=other))
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["results", "--results", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and lines[0].split()[:4] == ["task", "method", "seed", "status"]
+    assert len(lines) == 7 and lines[0].split()[:4] == ["task", "method", "seed", "status"]
     assert max(len(line) for line in lines) <= 80 and "…" in lines[1]
     assert main(["results", "--results", str(tmp_path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == 3 and json.loads(rows[0]["hyperparameters"]) == hp and rows[0]["test"] == 0.71
+    assert len(rows) == 6 and rows[0]["name"].startswith("partialreg(lam=") and rows[0]["test"] in (0.7, 0.71)
+    assert {json.dumps(json.loads(row["hyperparameters"]), sort_keys=True) for row in rows} == {
+        json.dumps(hp, sort_keys=True), json.dumps(other, sort_keys=True)}
     assert main(["results", "--results", str(tmp_path), "--wide"]) == 0
-    assert "shape: (3, 22)" in capsys.readouterr().out  # every column but run_id, method and error
+    assert "shape: (6, 23)" in capsys.readouterr().out  # every column but run_id, method and error
 
 
 def test_run_and_its_dry_run_speak_json(tmp_path, capsys):

@@ -27,6 +27,11 @@ def test_a_grid_member_at_the_default_has_one_name_everywhere(tmp_path, capsys):
     stats = json.loads((folder / "stats.json").read_text())
     shown = {c["display"] for task in stats["tasks"] for c in task["configs"]}
     assert shown == listed
+    assert set(benchsuite.open_results(results)["name"]) == listed
+    assert main(["results", "--results", str(results), "--json"]) == 0
+    assert {row["name"] for row in json.loads(capsys.readouterr().out)} == listed
+    assert main(["results", "--results", str(results)]) == 0
+    assert "l2(lam=0.0005)" in capsys.readouterr().out
 
 
 def test_a_method_alone_is_named_by_its_plugins(tmp_path, capsys):
