@@ -46,11 +46,25 @@ def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
                 if base in modules:
                     graph[name].add(base)
                 graph[name] |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
-    root = root.name
+    api_names = _lazy_api_names(root)
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == root.name and node.level == 0 \
+                    and any(alias.name in api_names for alias in node.names):
+                graph[name].add(f"{root.name}.api")  # `from benchsuite import run` imports the API
     for name in graph:
-        # every submodule import runs the root package first: an edge to it says nothing
-        graph[name] -= {name, root}
+        # every submodule import runs the root package first: an edge to it says nothing more
+        graph[name] -= {name, root.name}
     return graph
+
+
+def _lazy_api_names(root: Path) -> set[str]:
+    """The names the root package serves lazily from its ``api`` module (its ``_API``)."""
+    init = root / "__init__.py"
+    for node in ast.parse(init.read_text()).body if init.is_file() else ():
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_API" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -155,6 +169,18 @@ def test_packages_import_only_the_layers_below_them():
     assert layering_violations(import_graph()) == []
 
 
+def test_importing_the_api_from_the_root_package_is_an_import_of_the_api(tmp_path):
+    package = tmp_path / "benchsuite"
+    (package / "store").mkdir(parents=True)
+    (package / "__init__.py").write_text('_API = ("run",)\n')
+    (package / "api.py").write_text("")
+    (package / "store" / "__init__.py").write_text("from benchsuite import run\n")
+    graph = import_graph(package)
+    assert graph["benchsuite.store"] == {"benchsuite.api"}
+    assert layering_violations(graph) == [
+        "benchsuite.store imports benchsuite.api: store may not import api"]
+
+
 def test_the_layering_check_finds_an_upward_import():
     graph = {"benchsuite.store.folder": {"benchsuite.report.render"}, "benchsuite.report.render": set()}
     assert layering_violations(graph) == [
@@ -187,15 +213,51 @@ def private_crossings(root: Path = PACKAGE) -> list[str]:
                     if alias.name in modules and alias.asname:
                         aliases[alias.asname] = alias.name
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
-                    and node.attr.startswith("_") and not node.attr.startswith("__") \
-                    and package_of(aliases[node.value.id]) != own:
-                found.append(f"{name} uses {aliases[node.value.id]}.{node.attr}")
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+                continue
+            target = aliases.get(node.value.id) if isinstance(node.value, ast.Name) else _dotted(node.value)
+            if target in modules and package_of(target) != own:
+                found.append(f"{name} uses {target}.{node.attr}")
     return sorted(set(found))
+
+
+def _dotted(node) -> str | None:
+    """``a.b.c`` for an attribute chain of names (``benchsuite.report.render``), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
 
 
 def test_no_private_name_crosses_packages():
     assert private_crossings() == []
+
+
+def test_the_private_name_check_finds_each_form(tmp_path):
+    package = tmp_path / "benchsuite"
+    for sub in ("store", "report"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "report" / "render.py").write_text("_hidden = 1\n")
+    (package / "store" / "a.py").write_text("from benchsuite.report.render import _hidden\n")
+    (package / "store" / "b.py").write_text("from benchsuite.report import render\nrender._hidden\n")
+    (package / "store" / "c.py").write_text("import benchsuite.report.render\nbenchsuite.report.render._hidden\n")
+    (package / "store" / "d.py").write_text("import benchsuite.report.render as r\nr._hidden\n")
+    (package / "report" / "ok.py").write_text("from benchsuite.report import render\nrender._hidden\n")
+    assert private_crossings(package) == [
+        "benchsuite.store.a imports benchsuite.report.render._hidden",
+        "benchsuite.store.b uses benchsuite.report.render._hidden",
+        "benchsuite.store.c uses benchsuite.report.render._hidden",
+        "benchsuite.store.d uses benchsuite.report.render._hidden"]
+
+
+def test_no_relative_imports():
+    """Every import names its module in full, as the checks above read them."""
+    relative = [name for name, path in _modules().items()
+                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom) and node.level]
+    assert relative == []
 
 
 def test_no_module_longer_than_the_limit():
