@@ -17,7 +17,8 @@ from benchsuite.plugins.search import Choice, IntUniform, LogUniform, Uniform  #
 compat.install()
 
 _API = ("Pruned", "RunResult", "analyze", "collect", "get_task", "list_plugins", "list_tasks", "open_results",
-        "plan_seeds", "prune", "run", "update_excerpts", "write_report")
+        "plan_seeds", "prune", "run", "update_excerpts", "write_report", "ClaimsResult", "list_claims",
+        "judge_claims")
 
 __all__ = ["Choice", "Hyperparameter", "IntUniform", "LogUniform", "Plugin", "Uniform", "__version__", "hookimpl",
            *_API]

@@ -216,7 +216,10 @@ def test_claims_hand_their_runs_to_api_run(tiny_tasks, tmp_path, monkeypatch):  
     monkeypatch.setattr(claim_mod, "load_claims", lambda available, plugins=None: ([claim], []))
     monkeypatch.setattr(claim_mod, "claims_without_importing", lambda: [claim])
     calls = []
-    monkeypatch.setattr(api, "run", lambda **kwargs: calls.append(kwargs) or api.RunResult(Path(kwargs["results"])))
+    import benchsuite.api.claims as api_claims
+
+    monkeypatch.setattr(api_claims, "run",
+                        lambda **kwargs: calls.append(kwargs) or api.RunResult(Path(kwargs["results"])))
     assert main(["claims", "--results", str(tmp_path / "r"), "--data-dir", str(tmp_path / "d"), "-q", "--json"]) == 0
     (call,) = calls
     assert len(call["runs"]) == 8 and call["data_dir"] == tmp_path / "d" and call["progress"] is False
@@ -257,3 +260,16 @@ def test_what_the_api_notices_is_a_python_warning_and_the_command_line_prints_it
     assert main(["results", "--results", str(results)]) == 0
     err = capfd.readouterr().err
     assert "benchsuite: warning:" in err and "torn2.json" in err
+
+
+def test_claims_are_listed_and_judged_through_the_api(tmp_path):
+    claims = api.list_claims(plugins=["wc"], tier="offline")
+    assert claims and {claim.tier for claim in claims} == {"offline"}
+    with pytest.raises(FileNotFoundError):
+        api.judge_claims(tmp_path / "missing", plugins=["wc"], run_missing=False)
+    (tmp_path / "empty").mkdir()
+    judged = api.judge_claims(tmp_path / "empty", plugins=["wc"], tier="offline", run_missing=False,
+                              out=tmp_path / "claims")
+    assert len(judged.rows) >= len(claims) and judged.run is None and judged.runs == []
+    assert {row["verdict"] for row in judged.rows} == {"not run"}
+    assert (judged.folder / "claims.json").is_file()

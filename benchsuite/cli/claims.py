@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
@@ -51,8 +50,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_claims(args) -> int:
+    from benchsuite import api
     from benchsuite.plugins import discover
-    from benchsuite.report import claims as verdicts
     from benchsuite.report import claims_output
     from benchsuite.runs import claims as claim_mod
 
@@ -60,10 +59,7 @@ def cmd_claims(args) -> int:
     tasks_dirs, data = defaults.task_dirs(args.tasks_dir), defaults.data_options(args)
     available = discover()
     plugin_problems(available)
-    found, problems = claim_mod.load_claims(available, args.plugin or None)
-    for problem in problems:
-        print(f"benchsuite claims: warning: {problem}; its claims are left out", file=sys.stderr)
-    selected = claim_mod.select(found, args.claim or None, args.tier or "all")
+    selected = api.list_claims(args.plugin, args.claim, args.tier or "all")
     if args.list:
         listed = []
         for claim in selected:
@@ -84,52 +80,22 @@ def cmd_claims(args) -> int:
                       f"  {claim.method.describe()} {compared}, {claim.metric} {claim.direction}"
                       + (f"\n  invalid: {entry['problem']}" if "problem" in entry else ""))
         return 0
-    from benchsuite.store import Store
-
     if args.force and args.no_run:
         raise UsageError("--force reruns runs and --no-run runs nothing: give one or the other")
     if args.no_run:  # then it only reads the folder: a typo must not read as "nothing stored"
         args.reads_results = True
         check_results_folder(args)
-    store = Store(results_dir(args))
-    if not args.no_run:
-        _run_claims(args, selected, available, store.root, tasks_dirs, data)
-    rows = verdicts.evaluate(selected, store, available, tasks_dirs, alpha=args.alpha, data=data)
-    if args.out:
-        claims_output.write(rows, Path(args.out), verdicts.run_rows(selected, store, available, tasks_dirs))
-        if not args.quiet:
-            print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
+    judged = api.judge_claims(
+        results_dir(args), plugins=args.plugin, ids=args.claim, tier=args.tier, run_missing=not args.no_run,
+        force=args.force, alpha=args.alpha, out=args.out, jobs=args.jobs, device=args.device, tasks_dirs=tasks_dirs,
+        data_dir=data.data_dir, download=data.download, loader_workers=data.loader_workers, verify_data=data.verify,
+        progress=not args.quiet, notes=lambda line: print(f"benchsuite claims: {line}", file=sys.stderr))
+    if judged.folder is not None and not args.quiet:
+        print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:
-        print(json.dumps(rows, indent=1, allow_nan=False))
+        print(json.dumps(judged.rows, indent=1, allow_nan=False))
     else:
         from benchsuite.report.markup import to_markdown
 
-        print(to_markdown(claims_output.blocks(rows)))
+        print(to_markdown(claims_output.blocks(judged.rows)))
     return 0
-
-
-def _run_claims(args, selected, available, results, tasks_dirs, data) -> None:
-    """Run the missing runs of the offline claims (and of paper claims asked for by
-    --claim or --tier paper whose data is present) through :func:`benchsuite.api.run`."""
-    from benchsuite import api
-    from benchsuite.runs import claims as claim_mod
-
-    specs = {}
-    for claim in selected:
-        if claim.tier == "paper" and not (args.claim or args.tier == "paper"):
-            continue
-        try:
-            needs = claim_mod.data_problems(claim, tasks_dirs, data)
-            groups = claim_mod.run_specs(claim, available, tasks_dirs).values()
-        except UsageError as exc:
-            print(f"benchsuite claims: {claim.id} not run: {exc}", file=sys.stderr)
-            continue
-        if needs:
-            print(f"benchsuite claims: {claim.id} not run: needs {'; '.join(needs)}", file=sys.stderr)
-            continue
-        for group in groups:
-            specs.update({spec.run_id: spec for spec in group})
-    api.run(runs=list(specs.values()), results=results, device=args.device, jobs=args.jobs, force=args.force,
-            data_dir=data.data_dir, download=data.download, loader_workers=data.loader_workers,
-            verify_data=data.verify, progress=not args.quiet,
-            notes=lambda line: print(f"claims: {line}", file=sys.stderr))

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 def plugin_problems(available) -> None:
     """Broken or conflicting plugins (skipped) and hooks lacking @hookimpl, on stderr."""
-    from benchsuite.api import plugin_warnings
+    from benchsuite.api.common import plugin_warnings
 
     for line in plugin_warnings(available):
         print(line, file=sys.stderr)

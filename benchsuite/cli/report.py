@@ -73,12 +73,13 @@ def cmd_leaderboard(args) -> int:
     import polars as pl
 
     from benchsuite import api
+    from benchsuite.api.reading import analysis_options as analysis_settings
     from benchsuite.report.analysis import read_runs_table, regressions
     from benchsuite.report.markup import to_markdown
     from benchsuite.report.render import leaderboard
 
     settings = analysis_options(args)
-    margins = api.analysis_options(**settings)["margins"]  # bad settings first, as they are checked
+    margins = analysis_settings(**settings)["margins"]  # bad settings first, as they are checked
     if args.fail_on_regression and not args.reference:
         raise UsageError("--fail-on-regression needs --reference (the stored runs to compare with)")
     reference = None
