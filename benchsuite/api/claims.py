@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchsuite.api.common import PathLike, _check_task_dirs, _quiet, _store, _warnings_as_python
+from benchsuite.api.common import PathLike, _quiet, _store, _warnings_as_python, check_task_dirs
 from benchsuite.api.running import RunResult, run
 from benchsuite.errors import UsageError, warn
 
@@ -64,7 +64,7 @@ def judge_claims(results: PathLike = "results", *, plugins: Sequence[str] = (), 
 
     if force and not run_missing:
         raise UsageError("force reruns runs and run_missing=False runs nothing: give one or the other")
-    _check_task_dirs(tasks_dirs)
+    check_task_dirs(tasks_dirs)
     notes = notes or _quiet
     data = DataOptions(Path(data_dir), download, loader_workers, verify_data)
     available = discover()

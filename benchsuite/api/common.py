@@ -47,7 +47,8 @@ def plugin_warnings(available) -> list[str]:
                     for warning in info.describe()["warnings"]]
 
 
-def _check_task_dirs(folders) -> None:
+def check_task_dirs(folders) -> None:
+    """UsageError for an extra task folder that does not exist."""
     for folder in folders:
         if not Path(folder).is_dir():
             raise UsageError(f"tasks folder {str(folder)!r} (--tasks-dir): no such folder")

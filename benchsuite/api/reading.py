@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from benchsuite.tasks.spec import TaskSpec
 
-from benchsuite.api.common import RESAMPLES, PathLike, _check_task_dirs, _store, _warnings_as_python
+from benchsuite.api.common import RESAMPLES, PathLike, _store, _warnings_as_python, check_task_dirs
 
 
 @_warnings_as_python
@@ -121,7 +121,7 @@ def list_tasks(tasks_dirs: Sequence[PathLike] = ()) -> list[TaskSpec]:
     same name wins). Raises UsageError for a folder that does not exist."""
     from benchsuite.tasks import all_tasks
 
-    _check_task_dirs(tasks_dirs)
+    check_task_dirs(tasks_dirs)
     return all_tasks(tasks_dirs)
 
 
@@ -131,7 +131,7 @@ def get_task(name: str, tasks_dirs: Sequence[PathLike] = ()) -> TaskSpec:
     Raises UsageError for an unknown name."""
     from benchsuite.tasks import get_task as find
 
-    _check_task_dirs(tasks_dirs)
+    check_task_dirs(tasks_dirs)
     return find(name, tasks_dirs)
 
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 
-from benchsuite.api.common import PathLike, _check_task_dirs, _quiet, _warnings_as_python, plugin_warnings
+from benchsuite.api.common import PathLike, _quiet, _warnings_as_python, check_task_dirs, plugin_warnings
 
 
 @dataclasses.dataclass
@@ -129,7 +129,7 @@ def _run(selection, how, results: Path, precision, cluster: dict, dry_run: bool,
     from benchsuite.store import Store
 
     options = pipeline.check(how)
-    _check_task_dirs(selection.tasks_dirs)
+    check_task_dirs(selection.tasks_dirs)
     available = plugin_registry.discover()
     if explicit is not None:  # the caller made the runs from the plugins it found: its warnings are said
         return _run_explicit(list(explicit), Store(results), available, how, options, notes)

@@ -6,6 +6,7 @@ import json
 import sys
 
 import benchsuite.cli.defaults as defaults
+from benchsuite.api.common import check_task_dirs
 from benchsuite.cli.common import (
     PROGRESS_HELP,
     add_json_option,
@@ -13,7 +14,6 @@ from benchsuite.cli.common import (
     add_results_option,
     add_verbosity_options,
     check_results_folder,
-    check_task_dirs,
     positive_int,
     probability,
     results_dir,

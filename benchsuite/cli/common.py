@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from benchsuite.api.common import RESAMPLES  # light: no scipy to parse a command line
 from benchsuite.errors import UsageError
 from benchsuite.store.status import STATUS_FINISHED
 
@@ -91,12 +92,6 @@ def note(args, text: str, stream=None) -> None:
         print(text, file=stream if stream is not None else sys.stdout)
 
 
-def check_task_dirs(folders) -> None:
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise UsageError(f"--tasks-dir {folder!r}: no such folder")
-
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -128,8 +123,6 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
-# stats.MONTE_CARLO_RESAMPLES (not imported here: scipy is not needed to parse a command line)
-RESAMPLES = 100_000
 
 
 def statistics_options(parser) -> None:
