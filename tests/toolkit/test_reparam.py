@@ -1,0 +1,91 @@
+"""A training step's psi of every weight in one autograd node (``ModifiedAdaptiveHooks``)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from benchsuite.toolkit.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, register
+
+
+class Cube(Elementwise):
+    """psi(v) = v + v^3 / 3, dpsi/dv = 1 + v^2 (the general methods of Elementwise only)."""
+
+    def psi(self, v):
+        return v + v ** 3 / 3
+
+    def derivative(self, v):
+        return 1 + v * v
+
+    def inverse(self, w):
+        return w  # not used: the tests set v directly
+
+
+class Hooks(ModifiedAdaptiveHooks):
+    reparametrization = Cube
+
+
+def _setup(modified: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2))
+    register(model, lambda name, module: Cube())
+    hooks = Hooks()
+    hooks.use_modified_step_if(modified, SimpleNamespace(task=SimpleNamespace(train=SimpleNamespace(optimizer="adam"))))
+    return model, hooks, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def _grads(model, hooks, optimizer, inputs, in_step: bool):
+    optimizer.zero_grad()
+    if in_step:
+        hooks.pre_step(model, optimizer, None)
+    with parametrize.cached():
+        weights = [m.weight for _, m, _, _ in elementwise_weights(model)]
+        for w in weights:
+            w.retain_grad()
+        model(inputs).square().sum().backward()
+    return weights, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("modified", [False, True], ids=["chain rule", "modified step"])
+def test_one_autograd_node_gives_every_weight_and_the_per_weight_gradients(modified):
+    """Within a step, every weight comes out of one node: the same values as psi(v), and v's
+    gradients as the per-weight path gives them (dL/dw under the modified step, dL/dw *
+    dpsi/dv otherwise), bit for bit."""
+    inputs = torch.randn(8, 4)
+    model, hooks, optimizer = _setup(modified)
+    weights, batched = _grads(model, hooks, optimizer, inputs, in_step=True)
+    assert len({w.grad_fn for w in weights}) == 1 and "Batched" in type(weights[0].grad_fn).__name__
+    for (_, _, cube, v), w in zip(elementwise_weights(model), weights):
+        assert torch.equal(w, cube.psi(v.detach())) and cube.grad_is_dw == modified
+        expected = w.grad if modified else w.grad * cube.derivative(v.detach())
+        assert torch.equal(v.grad, expected)
+    hooks.post_step(model, optimizer, None)
+    assert all(cube.batch is None and not cube.grad_as_dw for _, _, cube, _ in elementwise_weights(model))
+    weights, single = _grads(model, hooks, optimizer, inputs, in_step=False)  # outside a step: per weight
+    assert len({w.grad_fn for w in weights}) == len(weights)
+    for name, grad in single.items():
+        if not modified:
+            assert torch.equal(batched[name], grad), name
+
+
+def test_a_weight_the_forward_pass_does_not_use_leaves_its_v_without_a_gradient():
+    model, hooks, optimizer = _setup(True)
+    hooks.pre_step(model, optimizer, None)
+    with parametrize.cached():
+        assert model[0].weight.grad_fn is not None  # the batch is computed here, the last layer's weight too
+        model[:4](torch.randn(8, 4)).square().sum().backward()
+    assert model[0].parametrizations.weight.original.grad is not None
+    assert model[4].parametrizations.weight.original.grad is None
+
+
+def test_a_v_changed_in_place_after_the_batch_gets_its_psi_on_its_own():
+    model, hooks, optimizer = _setup(True)
+    hooks.pre_step(model, optimizer, None)
+    first = model[0].weight
+    v = model[2].parametrizations.weight.original
+    with torch.no_grad():
+        v.mul_(0.5)
+    w = model[2].weight
+    assert torch.equal(w, Cube().psi(v.detach())) and w.grad_fn is not first.grad_fn
