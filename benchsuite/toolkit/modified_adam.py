@@ -80,15 +80,56 @@ def _adam_state(optimizer: torch.optim.Optimizer, v: torch.Tensor) -> dict:
 
 @torch.no_grad()
 def modified_adam_step(optimizer: torch.optim.Optimizer, group: dict, vs: list[torch.Tensor],
-                       grads: list[torch.Tensor], scales: list[StepScale]) -> None:
+                       grads: list[torch.Tensor], scales: list[StepScale], buffers: list | None = None,
+                       multi_tensor: bool | None = None) -> None:
     """Adam's (or AdamW's) update of the parameters ``vs`` of ``group`` from ``grads``
     (dL/dw), each scaled elementwise by its :class:`StepScale`: v += d * Delta. The moments
     and the step count are updated exactly as torch's Adam updates them; the decoupled weight
-    decay of AdamW is scaled by d too, as it is part of the optimizer's step."""
-    beta1, beta2 = group["betas"]
-    lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+    decay of AdamW is scaled by d too, as it is part of the optimizer's step.
+
+    ``buffers``: a tensor like each v to hold its denominator from step to step (None: new
+    ones). ``multi_tensor``: all weights at once in ``torch._foreach_*`` kernels, or one
+    weight after another; by default, as torch's Adam chooses: at once on a GPU (kernel
+    launches cost more than passes there), one after another on the CPU (each weight's
+    tensors are still in cache for its next operation)."""
     decoupled = group.get("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW))
     states = [_adam_state(optimizer, v) for v in vs]
+    if multi_tensor is None:
+        multi_tensor = vs[0].device.type != "cpu"
+    step = _all_at_once if multi_tensor else _one_after_another
+    step(vs, grads, scales, states, buffers or [None] * len(vs), group, decoupled)
+
+
+def _one_after_another(vs, grads, scales, states, buffers, group, decoupled: bool) -> None:
+    """torch's single-tensor Adam, one weight at a time, d folded into the denominator."""
+    (beta1, beta2), lr, eps, weight_decay = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+    for v, grad, scale, state, buffer in zip(vs, grads, scales, states, buffers):
+        state["step"] += 1
+        if weight_decay != 0 and not decoupled:
+            grad = grad.add(v, alpha=weight_decay)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        count = state["step"].item()
+        size, c = lr / (1 - beta1 ** count), (1 - beta2 ** count) ** 0.5
+        denominator = exp_avg_sq.sqrt() if buffer is None else torch.sqrt(exp_avg_sq, out=buffer)
+        if scale.over is not None:
+            torch.addcmul(scale.over, denominator, scale.over, value=1 / (c * eps), out=denominator)
+            value = -size * scale.slope / eps
+        else:
+            denominator.add_(c * eps).div_(scale.times)
+            value = -size * c * scale.slope
+        if weight_decay != 0 and decoupled:  # v_t - d lr lam v_t
+            if scale.over is not None:
+                v.addcdiv_(v, scale.over, value=-lr * weight_decay * scale.slope)
+            else:
+                v.addcmul_(v, scale.times, value=-lr * weight_decay * scale.slope)
+        v.addcdiv_(exp_avg, denominator, value=value)
+
+
+def _all_at_once(vs, grads, scales, states, buffers, group, decoupled: bool) -> None:
+    """torch's multi-tensor Adam over all the weights, d folded into the denominators."""
+    (beta1, beta2), lr, eps, weight_decay = group["betas"], group["lr"], group["eps"], group["weight_decay"]
     exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, torch.tensor(1.0), alpha=1.0)  # as torch's Adam counts steps kept on the CPU
@@ -145,6 +186,7 @@ class FusedModifiedStep:
         self._armed: list[tuple[torch.Tensor, StepScale]] = []
         self._grads: list[torch.Tensor] | None = None
         self._checked: tuple = (None, 0, False)  # (weak reference, number of groups, supports())
+        self._denominators: dict[int, torch.Tensor] = {}  # per v, kept from step to step
 
     def can_take(self, optimizer: torch.optim.Optimizer) -> bool:
         """:func:`supports`, asked once per optimizer (again when groups are added)."""
@@ -163,6 +205,12 @@ class FusedModifiedStep:
             self._handles = (optimizer.register_step_pre_hook(self._take_gradients),
                              optimizer.register_step_post_hook(self._step))
         self._armed = entries
+
+    def _denominator(self, v: torch.Tensor) -> torch.Tensor:
+        buffer = self._denominators.get(id(v))
+        if buffer is None or buffer.shape != v.shape or buffer.device != v.device or buffer.dtype != v.dtype:
+            buffer = self._denominators[id(v)] = torch.empty_like(v, memory_format=torch.preserve_format)
+        return buffer
 
     def disarm(self) -> None:
         self._armed, self._grads = [], None
@@ -183,8 +231,9 @@ class FusedModifiedStep:
             for group in optimizer.param_groups:
                 chosen = [position[id(p)] for p in group["params"] if id(p) in position]
                 if chosen:
-                    modified_adam_step(optimizer, group, [armed[i][0] for i in chosen], [grads[i] for i in chosen],
-                                       [armed[i][1] for i in chosen])
+                    vs = [armed[i][0] for i in chosen]
+                    modified_adam_step(optimizer, group, vs, [grads[i] for i in chosen], [armed[i][1] for i in chosen],
+                                       buffers=[self._denominator(v) for v in vs])
         finally:
             for (v, _), grad in zip(armed, grads):
                 v.grad = grad

@@ -75,15 +75,27 @@ class Elementwise(nn.Module):
         return w, StepScale(1.0, times=derivative)
 
     @classmethod
-    def psi_many(cls, parametrizations: list[Elementwise], vs: list[torch.Tensor], step_scale: bool
-                 ) -> tuple[list[torch.Tensor], list]:
+    def psi_many(cls, parametrizations: list[Elementwise], vs: list[torch.Tensor], step_scale: bool,
+                 multi_tensor: bool | None = None) -> tuple[list[torch.Tensor], list]:
         """psi of each v under its parametrization (all of this class), and dpsi/dv: a
         :class:`StepScale` each where ``step_scale`` (:meth:`psi_and_step_scale`), else the
         derivative (:meth:`psi_and_derivative`). A subclass may compute them with
-        multi-tensor (``torch._foreach_*``) ops: one kernel launch for all weights on a GPU."""
+        multi-tensor (``torch._foreach_*``) ops where ``multi_tensor`` (None: on a GPU, where
+        one kernel launch for all weights saves more than the CPU's cache gains from taking
+        each weight's operations one after another)."""
         pairs = [p.psi_and_step_scale(v) if step_scale else p.psi_and_derivative(v)
                  for p, v in zip(parametrizations, vs)]
         return [w for w, _ in pairs], [d for _, d in pairs]
+
+    def step_buffer(self, v: torch.Tensor) -> torch.Tensor:
+        """A tensor like v kept from step to step, for :meth:`psi_and_step_scale`'s factor:
+        the step uses it before the next forward pass writes it again, and writing into a
+        kept tensor costs less than a new one (fresh memory, on the CPU page faults too)."""
+        buffer = self.__dict__.get("_step_buffer")
+        if buffer is None or buffer.shape != v.shape or buffer.device != v.device or buffer.dtype != v.dtype:
+            buffer = torch.empty_like(v, memory_format=torch.preserve_format)
+            self.__dict__["_step_buffer"] = buffer
+        return buffer
 
     def set_step_state(self, **values) -> None:
         """Set the per-step flags and the saved derivative above. They are plain attributes,

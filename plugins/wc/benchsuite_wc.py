@@ -112,21 +112,24 @@ class Compander(Elementwise):
 
     def psi_and_step_scale(self, v):
         """Psi and dPsi/dv as slope / (1 + x^2) (arctan), slope / sqrt(1 + x^2) (arsinh) or
-        slope * exp(-x^2) (erf): the modified step folds the factor into Adam's update, so the
-        pass that divides it into the slope is not taken."""
+        slope * exp(-x^2) (erf): the modified step folds the factor (written into a kept
+        buffer) into Adam's update, so the pass that divides it into the slope is not taken."""
         a, b, offset, _, slope = self._fixed_values(v)
         x = v if b == 1.0 else v / b
         if self.fn == "arctan":
-            return torch.atan(x).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x))
+            return torch.atan(x).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x, out=self.step_buffer(v)))
         if self.fn == "arsinh":
-            return torch.asinh(x).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x).sqrt_())
-        return torch.erf(x).mul_(a), StepScale(slope, times=torch.addcmul(offset, x, x, value=-1).exp_())
+            over = torch.addcmul(offset, x, x, out=self.step_buffer(v)).sqrt_()
+            return torch.asinh(x).mul_(a), StepScale(slope, over=over)
+        times = torch.addcmul(offset, x, x, value=-1, out=self.step_buffer(v)).exp_()
+        return torch.erf(x).mul_(a), StepScale(slope, times=times)
 
     @classmethod
-    def psi_many(cls, companders, vs, step_scale):
-        """:meth:`psi_and_step_scale` of every weight, f(x) and the multiplication by a in one
-        multi-tensor operation each for the companders of the same f, a and b (arctan, erf)."""
-        if not step_scale:
+    def psi_many(cls, companders, vs, step_scale, multi_tensor=None):
+        """:meth:`psi_and_step_scale` of every weight; multi-tensor (by default on a GPU): f(x)
+        and the multiplication by a in one operation each for the companders of the same f, a
+        and b (arctan, erf)."""
+        if not step_scale or not (vs[0].device.type != "cpu" if multi_tensor is None else multi_tensor):
             return super().psi_many(companders, vs, step_scale)
         ws, scales = [None] * len(vs), [None] * len(vs)
         groups: dict[tuple, list[int]] = {}
@@ -142,11 +145,13 @@ class Compander(Elementwise):
                 group_ws = torch._foreach_atan(xs) if fn == "arctan" else torch._foreach_erf(xs)
                 torch._foreach_mul_(group_ws, a)
                 _, _, offset, _, slope = companders[chosen[0]]._fixed_values(group_vs[0])
+                buffers = [companders[i].step_buffer(vs[i]) for i in chosen]
                 if fn == "arctan":
-                    found = [(w, StepScale(slope, over=torch.addcmul(offset, x, x))) for w, x in zip(group_ws, xs)]
+                    found = [(w, StepScale(slope, over=torch.addcmul(offset, x, x, out=buffer)))
+                             for w, x, buffer in zip(group_ws, xs, buffers)]
                 else:
-                    found = [(w, StepScale(slope, times=torch.addcmul(offset, x, x, value=-1).exp_()))
-                             for w, x in zip(group_ws, xs)]
+                    found = [(w, StepScale(slope, times=torch.addcmul(offset, x, x, value=-1, out=buffer).exp_()))
+                             for w, x, buffer in zip(group_ws, xs, buffers)]
             for i, (w, scale) in zip(chosen, found):
                 ws[i], scales[i] = w, scale
         return ws, scales

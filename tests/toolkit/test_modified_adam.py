@@ -18,9 +18,13 @@ def _gradients(vs, targets):
     return [2 * (v.detach() - t) ** 3 for v, t in zip(vs, targets)]
 
 
+ORDERS = pytest.mark.parametrize("multi_tensor", [False, True], ids=["one weight after another", "all at once"])
+
+
+@ORDERS
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_a_unit_scale_keeps_adams_moments_and_step_count_bit_for_bit(optimizer, weight_decay):
+def test_a_unit_scale_keeps_adams_moments_and_step_count_bit_for_bit(optimizer, weight_decay, multi_tensor):
     """d = 1 in either form: the moments and step counts are torch's own, bit for bit (with
     Adam's coupled decay, whose gradient reads v, at the first step), and v follows torch's
     Adam to float rounding (only the last operations are ordered otherwise)."""
@@ -33,7 +37,7 @@ def test_a_unit_scale_keeps_adams_moments_and_step_count_bit_for_bit(optimizer, 
             p.grad = g.clone()
         plain_opt.step()
         scales = [StepScale(1.0, over=torch.ones_like(vs[0])), StepScale(1.0, times=torch.ones_like(vs[1]))]
-        modified_adam_step(fused_opt, fused_opt.param_groups[0], vs, grads, scales)
+        modified_adam_step(fused_opt, fused_opt.param_groups[0], vs, grads, scales, multi_tensor=multi_tensor)
         exact = step == 0 or weight_decay == 0 or optimizer is torch.optim.AdamW
         same = torch.equal if exact else lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-8)
         for v, p in zip(vs, plain):
@@ -44,22 +48,25 @@ def test_a_unit_scale_keeps_adams_moments_and_step_count_bit_for_bit(optimizer, 
             torch.testing.assert_close(v.detach(), p.detach(), rtol=1e-6, atol=1e-7)
 
 
+@ORDERS
 @pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.AdamW])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("forms", [("over", "over"), ("times", "times"), ("over", "times")])
-def test_v_moves_by_d_times_the_step_adam_takes(optimizer, weight_decay, forms):
+def test_v_moves_by_d_times_the_step_adam_takes(optimizer, weight_decay, forms, multi_tensor):
     """v_{t+1} = v_t + d * Delta, Delta being the step the same Adam (or AdamW, its decoupled
-    decay included) takes from a v_t with the same moments, whatever form d comes in."""
+    decay included) takes from a v_t with the same moments, whatever form d comes in; the
+    denominators in buffers kept from step to step or in new tensors."""
     vs, targets = _problem(1)
     shadows = [nn.Parameter(v.detach().clone()) for v in vs]
     fused_opt, shadow_opt = (optimizer(p, lr=1e-2, weight_decay=weight_decay) for p in (vs, shadows))
+    buffers = None if multi_tensor else [torch.empty_like(v) for v in vs]  # all at once makes its own
     for _ in range(4):
         v_t = [v.detach().clone() for v in vs]
         ds = [0.3 + v.detach() ** 2 for v in vs]  # anything positive
         scales = [StepScale(0.5, over=0.5 / d) if form == "over" else StepScale(2.0, times=d / 2)
                   for form, d in zip(forms, ds)]
         grads = _gradients(vs, targets)
-        modified_adam_step(fused_opt, fused_opt.param_groups[0], vs, grads, scales)
+        modified_adam_step(fused_opt, fused_opt.param_groups[0], vs, grads, scales, buffers, multi_tensor)
         with torch.no_grad():
             for shadow, v0, g in zip(shadows, v_t, grads):
                 shadow.copy_(v0)
@@ -69,12 +76,14 @@ def test_v_moves_by_d_times_the_step_adam_takes(optimizer, weight_decay, forms):
             torch.testing.assert_close(v.detach(), v0 + d * (shadow.detach() - v0), rtol=1e-5, atol=1e-7)
 
 
-def test_where_d_is_zero_v_stays_exactly_where_it_was():
+@ORDERS
+def test_where_d_is_zero_v_stays_exactly_where_it_was(multi_tensor):
     vs, targets = _problem(2, shapes=((6,),))
     opt = torch.optim.Adam(vs, lr=0.1)
     times = torch.tensor([0.0, 1.0, 0.0, 2.0, 0.0, 1e-3])
     before = vs[0].detach().clone()
-    modified_adam_step(opt, opt.param_groups[0], vs, _gradients(vs, targets), [StepScale(1.0, times=times)])
+    modified_adam_step(opt, opt.param_groups[0], vs, _gradients(vs, targets), [StepScale(1.0, times=times)],
+                       multi_tensor=multi_tensor)
     assert torch.equal(vs[0].detach()[times == 0], before[times == 0])
     assert (vs[0].detach()[times > 0] != before[times > 0]).all()
 

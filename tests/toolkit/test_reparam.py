@@ -89,3 +89,20 @@ def test_a_v_changed_in_place_after_the_batch_gets_its_psi_on_its_own():
         v.mul_(0.5)
     w = model[2].weight
     assert torch.equal(w, Cube().psi(v.detach())) and w.grad_fn is not first.grad_fn
+
+
+@pytest.mark.parametrize("plugin, settings", [("wc", {}), ("wc", {"fn": "erf", "b": 0.7}), ("wc", {"fn": "arsinh"}),
+                                              ("pp", {}), ("pp", {"alpha": 3.0})])
+def test_multi_tensor_psi_gives_what_one_weight_after_another_gives(plugin, settings):
+    """The plugins' psi_many in multi-tensor operations (a GPU's default), run on the CPU:
+    the same weights and step scales, bit for bit, as their one-weight-at-a-time path."""
+    from benchsuite.testing import build_for
+
+    model, _, _, _ = build_for(plugin, {plugin: settings} if settings else None, seed=1)
+    found = elementwise_weights(model)
+    parametrizations, vs = [p for _, _, p, _ in found], [v.detach() for _, _, _, v in found]
+    kind = type(parametrizations[0])
+    one, many = (kind.psi_many(parametrizations, vs, step_scale=True, multi_tensor=m) for m in (False, True))
+    for w1, s1, w2, s2 in zip(*one, *many):
+        assert torch.equal(w1, w2) and s1.slope == s2.slope
+        assert torch.equal(s1.tensor, s2.tensor) and (s1.over is None) == (s2.over is None)
