@@ -67,10 +67,11 @@ class Elementwise(nn.Module):
     def psi_and_derivative(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.psi(v), self.derivative(v)
 
-    def psi_and_step_scale(self, v: torch.Tensor) -> tuple[torch.Tensor, StepScale]:
+    def psi_and_step_scale(self, v: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, StepScale]:
         """psi(v) and dpsi/dv as a :class:`StepScale`, for the forward pass of a training step
         under the modified step (whose backward needs no derivative): a subclass returns the
-        factor that costs the fewest passes (e.g. 1 + x^2 rather than a / (b (1 + x^2)))."""
+        factor that costs the fewest passes (e.g. 1 + x^2 rather than a / (b (1 + x^2))), and
+        may write psi(v) into ``out`` (a tensor like v) instead of a new tensor."""
         w, derivative = self.psi_and_derivative(v)
         return w, StepScale(1.0, times=derivative)
 
@@ -83,18 +84,21 @@ class Elementwise(nn.Module):
         multi-tensor (``torch._foreach_*``) ops where ``multi_tensor`` (None: on a GPU, where
         one kernel launch for all weights saves more than the CPU's cache gains from taking
         each weight's operations one after another)."""
-        pairs = [p.psi_and_step_scale(v) if step_scale else p.psi_and_derivative(v)
+        pairs = [p.psi_and_step_scale(v, out=p.step_buffer(v, "weight")) if step_scale else p.psi_and_derivative(v)
                  for p, v in zip(parametrizations, vs)]
         return [w for w, _ in pairs], [d for _, d in pairs]
 
-    def step_buffer(self, v: torch.Tensor) -> torch.Tensor:
-        """A tensor like v kept from step to step, for :meth:`psi_and_step_scale`'s factor:
-        the step uses it before the next forward pass writes it again, and writing into a
-        kept tensor costs less than a new one (fresh memory, on the CPU page faults too)."""
-        buffer = self.__dict__.get("_step_buffer")
+    def step_buffer(self, v: torch.Tensor, name: str = "factor") -> torch.Tensor:
+        """A tensor like v kept from step to step under ``name``: where a training step's
+        psi(v) (``weight``) and the factor of its :class:`StepScale` (``factor``) are written
+        on the CPU. Writing into memory the last step used costs less than into new memory
+        (which the CPU must fetch or fault in first). The factor is read by the step before
+        the next forward pass writes it again; the weight by the step's backward pass (a
+        reference kept past the next training step sees that step's weight)."""
+        buffers = self.__dict__.setdefault("_step_buffers", {})
+        buffer = buffers.get(name)
         if buffer is None or buffer.shape != v.shape or buffer.device != v.device or buffer.dtype != v.dtype:
-            buffer = torch.empty_like(v, memory_format=torch.preserve_format)
-            self.__dict__["_step_buffer"] = buffer
+            buffer = buffers[name] = torch.empty_like(v, memory_format=torch.preserve_format)
         return buffer
 
     def set_step_state(self, **values) -> None:
@@ -203,7 +207,9 @@ class _BatchedPsi(torch.autograd.Function):
             scales = [StepScale(1.0, times=d) for d in scales]
         for p, scale in zip(parametrizations, scales):
             p.set_step_state(saved_scale=scale, grad_is_dw=ctx.grad_as_dw)
-        return tuple(ws)
+        # aliases, each a new tensor over the same memory (and version counter): the kept
+        # buffers themselves never carry a step's autograd history
+        return tuple(w.detach() for w in ws)
 
     @staticmethod
     def backward(ctx, *grads):

@@ -32,11 +32,11 @@ class Power(Elementwise):
         magnitude = self._magnitude(v.abs())
         return v * magnitude, magnitude.mul_(self.alpha)
 
-    def psi_and_step_scale(self, v):
+    def psi_and_step_scale(self, v, out=None):
         """Psi and dPsi/dv = alpha |v|^(alpha-1); the modified step folds alpha into Adam's
         update, and |v|^(alpha-1) is written into a kept buffer."""
         magnitude = self._magnitude(torch.abs(v, out=self.step_buffer(v)))
-        return v * magnitude, StepScale(self.alpha, times=magnitude)
+        return torch.mul(v, magnitude, out=out), StepScale(self.alpha, times=magnitude)
 
     def _magnitude(self, magnitude):
         """|v| to |v|^(alpha-1), in place (alpha = 2, the default, needs no power)."""

@@ -110,19 +110,20 @@ class Compander(Elementwise):
             return torch.asinh(x).mul_(a), torch.addcmul(offset, x, x).rsqrt_().mul_(slope)
         return torch.erf(x).mul_(a), torch.addcmul(offset, x, x, value=-1).exp_().mul_(slope)  # slope * exp(-x^2)
 
-    def psi_and_step_scale(self, v):
+    def psi_and_step_scale(self, v, out=None):
         """Psi and dPsi/dv as slope / (1 + x^2) (arctan), slope / sqrt(1 + x^2) (arsinh) or
         slope * exp(-x^2) (erf): the modified step folds the factor (written into a kept
         buffer) into Adam's update, so the pass that divides it into the slope is not taken."""
         a, b, offset, _, slope = self._fixed_values(v)
         x = v if b == 1.0 else v / b
+        factor = self.step_buffer(v)
         if self.fn == "arctan":
-            return torch.atan(x).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x, out=self.step_buffer(v)))
+            return torch.atan(x, out=out).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x, out=factor))
         if self.fn == "arsinh":
-            over = torch.addcmul(offset, x, x, out=self.step_buffer(v)).sqrt_()
-            return torch.asinh(x).mul_(a), StepScale(slope, over=over)
-        times = torch.addcmul(offset, x, x, value=-1, out=self.step_buffer(v)).exp_()
-        return torch.erf(x).mul_(a), StepScale(slope, times=times)
+            over = torch.addcmul(offset, x, x, out=factor).sqrt_()
+            return torch.asinh(x, out=out).mul_(a), StepScale(slope, over=over)
+        times = torch.addcmul(offset, x, x, value=-1, out=factor).exp_()
+        return torch.erf(x, out=out).mul_(a), StepScale(slope, times=times)
 
     @classmethod
     def psi_many(cls, companders, vs, step_scale, multi_tensor=None):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from benchsuite.toolkit.modified_adam import StepScale
 from benchsuite.toolkit.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, register
 
 
@@ -23,14 +24,22 @@ class Cube(Elementwise):
         return w  # not used: the tests set v directly
 
 
+class CubeWrittenOut(Cube):
+    """Cube writing psi(v) into the tensor it is given, as the bundled methods do."""
+
+    def psi_and_step_scale(self, v, out=None):
+        w = torch.addcmul(v, v, v * v, value=1 / 3, out=out)
+        return w, StepScale(1.0, times=self.derivative(v))
+
+
 class Hooks(ModifiedAdaptiveHooks):
     reparametrization = Cube
 
 
-def _setup(modified: bool, seed: int = 0):
+def _setup(modified: bool, seed: int = 0, kind: type = Cube):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2))
-    register(model, lambda name, module: Cube())
+    register(model, lambda name, module: kind())
     hooks = Hooks()
     hooks.use_modified_step_if(modified, SimpleNamespace(task=SimpleNamespace(train=SimpleNamespace(optimizer="adam"))))
     return model, hooks, torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -102,7 +111,30 @@ def test_multi_tensor_psi_gives_what_one_weight_after_another_gives(plugin, sett
     found = elementwise_weights(model)
     parametrizations, vs = [p for _, _, p, _ in found], [v.detach() for _, _, _, v in found]
     kind = type(parametrizations[0])
-    one, many = (kind.psi_many(parametrizations, vs, step_scale=True, multi_tensor=m) for m in (False, True))
-    for w1, s1, w2, s2 in zip(*one, *many):
-        assert torch.equal(w1, w2) and s1.slope == s2.slope
-        assert torch.equal(s1.tensor, s2.tensor) and (s1.over is None) == (s2.over is None)
+    ws, scales = kind.psi_many(parametrizations, vs, step_scale=True, multi_tensor=False)
+    one = [(w.clone(), scale.slope, scale.tensor.clone(), scale.over is None) for w, scale in zip(ws, scales)]
+    for (w1, slope, tensor, times), w2, s2 in zip(one, *kind.psi_many(parametrizations, vs, True, multi_tensor=True)):
+        assert torch.equal(w1, w2) and slope == s2.slope
+        assert torch.equal(tensor, s2.tensor) and times == (s2.over is None)
+
+
+def test_a_steps_weights_are_written_into_kept_memory_and_a_stale_graph_says_so():
+    """On the CPU each step's w = psi(v) is written into memory kept from step to step (the
+    buffer itself never carries autograd history); a graph of an earlier step, whose w has
+    been overwritten since, refuses its backward pass instead of using the new values."""
+    model, hooks, optimizer = _setup(True, kind=CubeWrittenOut)
+    cube = model[0].parametrizations.weight[0]
+    hooks.pre_step(model, optimizer, None)
+    stale = model(torch.randn(8, 4)).square().sum()
+    first = model[0].weight
+    hooks.post_step(model, optimizer, None)
+    with torch.no_grad():
+        model[0].parametrizations.weight.original.add_(0.1)
+    hooks.pre_step(model, optimizer, None)
+    second = model[0].weight
+    v = model[0].parametrizations.weight.original
+    assert second.data_ptr() == first.data_ptr() == cube._step_buffers["weight"].data_ptr()
+    torch.testing.assert_close(second, cube.psi(v.detach()))
+    assert cube._step_buffers["weight"].grad_fn is None
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()
