@@ -29,6 +29,10 @@ import weakref
 from typing import NamedTuple
 
 import torch
+from torch.optim.optimizer import _get_value  # reads a step count as torch's Adam reads it
+
+# Adam keeps its step counts on the CPU (not capturable, not fused), so reading one back
+# waits for no device, and neither does this module, which reads them the same way.
 
 
 class StepScale(NamedTuple):
@@ -110,7 +114,7 @@ def _one_after_another(vs, grads, scales, states, buffers, group, decoupled: boo
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        count = state["step"].item()
+        count = _get_value(state["step"])
         size, c = lr / (1 - beta1 ** count), (1 - beta2 ** count) ** 0.5
         denominator = exp_avg_sq.sqrt() if buffer is None else torch.sqrt(exp_avg_sq, out=buffer)
         if scale.over is not None:
@@ -138,7 +142,7 @@ def _all_at_once(vs, grads, scales, states, buffers, group, decoupled: bool) -> 
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    counts = [step.item() for step in steps]
+    counts = [_get_value(step) for step in steps]
     # per weight: (step size lr / (1 - beta1^t), c = sqrt(1 - beta2^t), its StepScale)
     factors = [(lr / (1 - beta1 ** n), (1 - beta2 ** n) ** 0.5, scale) for n, scale in zip(counts, scales)]
     roots = torch._foreach_sqrt(exp_avg_sqs)

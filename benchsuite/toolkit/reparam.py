@@ -6,8 +6,11 @@
   While training, psi and its derivative are computed in one pass (the derivative saved
   for the backward pass and for the modified step), unless the parametrization has
   learnable parameters of its own, which go through autograd as usual. Within a training
-  step under the modified step, backward hands dL/dw to v unchanged (see
-  :class:`ModifiedAdaptiveStep`).
+  step (from :class:`ModifiedAdaptiveHooks`' ``pre_step`` to its ``post_step``) psi of
+  every weight is computed at the first weight the forward pass reads, as one autograd
+  node, on the CPU into memory kept from step to step; under the modified step backward
+  hands dL/dw to v unchanged and dpsi/dv is kept in the factored form the step folds into
+  Adam's update (:class:`StepScale`, see :class:`ModifiedAdaptiveStep`).
 * :class:`ModifiedAdaptiveStep` — the "modified adaptive optimizer" of Powerpropagation
   (Schwarz et al., 2021), used by Weight Compander: the optimizer's step is computed from
   dL/dw (not dL/dv) and then multiplied by dpsi/dv; with torch's Adam or AdamW inside the
@@ -370,11 +373,13 @@ def _still_registered(found: tuple) -> bool:
 class ModifiedAdaptiveHooks:
     """Mixin for plugins that reparameterize with an :class:`Elementwise` subclass
     (``reparametrization``): the modified adaptive optimizer over ``pre_step`` (this step's
-    backward is to leave dL/dw in v.grad), ``modify_grad`` and ``post_step`` (the step taken,
-    backward gives dL/dv again, so any other forward and backward pass, e.g. a retraining
-    loop or a diagnostic, sees the plain chain rule). The plugin's ``configure`` calls
-    :meth:`use_modified_step_if`; a plugin that defines its own ``pre_step`` calls this one's
-    or runs on the slower path where backward multiplies by dpsi/dv and the step divides."""
+    backward is to leave dL/dw in v.grad; psi of all the weights in one autograd node),
+    ``modify_grad`` (the optimizer's next step armed to take the modified step) and
+    ``post_step`` (the step taken, backward gives dL/dv again and psi is computed weight by
+    weight, so any other forward and backward pass, e.g. a retraining loop or a diagnostic,
+    sees the plain chain rule). The plugin's ``configure`` calls :meth:`use_modified_step_if`;
+    a plugin that defines its own ``pre_step`` calls this one's or runs on the slower path
+    where backward multiplies by dpsi/dv and the step divides."""
 
     reparametrization: type = Elementwise
     use_modified_step: bool = False
