@@ -68,3 +68,35 @@ def test_adam_task_weight_decay_on_v_enters_the_modified_step_in_w_space():
         # not L2 on v taken through the chain rule (dL/dv + wd * v, then divided by dPsi/dv)
         g_chain = (g_v + wd * v0) / d
         assert not torch.allclose(v, v0 + d * (-lr * g_chain / (g_chain.abs() + eps)), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 3.0])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_step_inside_adams_update_trains_as_the_copy_and_lerp_does(alpha, optimizer, monkeypatch):
+    """Through the engine, six steps of the modified step taken inside torch's Adam/AdamW
+    update (with AdamW's decay) give the weights of the copy-and-lerp path to float rounding."""
+    from benchsuite.execution import engine
+    from benchsuite.testing import method_of, training_batches
+    from benchsuite.toolkit import modified_adam
+
+    task = tiny_task_spec(epochs=1, optimizer=optimizer, lr=0.01, weight_decay=0.1)
+    spec = engine.make_run_spec(task, method_of("pp", {"pp": {"alpha": alpha}}), seed=0)
+
+    def train():
+        training = engine.setup(spec, torch.device("cpu"))
+        sums = engine.EpochSums.zeros(training.run.device)
+        for inputs, targets in training_batches(training, 6):
+            engine.train_step(training, inputs, targets, sums)
+        return training.model.state_dict()
+
+    taken = []
+    step = modified_adam.modified_adam_step
+    monkeypatch.setattr(modified_adam, "modified_adam_step", lambda *a, **k: taken.append(step(*a, **k)))
+    fused = train()
+    assert len(taken) == 6
+    monkeypatch.setattr(modified_adam, "supports", lambda optimizer: False)
+    lerped = train()
+    assert len(taken) == 6
+    for name, value in lerped.items():  # the biases before batch norm: see wc's test of dL/dw
+        if value.is_floating_point() and name not in {"0.bias", "3.bias", "1.running_mean", "4.running_mean"}:
+            torch.testing.assert_close(fused[name], value, rtol=1e-5, atol=1e-7, msg=name)
