@@ -160,8 +160,12 @@ def _run(selection, how, results: Path, precision, cluster: dict, dry_run: bool,
         pipeline.start_studies(plan, store, available)
     if how.executor != "inline":
         return _submit(plan, store, available, how, options, cluster, sequential)
-    outcome, report = pipeline.run_plan(plan, store, available, how, options, notes)
-    specs, report = _take_looks(sequential, plan, store, available, (plan.runs, report), how, options, outcome, notes)
+    from benchsuite.execution.pool import keep_workers
+
+    with keep_workers():  # --jobs workers start once: trials, report runs and sequential looks share them
+        outcome, report = pipeline.run_plan(plan, store, available, how, options, notes)
+        specs, report = _take_looks(sequential, plan, store, available, (plan.runs, report), how, options, outcome,
+                                    notes)
     return RunResult(store.root, specs, report, {s.run_id: store.get(s.run_id) for s in specs + report},
                      outcome.executed, outcome.skipped, plan.studies, pipeline.decisions(plan, store, available),
                      sequential)

@@ -95,3 +95,26 @@ def test_under_torchrun_a_run_stored_meanwhile_is_trained_by_no_rank(tmp_path, m
     state, record = executors.execute_and_store(spec, store, "cpu", engine.ExecutionOptions())
     assert state == executors.DONE and record == stored == store.get(spec.run_id)
     assert told == [rank == 0]  # rank 0 tells what it read; rank 1 (told True here) skips too
+
+
+def test_one_command_starts_its_workers_once(tmp_path, monkeypatch):
+    """A tuned command runs its trials, then its report runs: two lists, one pool of
+    workers (a worker's start is a fresh interpreter importing torch)."""
+    import concurrent.futures
+
+    started = []
+
+    class CountedPool(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(executors.concurrent.futures, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)
+    args = ["run", "--plugin", "l2", "--task", "toy-regression", "--epochs", "2", "--tune", "2", "--tune-seeds", "2",
+            "--seeds", "2", "-q", "--jobs", "2", "--results", str(tmp_path)]
+    assert main(args) == 0
+    store = Store(tmp_path)
+    roles = {record.get("role") for record in store.records()}
+    assert len(list(store.records())) > 4 and started == [1], (roles, started)
+    assert executors._KEPT is None  # the workers ended with the command
