@@ -7,10 +7,9 @@ import queue
 import pytest
 
 from benchsuite.cli import main
-from benchsuite.execution import engine
+from benchsuite.execution import engine, progress
 from benchsuite.execution import pool as executors
 from benchsuite.execution.pool import relay
-from benchsuite.execution import progress
 from benchsuite.execution.progress import Progress, clock_text
 from benchsuite.testing import method_of, tiny_task_spec
 
