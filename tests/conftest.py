@@ -20,6 +20,17 @@ torch.set_num_threads(1)
 os.environ.setdefault("BENCHSUITE_TEST", "1")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own configure, which makes the session's temporary folder
+def pytest_configure(config):
+    """One data cache for the whole session, in its temporary folder: the controller sets
+    $BENCHSUITE_CACHE_DIR before pytest-xdist starts its workers, which inherit it, as do
+    the command lines the tests start (in process or as subprocesses, before or after a test
+    module reads os.environ). A test run writes nothing into the user's cache folder, and
+    generates each cached data set once."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["BENCHSUITE_CACHE_DIR"] = str(config._tmp_path_factory.getbasetemp() / "data-cache")
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory):
     """Every catalog data set, tiny, in its real format (checksums cannot match: tests that

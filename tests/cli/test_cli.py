@@ -370,3 +370,27 @@ def test_completion_scripts_know_every_command_and_bash_completes_them(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["completion", "fish"])
     assert exc.value.code == 2
+
+
+def test_the_data_cache_folder_is_the_option_else_the_variables_else_the_users_cache(monkeypatch, tmp_path):
+    from benchsuite.cli import build_parser, defaults
+    from benchsuite.cli.run import run_arguments
+
+    for name in ("BENCHSUITE_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert defaults.cache_dir(None) == tmp_path / "home" / ".cache" / "benchsuite"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG specification asks
+    assert defaults.cache_dir(None) == tmp_path / "home" / ".cache" / "benchsuite"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert defaults.cache_dir(None) == tmp_path / "xdg" / "benchsuite"
+    monkeypatch.setenv("BENCHSUITE_CACHE_DIR", str(tmp_path / "env"))
+    assert defaults.cache_dir(None) == tmp_path / "env"
+    assert defaults.cache_dir(str(tmp_path / "given")) == tmp_path / "given"
+    parser = build_parser()
+    assert run_arguments(parser.parse_args(["run", "--cache-dir", str(tmp_path / "o")]))["cache_dir"] == tmp_path / "o"
+    assert run_arguments(parser.parse_args(["run"]))["cache_dir"] == tmp_path / "env"
+    assert run_arguments(parser.parse_args(["run", "--no-data-cache"]))["cache_dir"] is None
+    assert defaults.data_options(parser.parse_args(["claims", "--no-data-cache"])).cache_dir is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--no-data-cache", "--cache-dir", "x"])
