@@ -20,6 +20,15 @@ torch.set_num_threads(1)
 os.environ.setdefault("BENCHSUITE_TEST", "1")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread_after_each_test():
+    """A test that runs `benchsuite run --jobs N` in this process may train a lone run here
+    with a worker's threads (cores / N): the next test still gets the one thread above."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory):
     """Every catalog data set, tiny, in its real format (checksums cannot match: tests that
