@@ -84,7 +84,7 @@ def test_a_torn_checkpoint_is_set_aside_without_overwriting_an_earlier_one(tmp_p
 
 
 @pytest.mark.slow
-def test_killed_process_resumes_from_its_last_epoch(tmp_path, capsys):
+def test_killed_process_resumes_from_its_last_epoch(tmp_path):
     """SIGKILL `benchsuite run` in the middle of a long run; the rerun resumes from the
     checkpoint and stores the same record as an uninterrupted run. Only the killed run
     needs a process of its own: the rerun and the reference run in this one (one torch
