@@ -1,5 +1,7 @@
 """Shared fixtures of the host's tests; what tests share besides fixtures is in helpers.py."""
 
+import contextlib
+import fcntl
 import os
 
 import pytest
@@ -31,6 +33,15 @@ def pytest_configure(config):
         os.environ["BENCHSUITE_CACHE_DIR"] = str(config._tmp_path_factory.getbasetemp() / "data-cache")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread_after_each_test():
+    """A test that runs `benchsuite run --jobs N` in this process may train a lone run here
+    with a worker's threads (cores / N): the next test still gets the one thread above."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory):
     """Every catalog data set, tiny, in its real format (checksums cannot match: tests that
@@ -50,18 +61,34 @@ def fake_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def offline_sequential(tmp_path_factory):
     """The offline matrix (every method x the offline tasks), one seed, one short epoch,
-    run sequentially: the reference the parallel and cluster executors must reproduce."""
+    run sequentially: the reference the parallel and cluster executors must reproduce.
+    Computed once per test session: under pytest-xdist the first worker that asks runs it
+    into the folder the workers share, the others wait for it there. Read-only."""
     from benchsuite.cli import main
 
-    results = tmp_path_factory.mktemp("offline-sequential")
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
-    cwd = os.getcwd()
-    os.chdir(repo)
-    try:
-        assert main(["run", *OFFLINE_SMOKE, "--results", str(results)]) == 0
-    finally:
-        os.chdir(cwd)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each xdist worker has a basetemp of its own under a common one
+        shared = shared.parent
+    results = shared / "offline-sequential"
+    with _exclusive(shared / "offline-sequential.lock"):
+        if not results.is_dir():
+            partial = tmp_path_factory.mktemp("offline-sequential-partial")
+            repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+            cwd = os.getcwd()
+            os.chdir(repo)
+            try:
+                assert main(["run", *OFFLINE_SMOKE, "--results", str(partial)]) == 0
+            finally:
+                os.chdir(cwd)
+            partial.rename(results)  # whole or not at all: a failed run leaves nothing to reuse
     return results
+
+
+@contextlib.contextmanager
+def _exclusive(lock):
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture
