@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.toolkit.weights import weight_parameters
+from benchsuite.toolkit.weights import EpochCache, weight_parameters
 
 
 def regularizer_gradient(weights: list[torch.Tensor], norm: str, lam: float) -> list[torch.Tensor]:
@@ -77,6 +77,7 @@ class GradientCoherentRegularization(Plugin):
         # device-side sums, read once per epoch (curves) and at the evaluations (metrics)
         self.applied_steps = self.pi_sum = self.pi_count = 0.0
         self.epoch_sums = {"pi": 0.0, "pi_count": 0.0, "applied": 0.0, "abs_grad": 0.0, "grads": 0.0, "steps": 0}
+        self.walk = EpochCache(weight_parameters)  # the weights, looked up once per epoch
 
     def _lam_for_step(self, pi: torch.Tensor, run):
         mode = self.hp["mode"]
@@ -88,7 +89,7 @@ class GradientCoherentRegularization(Plugin):
 
     @hookimpl
     def modify_grad(self, model, optimizer, run):
-        weights = [w for w in weight_parameters(model) if w.grad is not None]
+        weights = [w for w in self.walk(model, run) if w.grad is not None]
         if not weights:
             return
         loss_grads = [w.grad for w in weights]
@@ -132,8 +133,11 @@ class GradientCoherentRegularization(Plugin):
         lam = self.current_lam
         if self.hp["norm"] == "l1" and (isinstance(lam, torch.Tensor) or lam):
             z = run.lr * lam
-            for w in weight_parameters(model):
-                w.sub_(w.clamp(-z, z))  # = soft_threshold(w, z), in two passes
+            for w in self.walk(model, run):
+                if isinstance(z, torch.Tensor):
+                    w.sub_(w.clamp(-z, z))  # = soft_threshold(w, z), in two passes
+                else:  # the same numbers, to the sign of zero, in one pass
+                    torch._C._nn.softshrink(w, z, out=w)
 
     @hookimpl
     def on_epoch_end(self, model, run):
