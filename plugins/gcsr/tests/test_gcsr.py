@@ -41,6 +41,23 @@ def test_soft_threshold_elementwise():
     assert torch.equal(soft_threshold(a, 1.0), torch.tensor([2.0, -2.0, 0.0, 0.0, 0.0, 0.0]))
 
 
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_moved_gradients_are_the_loss_gradients_plus_the_regularizers_to_the_bit(norm):
+    from benchsuite_gcsr import coherence_counts, moved_gradients, regularizer_gradient, sign_kept_counts
+
+    gen = torch.Generator().manual_seed(1)
+    weights = [torch.randn(30, 20, generator=gen) * 0.1, torch.randn(5, generator=gen)]
+    weights[0][0, :4] = 0.0
+    grads = [torch.randn(w.shape, generator=gen) * 1e-3 for w in weights]
+    grads[1][:2] = 0.0
+    reference = [g + r for g, r in zip(grads, regularizer_gradient(weights, norm, 3e-4))]
+    moved = moved_gradients(grads, weights, norm, 3e-4)
+    assert all(torch.equal(a, b) for a, b in zip(moved, reference))
+    counts = sign_kept_counts(grads, moved)
+    assert [int(c) for c in counts] == [int(c) for c in coherence_counts(grads, regularizer_gradient(weights, norm,
+                                                                                                     3e-4))]
+
+
 def test_the_one_pass_proximal_step_is_the_two_pass_one_to_the_bit():
     """post_step's soft thresholding (``softshrink`` in place, for a lambda known on the
     host) against w - clamp(w, -z, z), the form kept for a lambda decided on the device
