@@ -350,10 +350,11 @@ class DynamicInformativePrior(Plugin):
         return self._layer_by_layer_penalty(weights, run)
 
     def _shared_penalty(self, weights, run):
-        """The shared sampler, every layer at once (``SharedBuffers``): the numbers of
+        """The shared sampler, every layer at once (``SharedBuffers``): the penalties of
         ``_layer_by_layer_penalty`` bit for bit, with its random draws in its order. The
         squared form's term carries its gradient 2 lam c w as an in-place update
-        (``benchsuite.toolkit.gradients``) that gives autograd's bits."""
+        (``benchsuite.toolkit.gradients``), one fused multiply-add per weight: autograd's
+        gradient to float rounding."""
         buffers, s, lam = self.buffers, self.hp["experiments"], self.hp["lam"]
         old = self._flat_old_scores()
         scores = buffers.scores[1] if old is buffers.scores[0] else buffers.scores[0]
@@ -373,9 +374,8 @@ class DynamicInformativePrior(Plugin):
         weighted = buffers.probs  # c w per layer, over the expected counts, no longer needed
         term = lam * _CountedSquares.apply(counts.parts, weighted.parts, *weights)
 
-        def add(grads):  # autograd's 2 lam c w, then its sum with the loss's gradient: the same bits
-            torch._foreach_mul_(weighted.shaped, 2 * lam)
-            torch._foreach_add_(grads, weighted.shaped)
+        def add(grads):  # grad += 2 lam c w in one pass (one rounding where autograd's product and sum make two)
+            torch._foreach_add_(grads, weighted.shaped, alpha=2 * lam)
 
         return with_direct_gradient(term, weights, add)
 

@@ -303,9 +303,9 @@ def test_the_shared_sampler_over_all_layers_at_once_is_the_layer_by_layer_one_to
     """The shared sampler over every layer at once (``SharedBuffers``) against the same
     sampler layer by layer (the code it replaces, kept for weights of mixed dtypes), over 25
     steps whose weights move, on convolution and linear weights of odd sizes: the same
-    penalties, gradients (through autograd, and the in-place update the host applies) and
-    random draws (the plugin stream's state after every step). So the penalty's distribution
-    is unchanged, draw for draw."""
+    penalties, gradients through autograd and random draws (the plugin stream's state after
+    every step), and the in-place update the host applies is that gradient to float rounding
+    (one fused multiply-add). So the penalty's distribution is unchanged, draw for draw."""
     from benchsuite_dipr import DynamicInformativePrior
 
     from benchsuite.toolkit.gradients import direct_gradient
@@ -335,7 +335,7 @@ def test_the_shared_sampler_over_all_layers_at_once_is_the_layer_by_layer_one_to
         if update is not None:
             direct = [torch.zeros_like(w) for w in weights]
             update.add(direct)
-            assert all(torch.equal(x, y) for x, y in zip(direct, grads_b))
+            assert all(torch.allclose(x, y, rtol=1e-6, atol=0) for x, y in zip(direct, grads_b))
         for plugin in (batched, by_layer):
             plugin.post_step(model=model, optimizer=None, run=RunA)
         with torch.no_grad():
