@@ -78,6 +78,8 @@ def test_the_floors_use_the_plugins_defaults():
     assert (default("lpwd", "variant"), floors.LPWD_LAM, floors.LPWD_ROP_EVERY) == (
         "lpwd", default("lpwd", "lam"), default("lpwd", "rop_every"))
     assert (default("wc", "a"), default("pp", "alpha")) == (floors.WC_A, floors.PP_ALPHA)
+    adam = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults  # the hand-written Adam of wc's, pp's v
+    assert (adam["betas"], adam["eps"]) == (floors.ADAM_BETAS, floors.ADAM_EPS)
     assert (default("partialreg", "variant"), default("partialreg", "layer_factors"), floors.PARTIALREG_LAM,
             floors.PARTIALREG_ZEROS) == ("igl", "", default("partialreg", "lam"),
                                          default("partialreg", "ratio_of_zeros"))

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import torch
+
 from benchsuite import Hyperparameter, Plugin, Uniform, hookimpl
-from benchsuite.toolkit.reparam import Elementwise, ModifiedAdaptiveHooks, elementwise_weights, fold, register
+from benchsuite.toolkit.reparam import (
+    Elementwise,
+    ModifiedAdaptiveHooks,
+    StepScale,
+    elementwise_weights,
+    fold,
+    register,
+)
 
 
 class Power(Elementwise):
@@ -20,10 +29,37 @@ class Power(Elementwise):
         return self.alpha * v.abs().pow(self.alpha - 1)
 
     def psi_and_derivative(self, v):
-        magnitude = v.abs()  # |v|^(alpha-1), shared by both; alpha = 2 (the default) needs no power
-        if self.alpha != 2.0:
-            magnitude.pow_(self.alpha - 1)
+        magnitude = self._magnitude(v.abs())
         return v * magnitude, magnitude.mul_(self.alpha)
+
+    def psi_and_step_scale(self, v, out=None):
+        """Psi and dPsi/dv = alpha |v|^(alpha-1); the modified step folds alpha into Adam's
+        update, and |v|^(alpha-1) is written into a kept buffer."""
+        magnitude = self._magnitude(torch.abs(v, out=self.step_buffer(v)))
+        return torch.mul(v, magnitude, out=out), StepScale(self.alpha, times=magnitude)
+
+    def _magnitude(self, magnitude):
+        """|v| to |v|^(alpha-1), in place (alpha = 2, the default, needs no power)."""
+        return magnitude if self.alpha == 2.0 else magnitude.pow_(self.alpha - 1)
+
+    @classmethod
+    def psi_many(cls, powers, vs, step_scale, multi_tensor=None):
+        """:meth:`psi_and_step_scale` of every weight; multi-tensor (by default on a GPU) for
+        the powers of the same alpha."""
+        if not step_scale or not (vs[0].device.type != "cpu" if multi_tensor is None else multi_tensor):
+            return super().psi_many(powers, vs, step_scale)
+        ws, scales = [None] * len(vs), [None] * len(vs)
+        groups: dict[float, list[int]] = {}
+        for i, power in enumerate(powers):
+            groups.setdefault(power.alpha, []).append(i)
+        for alpha, chosen in groups.items():
+            group_vs = [vs[i] for i in chosen]
+            magnitudes = torch._foreach_abs(group_vs)  # new tensors: cheap from a GPU's caching allocator
+            if alpha != 2.0:
+                torch._foreach_pow_(magnitudes, alpha - 1)
+            for i, w, magnitude in zip(chosen, torch._foreach_mul(group_vs, magnitudes), magnitudes):
+                ws[i], scales[i] = w, StepScale(alpha, times=magnitude)
+        return ws, scales
 
     def inverse(self, w):
         return w.sign() * w.abs().pow(1.0 / self.alpha)

@@ -16,6 +16,7 @@ from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.toolkit.reparam import (
     Elementwise,
     ModifiedAdaptiveHooks,
+    StepScale,
     elementwise_weights,
     fold,
     register,
@@ -87,15 +88,20 @@ class Compander(Elementwise):
             return a / (b * torch.sqrt(1 + x * x))
         return a * 2 / (math.sqrt(math.pi) * b) * torch.exp(-x * x)
 
-    def psi_and_derivative(self, v):
-        """Psi and dPsi/dv from one x = v/b, in as few passes over the weights as the
-        formulas allow (a and b fixed: read once, as numbers)."""
+    def _fixed_values(self, v):
+        """(a, b, offset, slope) with a and b fixed: read once, as numbers; offset (1, or 0 for
+        erf) a tensor on v's device, slope = dPsi/dv at v = 0."""
         if getattr(self, "_fixed", None) is None or self._fixed[2].device != v.device:
             a, b = float(self.scale.a), float(self.scale.b)
-            slope = a / b * (2 / math.sqrt(math.pi) if self.fn == "erf" else 1.0)  # dPsi/dv at v = 0
+            slope = a / b * (2 / math.sqrt(math.pi) if self.fn == "erf" else 1.0)
             self._fixed = (a, b, torch.tensor(1.0 if self.fn != "erf" else 0.0, device=v.device),
-                           torch.tensor(slope, device=v.device))
-        a, b, offset, slope = self._fixed
+                           torch.tensor(slope, device=v.device), slope)
+        return self._fixed
+
+    def psi_and_derivative(self, v):
+        """Psi and dPsi/dv from one x = v/b, in as few passes over the weights as the
+        formulas allow."""
+        a, b, offset, slope, _ = self._fixed_values(v)
         x = v if b == 1.0 else v / b
         if self.fn == "arctan":  # slope / (1 + x^2)
             derivative = torch.addcmul(offset, x, x)
@@ -103,6 +109,53 @@ class Compander(Elementwise):
         if self.fn == "arsinh":  # slope / sqrt(1 + x^2)
             return torch.asinh(x).mul_(a), torch.addcmul(offset, x, x).rsqrt_().mul_(slope)
         return torch.erf(x).mul_(a), torch.addcmul(offset, x, x, value=-1).exp_().mul_(slope)  # slope * exp(-x^2)
+
+    def psi_and_step_scale(self, v, out=None):
+        """Psi and dPsi/dv as slope / (1 + x^2) (arctan), slope / sqrt(1 + x^2) (arsinh) or
+        slope * exp(-x^2) (erf): the modified step folds the factor (written into a kept
+        buffer) into Adam's update, so the pass that divides it into the slope is not taken."""
+        a, b, offset, _, slope = self._fixed_values(v)
+        x = v if b == 1.0 else v / b
+        factor = self.step_buffer(v)
+        if self.fn == "arctan":
+            return torch.atan(x, out=out).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x, out=factor))
+        if self.fn == "arsinh":
+            over = torch.addcmul(offset, x, x, out=factor).sqrt_()
+            return torch.asinh(x, out=out).mul_(a), StepScale(slope, over=over)
+        times = torch.addcmul(offset, x, x, value=-1, out=factor).exp_()
+        return torch.erf(x, out=out).mul_(a), StepScale(slope, times=times)
+
+    @classmethod
+    def psi_many(cls, companders, vs, step_scale, multi_tensor=None):
+        """:meth:`psi_and_step_scale` of every weight; multi-tensor (by default on a GPU): f(x)
+        and the multiplication by a in one operation each for the companders of the same f, a
+        and b (arctan, erf)."""
+        if not step_scale or not (vs[0].device.type != "cpu" if multi_tensor is None else multi_tensor):
+            return super().psi_many(companders, vs, step_scale)
+        ws, scales = [None] * len(vs), [None] * len(vs)
+        groups: dict[tuple, list[int]] = {}
+        for i, (compander, v) in enumerate(zip(companders, vs)):
+            a, b, _, _, _ = compander._fixed_values(v)
+            groups.setdefault((compander.fn, a, b, v.device, v.dtype), []).append(i)
+        for (fn, a, b, _, _), chosen in groups.items():
+            group_vs = [vs[i] for i in chosen]
+            if fn == "arsinh":  # no multi-tensor asinh in torch
+                found = [companders[i].psi_and_step_scale(vs[i]) for i in chosen]
+            else:
+                xs = group_vs if b == 1.0 else torch._foreach_div(group_vs, b)
+                group_ws = torch._foreach_atan(xs) if fn == "arctan" else torch._foreach_erf(xs)
+                torch._foreach_mul_(group_ws, a)
+                _, _, offset, _, slope = companders[chosen[0]]._fixed_values(group_vs[0])
+                buffers = [companders[i].step_buffer(vs[i]) for i in chosen]
+                if fn == "arctan":
+                    found = [(w, StepScale(slope, over=torch.addcmul(offset, x, x, out=buffer)))
+                             for w, x, buffer in zip(group_ws, xs, buffers)]
+                else:
+                    found = [(w, StepScale(slope, times=torch.addcmul(offset, x, x, value=-1, out=buffer).exp_()))
+                             for w, x, buffer in zip(group_ws, xs, buffers)]
+            for i, (w, scale) in zip(chosen, found):
+                ws[i], scales[i] = w, scale
+        return ws, scales
 
     def bound(self) -> float:
         """sup |Psi|: a*pi/2 (arctan), a (erf), unbounded (arsinh)."""

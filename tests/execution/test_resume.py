@@ -34,6 +34,8 @@ def _comparable(record: dict) -> dict:
     ("gcsr", {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "schedule": "multistep", "milestones": (2, 4)}),
     ("dipr", {}),
     ("l2", {"precision": "fp16"}),
+    ("wc", {}),  # the modified step, taken inside Adam's update, and its moments in the checkpoint
+    ("pp", {"optimizer": "adamw", "weight_decay": 1e-2, "precision": "fp16"}),
 ])
 def test_interrupted_run_resumes_bit_identical(tmp_path, plugin, train):
     task = tiny_task_spec(epochs=5, **train)

@@ -23,9 +23,11 @@ parametrization in between:
   pass), then g += lam c_l beta_n theta_n / ||theta_n|| in one in-place pass, with the same
   exempt neurons as the plugin draws;
 * ``wc`` (arctan, a = 0.5, b = 1) and ``pp`` (alpha = 2): before the forward pass,
-  w = psi(v) and d = dpsi/dv written into the model's weights and a kept buffer; after
-  backward, Adam steps v with dL/dw as its gradient (the weight's own gradient tensor, no
-  copy), and v_{t+1} = v_t + d (v' - v_t) is written into v (the modified adaptive step).
+  w = psi(v) written into the model's weights and d = dpsi/dv's factor (1 + v^2, or |v|)
+  into a kept buffer (three passes for wc, two for pp); after backward, Adam's update of v
+  written out from dL/dw (the weight's own gradient tensor), the modified adaptive step
+  v_{t+1} = v_t + d Delta folded into its denominator: one ``addcmul`` where Adam divides
+  and adds eps (wc), an ``add_`` and a ``div_`` (pp), every temporary a kept buffer.
 
 The host's ratio over its ``none`` against this floor's ratio over the hand loop's tells how
 much of a method's cost is the host's (hooks, autograd functions, parametrizations) and how
@@ -55,6 +57,7 @@ L1_LAM, L2_LAM, WD_LAM = 1e-5, 1e-4, 1e-2
 LPWD_LAM, LPWD_ROP_EVERY = 1e-2, 10  # variant lpwd
 WC_A = 0.5  # wc's defaults: arctan, a = 0.5, b = 1
 PP_ALPHA = 2.0
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which build_optimizer keeps
 PARTIALREG_LAM, PARTIALREG_ZEROS = 1e-3, 0.125  # variant igl, layer factors 1
 
 
@@ -87,20 +90,25 @@ class Penalty:
 
 
 class Reparameterized:
-    """w = psi(v) on every weight, trained with the modified adaptive step, by hand."""
+    """w = psi(v) on every weight, trained with the modified adaptive step, by hand: Adam's
+    update of v written out, d = dpsi/dv folded into its denominator (as
+    ``benchsuite.toolkit.modified_adam`` does), every buffer kept from step to step."""
 
-    def __init__(self, model: torch.nn.Module, method: str):
-        self.method = method
+    def __init__(self, model: torch.nn.Module, method: str, train):
+        assert train.weight_decay == 0, "the hand-written Adam of v has no weight decay"
+        self.method, self.lr, self.step = method, train.lr, 0
         self.weights = [module.weight for _, module in weight_modules(model)]
         with torch.no_grad():
             self.vs = [torch.nn.Parameter(self.inverse(w.detach())) for w in self.weights]
-        self.derivatives = [torch.empty_like(w) for w in self.weights]
-        self.befores = [torch.empty_like(w) for w in self.weights]
+        # wc: 1 + v^2 (d = a / (1 + v^2)); pp: |v| (d = 2 |v|)
+        self.factors = [torch.empty_like(w) for w in self.weights]
+        self.exp_avgs = [torch.zeros_like(w) for w in self.weights]
+        self.exp_avg_sqs = [torch.zeros_like(w) for w in self.weights]
+        self.denominators = [torch.empty_like(w) for w in self.weights]
         self.one = torch.tensor(1.0)
-        self.slope = torch.tensor(WC_A)
-        # the optimizer's parameters: v in place of each weight, everything else as is
+        # the optimizer's parameters: everything but the weights, whose v this object steps
         weights = {id(w) for w in self.weights}
-        self.parameters = [p for p in model.parameters() if id(p) not in weights] + self.vs
+        self.parameters = [p for p in model.parameters() if id(p) not in weights]
 
     def inverse(self, w: torch.Tensor) -> torch.Tensor:
         if self.method == "wc":
@@ -109,28 +117,39 @@ class Reparameterized:
 
     @torch.no_grad()
     def before_forward(self) -> None:
-        for v, w, d in zip(self.vs, self.weights, self.derivatives):
-            if self.method == "wc":  # a atan(v), a / (1 + v^2)
+        for v, w, factor in zip(self.vs, self.weights, self.factors):
+            if self.method == "wc":  # a atan(v); 1 + v^2
                 torch.atan(v, out=w).mul_(WC_A)
-                torch.div(self.slope, torch.addcmul(self.one, v, v, out=d), out=d)
-            else:  # v |v|, 2 |v|
-                torch.abs(v, out=d)
-                torch.mul(v, d, out=w)
-                d.mul_(PP_ALPHA)
+                torch.addcmul(self.one, v, v, out=factor)
+            else:  # v |v|; |v|
+                torch.abs(v, out=factor)
+                torch.mul(v, factor, out=w)
 
     def after_backward(self) -> None:
         return None
 
-    @torch.no_grad()
     def before_step(self) -> None:
-        for v, w, before in zip(self.vs, self.weights, self.befores):
-            v.grad, w.grad = w.grad, None  # Adam's step from dL/dw
-            before.copy_(v)
+        pass
 
     @torch.no_grad()
     def after_step(self) -> None:
-        for v, before, d in zip(self.vs, self.befores, self.derivatives):
-            torch.lerp(before, v, d, out=v)
+        """Adam from dL/dw (the weight's own gradient), v += d * Delta: Delta = -s m /
+        (r / c + eps) with r = sqrt(exp_avg_sq), s = lr / (1 - beta1^t), c = sqrt(1 - beta2^t)."""
+        (beta1, beta2), eps = ADAM_BETAS, ADAM_EPS
+        self.step += 1
+        size, c = self.lr / (1 - beta1 ** self.step), (1 - beta2 ** self.step) ** 0.5
+        for v, w, m, m2, factor, denominator in zip(self.vs, self.weights, self.exp_avgs, self.exp_avg_sqs,
+                                                    self.factors, self.denominators):
+            grad, w.grad = w.grad, None
+            m.lerp_(grad, 1 - beta1)
+            m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            torch.sqrt(m2, out=denominator)
+            if self.method == "wc":  # d Delta = -(s a / eps) m / ((1 + v^2)(1 + r / (c eps)))
+                torch.addcmul(factor, denominator, factor, value=1 / (c * eps), out=denominator)
+                v.addcdiv_(m, denominator, value=-size * WC_A / eps)
+            else:  # d Delta = -(s c alpha) m / ((r + c eps) / |v|)
+                denominator.add_(c * eps).div_(factor)
+                v.addcdiv_(m, denominator, value=-size * c * PP_ALPHA)
 
 
 class Decay:
@@ -249,7 +268,7 @@ def hand_loop(task, seed: int, method: str, lam: float | None = None) -> tuple[f
     if method == "none":
         return overhead.hand_loop(task, seed)
     if method in ("wc", "pp"):
-        return overhead.hand_loop(task, seed, lambda model: Reparameterized(model, method))
+        return overhead.hand_loop(task, seed, lambda model: Reparameterized(model, method, task.train))
     if method == "wn":
         return overhead.hand_loop(task, seed, WeightNorm)
     lam = lam if lam is not None else {"l1": L1_LAM, "l2": L2_LAM, "wd": WD_LAM, "lpwd": LPWD_LAM,

@@ -268,12 +268,14 @@ def test_psi_and_derivative_follow_the_weights_to_another_device():
     assert w.device.type == d.device.type == compander._fixed[2].device.type == "meta"
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["copy and lerp", "inside Adam's update"])
 @pytest.mark.parametrize("grad_as_dw", [False, True], ids=["backward gives dL/dv", "backward gives dL/dw"])
-def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_step(grad_as_dw):
+def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_step(grad_as_dw, fused):
     """v_{t+1} = v_t + d_t * Delta_t at every step, Delta_t being the step Adam takes from
     dL/dw (a shadow Adam fed dL/dw keeps the same moments); the buffers that hold v_t are
     reused from step to step. Either backward multiplies by d_t and the step divides it out,
-    or (``grad_as_dw``, what the plugins' hooks switch on) backward leaves v.grad = dL/dw."""
+    or (``grad_as_dw``, what the plugins' hooks switch on) backward leaves v.grad = dL/dw.
+    Given the optimizer (``fused``), Adam's own update takes d_t * Delta_t."""
     from benchsuite.toolkit.reparam import ModifiedAdaptiveStep
 
     torch.manual_seed(0)
@@ -295,7 +297,7 @@ def test_modified_step_over_several_steps_moves_v_by_the_derivative_times_adams_
             assert torch.equal(v.grad, grad_w)
         else:
             torch.testing.assert_close(v.grad, grad_w * d)
-        step.before_step([(compander, v)])
+        step.before_step([(compander, v)], adam if fused else None)
         adam.step()
         step.after_step()
         with torch.no_grad():
