@@ -60,8 +60,15 @@ def without_compiler_import(optimizer_class: type[torch.optim.Optimizer]) -> typ
         return optimizer_class
     namespace = {name: _unless_compiler_imported(method, raw) for name, (method, raw) in decorated.items()}
     namespace.update(__module__=optimizer_class.__module__, __qualname__=optimizer_class.__qualname__,
-                     __doc__=optimizer_class.__doc__)
+                     __doc__=optimizer_class.__doc__, same_steps_as=optimizer_class)
     return type(optimizer_class.__name__, (optimizer_class,), namespace)
+
+
+def steps_like(optimizer: torch.optim.Optimizer) -> type:
+    """The class whose update ``optimizer`` computes: torch's class for one that
+    :func:`without_compiler_import` made, else the optimizer's own class (so a check that the
+    optimizer is exactly torch's Adam, say, accepts both)."""
+    return type(optimizer).__dict__.get("same_steps_as", type(optimizer))
 
 
 def _compiler_decorated_methods(optimizer_class) -> dict[str, tuple]:

@@ -98,3 +98,10 @@ def test_build_optimizer_keeps_the_task_settings():
     assert isinstance(optimizer, torch.optim.SGD)
     group = optimizer.param_groups[0]
     assert (group["lr"], group["momentum"], group["nesterov"]) == (0.3, 0.5, True)
+
+
+def test_steps_like_names_torchs_class_for_ours_and_the_own_class_otherwise():
+    model = torch.nn.Linear(3, 2)
+    ours = build_optimizer(model.parameters(), TrainSpec(optimizer="adamw"))
+    assert training.steps_like(ours) is torch.optim.AdamW and type(ours) is not torch.optim.AdamW
+    assert training.steps_like(torch.optim.SGD(model.parameters(), lr=0.1)) is torch.optim.SGD
