@@ -1,5 +1,7 @@
 """Shared fixtures of the host's tests; what tests share besides fixtures is in helpers.py."""
 
+import contextlib
+import fcntl
 import os
 
 import pytest
@@ -18,6 +20,26 @@ from helpers import (
 # One thread per test worker: pytest-xdist runs one worker per core.
 torch.set_num_threads(1)
 os.environ.setdefault("BENCHSUITE_TEST", "1")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own configure, which makes the session's temporary folder
+def pytest_configure(config):
+    """One data cache for the whole session, in its temporary folder: the controller sets
+    $BENCHSUITE_CACHE_DIR before pytest-xdist starts its workers, which inherit it, as do
+    the command lines the tests start (in process or as subprocesses, before or after a test
+    module reads os.environ). A test run writes nothing into the user's cache folder, and
+    generates each cached data set once."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["BENCHSUITE_CACHE_DIR"] = str(config._tmp_path_factory.getbasetemp() / "data-cache")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_after_each_test():
+    """A test that runs `benchsuite run --jobs N` in this process may train a lone run here
+    with a worker's threads (cores / N): the next test still gets the one thread above."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -39,18 +61,34 @@ def fake_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def offline_sequential(tmp_path_factory):
     """The offline matrix (every method x the offline tasks), one seed, one short epoch,
-    run sequentially: the reference the parallel and cluster executors must reproduce."""
+    run sequentially: the reference the parallel and cluster executors must reproduce.
+    Computed once per test session: under pytest-xdist the first worker that asks runs it
+    into the folder the workers share, the others wait for it there. Read-only."""
     from benchsuite.cli import main
 
-    results = tmp_path_factory.mktemp("offline-sequential")
-    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
-    cwd = os.getcwd()
-    os.chdir(repo)
-    try:
-        assert main(["run", *OFFLINE_SMOKE, "--results", str(results)]) == 0
-    finally:
-        os.chdir(cwd)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each xdist worker has a basetemp of its own under a common one
+        shared = shared.parent
+    results = shared / "offline-sequential"
+    with _exclusive(shared / "offline-sequential.lock"):
+        if not results.is_dir():
+            partial = tmp_path_factory.mktemp("offline-sequential-partial")
+            repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+            cwd = os.getcwd()
+            os.chdir(repo)
+            try:
+                assert main(["run", *OFFLINE_SMOKE, "--results", str(partial)]) == 0
+            finally:
+                os.chdir(cwd)
+            partial.rename(results)  # whole or not at all: a failed run leaves nothing to reuse
     return results
+
+
+@contextlib.contextmanager
+def _exclusive(lock):
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the path through its conftest.py)."""
 
 import pickle
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,26 @@ def write_imagenet(root, wnids=("n01440764", "n01443537"), per_class=4):
             _jpeg(root / "imagenet" / "train" / wnid / f"{wnid}_{i}.JPEG", 80 * c + i)
         for i in range(2):
             _jpeg(root / "imagenet" / "val" / wnid / f"ILSVRC2012_val_{c}{i}.JPEG", 80 * c)
+
+
+def wait_for(condition, proc=None, what: str = "the condition", timeout: float = 180.0, every: float = 0.02):
+    """Poll ``condition()`` every ``every`` seconds until it returns something true, and
+    return that. Fails the test when ``timeout`` passes first (a limit that matters only on
+    failure, so it is generous for a loaded machine) or when ``proc`` (a Popen) has ended
+    before the condition held: a fault test then waits on an event the child reports,
+    never a fixed time."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:.0f} s")
+        time.sleep(every)
 
 
 OFFLINE_SMOKE = ["--matrix", "tasks/matrices/offline.toml", "--epochs", "1", "--subset", "200", "--seeds", "1", "-q"]

@@ -46,7 +46,7 @@ def judge_claims(results: PathLike = "results", *, plugins: Sequence[str] = (), 
                 tier: str | None = None, run_missing: bool = True, force: bool = False, alpha: float = 0.05,
                 out: PathLike | None = None, jobs: int = 1, device: str = "cpu", tasks_dirs: Sequence[PathLike] = (),
                 data_dir: PathLike = "data", download: bool = False, loader_workers: int | None = None,
-                verify_data: bool = True, progress: bool = False,
+                verify_data: bool = True, cache_dir: PathLike | None = None, progress: bool = False,
                 notes: Callable[[str], None] | None = None) -> ClaimsResult:
     """Judge the selected claims (:func:`list_claims`'s ``plugins``, ``ids``, ``tier``) on the
     runs stored in ``results``, first running what is missing (``run_missing``; ``force``:
@@ -54,7 +54,7 @@ def judge_claims(results: PathLike = "results", *, plugins: Sequence[str] = (), 
     claims named by ``ids`` or ``tier="paper"`` whose data is in ``data_dir``. Verdicts:
     the paired test of each claim's comparison, Holm over every comparison judged here, at
     ``alpha``. ``out``: also write the claims report folder (index.md, index.html,
-    claims.json, results.csv)."""
+    claims.json, results.csv). ``cache_dir``: the data cache, as for :func:`benchsuite.run`."""
     from benchsuite.plugins import discover
     from benchsuite.report import claims as verdicts
     from benchsuite.report import claims_output
@@ -66,7 +66,7 @@ def judge_claims(results: PathLike = "results", *, plugins: Sequence[str] = (), 
         raise UsageError("force reruns runs and run_missing=False runs nothing: give one or the other")
     check_task_dirs(tasks_dirs)
     notes = notes or _quiet
-    data = DataOptions(Path(data_dir), download, loader_workers, verify_data)
+    data = DataOptions(Path(data_dir), download, loader_workers, verify_data, cache_dir)
     available = discover()
     selected = list_claims(plugins, ids, tier or "all")
     specs, not_run = {}, {}
@@ -90,7 +90,7 @@ def judge_claims(results: PathLike = "results", *, plugins: Sequence[str] = (), 
     if specs:
         made = run(runs=list(specs.values()), results=results, device=device, jobs=jobs, force=force,
                    data_dir=data_dir, download=download, loader_workers=loader_workers, verify_data=verify_data,
-                   progress=progress, notes=notes)
+                   cache_dir=cache_dir, progress=progress, notes=notes)
     store = Store(results) if run_missing else _store(results)  # only reading: the folder must exist
     rows = verdicts.evaluate(selected, store, available, tasks_dirs, alpha=alpha, data=data)
     runs = verdicts.run_rows(selected, store, available, tasks_dirs)

@@ -69,7 +69,8 @@ def run(tasks: str | Sequence[str] = (), plugins: str | Sequence[str] = (), *, r
         runs: Sequence | None = None, tasks_dirs: Sequence[PathLike] = (),
         device: str = "cpu", precision: str | None = None, channels_last: bool = False, compile: bool = False,
         data_dir: PathLike = "data", download: bool = False, loader_workers: int | None = None,
-        verify_data: bool = True, checkpoint_interval: float = 30.0, jobs: int = 1, threads: int | None = None,
+        verify_data: bool = True, cache_dir: PathLike | None = None, checkpoint_interval: float = 30.0,
+        jobs: int = 1, threads: int | None = None,
         deterministic: bool = False, executor: str = "inline", partition: str | None = None,
         time_min: int | None = None, gpus: int | None = None, cpus: int | None = None, mem_gb: int | None = None,
         array_parallelism: int | None = None, slurm_args: Mapping[str, str] | Sequence[str] = (),
@@ -89,7 +90,14 @@ def run(tasks: str | Sequence[str] = (), plugins: str | Sequence[str] = (), *, r
     salt), ``vary`` (``["split"]``), ``epochs`` and ``subset`` (smoke runs), ``precision``.
     How: ``device``, ``jobs`` worker processes, ``threads``, ``deterministic``,
     ``channels_last``, ``compile``, ``checkpoint_interval``, ``force`` (rerun stored runs);
-    data: ``data_dir``, ``download``, ``loader_workers``, ``verify_data``, ``tasks_dirs``;
+    data: ``data_dir``, ``download``, ``loader_workers``, ``verify_data``, ``tasks_dirs``,
+    ``cache_dir``: the folder of the on-disk cache of generated data (MNIST-1D, digits,
+    mnist5k; :mod:`benchsuite.tasks.data_cache`), which pool workers and later processes
+    read instead of generating again. Its default, None, caches nothing on disk (data is
+    still made once per process): the API writes only where it is told, and finding the
+    command line's folder (``$BENCHSUITE_CACHE_DIR``, ``$XDG_CACHE_HOME``) would mean
+    reading the environment; pass ``Path.home() / ".cache/benchsuite"`` to share the
+    command line's default. The cache never changes a number;
     ``executor`` "slurm", "local" or "debug" submits through submitit (``partition``,
     ``time_min``, ``gpus``, ``cpus``, ``mem_gb``, ``array_parallelism``, ``slurm_args``,
     ``wait``). ``dry_run``: plan and list, train nothing. ``progress``: the progress meter on
@@ -111,7 +119,7 @@ def run(tasks: str | Sequence[str] = (), plugins: str | Sequence[str] = (), *, r
         grid=chosen.assignments(grid, many=True), baseline=baseline, replicate=replicate, tune=tune,
         tune_seeds=tune_seeds, spaces=chosen.assignments(spaces), train=train or [], vary=list(vary),
         epochs=epochs, subset=subset, tasks_dirs=list(tasks_dirs), **chosen.seed_options(seeds))
-    data = DataOptions(Path(data_dir), download, loader_workers, verify_data)
+    data = DataOptions(Path(data_dir), download, loader_workers, verify_data, cache_dir)
     how = HowToRun(device=device, checkpoint_interval=checkpoint_interval, channels_last=channels_last,
                    compile=compile, deterministic=deterministic, threads=threads, jobs=jobs, data=data,
                    executor=executor, force=force, progress=progress)
@@ -160,8 +168,12 @@ def _run(selection, how, results: Path, precision, cluster: dict, dry_run: bool,
         pipeline.start_studies(plan, store, available)
     if how.executor != "inline":
         return _submit(plan, store, available, how, options, cluster, sequential)
-    outcome, report = pipeline.run_plan(plan, store, available, how, options, notes)
-    specs, report = _take_looks(sequential, plan, store, available, (plan.runs, report), how, options, outcome, notes)
+    from benchsuite.execution.pool import keep_workers
+
+    with keep_workers():  # --jobs workers start once: trials, report runs and sequential looks share them
+        outcome, report = pipeline.run_plan(plan, store, available, how, options, notes)
+        specs, report = _take_looks(sequential, plan, store, available, (plan.runs, report), how, options, outcome,
+                                    notes)
     return RunResult(store.root, specs, report, {s.run_id: store.get(s.run_id) for s in specs + report},
                      outcome.executed, outcome.skipped, plan.studies, pipeline.decisions(plan, store, available),
                      sequential)

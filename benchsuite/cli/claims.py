@@ -9,6 +9,7 @@ import benchsuite.cli.defaults as defaults
 from benchsuite.api.common import check_task_dirs
 from benchsuite.cli.common import (
     PROGRESS_HELP,
+    add_data_cache_options,
     add_json_option,
     add_out_option,
     add_results_option,
@@ -43,6 +44,7 @@ def add_parser(sub) -> None:
     claims.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     claims.add_argument("--data-dir", default=None, metavar="DIR",
                         help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
+    add_data_cache_options(claims)
     claims.add_argument("--tasks-dir", action="append", default=[], help="extra folder of task files")
     claims.add_argument("--force", action="store_true",
                         help="rerun the selected claims' runs that are already stored and replace their records")
@@ -89,7 +91,8 @@ def cmd_claims(args) -> int:
         results_dir(args), plugins=args.plugin, ids=args.claim, tier=args.tier, run_missing=not args.no_run,
         force=args.force, alpha=args.alpha, out=args.out, jobs=args.jobs, device=args.device, tasks_dirs=tasks_dirs,
         data_dir=data.data_dir, download=data.download, loader_workers=data.loader_workers, verify_data=data.verify,
-        progress=not args.quiet, notes=lambda line: print(f"benchsuite claims: {line}", file=sys.stderr))
+        cache_dir=data.cache_dir, progress=not args.quiet,
+        notes=lambda line: print(f"benchsuite claims: {line}", file=sys.stderr))
     if judged.folder is not None and not args.quiet:
         print(f"wrote {args.out}/index.md, index.html, claims.json, results.csv", file=sys.stderr)
     if args.json:

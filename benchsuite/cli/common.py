@@ -50,6 +50,17 @@ def check_results_folder(args) -> None:
             raise UsageError(f"no results folder at {folder} (give --results DIR or set $BENCHSUITE_RESULTS)")
 
 
+def add_data_cache_options(parser) -> None:
+    """``--cache-dir DIR`` and ``--no-data-cache`` (read by ``defaults.data_options``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--cache-dir", default=None, metavar="DIR",
+                       help="folder of the cache of generated data (MNIST-1D, digits, mnist5k), shared by every "
+                            "process; default $BENCHSUITE_CACHE_DIR, else $XDG_CACHE_HOME/benchsuite, else "
+                            "~/.cache/benchsuite")
+    group.add_argument("--no-data-cache", action="store_true",
+                       help="generate the data in every process, reading and writing no data cache")
+
+
 def add_json_option(parser, help: str = JSON_HELP) -> None:
     parser.add_argument("--json", action="store_true", help=help)
 

@@ -5,6 +5,8 @@ the command line reads them; the Python API takes every value as an argument.
 extra folders of task files (``os.pathsep``-separated), searched before ``--tasks-dir``.
 ``$BENCHSUITE_VERIFY_DATA=0``: skip the data sets' checksums (re-encoded copies).
 ``$BENCHSUITE_DOWNLOAD=1``: as ``--download``. ``$BENCHSUITE_WORKERS``: as ``--workers``.
+``$BENCHSUITE_CACHE_DIR``: the data cache folder (``--cache-dir``; else
+``$XDG_CACHE_HOME/benchsuite``, else ``~/.cache/benchsuite``).
 (``$BENCHSUITE_RESULTS``, the results folder, is read by ``common.results_dir``.)
 """
 
@@ -47,10 +49,28 @@ def loader_workers(given: int | None) -> int | None:
         raise UsageError(f"$BENCHSUITE_WORKERS {text!r}: expected a number of DataLoader workers") from None
 
 
+def cache_dir(given: str | None, disabled: bool = False) -> Path | None:
+    """The data cache folder: None with ``--no-data-cache``; else ``given`` (``--cache-dir``),
+    ``$BENCHSUITE_CACHE_DIR``, ``$XDG_CACHE_HOME/benchsuite`` (an absolute path, as the XDG
+    specification asks), ``~/.cache/benchsuite``; None when there is no home folder either."""
+    if disabled:
+        return None
+    if given or os.environ.get("BENCHSUITE_CACHE_DIR"):
+        return Path(given or os.environ["BENCHSUITE_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg) / "benchsuite"
+    try:
+        return Path.home() / ".cache" / "benchsuite"
+    except RuntimeError:  # no $HOME and no password entry: nowhere to keep it
+        return None
+
+
 def data_options(args):
     """The data options of a command with ``--data-dir`` (and, for ``run``, ``--download``
-    and ``--workers``)."""
+    and ``--workers``; ``--cache-dir`` and ``--no-data-cache`` where the command loads data)."""
     from benchsuite.tasks.data_options import DataOptions
 
     return DataOptions(data_dir(getattr(args, "data_dir", None)), download(getattr(args, "download", False)),
-                       loader_workers(getattr(args, "workers", None)), verify_data())
+                       loader_workers(getattr(args, "workers", None)), verify_data(),
+                       cache_dir(getattr(args, "cache_dir", None), getattr(args, "no_data_cache", False)))

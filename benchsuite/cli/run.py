@@ -9,6 +9,7 @@ import sys
 import benchsuite.cli.defaults as defaults
 from benchsuite.cli.common import (
     PROGRESS_HELP,
+    add_data_cache_options,
     add_json_option,
     add_results_option,
     add_verbosity_options,
@@ -91,6 +92,7 @@ def add_parser(sub) -> None:
                      help="folder of the real data sets (default $BENCHSUITE_DATA, else ./data)")
     how.add_argument("--download", action="store_true",
                      help="let the data sets' own loaders download what is missing (needs network)")
+    add_data_cache_options(how)
     how.add_argument("--workers", type=int, default=None, metavar="N",
                      help="DataLoader workers for image-folder data sets (default min(8, cores))")
     how.add_argument("--checkpoint-interval", type=float, default=30.0, metavar="SECONDS",
@@ -171,7 +173,7 @@ def run_arguments(args) -> dict:
         "epochs": args.epochs, "subset": args.subset, "tasks_dirs": defaults.task_dirs(args.tasks_dir),
         "device": args.device, "precision": args.precision, "channels_last": args.channels_last,
         "compile": args.compile, "data_dir": data.data_dir, "download": data.download,
-        "loader_workers": data.loader_workers, "verify_data": data.verify,
+        "loader_workers": data.loader_workers, "verify_data": data.verify, "cache_dir": data.cache_dir,
         "checkpoint_interval": args.checkpoint_interval, "jobs": args.jobs, "threads": args.threads,
         "deterministic": args.deterministic, "executor": args.executor, "partition": args.partition,
         "time_min": args.time, "gpus": args.gpus, "cpus": args.cpus, "mem_gb": args.mem,

@@ -11,7 +11,7 @@ import torch
 from benchsuite.plugins import Hyperparameter, Plugin
 from benchsuite.plugins.hookspecs import hookimpl
 from benchsuite.plugins.search import LogUniform
-from benchsuite.toolkit.weights import regularized_weights, sum_of_abs, sum_of_squares, weight_parameters
+from benchsuite.toolkit.weights import EpochCache, l1_penalty, l2_penalty, weight_modules, weight_parameters
 
 
 class NoRegularization(Plugin):
@@ -33,9 +33,13 @@ class L2(Plugin):
                        help="penalty factor lam in lam * sum(w^2)"),
     )
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.walk = EpochCache(lambda model: [module for _, module in weight_modules(model)])
+
     @hookimpl
-    def penalty(self, model, run):
-        return self.hp["lam"] * sum_of_squares(regularized_weights(model))
+    def penalty(self, model, run):  # the gradient 2 lam w is added in one pass after backward
+        return l2_penalty(self.hp["lam"], [module.weight for module in self.walk(model, run)])
 
 
 class L1(Plugin):
@@ -50,9 +54,13 @@ class L1(Plugin):
                        help="penalty factor lam in lam * sum(|w|)"),
     )
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.walk = EpochCache(lambda model: [module for _, module in weight_modules(model)])
+
     @hookimpl
-    def penalty(self, model, run):
-        return self.hp["lam"] * sum_of_abs(regularized_weights(model))
+    def penalty(self, model, run):  # the gradient lam sign(w) is added in one pass after backward
+        return l1_penalty(self.hp["lam"], [module.weight for module in self.walk(model, run)])
 
 
 class WeightDecay(Plugin):
@@ -83,8 +91,12 @@ class WeightDecay(Plugin):
                 f"{run.task.train.weight_decay}; decay would be applied twice"
             )
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.walk = EpochCache(weight_parameters)
+
     @hookimpl
     def modify_grad(self, model, optimizer, run):
         factor = 1.0 - run.lr * self.hp["lam"]
         with torch.no_grad():
-            torch._foreach_mul_(weight_parameters(model), factor)
+            torch._foreach_mul_(self.walk(model, run), factor)

@@ -47,6 +47,7 @@ from benchsuite.runs.identity import Method, RunSpec, check_replicate, make_run_
 from benchsuite.store.status import STATUS_DIVERGED, STATUS_FAILED, STATUS_FINISHED
 from benchsuite.tasks import datasets
 from benchsuite.tasks.models import build_model
+from benchsuite.toolkit.gradients import add_direct_gradients, direct_gradient
 from benchsuite.toolkit.training import build_scheduler
 
 # steps between reads of the running training loss for a finiteness check: a read
@@ -139,9 +140,15 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
             loss = hooks.call("loss", outputs=outputs, targets=targets, run=run)
         loss = loss.float()
         sums.task_loss += loss.detach()
-        # 7. penalty: every plugin's term, in fp32, added to the loss
+        # 7. penalty: every plugin's term, in fp32, added to the loss; a term that carries its
+        # gradient as an in-place update (toolkit.gradients) is added by value, its update kept
+        direct = []
         for plugin, term in hooks.call("penalty", model=model, run=run):
             check_penalty(plugin, term)
+            gradient = direct_gradient(term)
+            if gradient is not None:
+                direct.append(gradient)
+                term = term.detach()
             loss = loss + term
             sums.penalties[plugin] = sums.penalties.get(plugin, 0) + term.detach()
     sums.loss += loss.detach()
@@ -155,6 +162,8 @@ def train_step(training: Training, inputs: torch.Tensor, targets: torch.Tensor, 
         state.scaler.unscale_(optimizer)
     else:
         loss.backward()
+    # the direct penalties' gradients, so that every later hook sees those of loss + penalties
+    add_direct_gradients(direct)
 
     # 9. modify_grad: between backward and the optimizer step
     hooks.call("modify_grad", model=model, optimizer=optimizer, run=run)

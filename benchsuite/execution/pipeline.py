@@ -198,7 +198,7 @@ def listing(plan, store, available, force: bool) -> Listing:
     """List the runs, which are done, and each pending run's estimated time; train nothing.
     Under tuning: every trial run, then each study's report runs (pending its choice when
     its trials are not all stored yet)."""
-    from benchsuite.execution.pool import estimate_seconds
+    from benchsuite.execution.progress import estimate_seconds
     from benchsuite.runs.tuning import decision
 
     specs = list(plan.runs)  # a study's report runs are listed once every trial of it is stored

@@ -17,6 +17,7 @@ exactly this order::
       7. penalty(model, run)                    every plugin; the sum of the returned 0-dim
                                                 tensors is added to the loss (same cache, fp32)
       8. backward (with AMP: gradients unscaled before the next phase)
+         then the in-place gradients of penalty terms that carry one
       9. modify_grad(model, optimizer, run)     between backward and optimizer.step()
      10. optimizer.step()
      11. post_step(model, optimizer, run)       under torch.no_grad(), after the step
@@ -211,7 +212,9 @@ def penalty(model: nn.Module, run: Run) -> torch.Tensor | None:
     :param run: the run's context.
 
     Returns a 0-dim tensor (differentiable w.r.t. the parameters) or ``None`` to
-    contribute nothing this step. Every implementation is called.
+    contribute nothing this step. Every implementation is called. A term may carry its
+    gradient as an in-place update (``benchsuite.toolkit.gradients``), which the host then
+    applies right after backward instead of back-propagating the term.
     """
 
 

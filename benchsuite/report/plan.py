@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import polars as pl
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite import stats
 from benchsuite.formatting import fmt
@@ -36,9 +36,9 @@ def power_paired(n: int, effect: float, sd: float, level: float) -> float:
     if sd <= 0:
         return 1.0 if effect != 0 else level
     df = n - 1
-    critical = _st.t.ppf(1 - level / 2, df)
+    critical = scipy.stats.t.ppf(1 - level / 2, df)
     noncentrality = abs(effect) * math.sqrt(n) / sd
-    return float(_st.nct.sf(critical, df, noncentrality) + _st.nct.cdf(-critical, df, noncentrality))
+    return float(scipy.stats.nct.sf(critical, df, noncentrality) + scipy.stats.nct.cdf(-critical, df, noncentrality))
 
 
 def seeds_for_power(effect: float, sd: float, level: float, power: float) -> int | None:
@@ -114,7 +114,7 @@ def plan(table: pl.DataFrame, effect: stats.Margin, *, methods: int = 1, configu
             rows.append(row)
             continue
         delta = effect.absolute(base["mean"])
-        sd_upper = sd * math.sqrt(dof / _st.chi2.ppf(0.2, dof))
+        sd_upper = sd * math.sqrt(dof / scipy.stats.chi2.ppf(0.2, dof))
         row.update(
             effect=delta, power_now=power_paired(row["n_now"], delta, sd, level),
             detectable_now=detectable_effect(row["n_now"], sd, level, power),

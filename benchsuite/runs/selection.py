@@ -88,13 +88,13 @@ def train_values(value: Mapping[str, Any] | Sequence[str] | None) -> dict[str, A
 def seed_options(seeds) -> dict[str, Any]:
     """``seeds`` as :class:`Selection` fields: a count, ``"MIN:MAX[:BATCH]"`` or a
     (min, max, batch) tuple (sequential), or a list of explicit seeds."""
-    from benchsuite.runs.sequential import parse_schedule
-
     if seeds is None or isinstance(seeds, bool):
         return {"seeds": seeds}
     if isinstance(seeds, int):
         return {"seeds": seeds}
     if isinstance(seeds, str):
+        from benchsuite.runs.sequential import parse_schedule  # with the statistics (scipy): only for text
+
         try:
             schedule = parse_schedule(seeds, "--seeds")
         except ValueError as exc:

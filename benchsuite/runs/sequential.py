@@ -55,7 +55,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite import stats
 from benchsuite.errors import UsageError
@@ -80,7 +80,7 @@ def spent(t: float, alpha: float = stats.ALPHA, spending: str = "pocock") -> flo
     if spending == "pocock":
         return alpha * math.log1p((math.e - 1) * t)
     if spending == "obrien-fleming":
-        return float(2 * _st.norm.sf(_st.norm.isf(alpha / 2) / math.sqrt(t)))
+        return float(2 * scipy.stats.norm.sf(scipy.stats.norm.isf(alpha / 2) / math.sqrt(t)))
     raise ValueError(f"spending {spending!r}: use one of {', '.join(SPENDING)}")
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite.stats.common import (
     ALPHA,
@@ -101,8 +101,8 @@ def paired_t(diffs, confidence: float = 1 - ALPHA) -> tuple[float, float, float]
         return (1.0 if np.all(d == 0) else sign_flip(d)[0]), math.nan, math.nan
     n = len(d)
     mean, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(n)
-    p = 2 * float(_st.t.sf(abs(mean) / se, n - 1))
-    half = float(_st.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
+    p = 2 * float(scipy.stats.t.sf(abs(mean) / se, n - 1))
+    half = float(scipy.stats.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
     return _floor_p(min(1.0, p)), mean - half, mean + half
 
 
@@ -113,7 +113,7 @@ def welch_t(method, baseline, confidence: float = 1 - ALPHA) -> tuple[float, flo
     diff = a.mean() - b.mean()
     if no_spread(a) and no_spread(b):
         return (1.0 if diff == 0 else permutation_unpaired(a, b)[0]), math.nan, math.nan
-    res = _st.ttest_ind(a, b, equal_var=False)
+    res = scipy.stats.ttest_ind(a, b, equal_var=False)
     ci = res.confidence_interval(confidence)
     return _floor_p(res.pvalue), float(ci.low), float(ci.high)
 
@@ -174,7 +174,7 @@ def permutation_unpaired(method, baseline, seed: int = 0) -> tuple[float, float]
     def mean_diff(x, y, axis):
         return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
-    res = _st.permutation_test(
+    res = scipy.stats.permutation_test(
         (a, b), mean_diff, permutation_type="independent", vectorized=True,
         n_resamples=np.inf if arrangements <= EXACT_LIMIT else MONTE_CARLO_RESAMPLES,
         rng=np.random.default_rng(seed),
@@ -193,8 +193,8 @@ def tost_paired(diffs, margin: float) -> float:
         return max(SMALLEST_P, math.ldexp(1.0, -len(d))) if np.all(np.abs(d) < margin) else 1.0
     n = len(d)
     se = float(d.std(ddof=1)) / math.sqrt(n)
-    lower = _st.t.sf((d.mean() + margin) / se, n - 1)  # H0: mean <= -margin
-    upper = _st.t.cdf((d.mean() - margin) / se, n - 1)  # H0: mean >= margin
+    lower = scipy.stats.t.sf((d.mean() + margin) / se, n - 1)  # H0: mean <= -margin
+    upper = scipy.stats.t.cdf((d.mean() - margin) / se, n - 1)  # H0: mean >= margin
     return _floor_p(max(lower, upper))
 
 
@@ -204,8 +204,8 @@ def tost_welch(method, baseline, margin: float) -> float:
         return 1.0
     if no_spread(a) and no_spread(b):
         return max(SMALLEST_P, 1.0 / math.comb(len(a) + len(b), len(a))) if abs(a.mean() - b.mean()) < margin else 1.0
-    lower = _st.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
-    upper = _st.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+    lower = scipy.stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+    upper = scipy.stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
     return _floor_p(max(lower, upper))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite.stats.common import ALPHA, _floor_p, no_spread
 
@@ -147,11 +147,11 @@ def pooled_improvement(parts, confidence: float = 1 - ALPHA) -> dict:
         return out
     df = _satterthwaite(components)
     se = math.sqrt(variance)
-    half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
-    equivalence_p = max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)) \
+    half = float(scipy.stats.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    equivalence_p = max(scipy.stats.t.sf((value + margin) / se, df), scipy.stats.t.sf((margin - value) / se, df)) \
         if margin > 0 else 1.0
     out.update(low=value - half, high=value + half, se=se, df=float(df),
-               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), equivalence_p=_floor_p(float(equivalence_p)))
+               p=_floor_p(2 * scipy.stats.t.sf(abs(value) / se, df)), equivalence_p=_floor_p(float(equivalence_p)))
     return out
 
 

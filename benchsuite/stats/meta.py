@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite.stats.common import ALPHA, _floor_p
 
@@ -62,17 +62,18 @@ def random_effects(effects, variances, confidence: float = 1 - ALPHA, margin: fl
     se = max(float(res.sd_eff_w_re_hksj), float(res.sd_eff_w_re))
     tau2 = max(0.0, float(res.tau2))
     df = k - 1
-    half = float(_st.t.ppf(1 - (1 - confidence) / 2, df)) * se
+    half = float(scipy.stats.t.ppf(1 - (1 - confidence) / 2, df)) * se
     q = float(res.q)
     out.update(value=value, low=value - half, high=value + half, se=se, df=float(df),
-               p=_floor_p(2 * _st.t.sf(abs(value) / se, df)), tau2=tau2, q=q,
-               heterogeneity_p=_floor_p(float(_st.chi2.sf(q, k - 1))),
+               p=_floor_p(2 * scipy.stats.t.sf(abs(value) / se, df)), tau2=tau2, q=q,
+               heterogeneity_p=_floor_p(float(scipy.stats.chi2.sf(q, k - 1))),
                i2=float(max(0.0, res.i2)) if math.isfinite(res.i2) else 0.0,
                weights=(np.asarray(res.weights_rel_re, dtype=float)).tolist())
     if margin > 0:
-        out["equivalence_p"] = _floor_p(max(_st.t.sf((value + margin) / se, df), _st.t.sf((margin - value) / se, df)))
+        t = scipy.stats.t
+        out["equivalence_p"] = _floor_p(max(t.sf((value + margin) / se, df), t.sf((margin - value) / se, df)))
     if k >= 3:
-        spread = float(_st.t.ppf(1 - (1 - confidence) / 2, k - 2)) * math.sqrt(tau2 + se**2)
+        spread = float(scipy.stats.t.ppf(1 - (1 - confidence) / 2, k - 2)) * math.sqrt(tau2 + se**2)
         out.update(prediction_low=value - spread, prediction_high=value + spread)
     else:
         out["note"] = "two tasks: no prediction interval (it needs at least 3)"

@@ -8,7 +8,7 @@ import itertools
 import math
 
 import numpy as np
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 from benchsuite.stats.common import (
     ALPHA,
@@ -26,7 +26,7 @@ def rank_matrix(scores) -> np.ndarray:
     """Ranks per task (row) of a tasks x methods matrix of scores, higher score = rank 1;
     ties share the mean rank."""
     scores = np.asarray(scores, dtype=float)
-    return np.vstack([_st.rankdata(-row) for row in scores])
+    return np.vstack([scipy.stats.rankdata(-row) for row in scores])
 
 
 def friedman(scores, seed: int = 0, resamples: int = FRIEDMAN_RESAMPLES) -> dict:
@@ -47,7 +47,7 @@ def friedman(scores, seed: int = 0, resamples: int = FRIEDMAN_RESAMPLES) -> dict
     if np.all(np.ptp(scores, axis=1) == 0):
         out.update(chi2=0.0, p=1.0, F=0.0, p_F=1.0, p_perm=1.0, perm="exact")
         return out
-    chi2, p = _st.friedmanchisquare(*scores.T)
+    chi2, p = scipy.stats.friedmanchisquare(*scores.T)
     f_stat, p_f = iman_davenport(float(chi2), n_tasks, k)
     p_perm, kind = _friedman_permutation_p(ranks, seed, resamples)
     out.update(chi2=float(chi2), p=_floor_p(p), F=f_stat, df=[k - 1, (k - 1) * (n_tasks - 1)], p_F=p_f,
@@ -89,7 +89,7 @@ def iman_davenport(chi2: float, n_tasks: int, k: int) -> tuple[float, float]:
     if denominator <= 1e-12 * n_tasks * k:
         return math.inf, math.nan
     f_stat = (n_tasks - 1) * chi2 / denominator
-    return float(f_stat), _floor_p(_st.f.sf(f_stat, k - 1, (k - 1) * (n_tasks - 1)))
+    return float(f_stat), _floor_p(scipy.stats.f.sf(f_stat, k - 1, (k - 1) * (n_tasks - 1)))
 
 
 def wilcoxon(diffs) -> tuple[float, float]:
@@ -105,15 +105,15 @@ def wilcoxon(diffs) -> tuple[float, float]:
     if len(np.unique(np.abs(d))) < len(d) and len(d) <= math.log2(EXACT_LIMIT):
         # with ties scipy's exact test scores each of the 2**n sign patterns by a Python call
         # (half a second at 10 tasks); the same enumeration, scored at once
-        res = _st.permutation_test((d,), _signed_rank_sum, permutation_type="samples", vectorized=True,
+        res = scipy.stats.permutation_test((d,), _signed_rank_sum, permutation_type="samples", vectorized=True,
                                    n_resamples=np.inf)
     else:
-        res = _st.wilcoxon(d, method="auto")
+        res = scipy.stats.wilcoxon(d, method="auto")
     return max(float(res.pvalue), min_p), min_p
 
 
 def _signed_rank_sum(d, axis):
-    ranks = _st.rankdata(np.abs(d), axis=axis)
+    ranks = scipy.stats.rankdata(np.abs(d), axis=axis)
     return np.sum(np.where(d > 0, ranks, 0), axis=axis)
 
 

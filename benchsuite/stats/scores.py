@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _st
+import scipy  # scipy.stats loads on first use (0.7 s): commands that compute no statistic skip it
 
 
 def normalized(values, baseline_mean: float, higher_is_better: bool, scale: float | None = None):
@@ -23,7 +23,7 @@ def normalized(values, baseline_mean: float, higher_is_better: bool, scale: floa
 
 def iqm(values) -> float:
     """Interquartile mean: the mean of the middle 50% (25% trimmed from each end)."""
-    return float(_st.trim_mean(np.asarray(values, dtype=float), 0.25))
+    return float(scipy.stats.trim_mean(np.asarray(values, dtype=float), 0.25))
 
 
 def probability_of_improvement(x_by_task, y_by_task, higher_is_better=True) -> float:

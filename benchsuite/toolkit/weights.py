@@ -9,10 +9,14 @@ same set of parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+
+from benchsuite.toolkit.gradients import with_direct_gradient
 
 NORM_LAYERS = (
     nn.modules.batchnorm._NormBase,
@@ -103,6 +107,29 @@ def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+class EpochCache:
+    """``compute(model)`` (a walk such as :func:`weight_parameters`) kept for the rest of the
+    epoch, for hooks that run at every step: they look their weights up once per epoch
+    instead of walking the model at every call. Another model or another epoch
+    (``run.epoch``) walks again, so a change of the model's structure made between epochs
+    (``on_epoch_end``) or by ``finalize`` is seen at the next call; within an epoch the
+    structure is taken as fixed. Only the model's identity is kept (a weak reference).
+    Cache modules rather than ``module.weight`` where a weight may be parametrized: its
+    value is recomputed at every step."""
+
+    def __init__(self, compute: Callable[[nn.Module], Any]):
+        self.compute = compute
+        self._key: tuple[weakref.ref, Any] | None = None
+        self._value: Any = None
+
+    def __call__(self, model: nn.Module, run) -> Any:
+        epoch = getattr(run, "epoch", None)
+        if self._key is None or self._key[0]() is not model or self._key[1] != epoch:
+            self._value = self.compute(model)
+            self._key = (weakref.ref(model), epoch)
+        return self._value
+
+
 class _SumOfSquares(torch.autograd.Function):
     """sum_i ||w_i||^2 over a list of tensors: one fused reduction forward (no squared
     copy kept) and one fused 2 * w pass backward."""
@@ -120,19 +147,18 @@ class _SumOfSquares(torch.autograd.Function):
 
 
 class _SumOfAbs(torch.autograd.Function):
-    """sum_i ||w_i||_1 over a list of tensors (subgradient sign(w), 0 at 0): the signs are
-    taken once, forward, and serve both the value (sign . w) and the gradient."""
+    """sum_i ||w_i||_1 over a list of tensors (subgradient sign(w), 0 at 0), given their
+    signs: taken once, they serve both the value (sign . w) and the gradient."""
 
     @staticmethod
-    def forward(ctx, *weights):
-        signs = torch._foreach_sign([w.detach() for w in weights])
+    def forward(ctx, signs, *weights):
         ctx.save_for_backward(*signs)
         return torch.stack([torch.dot(s.reshape(-1), w.detach().reshape(-1)) for s, w in zip(signs, weights)]
                            ).float().sum()
 
     @staticmethod
     def backward(ctx, grad):
-        return tuple(torch._foreach_mul(list(ctx.saved_tensors), grad))
+        return None, *torch._foreach_mul(list(ctx.saved_tensors), grad)
 
 
 def sum_of_squares(weights: list[torch.Tensor]) -> torch.Tensor:
@@ -147,4 +173,25 @@ def sum_of_abs(weights: list[torch.Tensor]) -> torch.Tensor:
     """sum of |w| over every tensor of ``weights``, differentiable (L1 penalties)."""
     if not weights:
         return torch.zeros(())
-    return _SumOfAbs.apply(*weights)
+    return _SumOfAbs.apply(torch._foreach_sign([w.detach() for w in weights]), *weights)
+
+
+def l2_penalty(lam: float, weights: list[torch.Tensor]) -> torch.Tensor:
+    """``lam * sum_of_squares(weights)``; where every weight is a leaf parameter, with its
+    gradient 2 lam w attached for the host to add to their gradients in one in-place pass
+    (``benchsuite.toolkit.gradients``) instead of back-propagating it."""
+    term = lam * sum_of_squares(weights)
+    detached = [w.detach() for w in weights]
+    return with_direct_gradient(term, weights, lambda grads: torch._foreach_add_(grads, detached, alpha=2 * lam))
+
+
+def l1_penalty(lam: float, weights: list[torch.Tensor]) -> torch.Tensor:
+    """``lam * sum_of_abs(weights)`` (subgradient lam sign(w)); where every weight is a leaf
+    parameter, with that gradient attached as for :func:`l2_penalty`. The signs are taken
+    once, for the value and the gradient; lam sign(w) is exact in float, so the in-place sum
+    equals autograd's bit for bit."""
+    if not weights:
+        return lam * torch.zeros(())
+    signs = torch._foreach_sign([w.detach() for w in weights])
+    term = lam * _SumOfAbs.apply(signs, *weights)
+    return with_direct_gradient(term, weights, lambda grads: torch._foreach_add_(grads, signs, alpha=lam))

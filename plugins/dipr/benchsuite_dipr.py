@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
+from benchsuite.toolkit.gradients import with_direct_gradient
 from benchsuite.toolkit.weights import regularized_weights
 
 
@@ -112,7 +113,8 @@ class PriorDraws:
         self.pool: torch.Tensor | None = None
         self.pool_index: int | None = None
 
-    def next(self, total: int, gen: torch.Generator, device) -> torch.Tensor:
+    def next(self, total: int, gen: torch.Generator, device, out: torch.Tensor | None = None) -> torch.Tensor:
+        """This step's ``total`` numbers, written into ``out`` when given (the same numbers)."""
         step, self.step = self.step, self.step + 1
         seed = gen.initial_seed()
         size = total if self.reuse == 1 else 2 * total
@@ -120,14 +122,16 @@ class PriorDraws:
         if self.pool is None or self.pool_index != index or self.pool.numel() != size or self.pool.device != device:
             pool_seed = random.Random(f"dipr-prior-pool:{seed}:{index}").getrandbits(63)
             pool_gen = torch.Generator(device=gen.device).manual_seed(pool_seed)
+            if self.reuse == 1 and out is not None and gen.device == out.device:
+                return out.uniform_(0, 1, generator=pool_gen)  # what torch.rand draws, in place
             self.pool = torch.rand(size, generator=pool_gen, device=gen.device).to(device)
             self.pool_index = index
         if self.reuse == 1:
             fresh, self.pool = self.pool, None  # not used again: the caller may overwrite it
-            return fresh
+            return fresh if out is None else out.copy_(fresh)
         shift = random.Random(f"dipr-prior-shift:{seed}:{step}")
         offset, rotation = shift.randrange(total + 1), shift.random()
-        return torch.add(self.pool[offset:offset + total], rotation).frac_()
+        return torch.add(self.pool[offset:offset + total], rotation, out=out).frac_()
 
 
 class _WeightedSumOfSquares(torch.autograd.Function):
@@ -146,6 +150,121 @@ class _WeightedSumOfSquares(torch.autograd.Function):
     def backward(ctx, grad):
         (weighted,) = ctx.saved_tensors
         return (weighted * (2 * grad)).reshape(ctx.shape), None
+
+
+class LayerViews:
+    """One flat vector of ``SharedBuffers`` seen layer by layer: ``parts`` (1-D),
+    ``layers`` ((1, N_l), one softmax each), ``rows`` ((rows, N_l / rows), the stretches of
+    the systematic sample) and ``shaped`` (each layer's weight shape); and the vector without
+    its last entry (``head``) and without its first (``tail``). Made once per run."""
+
+    def __init__(self, flat: torch.Tensor, sizes: list[int], rows: list[int], shapes: list[torch.Size]):
+        self.flat = flat
+        self.parts = list(flat.split(sizes))
+        self.layers = [part.view(1, -1) for part in self.parts]
+        self.rows = [part.view(r, -1) for part, r in zip(self.parts, rows)]
+        self.shaped = [part.view(shape) for part, shape in zip(self.parts, shapes)]
+        self.head, self.tail = flat[:-1], flat[1:]
+
+
+class SharedBuffers:
+    """The shared sampler's work vectors, each holding one entry per regularized weight,
+    layer after layer, with their views (``LayerViews``): allocated once per run (again
+    only if the weights' shapes change) and reused every step, so that each elementwise step
+    of the prior and of the counts is one operation, in place, over every layer at once.
+    ``scores`` are two vectors for |w_t| and |w_{t-1}|, which swap roles every step."""
+
+    def __init__(self):
+        self.key = None
+
+    def fit(self, weights: list[torch.Tensor]) -> bool:
+        """Size the vectors for ``weights``; False when they differ in dtype or device (the
+        caller then works layer by layer)."""
+        dtype, device = weights[0].dtype, weights[0].device
+        if any(w.dtype != dtype or w.device != device for w in weights):
+            return False
+        key = (dtype, device, tuple(w.shape for w in weights))
+        if key != self.key:
+            self.key = key
+            self.sizes = [w.numel() for w in weights]
+            self.rows = [sample_rows(w) for w in weights]
+            views = lambda: LayerViews(torch.empty(sum(self.sizes), dtype=dtype, device=device),  # noqa: E731
+                                       self.sizes, self.rows, [w.shape for w in weights])
+            self.scores = [views(), views()]
+            self.draws, self.work, self.probs = views(), views(), views()
+            # where each stretch of the systematic sample (each row of each layer) begins
+            starts, offset = [], 0
+            for size, rows in zip(self.sizes, self.rows):
+                starts.append(torch.arange(offset, offset + size, size // rows))
+                offset += size
+            self.row_starts = torch.cat(starts).to(device)
+        return True
+
+
+def shared_prior(buffers: SharedBuffers, scores: LayerViews, old_scores: LayerViews | None, alpha: float
+                 ) -> LayerViews:
+    """``prior_from_scores`` of every layer at once, over the flat vectors of ``buffers``:
+    |w_t| in ``scores``, |w_{t-1}| in ``old_scores``, the uniform numbers in
+    ``buffers.draws`` (overwritten). The same operations on the same numbers, so the same
+    probabilities bit for bit; each layer's softmax over its own stretch. Returns
+    ``buffers.probs``."""
+    probs, work, draws = buffers.probs, buffers.work, buffers.draws
+    torch.mul(draws.flat, scores.flat, out=work.flat)
+    for values, out in zip(work.layers, probs.layers):
+        torch._softmax(values, -1, False, out=out)
+    if old_scores is None or alpha == 1.0:
+        return probs
+    probs.flat.mul_(alpha)
+    draws.flat.mul_(old_scores.flat)
+    for values, out in zip(draws.layers, work.layers):
+        torch._softmax(values, -1, False, out=out)
+    probs.flat.add_(work.flat, alpha=1 - alpha)
+    return probs
+
+
+def shared_counts_all(buffers: SharedBuffers, experiments: int, s_p: float, threshold: float,
+                      gen: torch.Generator) -> LayerViews:
+    """``shared_counts`` of every layer at once, from the probabilities in ``buffers.probs``
+    (overwritten): each layer's rows sampled as there, their offsets drawn from ``gen``
+    layer after layer as the per-layer calls draw them, so the same counts bit for bit.
+    Returns the counts, in ``buffers.draws``."""
+    probs, floors, counts = buffers.probs, buffers.work, buffers.draws
+    kept = [n * p > threshold for n, p in zip(buffers.sizes, probs.parts)] if threshold else None
+    torch._foreach_mul_(probs.parts, [experiments * s_p * n for n in buffers.sizes])
+    probs.flat.clamp_(max=experiments)  # the expected counts S * min(1, s_p N P_j)
+    if kept is not None:
+        for part, keep in zip(probs.parts, kept):
+            part.mul_(keep)
+    for expected, out, rows in zip(probs.rows, floors.rows, buffers.rows):
+        # one draw per layer, in layer order: on a CUDA generator one draw of every layer's
+        # offsets at once would give other numbers
+        offsets = torch.rand((rows, 1), generator=gen, device=gen.device).to(out.device)
+        torch.cumsum(expected, dim=1, out=out).add_(offsets)
+    floors.flat.floor_()
+    torch.sub(floors.tail, floors.head, out=counts.tail)
+    counts.flat.index_copy_(0, buffers.row_starts, floors.flat.index_select(0, buffers.row_starts))
+    return counts
+
+
+class _CountedSquares(torch.autograd.Function):
+    """sum_l sum_j c_j w_j^2 over every layer, for fixed counts c (no graph through c):
+    per layer c w written into ``weighted`` and its dot product with w, summed; backward 2
+    c w times the incoming gradient, per layer (what ``_WeightedSumOfSquares`` computes
+    layer by layer)."""
+
+    @staticmethod
+    def forward(ctx, counts, weighted, *weights):
+        values = []
+        for c, out, w in zip(counts, weighted, weights):
+            flat = w.detach().reshape(-1)
+            values.append(torch.dot(torch.mul(c, flat, out=out), flat))
+        ctx.save_for_backward(*weighted)
+        ctx.shapes = [w.shape for w in weights]
+        return torch.stack(values).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, *[(c * (2 * grad)).reshape(shape) for c, shape in zip(ctx.saved_tensors, ctx.shapes)]
 
 
 def projected_penalty(w: torch.Tensor, masks: torch.Tensor, form: str) -> torch.Tensor:
@@ -192,15 +311,23 @@ class DynamicInformativePrior(Plugin):
         self.old_scores: list[torch.Tensor] | None = None
         self.current_scores: list[torch.Tensor] | None = None
         self.prior_draws = PriorDraws(self.hp["prior_reuse"])
+        self.buffers = SharedBuffers()
+        # the vector of ``buffers.scores`` behind ``current_scores`` and ``old_scores`` when
+        # they are its (1, N_l) views: (the list, its LayerViews)
+        self._current_flat: tuple[list, LayerViews] | None = None
+        self._old_flat: tuple[list, LayerViews] | None = None
 
     def state_dict(self) -> dict:
         """What a resumed run needs: the previous scores and the step count of the prior's
-        draws (the pool itself is redrawn from its seed, not stored)."""
-        return {"old_scores": self.old_scores, "current_scores": self.current_scores,
+        draws (the pool itself is redrawn from its seed, not stored). Copies: the scores may
+        be views of vectors the next steps overwrite."""
+        copy = lambda scores: None if scores is None else [s.clone() for s in scores]  # noqa: E731
+        return {"old_scores": copy(self.old_scores), "current_scores": copy(self.current_scores),
                 "prior_step": self.prior_draws.step}
 
     def load_state_dict(self, state: dict) -> None:
         self.old_scores, self.current_scores = state["old_scores"], state["current_scores"]
+        self._current_flat = self._old_flat = None
         self.prior_draws = PriorDraws(self.hp["prior_reuse"])
         self.prior_draws.step = state["prior_step"]
 
@@ -218,6 +345,56 @@ class DynamicInformativePrior(Plugin):
         weights = regularized_weights(model)
         if not weights:
             return None
+        if self.hp["sampler"] == "shared" and self.buffers.fit(weights):
+            return self._shared_penalty(weights, run)
+        return self._layer_by_layer_penalty(weights, run)
+
+    def _shared_penalty(self, weights, run):
+        """The shared sampler, every layer at once (``SharedBuffers``): the penalties of
+        ``_layer_by_layer_penalty`` bit for bit, with its random draws in its order. The
+        squared form's term carries its gradient 2 lam c w as an in-place update
+        (``benchsuite.toolkit.gradients``), one fused multiply-add per weight: autograd's
+        gradient to float rounding."""
+        buffers, s, lam = self.buffers, self.hp["experiments"], self.hp["lam"]
+        old = self._flat_old_scores()
+        scores = buffers.scores[1] if old is buffers.scores[0] else buffers.scores[0]
+        for w, part in zip(weights, scores.parts):
+            torch.abs(w.detach().reshape(-1), out=part)
+        self.prior_draws.next(scores.flat.numel(), run.rng, scores.flat.device, out=buffers.draws.flat)
+        probs = shared_prior(buffers, scores, old, self.hp["alpha"])
+        if self.hp["alpha"] < 1.0:
+            self.current_scores = scores.layers
+            self._current_flat = (scores.layers, scores)
+        if self.hp["form"] != "squared":  # S masks per layer from the shared prior
+            terms = [projected_penalty(w, projection_masks(p.expand(s, -1), self.hp["s_p"], self.hp["threshold"],
+                                                            run.rng), self.hp["form"])
+                     for w, p in zip(weights, probs.layers)]
+            return lam * torch.stack(terms).sum()
+        counts = shared_counts_all(buffers, s, self.hp["s_p"], self.hp["threshold"], run.rng)
+        weighted = buffers.probs  # c w per layer, over the expected counts, no longer needed
+        term = lam * _CountedSquares.apply(counts.parts, weighted.parts, *weights)
+
+        def add(grads):  # grad += 2 lam c w in one pass (one rounding where autograd's product and sum make two)
+            torch._foreach_add_(grads, weighted.shaped, alpha=2 * lam)
+
+        return with_direct_gradient(term, weights, add)
+
+    def _flat_old_scores(self) -> LayerViews | None:
+        """|w_{t-1}| in one of ``buffers.scores``: the one behind ``old_scores`` when they
+        are its views, else (restored from a checkpoint, set by hand, or left by the
+        layer-by-layer path) copied into one."""
+        if self.old_scores is None:
+            return None
+        if self._old_flat is not None and self._old_flat[0] is self.old_scores:
+            return self._old_flat[1]
+        flat = self.buffers.scores[1]
+        torch.cat([o.reshape(-1) for o in self.old_scores], out=flat.flat)
+        self._old_flat = (self.old_scores, flat)
+        return flat
+
+    def _layer_by_layer_penalty(self, weights, run):
+        """Algorithm 1 as written (``sampler=independent``), and the shared sampler for
+        weights of mixed dtypes or devices."""
         terms = []
         s = self.hp["experiments"]
         shared = self.hp["sampler"] == "shared"
@@ -244,6 +421,7 @@ class DynamicInformativePrior(Plugin):
             terms.append(projected_penalty(w, masks, self.hp["form"]))
         if self.hp["alpha"] < 1.0:
             self.current_scores = scores
+            self._current_flat = None
         return self.hp["lam"] * torch.stack(terms).sum()
 
     @hookimpl
@@ -253,6 +431,7 @@ class DynamicInformativePrior(Plugin):
         with itself would make the momentum a no-op."""
         if self.current_scores is not None:
             self.old_scores, self.current_scores = self.current_scores, None
+            self._old_flat, self._current_flat = self._current_flat, None
 
     @hookimpl
     def loss(self, outputs, targets, run):

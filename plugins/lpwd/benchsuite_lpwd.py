@@ -12,7 +12,7 @@ import copy
 import torch
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
-from benchsuite.toolkit.weights import layer_parameters, weight_modules
+from benchsuite.toolkit.weights import EpochCache, layer_parameters, weight_modules
 
 VARIANTS = ("wd", "rwd", "pwd", "lpwd")
 
@@ -63,16 +63,22 @@ class LayerwisePreWeightDecay(Plugin):
         self._epoch_measured = 0.0
         self._finalized = False
         self._tensor_rates: list[float] = []
+        self._walk = EpochCache(self._find_layers)
 
     @property
     def variant(self) -> str:
         return self.hp["variant"]
 
-    def _layers(self, model):
-        """The leaf weight tensors of every layer, and the matching per-tensor rates."""
+    def _layers(self, model, run):
+        """The leaf weight tensors of every layer (looked up once per epoch), and the
+        matching per-tensor rates in ``_tensor_rates``."""
+        weights, self._tensor_rates = self._walk(model, run)
+        return weights
+
+    def _find_layers(self, model):
         layers = layer_parameters(model)
-        self._tensor_rates = [rate for rate, params in zip(self.rates, layers) for _ in params]
-        return [p for params in layers for p in params]
+        return [p for params in layers for p in params], [rate for rate, params in zip(self.rates, layers)
+                                                          for _ in params]
 
     @hookimpl
     def configure(self, run):
@@ -86,6 +92,7 @@ class LayerwisePreWeightDecay(Plugin):
     def reparametrize(self, model, run):
         n = len(list(weight_modules(model)))
         self.rates = layer_rates(n, self.hp["lam"], self.variant == "lpwd")
+        self._walk = EpochCache(self._find_layers)  # the rates are new
 
     def _decay(self, weights, lr):
         torch._foreach_mul_(weights, [1.0 - lr * rate for rate in self._tensor_rates])
@@ -96,7 +103,7 @@ class LayerwisePreWeightDecay(Plugin):
 
     @hookimpl
     def pre_step(self, model, optimizer, run):
-        weights = self._layers(model)
+        weights = self._layers(model, run)
         with torch.no_grad():
             self._before = [w.detach().clone() for w in weights] if self._measuring(run) else None
             if self.variant in ("pwd", "lpwd"):
@@ -106,23 +113,32 @@ class LayerwisePreWeightDecay(Plugin):
     def modify_grad(self, model, optimizer, run):
         if self.variant == "wd":
             with torch.no_grad():
-                self._decay(self._layers(model), run.lr)
+                self._decay(self._layers(model, run), run.lr)
 
     @hookimpl
     def post_step(self, model, optimizer, run):
-        weights = self._layers(model)
         if self.variant == "rwd":
+            weights = self._layers(model, run)
             stepped = [w.detach().clone() for w in weights] if self._before is not None else None
             self._decay(weights, run.lr)
             if stepped is not None:  # P = lr*lambda*theta_hat, theta_hat = the stepped weights
-                self._count(weights, [run.lr * r * s for r, s in zip(self._tensor_rates, stepped)], run)
+                self._count(weights, stepped, run)
         elif self._before is not None:  # P = lr*lambda_i*theta_t, the weights the step began at
-            self._count(weights, [run.lr * r * b for r, b in zip(self._tensor_rates, self._before)], run)
+            self._count(self._layers(model, run), self._before, run)
         self._before = None
 
-    def _count(self, weights, penalties, run):
-        opposed = torch.stack([opposing(w, p).sum() for w, p in zip(weights, penalties)]).sum()
-        penalized = torch.stack([(p != 0).sum() for p in penalties]).sum()
+    def _count(self, weights, bases, run):
+        """R_op's counts (eq. 10) for the penalties P = lr lambda_i * base, on the device:
+        the same float operations as ``opposing``, in place in ``bases`` (copies this plugin
+        owns) and over all tensors at once."""
+        penalties = bases
+        torch._foreach_mul_(penalties, [run.lr * r for r in self._tensor_rates])  # lr*lambda_i*base
+        penalized = torch.stack([torch.count_nonzero(p) for p in penalties]).sum()
+        theta_hat = penalties
+        torch._foreach_add_(theta_hat, weights)  # theta_hat = theta_next + P
+        torch._foreach_mul_(theta_hat, theta_hat)
+        opposed = torch.stack([torch.gt(w2, t2).sum() for w2, t2 in zip(torch._foreach_mul(weights, weights),
+                                                                         theta_hat)]).sum()
         self._opposing = self._opposing + opposed
         self._penalized = self._penalized + penalized
         measured = penalized > 0

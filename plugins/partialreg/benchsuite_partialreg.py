@@ -14,7 +14,8 @@ from torch import nn
 
 from benchsuite import Hyperparameter, LogUniform, Plugin, hookimpl
 from benchsuite.tasks.spec import ARCHS
-from benchsuite.toolkit.weights import weight_modules
+from benchsuite.toolkit.gradients import with_direct_gradient
+from benchsuite.toolkit.weights import EpochCache, weight_modules
 
 VARIANTS = ("gl", "sgl", "igl", "isgl")
 HOST_CNN_ARCHS = frozenset(ARCHS) - {"mlp"}  # the host's convolutional models: never prunable
@@ -70,47 +71,88 @@ def group_penalty(weight: torch.Tensor, alpha: float, beta: torch.Tensor | None)
 
 class _GroupLassoPenalty(torch.autograd.Function):
     """lam * sum_l f_l c_l sum_n beta_n ||theta_n||_2 over every layer at once (eqs. 2, 4
-    and 6 with alpha = 0): one autograd node for the whole penalty instead of a dozen per
-    layer. Value and gradient are those of ``lam * sum_l f_l * group_penalty(w_l, 0,
-    beta_l)`` bit for bit: the same float32 operations in the same order, only without
-    autograd between them. ``layers``: one ``(f_l, c_l, beta_l or None)`` per weight."""
+    and 6 with alpha = 0), given each layer's group norms: one autograd node for the whole
+    penalty instead of a dozen per layer. Value and gradient are those of ``lam * sum_l f_l
+    * group_penalty(w_l, 0, beta_l)`` bit for bit: the same float32 operations in the same
+    order, only without autograd between them. ``layers``: one ``(f_l, c_l, beta_l or
+    None)`` per weight."""
 
     @staticmethod
-    def forward(ctx, lam, layers, *weights):
-        detached, all_norms, terms = [], [], []
-        for (factor, scale, beta), weight in zip(layers, weights):
-            w = weight.detach()
-            norms = _neuron_norms(w)
-            term = (norms if beta is None else norms * beta).sum() * scale
+    def forward(ctx, lam, layers, norms, *weights):
+        terms = []
+        for (factor, scale, beta), layer_norms in zip(layers, norms):
+            term = (layer_norms if beta is None else layer_norms * beta).sum() * scale
             terms.append(term if factor == 1.0 else term * factor)  # x * 1.0 == x: skipped
-            detached.append(w)
-            all_norms.append(norms)
         ctx.lam, ctx.layers = lam, layers
-        ctx.save_for_backward(*detached, *all_norms)
+        ctx.save_for_backward(*[w.detach() for w in weights], *norms)
         return torch.stack(terms).sum() * lam
 
     @staticmethod
     def backward(ctx, grad):
         saved = ctx.saved_tensors
         weights, all_norms = saved[:len(saved) // 2], saved[len(saved) // 2:]
-        grad = grad * ctx.lam
         grads = []
-        for i, ((factor, scale, beta), weight, norms) in enumerate(zip(ctx.layers, weights, all_norms)):
-            if not ctx.needs_input_grad[2 + i]:
-                grads.append(None)
-                continue
-            layer_grad = (grad if factor == 1.0 else grad * factor) * scale
-            grads.append(_group_gradient(weight, norms, layer_grad if beta is None else beta * layer_grad))
-        return None, None, *grads
+        for i, (weight, norms, numerator) in enumerate(zip(weights, all_norms,
+                                                          _numerators(grad, ctx.lam, ctx.layers))):
+            grads.append(_group_gradient(weight, norms, numerator) if ctx.needs_input_grad[3 + i] else None)
+        return None, None, None, *grads
+
+
+def _numerators(grad: torch.Tensor, lam: float, layers):
+    """Each layer's numerator of the gradient lam f_l c_l beta_n theta_n / ||theta_n||,
+    given the gradient ``grad`` that reaches the penalty."""
+    grad = grad * lam
+    for factor, scale, beta in layers:
+        layer_grad = (grad if factor == 1.0 else grad * factor) * scale
+        yield layer_grad if beta is None else beta * layer_grad
 
 
 def group_lasso(lam: float, weights: list[torch.Tensor], betas: list[torch.Tensor | None],
                 factors: list[float]) -> torch.Tensor:
     """lam * sum_l factors_l * group_penalty(weights_l, 0, betas_l) (eqs. 2, 4, 6; layers
-    with factor 0 left out) as one autograd node."""
-    layers = [(f, math.sqrt(w.numel() // w.shape[1]), None if b is None else b.to(w.dtype))
-              for w, b, f in zip(weights, betas, factors)]
-    return _GroupLassoPenalty.apply(lam, layers, *weights)
+    with factor 0 left out) as one autograd node (``GroupLasso``)."""
+    return GroupLasso(lam, weights, betas, factors)(weights)
+
+
+class GroupLasso:
+    """``group_lasso`` for a fixed lam, betas, factors and weight shapes, with what does not
+    change from step to step worked out once: each layer's sqrt(|p_l|) and its gradient's
+    numerator lam f_l c_l beta_n (as ``_GroupLassoPenalty.backward`` computes it for an
+    upstream gradient of 1, the one the host's loss gives).
+
+    Where every weight is a leaf parameter the term carries its gradient as an in-place
+    update (``benchsuite.toolkit.gradients``): one pass per layer, grad += theta * (numerator
+    / ||theta_n||) (``addcmul_``), instead of a new gradient tensor that autograd adds to the
+    loss's. The per-neuron factors are the backward's own; only the product and the sum may
+    round once (a fused multiply-add) where autograd rounds twice."""
+
+    def __init__(self, lam: float, weights: list[torch.Tensor], betas: list[torch.Tensor | None], factors: list[float]):
+        self.lam = lam
+        self.layers = [(f, math.sqrt(w.numel() // w.shape[1]), None if b is None else b.to(w.dtype))
+                       for w, b, f in zip(weights, betas, factors)]
+        upstream = torch.ones((), dtype=weights[0].dtype, device=weights[0].device)  # d(loss + term) / d term
+        self.numerators = list(_numerators(upstream, lam, self.layers))
+        self.neuron_shapes = [[1, -1] + [1] * (w.dim() - 2) for w in weights]
+
+    def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        detached = [w.detach() for w in weights]
+        norms = _all_neuron_norms(detached)
+        term = _GroupLassoPenalty.apply(self.lam, self.layers, norms, *weights)
+
+        def add(grads):
+            for grad, weight, layer_norms, numerator, shape in zip(grads, detached, norms, self.numerators,
+                                                                   self.neuron_shapes):
+                grad.addcmul_(weight, torch.where(layer_norms > 0, numerator / layer_norms, 0.0).view(shape))
+
+        return with_direct_gradient(term, weights, add)
+
+
+def _all_neuron_norms(weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``_neuron_norms`` of every weight, the elementwise steps over all of them at once."""
+    squares = torch._foreach_mul(weights, weights)
+    sums = [square.sum(dim=[d for d in range(square.dim()) if d != 1]) for square in squares]
+    torch._foreach_sqrt_(sums)
+    return sums
 
 
 class SelectFeatures(nn.Module):
@@ -155,6 +197,7 @@ class PartialRegularization(Plugin):
         self.betas: list[torch.Tensor | None] = []
         self.factors: list[float] = []
         self.final: dict[str, float] = {}
+        self._walk = EpochCache(self._penalized)
 
     @hookimpl
     def configure(self, run):
@@ -202,16 +245,27 @@ class PartialRegularization(Plugin):
             chosen = torch.randperm(n, generator=run.rng, device=run.rng.device)[:exempt]
             beta[chosen.to(beta.device)] = 0.0
             self.betas.append(beta)
+        self._walk = EpochCache(self._penalized)  # the betas and factors are new
+
+    def _penalized(self, model):
+        """The modules whose weights the penalty covers (factor not 0), their betas and
+        factors, and the ``GroupLasso`` of gl and igl: looked up once per epoch."""
+        chosen = [(m, beta, f) for (_, m), beta, f in zip(weight_modules(model), self.betas, self.factors) if f]
+        if not chosen:
+            return [], [], [], None
+        modules, betas, factors = (list(column) for column in zip(*chosen))
+        lasso = None if self.alpha else GroupLasso(self.hp["lam"], [m.weight for m in modules], betas, factors)
+        return modules, betas, factors, lasso
 
     @hookimpl
     def penalty(self, model, run):
-        layers = [(m.weight, beta, f) for (_, m), beta, f in zip(weight_modules(model), self.betas, self.factors) if f]
-        if not layers:
+        modules, betas, factors, lasso = self._walk(model, run)
+        if not modules:
             return None
-        weights, betas, factors = (list(column) for column in zip(*layers))
-        if not self.alpha:  # gl, igl: the whole penalty in one autograd node
-            return group_lasso(self.hp["lam"], weights, betas, factors)
-        terms = [f * group_penalty(w, self.alpha, beta) for w, beta, f in layers]
+        weights = [m.weight for m in modules]
+        if lasso is not None:  # gl, igl: the whole penalty in one autograd node
+            return lasso(weights)
+        terms = [f * group_penalty(w, self.alpha, beta) for w, beta, f in zip(weights, betas, factors)]
         return self.hp["lam"] * torch.stack(terms).sum()
 
     @hookimpl

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers import REPO
+from helpers import REPO, wait_for
 
 from benchsuite import Plugin, hookimpl
 from benchsuite import plugins as plugin_registry
@@ -183,26 +182,28 @@ def _count_done(runs: Path) -> int:
     return len(list(runs.glob("*.json"))) if runs.is_dir() else 0
 
 
-def test_killed_run_resumes_without_redoing_or_corrupting_finished_runs(tmp_path):
-    """SIGKILL the CLI mid-matrix, rerun: finished records are untouched, the rest done."""
-    cmd = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "-p", "l1", "--seeds", "4",
-           "--task", "digits-mlp", "--epochs", "3", "--quiet", "--results", str(tmp_path)]
+def test_killed_run_resumes_without_redoing_or_corrupting_finished_runs(tmp_path, capsys):
+    """SIGKILL the CLI mid-matrix, rerun: finished records are untouched, the rest done. The
+    kill lands as the second record appears; the rerun runs in this process."""
+    run = ["run", "-p", "l2", "-p", "l1", "--seeds", "4", "--task", "digits-mlp", "--epochs", "3", "--quiet",
+           "--results", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "benchsuite", *run], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     runs = tmp_path / "runs"
-    deadline = time.monotonic() + 120
-    while _count_done(runs) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_for(lambda: _count_done(runs) >= 2, proc, "second stored record")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
     assert 2 <= len(before) < 12, "the kill should land mid-matrix"
     for _, blob in before.values():
         assert json.loads(blob)["status"] == "finished"
 
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert f"{12 - len(before)} runs executed, {len(before)} already done" in done.stdout
+    capsys.readouterr()
+    assert main(run) == 0, capsys.readouterr().err
+    assert f"{12 - len(before)} runs executed, {len(before)} already done" in capsys.readouterr().out
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs.glob("*.json")}
     assert len(after) == 12
     for name, state in before.items():
@@ -370,3 +371,27 @@ def test_completion_scripts_know_every_command_and_bash_completes_them(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["completion", "fish"])
     assert exc.value.code == 2
+
+
+def test_the_data_cache_folder_is_the_option_else_the_variables_else_the_users_cache(monkeypatch, tmp_path):
+    from benchsuite.cli import build_parser, defaults
+    from benchsuite.cli.run import run_arguments
+
+    for name in ("BENCHSUITE_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert defaults.cache_dir(None) == tmp_path / "home" / ".cache" / "benchsuite"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # ignored, as the XDG specification asks
+    assert defaults.cache_dir(None) == tmp_path / "home" / ".cache" / "benchsuite"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert defaults.cache_dir(None) == tmp_path / "xdg" / "benchsuite"
+    monkeypatch.setenv("BENCHSUITE_CACHE_DIR", str(tmp_path / "env"))
+    assert defaults.cache_dir(None) == tmp_path / "env"
+    assert defaults.cache_dir(str(tmp_path / "given")) == tmp_path / "given"
+    parser = build_parser()
+    assert run_arguments(parser.parse_args(["run", "--cache-dir", str(tmp_path / "o")]))["cache_dir"] == tmp_path / "o"
+    assert run_arguments(parser.parse_args(["run"]))["cache_dir"] == tmp_path / "env"
+    assert run_arguments(parser.parse_args(["run", "--no-data-cache"]))["cache_dir"] is None
+    assert defaults.data_options(parser.parse_args(["claims", "--no-data-cache"])).cache_dir is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--no-data-cache", "--cache-dir", "x"])

@@ -1,10 +1,8 @@
 """The submitit executor in its local (subprocess) and debug (in-process) modes: the same
 records as a sequential run, never a second submission of a done or queued run."""
 
-import time
-
 import pytest
-from helpers import REPO, comparable_store
+from helpers import REPO, comparable_store, wait_for
 
 from benchsuite.cli import main
 from benchsuite.execution import cluster
@@ -64,10 +62,8 @@ def test_a_queued_or_running_run_is_not_submitted_twice(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "0 runs submitted" in out and "1 still queued or running" in out
-    deadline = time.time() + 120
-    while not Store(results).is_done(cluster.submitted(Store(results))[0]["run_id"]):
-        assert time.time() < deadline, "the local job never stored its record"
-        time.sleep(0.2)
+    run_id = cluster.submitted(Store(results))[0]["run_id"]
+    wait_for(lambda: Store(results).is_done(run_id), what="record of the local job", every=0.05)
     assert main(["collect", "--results", str(results)]) == 0
     assert "1 finished" in capsys.readouterr().out
 

@@ -7,9 +7,10 @@ import queue
 import pytest
 
 from benchsuite.cli import main
-from benchsuite.execution import engine
+from benchsuite.execution import engine, progress
 from benchsuite.execution import pool as executors
-from benchsuite.execution.pool import Progress, clock_text, relay
+from benchsuite.execution.pool import relay
+from benchsuite.execution.progress import Progress, clock_text
 from benchsuite.testing import method_of, tiny_task_spec
 
 
@@ -165,7 +166,7 @@ FAST = ["--task", "digits-mlp", "--epochs", "2", "--subset", "200", "--seeds", "
 def test_run_prints_progress_lines_in_logs_and_quiet_silences_them(tmp_path, capsys, monkeypatch, jobs):
     """Under capsys stderr is no terminal, as in CI logs: plain lines, with --jobs too, and
     an epoch line whenever the interval passed (0 here), relayed from the workers."""
-    monkeypatch.setattr(executors, "EPOCH_EVERY", 0.0)
+    monkeypatch.setattr(progress, "EPOCH_EVERY", 0.0)
     monkeypatch.setattr(executors, "threads_per_worker", lambda jobs: 1)
     assert main(["run", "-p", "l2", *FAST, "--jobs", jobs, "--results", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err.splitlines()

@@ -9,7 +9,9 @@ import time
 
 import pytest
 import torch
+from helpers import wait_for
 
+from benchsuite.cli import main
 from benchsuite.execution import checkpoint as checkpoint_files
 from benchsuite.execution import engine
 from benchsuite.store import Store
@@ -86,33 +88,38 @@ def test_a_torn_checkpoint_is_set_aside_without_overwriting_an_earlier_one(tmp_p
 @pytest.mark.slow
 def test_killed_process_resumes_from_its_last_epoch(tmp_path):
     """SIGKILL `benchsuite run` in the middle of a long run; the rerun resumes from the
-    checkpoint and stores the same record as an uninterrupted run."""
+    checkpoint and stores the same record as an uninterrupted run. Only the killed run
+    needs a process of its own: the rerun and the reference run in this one (one torch
+    thread, as the killed process's OMP_NUM_THREADS=1), sparing two process starts."""
     results, reference = tmp_path / "killed", tmp_path / "whole"
-    args = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "--no-baseline", "--task", "digits-mlp",
-            "--seeds", "1", "--checkpoint-interval", "0", "-q"]
+    run = ["run", "-p", "l2", "--no-baseline", "--task", "digits-mlp", "--seeds", "1", "--checkpoint-interval", "0",
+           "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args + ["--results", str(results)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "benchsuite", *run, "--results", str(results)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoints = results / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        files = list(checkpoints.glob("*.pt")) if checkpoints.is_dir() else []
-        if files and torch.load(files[0], weights_only=False)["epoch"] >= 3:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no checkpoint appeared")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_for(lambda: _checkpointed_epoch(checkpoints) >= 3, proc, "a checkpoint of epoch 3")
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the kill lands after epoch 3 of 30
+        proc.wait()
     assert not list((results / "runs").glob("*.json")) if (results / "runs").is_dir() else True
-    assert subprocess.run(args + ["--results", str(results)], env=env, capture_output=True).returncode == 0
-    assert subprocess.run(args + ["--results", str(reference)], env=env, capture_output=True).returncode == 0
+    assert main([*run, "--results", str(results)]) == 0
+    assert main([*run, "--results", str(reference)]) == 0
     (killed,) = Store(results).records()
     (whole,) = Store(reference).records()
     assert killed["resumed_from_epoch"] >= 3
     assert _comparable(killed) == _comparable(whole)
     assert not list(checkpoints.glob("*"))  # removed once the record is stored
+
+
+def _checkpointed_epoch(folder) -> int:
+    """The epoch of the checkpoint in ``folder`` (0 while there is none or it is being written)."""
+    files = list(folder.glob("*.pt")) if folder.is_dir() else []
+    try:
+        return torch.load(files[0], weights_only=False)["epoch"] if files else 0
+    except Exception:  # replaced or half-written as it was read: the next poll reads it
+        return 0
 
 
 def test_digits_task_exists_for_the_kill_test():
@@ -141,17 +148,20 @@ def test_a_lone_run_left_under_jobs_trains_with_a_workers_threads(tmp_path, monk
 def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(tmp_path, signum, code, said):
     """Ctrl-C (SIGINT) or SIGTERM sent to `benchsuite run --jobs 2` alone (not its workers):
     the queued runs are dropped and the workers' runs end now, not after the whole matrix;
-    one message, no traceback, exit 130 / 143; the rerun computes the rest."""
+    one message, no traceback, exit 130 / 143; the rerun computes the rest. The signal is
+    sent as the first record appears, with 11 runs (of 10 epochs each) still to go; the
+    rerun runs in this process (it spawns its own two workers)."""
     results = tmp_path / "results"
-    args = [sys.executable, "-m", "benchsuite", "run", "-p", "l2", "-p", "wd", "--task", "digits-mlp",
-            "--seeds", "4", "--jobs", "2", "--results", str(results), "-q"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    runs, deadline = results / "runs", time.time() + 180
-    while not (runs.is_dir() and any(runs.glob("*.json"))):
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("no record was stored")
-        time.sleep(0.05)
+    run = ["run", "-p", "l2", "-p", "wd", "--task", "digits-mlp", "--epochs", "10", "--seeds", "4", "--jobs", "2",
+           "--results", str(results), "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "benchsuite", *run], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    runs = results / "runs"
+    try:
+        wait_for(lambda: runs.is_dir() and any(runs.glob("*.json")), proc, "stored record")
+    except BaseException:
+        proc.kill()
+        raise
     proc.send_signal(signum)
     signalled = time.time()
     try:
@@ -163,26 +173,28 @@ def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(t
     assert f"benchsuite run: {said}. Every record already stored is kept" in stderr and "Traceback" not in stderr
     stored = len(list((results / "runs").glob("*.json")))
     assert 1 <= stored < 12 and time.time() - signalled < 30  # stopped, not finished
-    assert subprocess.run(args, capture_output=True).returncode == 0
+    assert main(run) == 0
     records = list(Store(results).records())
     assert len(records) == 12 and all(r["status"] == "finished" for r in records)
 
 
 def test_a_ctrl_c_after_the_command_ends_exits_quietly(tmp_path):
     """Ctrl-C while the interpreter shuts down (here: an exit handler that takes a while, as
-    joining a worker pool does): exit 130 at once, no traceback from the exit handler."""
+    joining a worker pool does): exit 130 at once, no traceback from the exit handler. The
+    signal is sent once the exit handlers have begun (the one registered last runs first
+    and says so), not after a fixed pause."""
     script = ("import atexit, sys, time\n"
               "from benchsuite import cli\n"
               "atexit.register(time.sleep, 30)\n"
+              "atexit.register(print, 'exiting', flush=True)\n"
               "code = cli.console_main(['tasks'])\n"
               "print('ended', flush=True)\n"
               "raise SystemExit(code)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline()  # the command's output has begun
     for line in proc.stdout:
-        if line.strip() == "ended":
+        if line.strip() == "exiting":
             break
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr

@@ -1,9 +1,13 @@
 """Every performance goal in one table, measured side by side in one run.
 
     python tests/perf/all.py [--epochs 2] [--repeats 3] [--blocks 20] [--threads 1] [--skip-methods]
+        [--skip-suite] [--suite-baseline REV] [--skip-demo]
 
 Rows (each a median of interleaved repeats, on this machine, now):
 
+* one ``benchsuite run --plugin none --no-baseline --task mnist1d-mlp --seed 0`` from the shell
+  (a fresh results folder each time): its wall time with the data cache filled by a first
+  call (the goal), and that first call's (no goal: a machine pays it once);
 * the host's training loop against a hand-written PyTorch loop (``overhead.py``), with and
   without the per-hook timing;
 * each bundled method's training-step cost relative to ``none`` on mnist5k-mlp (Adam, batch
@@ -17,6 +21,12 @@ Rows (each a median of interleaved repeats, on this machine, now):
   read-only command does (``Store.table()``; the goal), and the read-only commands
   (``results``, ``leaderboard``, ``report``) as a whole (no goal: analysis, tests and figures
   come on top), with whether they imported torch and scipy.stats;
+* the test suite (``pytest -n auto``, what ``tox -e tests`` runs after its lint) of this
+  checkout over the same suite at ``--suite-baseline`` (a revision checked out into a
+  temporary worktree and imported from there: the suite as it was when the goal was set), run
+  one after the other; the goal is 0.6;
+* the README's first command's job (``tox -e demo``'s ``benchsuite run``, into a fresh
+  results folder; seconds, goal 600);
 * the convolutional loop: on a CUDA machine ``gpu.py`` is the command (it needs minutes and
   is run on its own); without one, the engine against the hand loop on a tiny conv model with
   synthetic data (``gpu.py --cpu-dry-run``), the same comparison at CPU scale.
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import os
 import platform
 import statistics
 import subprocess
@@ -48,13 +59,19 @@ import overhead  # noqa: E402
 
 from benchsuite.execution.environment import environment  # noqa: E402
 
-# (method, settings, goal): the issue's table; lpwd, wd and wn keep their cost
+# (method, settings, goal): per training step over `none`'s
 METHOD_GOALS = [
-    ("l1", (), 1.08), ("l2", (), 1.08), ("wd", (), 1.02), ("lpwd", (), 1.10), ("wn", (), 1.05),
-    ("wc", (), 1.4), ("pp", (), 1.4), ("gcsr", (), 1.25), ("gcsr", ("gcsr.mode=always",), 1.25),
-    ("partialreg", (), 1.15), ("dipr", (), 2.0),
+    ("l1", (), 1.08), ("l2", (), 1.08), ("wd", (), 1.08), ("lpwd", (), 1.08), ("wn", (), 1.08),
+    ("wc", (), 1.25), ("pp", (), 1.15), ("gcsr", (), 1.08), ("gcsr", ("gcsr.mode=always",), 1.25),
+    ("partialreg", (), 1.08), ("dipr", (), 1.4),
 ]
 READ_ONLY_GOAL = 1.0
+ONE_RUN_GOAL = 3.5  # seconds from the shell
+ONE_RUN = ["run", "--plugin", "none", "--no-baseline", "--task", "mnist1d-mlp", "--seed", "0", "-q"]
+SUITE_GOAL = 0.6  # this suite's wall time over the baseline revision's
+SUITE_BASELINE = "81a413c"  # main when the goal was set (2026-12-07)
+DEMO_GOAL = 600.0  # seconds
+REPO = Path(__file__).resolve().parents[2]
 
 
 LOAD_PROBE = """\
@@ -130,6 +147,69 @@ def read_only_rows(runs: int = 1000, repeats: int = 3) -> list[tuple[str, float,
     return rows
 
 
+def one_run_rows(repeats: int = 3) -> list[tuple[str, float, float | None, str]]:
+    """``benchsuite run`` of one small run from the shell, each call a fresh interpreter and a
+    fresh results folder, with a data cache of its own: the first call fills it."""
+    command = [str(Path(sys.executable).with_name("benchsuite")), *ONE_RUN]
+    seconds = []
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "BENCHSUITE_CACHE_DIR": str(Path(folder) / "cache")}
+        for call in range(repeats + 1):
+            start = time.perf_counter()
+            done = subprocess.run([*command, "--results", str(Path(folder) / f"r{call}")], env=env,
+                                  capture_output=True, text=True)
+            seconds.append(time.perf_counter() - start)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {done.stderr[-400:]}")
+        record = next((Path(folder) / "r1").rglob("*.json"), None)
+    warm = seconds[1:]
+    return [("one `benchsuite run` (mnist1d-mlp, `none`, 1 seed) from the shell, data cached (s)",
+             statistics.median(warm), ONE_RUN_GOAL, f"min {min(warm):.2f}, max {max(warm):.2f}; {repeats} calls"
+             f"{'' if record else '; no record found'}"),
+            ("the same, the first call on a machine (it fills the data cache) (s)", seconds[0], None, "")]
+
+
+def _timed(command: list[str], cwd: Path, env: dict | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} in {cwd} exited {done.returncode}: {done.stdout[-600:]}"
+                           f"{done.stderr[-600:]}")
+    return time.perf_counter() - start
+
+
+def suite_row(baseline: str) -> tuple[str, float, float, str]:
+    """The whole test suite here over the suite at ``baseline``, one after the other, each
+    importing its own checkout (the host and the bundled plugins) through PYTHONPATH."""
+    pytest = [sys.executable, "-m", "pytest", "-n", "auto", "-q", "-p", "no:cacheprovider"]
+    with tempfile.TemporaryDirectory() as folder:
+        old = Path(folder) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(old), baseline], cwd=REPO, check=True)
+        try:
+            times = {}
+            for name, root in (("baseline", old), ("now", REPO)):
+                paths = [str(root), *(str(p) for p in sorted((root / "plugins").iterdir()) if p.is_dir())]
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths),
+                       "BENCHSUITE_CACHE_DIR": str(Path(folder) / f"cache-{name}")}
+                times[name] = _timed(pytest, root, env)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO)
+    return (f"test suite (`pytest -n auto`) wall time now / at {baseline}", times["now"] / times["baseline"],
+            SUITE_GOAL, f"now {times['now']:.0f} s, at {baseline} {times['baseline']:.0f} s")
+
+
+def demo_row() -> tuple[str, float, float, str]:
+    """The job of the README's first command (``tox -e demo``'s ``benchsuite run``), into a
+    fresh results folder and a fresh data cache."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "BENCHSUITE_CACHE_DIR": str(Path(folder) / "cache")}
+        seconds = _timed([str(Path(sys.executable).with_name("benchsuite")), "run", "--matrix",
+                          "tasks/matrices/small-data.toml", "--results", str(Path(folder) / "results"), "--jobs", "2",
+                          "-q"], REPO, env)
+    return ("the README's first command's `benchsuite run` (small-data tier, `--jobs 2`) (s)", seconds, DEMO_GOAL,
+            "after the install; a fresh results folder and data cache")
+
+
 def conv_row(steps: int) -> tuple[str, float, float, str]:
     out = io.StringIO()
     if torch.cuda.is_available():
@@ -156,6 +236,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per comparison")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-methods", action="store_true", help="only the host loop, read-only and conv rows")
+    parser.add_argument("--skip-suite", action="store_true", help="leave out the test suite row (minutes)")
+    parser.add_argument("--suite-baseline", default=SUITE_BASELINE, help="the revision the suite is compared with")
+    parser.add_argument("--skip-demo", action="store_true", help="leave out the README's first command (minutes)")
     parser.add_argument("--blocks", type=int, default=20,
                         help="pairs of 20-step blocks per method for the step-interleaved rows (0: none)")
     args = parser.parse_args()
@@ -165,7 +248,7 @@ def main() -> None:
     print(f"{env['cpu']}, {env['cores']} cores, {args.threads} thread(s); torch {torch.__version__}, "
           f"Python {platform.python_version()}; epochs {args.epochs}, repeats {args.repeats}\n", flush=True)
     quiet = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731
-    rows = []
+    rows = [*one_run_rows()]
     loop = overhead.measure(epochs=2 * args.epochs, repeats=args.repeats, report=quiet)
     rows.append(("host loop / hand-written loop (mnist5k-mlp, `none`)", loop["host/hand"], overhead.GOAL, ""))
     rows.append(("the same without per-hook timing", loop["host without hook timing/hand"], overhead.GOAL, ""))
@@ -190,6 +273,10 @@ def main() -> None:
                                    "20-step blocks"))
     rows.extend(read_only_rows())
     rows.append(conv_row(steps=10))
+    if not args.skip_demo:
+        rows.append(demo_row())
+    if not args.skip_suite:
+        rows.append(suite_row(args.suite_baseline))
     print("| measure | value | goal | holds | note |")
     print("|---|---:|---:|---|---|")
     for name, value, goal, note in rows:

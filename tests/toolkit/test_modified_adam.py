@@ -131,6 +131,12 @@ def test_a_step_the_optimizer_does_not_take_moves_nothing():
 def test_supported_optimizers_are_plain_adam_and_adamw():
     p = [nn.Parameter(torch.zeros(2))]
     assert supports(torch.optim.Adam(p)) and supports(torch.optim.AdamW(p, weight_decay=0.1))
+    # what a task file's [train] builds: torch's class that imports no compiler
+    from benchsuite.tasks.spec import TrainSpec
+    from benchsuite.toolkit.training import build_optimizer
+
+    assert supports(build_optimizer(p, TrainSpec(optimizer="adam")))
+    assert supports(build_optimizer(p, TrainSpec(optimizer="adamw")))
     assert not supports(torch.optim.SGD(p, lr=0.1))
     assert not supports(torch.optim.Adam(p, amsgrad=True))
     assert not supports(torch.optim.Adam(p, maximize=True))

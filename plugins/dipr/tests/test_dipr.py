@@ -106,13 +106,14 @@ def test_momentum_uses_the_previous_steps_weights_in_the_engines_order(monkeypat
     import benchsuite_dipr
 
     calls = []
-    real_prior = benchsuite_dipr.prior_from_scores
+    real_prior = benchsuite_dipr.shared_prior
 
-    def spy(score, old_score, alpha, gen, draws=None):
-        calls.append((score[0].clone(), None if old_score is None else old_score[0].clone()))
-        return real_prior(score, old_score, alpha, gen, draws)
+    def spy(buffers, scores, old_scores, alpha):
+        layers = lambda views: [part.clone() for part in views.parts]  # noqa: E731
+        calls.append(list(zip(layers(scores), layers(old_scores) if old_scores is not None else [None] * 3)))
+        return real_prior(buffers, scores, old_scores, alpha)
 
-    monkeypatch.setattr(benchsuite_dipr, "prior_from_scores", spy)
+    monkeypatch.setattr(benchsuite_dipr, "shared_prior", spy)
     seen = []
     real_penalty = benchsuite_dipr.DynamicInformativePrior.penalty
 
@@ -124,9 +125,9 @@ def test_momentum_uses_the_previous_steps_weights_in_the_engines_order(monkeypat
     monkeypatch.setattr(benchsuite_dipr.DynamicInformativePrior, "penalty", weights_seen)
     record = run_task("dipr", tiny_task_spec(epochs=1), hp={"dipr": {"lam": 1e-2, "alpha": 0.5}}).record
     assert record["status"] == "finished"
-    layers = 3  # the tiny MLP's weight matrices
-    steps = [calls[i:i + layers] for i in range(0, len(calls), layers)]
+    steps = calls  # one call per step, with (|w_t|, |w_{t-1}|) of each of the tiny MLP's 3 weight matrices
     assert len(steps) == len(seen) == record["timings"]["steps"] == 4
+    assert all(len(step) == 3 for step in steps)
     assert all(old is None for _, old in steps[0])
     for step, weights in zip(steps, seen):
         for (score, _), w in zip(step, weights):
@@ -292,3 +293,66 @@ def test_weighted_sum_of_squares_gradient():
     (grad,) = torch.autograd.grad(value, [w])
     assert value.item() == pytest.approx((counts * w.detach().reshape(-1) ** 2).sum().item(), rel=1e-6)
     assert torch.allclose(grad, 2 * counts.reshape(3, 4) * w.detach())
+
+
+@pytest.mark.parametrize("hp", [
+    {}, {"alpha": 1.0}, {"alpha": 0.0}, {"threshold": 1.2}, {"form": "rooted"}, {"prior_reuse": 1},
+    {"experiments": 1}, {"experiments": 3, "s_p": 0.3, "prior_reuse": 7},
+])
+def test_the_shared_sampler_over_all_layers_at_once_is_the_layer_by_layer_one_to_the_bit(hp):
+    """The shared sampler over every layer at once (``SharedBuffers``) against the same
+    sampler layer by layer (the code it replaces, kept for weights of mixed dtypes), over 25
+    steps whose weights move, on convolution and linear weights of odd sizes: the same
+    penalties, gradients through autograd and random draws (the plugin stream's state after
+    every step), and the in-place update the host applies is that gradient to float rounding
+    (one fused multiply-add). So the penalty's distribution is unchanged, draw for draw."""
+    from benchsuite_dipr import DynamicInformativePrior
+
+    from benchsuite.toolkit.gradients import direct_gradient
+    from benchsuite.toolkit.weights import regularized_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList([torch.nn.Conv2d(3, 6, 3), torch.nn.Linear(20, 13), torch.nn.Linear(13, 1),
+                                 torch.nn.Linear(7, 30)])
+    weights = regularized_weights(model)
+    batched, by_layer = (DynamicInformativePrior(lam=0.7, **hp) for _ in range(2))
+
+    class RunA:
+        rng = torch.Generator().manual_seed(11)
+
+    class RunB:
+        rng = torch.Generator().manual_seed(11)
+
+    for _ in range(25):
+        a = batched.penalty(model=model, run=RunA)
+        b = by_layer._layer_by_layer_penalty(weights, RunB)
+        assert torch.equal(a, b)
+        assert torch.equal(RunA.rng.get_state(), RunB.rng.get_state())
+        grads_a, grads_b = torch.autograd.grad(a, weights), torch.autograd.grad(b, weights)
+        assert all(torch.equal(x, y) for x, y in zip(grads_a, grads_b))
+        update = direct_gradient(a)
+        assert (update is not None) == (hp.get("form", "squared") == "squared")
+        if update is not None:
+            direct = [torch.zeros_like(w) for w in weights]
+            update.add(direct)
+            assert all(torch.allclose(x, y, rtol=1e-6, atol=0) for x, y in zip(direct, grads_b))
+        for plugin in (batched, by_layer):
+            plugin.post_step(model=model, optimizer=None, run=RunA)
+        with torch.no_grad():
+            for w in weights:
+                w.add_(0.02 * torch.randn_like(w))
+
+
+def test_weights_of_mixed_dtypes_go_layer_by_layer():
+    from benchsuite_dipr import DynamicInformativePrior
+
+    model = torch.nn.ModuleList([torch.nn.Linear(4, 3), torch.nn.Linear(3, 2).double()])
+
+    class Run:
+        rng = torch.Generator().manual_seed(0)
+
+    plugin = DynamicInformativePrior(lam=1.0, s_p=0.5)
+    for _ in range(3):
+        term = plugin.penalty(model=model, run=Run)
+        plugin.post_step(model=model, optimizer=None, run=Run)
+    assert term.dtype == torch.float64 and term.requires_grad and plugin.buffers.key is None

@@ -41,6 +41,52 @@ def test_soft_threshold_elementwise():
     assert torch.equal(soft_threshold(a, 1.0), torch.tensor([2.0, -2.0, 0.0, 0.0, 0.0, 0.0]))
 
 
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_moved_gradients_are_the_loss_gradients_plus_the_regularizers_to_the_bit(norm):
+    from benchsuite_gcsr import coherence_counts, moved_gradients, regularizer_gradient, sign_kept_counts
+
+    gen = torch.Generator().manual_seed(1)
+    weights = [torch.randn(30, 20, generator=gen) * 0.1, torch.randn(5, generator=gen)]
+    weights[0][0, :4] = 0.0
+    grads = [torch.randn(w.shape, generator=gen) * 1e-3 for w in weights]
+    grads[1][:2] = 0.0
+    reference = [g + r for g, r in zip(grads, regularizer_gradient(weights, norm, 3e-4))]
+    moved = moved_gradients(grads, weights, norm, 3e-4)
+    assert all(torch.equal(a, b) for a, b in zip(moved, reference))
+    counts = sign_kept_counts(grads, moved)
+    assert [int(c) for c in counts] == [int(c) for c in coherence_counts(grads, regularizer_gradient(weights, norm,
+                                                                                                     3e-4))]
+
+
+def test_the_one_pass_proximal_step_is_the_two_pass_one_to_the_bit():
+    """post_step's soft thresholding (``softshrink`` in place, for a lambda known on the
+    host) against w - clamp(w, -z, z), the form kept for a lambda decided on the device
+    (mode orig): the same values, at the edges +-z and at 0 and -0. (A zero it makes may be
+    -0 where the two-pass form gives +0: equal as numbers, and every later use of a weight
+    treats them alike.)"""
+    from benchsuite_gcsr import GradientCoherentRegularization
+
+    plugin = GradientCoherentRegularization(norm="l1", mode="always", lam=0.5)
+    gen = torch.Generator().manual_seed(0)
+    z = 0.05 * 0.5
+    weights = [torch.randn(40, 30, generator=gen) * 0.05, torch.randn(7, generator=gen) * 0.05]
+    weights[0][0, :5] = torch.tensor([z, -z, 0.0, -0.0, 2 * z])
+    model = nn.ModuleList([nn.Linear(30, 40), nn.Linear(7, 1)])
+
+    class Run:
+        lr, epoch = 0.05, 1
+
+    for device_lam in (False, True):
+        with torch.no_grad():
+            model[0].weight.copy_(weights[0])
+            model[1].weight.copy_(weights[1].reshape(1, 7))
+            plugin.current_lam = torch.tensor(0.5, dtype=torch.float64) if device_lam else 0.5
+            plugin.post_step(model=model, optimizer=None, run=Run)
+        for got, w in zip((model[0].weight, model[1].weight), weights):
+            expected = w.reshape(got.shape) - w.reshape(got.shape).clamp(-z, z)
+            assert torch.equal(got, expected)
+
+
 def _step(plugin_hp, epoch=1):
     task = tiny_task_spec(optimizer="sgd", lr=0.1)
     model, opt, run, hooks = build_for("gcsr", {"gcsr": plugin_hp}, task=task)

@@ -83,6 +83,32 @@ def test_opposing_penalty_on_a_constructed_case():
     assert opposing(theta_next, penalty).tolist() == [True, False, True]
 
 
+def test_rop_counts_are_those_of_eq10_computed_tensor_by_tensor():
+    """The plugin's R_op counts, taken in place over all weights at once, against eq. 10 as
+    ``opposing`` states it, tensor by tensor: the same counts, on weights where the decay
+    opposes a good share of the steps (steps as large as the weights)."""
+    from benchsuite_lpwd import LayerwisePreWeightDecay
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        weights = [torch.randn(shape, generator=gen) for shape in [(16, 8), (16, 16), (4, 16, 3, 3)]]
+        befores = [w + torch.randn(w.shape, generator=gen) * 0.3 for w in weights]
+        befores[1][0, :5] = 0.0  # no penalty there: not counted
+        plugin = LayerwisePreWeightDecay(lam=0.7)
+        plugin._tensor_rates = [0.2, 0.5, 0.9]
+
+        class Run:
+            lr = 0.3
+
+        penalties = [Run.lr * r * b for r, b in zip(plugin._tensor_rates, befores)]
+        expected_opposed = sum(int(opposing(w, p).sum()) for w, p in zip(weights, penalties))
+        expected_penalized = sum(int((p != 0).sum()) for p in penalties)
+        plugin._count(weights, [b.clone() for b in befores], Run)
+        assert int(plugin._opposing) == expected_opposed and int(plugin._penalized) == expected_penalized
+        assert 0 < expected_opposed < expected_penalized
+        assert float(plugin._epoch_ratio_sum) == pytest.approx(expected_opposed / expected_penalized, rel=1e-6)
+
+
 def test_rwd_never_opposes_and_wd_does_under_strong_decay():
     task = tiny_task_spec(epochs=3, optimizer="sgd", lr=0.5)
     hp = {"lam": 1.0, "rop_every": 1}
