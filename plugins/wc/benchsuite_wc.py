@@ -113,17 +113,17 @@ class Compander(Elementwise):
     def psi_and_step_scale(self, v, out=None):
         """Psi and dPsi/dv as slope / (1 + x^2) (arctan), slope / sqrt(1 + x^2) (arsinh) or
         slope * exp(-x^2) (erf): the modified step folds the factor (written into a kept
-        buffer) into Adam's update, so the pass that divides it into the slope is not taken."""
+        buffer) into Adam's update, so the pass that divides it into the slope is not taken.
+        At b != 1, x = v/b is written where Psi goes and f is applied to it in place."""
         a, b, offset, _, slope = self._fixed_values(v)
-        x = v if b == 1.0 else v / b
-        factor = self.step_buffer(v)
-        if self.fn == "arctan":
-            return torch.atan(x, out=out).mul_(a), StepScale(slope, over=torch.addcmul(offset, x, x, out=factor))
-        if self.fn == "arsinh":
-            over = torch.addcmul(offset, x, x, out=factor).sqrt_()
-            return torch.asinh(x, out=out).mul_(a), StepScale(slope, over=over)
-        times = torch.addcmul(offset, x, x, value=-1, out=factor).exp_()
-        return torch.erf(x, out=out).mul_(a), StepScale(slope, times=times)
+        x = v if b == 1.0 else torch.div(v, b, out=out)
+        f = {"arctan": torch.atan, "arsinh": torch.asinh, "erf": torch.erf}[self.fn]
+        if self.fn == "erf":
+            scale = StepScale(slope, times=torch.addcmul(offset, x, x, value=-1, out=self.step_buffer(v)).exp_())
+        else:
+            over = torch.addcmul(offset, x, x, out=self.step_buffer(v))
+            scale = StepScale(slope, over=over if self.fn == "arctan" else over.sqrt_())
+        return (f(x, out=out) if x is v else f(x, out=x)).mul_(a), scale
 
     @classmethod
     def psi_many(cls, companders, vs, step_scale, multi_tensor=None):
