@@ -179,10 +179,13 @@ def sum_of_abs(weights: list[torch.Tensor]) -> torch.Tensor:
 def l2_penalty(lam: float, weights: list[torch.Tensor]) -> torch.Tensor:
     """``lam * sum_of_squares(weights)``; where every weight is a leaf parameter, with its
     gradient 2 lam w attached for the host to add to their gradients in one in-place pass
-    (``benchsuite.toolkit.gradients``) instead of back-propagating it."""
+    (``benchsuite.toolkit.gradients``) instead of back-propagating it. The product 2 lam w is
+    rounded before the sum, as autograd rounds it (an ``alpha`` add may fuse the two into one
+    rounding): the gradients equal autograd's bit for bit."""
     term = lam * sum_of_squares(weights)
     detached = [w.detach() for w in weights]
-    return with_direct_gradient(term, weights, lambda grads: torch._foreach_add_(grads, detached, alpha=2 * lam))
+    return with_direct_gradient(
+        term, weights, lambda grads: torch._foreach_add_(grads, torch._foreach_mul(detached, 2 * lam)))
 
 
 def l1_penalty(lam: float, weights: list[torch.Tensor]) -> torch.Tensor:

@@ -246,7 +246,10 @@ def main() -> None:
     env = environment(torch.device("cpu"))
     print(f"# benchsuite performance, {datetime.date.today().isoformat()}")
     print(f"{env['cpu']}, {env['cores']} cores, {args.threads} thread(s); torch {torch.__version__}, "
-          f"Python {platform.python_version()}; epochs {args.epochs}, repeats {args.repeats}\n", flush=True)
+          f"Python {platform.python_version()}; epochs {args.epochs}, repeats {args.repeats}; load average at the "
+          f"start {os.getloadavg()[0]:.2f}"
+          f"{' (above the cores: other processes competed for them)' if os.getloadavg()[0] > env['cores'] else ''}\n",
+          flush=True)
     quiet = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731
     rows = [*one_run_rows()]
     loop = overhead.measure(epochs=2 * args.epochs, repeats=args.repeats, report=quiet)
