@@ -181,12 +181,16 @@ def test_a_signal_to_the_parent_stops_a_pool_run_at_once_and_the_rerun_resumes(t
 def test_a_ctrl_c_after_the_command_ends_exits_quietly(tmp_path):
     """Ctrl-C while the interpreter shuts down (here: an exit handler that takes a while, as
     joining a worker pool does): exit 130 at once, no traceback from the exit handler. The
-    signal is sent once the exit handlers have begun (the one registered last runs first
-    and says so), not after a fixed pause."""
+    handler says when it has begun, and the signal is sent then, not after a fixed pause; it
+    waits in short sleeps, so that a signal that lands between two of them is handled after
+    the first (one long sleep started just after the signal would outlast the test)."""
     script = ("import atexit, sys, time\n"
               "from benchsuite import cli\n"
-              "atexit.register(time.sleep, 30)\n"
-              "atexit.register(print, 'exiting', flush=True)\n"
+              "def join_a_pool():\n"
+              "    print('exiting', flush=True)\n"
+              "    for _ in range(300):\n"
+              "        time.sleep(0.1)\n"
+              "atexit.register(join_a_pool)\n"
               "code = cli.console_main(['tasks'])\n"
               "print('ended', flush=True)\n"
               "raise SystemExit(code)\n")
