@@ -486,3 +486,19 @@ def test_friedman_draws_as_many_as_the_other_monte_carlo_tests_by_default_and_pr
     assert analysis["overall"]["friedman"]["perm"] == "Monte Carlo, 100,000 draws"
     text = to_markdown(report_blocks(analysis, "r", {}))
     assert re.search(r"permutation p = \S+ \(Monte Carlo, 100,000 draws;", text)
+
+
+def test_importing_the_statistics_loads_no_scipy_stats_until_one_is_computed():
+    """scipy.stats takes most of a second to import: a command that computes no statistic
+    (a plain `run`) does not pay it, and the first statistic loads it."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "import benchsuite.stats, benchsuite.runs.sequential, benchsuite.report.plan\n"
+              "print('scipy.stats' in sys.modules)\n"
+              "benchsuite.stats.compare({0: 1.0, 1: 2.0, 2: 2.5}, {0: 0.5, 1: 1.0, 2: 1.0}, True, 0.0)\n"
+              "print('scipy.stats' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
