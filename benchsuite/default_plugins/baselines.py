@@ -83,6 +83,10 @@ class WeightDecay(Plugin):
                        help="decay rate; scaled by the current lr"),
     )
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.walk = EpochCache(weight_parameters)
+
     @hookimpl
     def configure(self, run):
         if run.task.train.weight_decay:
@@ -90,10 +94,6 @@ class WeightDecay(Plugin):
                 "wd: the task's optimizer already applies weight_decay="
                 f"{run.task.train.weight_decay}; decay would be applied twice"
             )
-
-    def __init__(self, **values):
-        super().__init__(**values)
-        self.walk = EpochCache(weight_parameters)
 
     @hookimpl
     def modify_grad(self, model, optimizer, run):
