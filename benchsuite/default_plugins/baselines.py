@@ -38,7 +38,7 @@ class L2(Plugin):
         self.walk = EpochCache(lambda model: [module for _, module in weight_modules(model)])
 
     @hookimpl
-    def penalty(self, model, run):  # the gradient 2 lam w is added in one pass after backward
+    def penalty(self, model, run):  # the gradient 2 lam w is added in place after backward
         return l2_penalty(self.hp["lam"], [module.weight for module in self.walk(model, run)])
 
 
