@@ -38,7 +38,7 @@ class L2(Plugin):
         self.walk = EpochCache(lambda model: [module for _, module in weight_modules(model)])
 
     @hookimpl
-    def penalty(self, model, run):  # the gradient 2 lam w is added in one pass after backward
+    def penalty(self, model, run):  # the gradient 2 lam w is added in place after backward
         return l2_penalty(self.hp["lam"], [module.weight for module in self.walk(model, run)])
 
 
@@ -83,6 +83,10 @@ class WeightDecay(Plugin):
                        help="decay rate; scaled by the current lr"),
     )
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self.walk = EpochCache(weight_parameters)
+
     @hookimpl
     def configure(self, run):
         if run.task.train.weight_decay:
@@ -90,10 +94,6 @@ class WeightDecay(Plugin):
                 "wd: the task's optimizer already applies weight_decay="
                 f"{run.task.train.weight_decay}; decay would be applied twice"
             )
-
-    def __init__(self, **values):
-        super().__init__(**values)
-        self.walk = EpochCache(weight_parameters)
 
     @hookimpl
     def modify_grad(self, model, optimizer, run):

@@ -1,15 +1,15 @@
 """Penalty terms whose gradient the host adds to the parameters' gradients in place.
 
 A ``penalty`` hook returns a differentiable term, which the host adds to the loss before
-backward. Back-propagated, a term such as L2's lam * sum(w^2) produces a new gradient tensor
-per weight (2 lam w) that autograd then adds to the loss's gradient: two passes over the
-weights and a fresh allocation. When the gradient is a simple function of leaf parameters,
-the plugin can attach to the term, with :func:`with_direct_gradient`, the in-place update
-that adds it to their ``.grad`` (``torch._foreach_add_(grads, weights, alpha=2 * lam)``: one
-pass). The host (``benchsuite.execution.engine.train_step``) then adds the term's value to
-the loss without its graph and applies the update right after backward: after AMP's
-unscaling and before ``modify_grad``, so every hook after backward sees the gradient of loss
-plus penalties, as through autograd. The term itself stays differentiable: a test or a plugin
+backward. Back-propagated, a term such as L1's lam * sum(|w|) produces a new gradient tensor
+per weight (lam sign(w)) that autograd then adds to the loss's gradient, through its graph.
+When the gradient is a simple function of leaf parameters, the plugin can attach to the term,
+with :func:`with_direct_gradient`, the in-place update that adds it to their ``.grad``
+(``torch._foreach_add_(grads, signs, alpha=lam)``: one multi-tensor pass). The host
+(``benchsuite.execution.engine.train_step``) then adds the term's value to the loss without
+its graph and applies the update right after backward: after AMP's unscaling and before
+``modify_grad``, so every hook after backward sees the gradient of loss plus penalties, as
+through autograd. The term itself stays differentiable: a test or a plugin
 that back-propagates it gets its gradient from autograd as before.
 
 The update must add exactly the term's gradient (the host checks nothing). It is attached

@@ -14,7 +14,9 @@ in the order none, method, method, none, ...): the median over N pairs of blocks
 method's block time over the adjacent ``none`` block's. Each block is a fraction of a second,
 so drifts in the machine's speed over seconds, which full runs interleave only run by run,
 hit both sides of a pair alike. It times ``benchsuite.execution.engine.train_step`` and the batches
-the engine feeds it (no evaluation, no per-epoch hooks).
+the engine feeds it (no evaluation, no per-epoch hooks). With ``--cpu-time`` each block is timed
+by this thread's CPU time (``time.thread_time``) instead of the wall clock, so the time other
+processes hold the core is left out (their pressure on caches and memory is not).
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def measure(plugin: str, settings=(), task_name: str = "mnist5k-mlp", optimizer:
 
 
 def measure_blocks(plugin: str, settings=(), task_name: str = "mnist5k-mlp", optimizer: str | None = None,
-                   blocks: int = 20, block: int = 20, report=print) -> dict[str, float]:
+                   blocks: int = 20, block: int = 20, report=print, cpu_time: bool = False) -> dict[str, float]:
     """Median ratio of the method's step time over ``none``'s, the two runs' steps
-    interleaved in blocks of ``block`` steps within one process (``blocks`` pairs)."""
+    interleaved in blocks of ``block`` steps within one process (``blocks`` pairs); the
+    blocks timed by the thread's CPU time with ``cpu_time``."""
     available = discover()
     baseline, method = matrix.parse_methods([plugin], available, list(settings), baseline=True)
     task = get_task(task_name)
@@ -75,13 +78,15 @@ def measure_blocks(plugin: str, settings=(), task_name: str = "mnist5k-mlp", opt
         training = build_training(chosen.names, chosen.hyperparameters, task=task, available=available)
         sides.append((training, training_batches(training, steps), engine.EpochSums.zeros(training.run.device)))
 
+    clock = time.thread_time if cpu_time else time.perf_counter
+
     def timed_block(side) -> float:
         training, batches, sums = side
-        start = time.perf_counter()
+        start = clock()
         for _ in range(block):
             inputs, targets = next(batches)
             engine.train_step(training, inputs, targets, sums)
-        return time.perf_counter() - start
+        return clock() - start
 
     timed_block(sides[0]), timed_block(sides[1])
     ratios = []
@@ -91,7 +96,8 @@ def measure_blocks(plugin: str, settings=(), task_name: str = "mnist5k-mlp", opt
         else:
             base_s, method_s = timed_block(sides[0]), timed_block(sides[1])
         ratios.append(method_s / base_s)
-    report(f"{method.label} vs none on {task_name}, {blocks} pairs of {block}-step blocks: ratios "
+    report(f"{method.label} vs none on {task_name}, {blocks} pairs of {block}-step blocks"
+           f"{' (CPU time)' if cpu_time else ''}: ratios "
            + " ".join(f"{r:.2f}" for r in ratios))
     return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "label": method.label}
 
@@ -108,10 +114,13 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=0,
                         help="interleave the two runs' steps in this many pairs of blocks instead of whole runs")
     parser.add_argument("--block", type=int, default=20, help="steps per block (with --blocks)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="with --blocks: time each block by this thread's CPU time, not the wall clock")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.blocks:
-        result = measure_blocks(args.plugin, args.set, args.task, args.optimizer, args.blocks, args.block)
+        result = measure_blocks(args.plugin, args.set, args.task, args.optimizer, args.blocks, args.block,
+                                cpu_time=args.cpu_time)
     else:
         result = measure(args.plugin, args.set, args.task, args.optimizer, args.epochs, args.repeats)
     median = result["ratio"]

@@ -62,8 +62,7 @@ def test_the_one_pass_proximal_step_is_the_two_pass_one_to_the_bit():
     """post_step's soft thresholding (``softshrink`` in place, for a lambda known on the
     host) against w - clamp(w, -z, z), the form kept for a lambda decided on the device
     (mode orig): the same values, at the edges +-z and at 0 and -0. (A zero it makes may be
-    -0 where the two-pass form gives +0: equal as numbers, and every later use of a weight
-    treats them alike.)"""
+    -0 where the two-pass form gives +0: equal as numbers.)"""
     from benchsuite_gcsr import GradientCoherentRegularization
 
     plugin = GradientCoherentRegularization(norm="l1", mode="always", lam=0.5)
